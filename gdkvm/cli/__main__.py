@@ -1,0 +1,3 @@
+from gdkvm.cli import main
+
+raise SystemExit(main())
