@@ -1,0 +1,147 @@
+"""ED/ES frames from the LV area curve (pure numpy/scipy).
+
+Recipe (reference/echo-data-and-ef.md section 3.3): smooth the curve with a centred moving average of about
+0.1 s; ES frames are minima at least ``60 / max_heart_rate`` seconds apart whose prominence is at least
+``min_prominence`` times the curve's robust range (5th to 95th percentile); the ED of each beat is the maximum
+between the previous ES and this one (for the first ES, the maximum before it, which counts only when the curve
+actually rises to it inside the clip). Both frames are then moved to the raw curve's extremum within half a
+smoothing window. A curve whose robust range is below ``flat_threshold`` of its median has no beat.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.ndimage import uniform_filter1d
+from scipy.signal import find_peaks
+
+from gdkvm.errors import GdkvmError
+
+__all__ = ["BeatFrames", "NoBeatFoundError", "detect_beats", "smooth_curve"]
+
+PARTIAL = "partial beat: the clip starts after ED (no rise to the ED maximum)"
+TINY = "tiny prominence: the ED-ES area change is small against the curve's range"
+
+
+class NoBeatFoundError(GdkvmError, ValueError):
+    """The LV area curve has no beat (flat, empty, or no clear end-systolic minimum)."""
+
+
+@dataclass(frozen=True)
+class BeatFrames:
+    """One ED -> ES pair found on the area curve.
+
+    Attributes:
+        ed: ED frame index; es: ES frame index (ed < es).
+        amplitude: (smoothed ED area - smoothed ES area) / robust range.
+        reason: why the beat should be rejected (partial, tiny prominence), or None.
+    """
+
+    ed: int
+    es: int
+    amplitude: float
+    reason: str | None = None
+
+
+def _window(fps: float, smooth_s: float, n: int) -> int:
+    w = max(1, int(round(smooth_s * fps)))
+    w = w if w % 2 else w + 1
+    return max(1, min(w, n if n % 2 else n - 1))
+
+
+def smooth_curve(area: np.ndarray, fps: float, *, smooth_s: float = 0.1) -> np.ndarray:
+    """Centred moving average over ``smooth_s`` seconds (an odd number of frames, edges repeated).
+
+    Args:
+        area: [T] LV area per frame.
+        fps: frames per second.
+        smooth_s: window length in seconds.
+
+    Returns:
+        [T] float64 smoothed curve.
+    """
+    area = np.asarray(area, dtype=np.float64)
+    return uniform_filter1d(area, size=_window(fps, smooth_s, len(area)), mode="nearest")
+
+
+def _check(area: np.ndarray, fps: float | None) -> np.ndarray:
+    area = np.asarray(area, dtype=np.float64)
+    if area.ndim != 1:
+        raise ValueError(f"the area curve must be 1-D [T], got shape {area.shape}")
+    if not np.isfinite(area).all():
+        raise ValueError("the area curve has NaN or infinite values")
+    if fps is None or not math.isfinite(fps) or fps <= 0:
+        raise ValueError(f"beat detection needs the frame rate; got {fps!r} (pass it explicitly, e.g. --fps)")
+    return area
+
+
+def _refine(area: np.ndarray, idx: int, half: int, *, largest: bool) -> int:
+    lo, hi = max(0, idx - half), min(len(area), idx + half + 1)
+    seg = area[lo:hi]
+    return lo + int(np.argmax(seg) if largest else np.argmin(seg))
+
+
+def detect_beats(
+    area: np.ndarray,
+    fps: float | None,
+    *,
+    max_heart_rate: float = 200.0,
+    smooth_s: float = 0.1,
+    min_prominence: float = 0.3,
+    flat_threshold: float = 0.05,
+) -> list[BeatFrames]:
+    """ED/ES pairs of every systole in an LV area curve.
+
+    Args:
+        area: [T] LV area per frame (any unit).
+        fps: frame rate (frames per second); required.
+        max_heart_rate: highest plausible heart rate in beats per minute (sets the minimum ES spacing).
+        smooth_s: smoothing window in seconds.
+        min_prominence: minimum ES prominence and ED-ES amplitude, as a fraction of the robust range.
+        flat_threshold: robust range below this fraction of the median area means no beat.
+
+    Returns:
+        the beats in time order; rejected ones (partial, tiny prominence) carry a ``reason``.
+
+    Raises:
+        ValueError: bad curve or unknown frame rate.
+        NoBeatFoundError: flat curve, no LV, or no end-systolic minimum.
+    """
+    area = _check(area, fps)
+    if len(area) < 3:
+        raise NoBeatFoundError(f"no beat found: the clip has only {len(area)} frame(s)")
+    s = smooth_curve(area, fps, smooth_s=smooth_s)
+    med = float(np.median(s))
+    if med <= 0:
+        raise NoBeatFoundError("no beat found: the LV is empty in most frames")
+    rng = float(np.percentile(s, 95) - np.percentile(s, 5))
+    if rng < flat_threshold * med:
+        raise NoBeatFoundError(
+            f"no beat found: the LV area curve is flat (robust range {100 * rng / med:.1f} % of the median area)"
+        )
+    distance = max(1, int(round(fps * 60.0 / max_heart_rate)))
+    es_idx, _ = find_peaks(-s, distance=distance, prominence=min_prominence * rng)
+    if len(es_idx) == 0:
+        raise NoBeatFoundError(
+            f"no beat found: no end-systolic minimum in {len(area)} frames ({len(area) / fps:.2f} s); "
+            "the clip may be shorter than a beat"
+        )
+    half = _window(fps, smooth_s, len(area)) // 2
+    beats: list[BeatFrames] = []
+    for k, es in enumerate(es_idx):
+        start = 0 if k == 0 else int(es_idx[k - 1])
+        ed = start + int(np.argmax(s[start:es]))
+        amplitude = (s[ed] - s[es]) / rng
+        reason = None
+        if k == 0 and ed <= half:
+            reason = PARTIAL
+        elif amplitude < min_prominence:
+            reason = TINY
+        ed_r = _refine(area, ed, half, largest=True)
+        es_r = _refine(area, int(es), half, largest=False)
+        if ed_r >= es_r:
+            ed_r, es_r = ed, int(es)
+        beats.append(BeatFrames(ed=ed_r, es=es_r, amplitude=float(amplitude), reason=reason))
+    return beats
