@@ -5,7 +5,9 @@ Recipe (reference/echo-data-and-ef.md section 3.3): smooth the curve with a cent
 ``min_prominence`` times the curve's robust range (5th to 95th percentile); the ED of each beat is the maximum
 between the previous ES and this one (for the first ES, the maximum before it, which counts only when the curve
 actually rises to it inside the clip). Both frames are then moved to the raw curve's extremum within half a
-smoothing window. A curve whose robust range is below ``flat_threshold`` of its median has no beat.
+smoothing window. Beats whose ED-ES change is below ``min_amplitude`` times the robust range (a diastolic notch,
+a flutter) are kept but rejected ("tiny prominence"). A curve whose robust range is below ``flat_threshold`` of its
+median has no beat.
 """
 
 from __future__ import annotations
@@ -89,7 +91,8 @@ def detect_beats(
     *,
     max_heart_rate: float = 200.0,
     smooth_s: float = 0.1,
-    min_prominence: float = 0.3,
+    min_prominence: float = 0.15,
+    min_amplitude: float = 0.35,
     flat_threshold: float = 0.05,
 ) -> list[BeatFrames]:
     """ED/ES pairs of every systole in an LV area curve.
@@ -99,7 +102,8 @@ def detect_beats(
         fps: frame rate (frames per second); required.
         max_heart_rate: highest plausible heart rate in beats per minute (sets the minimum ES spacing).
         smooth_s: smoothing window in seconds.
-        min_prominence: minimum ES prominence and ED-ES amplitude, as a fraction of the robust range.
+        min_prominence: minimum ES prominence for a candidate, as a fraction of the robust range.
+        min_amplitude: minimum ED-ES change of an accepted beat, as a fraction of the robust range.
         flat_threshold: robust range below this fraction of the median area means no beat.
 
     Returns:
@@ -137,7 +141,7 @@ def detect_beats(
         reason = None
         if k == 0 and ed <= half:
             reason = PARTIAL
-        elif amplitude < min_prominence:
+        elif amplitude < min_amplitude:
             reason = TINY
         ed_r = _refine(area, ed, half, largest=True)
         es_r = _refine(area, int(es), half, largest=False)

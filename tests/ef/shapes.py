@@ -42,12 +42,13 @@ def beating_clip(
     rng = np.random.default_rng(seed)
     t = np.arange(int(round(fps * seconds))) / fps
     rates = np.atleast_1d(np.asarray(heart_rate, dtype=np.float64))
+    rates = np.resize(rates, max(len(rates), int(seconds * rates.max() / 60.0) + 3))  # cycle the given rates
     periods = 60.0 / rates
     starts = np.concatenate([[-start_phase * periods[0]], -start_phase * periods[0] + np.cumsum(periods)])
     contraction = np.zeros(len(t))
     for i, tt in enumerate(t):
         k = min(int(np.searchsorted(starts, tt, side="right")) - 1, len(periods) - 1)
-        ph = (tt - starts[k]) / periods[k % len(periods)]
+        ph = (tt - starts[k]) / periods[k]
         c = ph / 0.35 if ph < 0.35 else max(0.0, 1.0 - (ph - 0.35) / 0.35)
         contraction[i] = 0.5 - 0.5 * np.cos(np.pi * min(c, 1.0))
     h, w = size
