@@ -99,8 +99,7 @@ def _resolve_backend(backend: str, k: torch.Tensor, dk: int, dv: int) -> str:
 def _triton_available() -> bool:
     import importlib.util
 
-    has_kernels = importlib.util.find_spec(__package__ + ".autograd") is not None
-    return has_kernels and importlib.util.find_spec("triton") is not None
+    return importlib.util.find_spec("triton") is not None
 
 
 def frame_gated_delta(

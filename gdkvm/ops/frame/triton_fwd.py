@@ -1,0 +1,285 @@
+"""Triton forward of the frame rule: a parallel Gram pre-pass, the serial state recurrence, a parallel readout.
+
+The state recurrence is the only serial part. Everything that does not depend on the state (K_t^T K_t and K_t^T V_t
+for all frames, the GEMMs over the N pixels) runs first as one parallel launch on tensor cores, the recurrence then
+walks all T frames of a batch element in ONE program (only Dk x Dk x Dv work per frame), and the readout
+O_t = K_t S_t runs in parallel over (frame, pixel tile, value tile). See README.md for the layout and numerics.
+
+States are written for every frame to ``states [B, T + 1, Dk, Dv]`` (slot 0 = initial state, slot t + 1 = S_t), which
+is the readout's input and the backward's checkpoint.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+
+def dot_precision(dtype: torch.dtype, device: torch.device) -> str:
+    """``tl.dot`` input precision: 3xTF32 (fp32-accurate) for fp32 inputs, TF32 for bf16 ones (exact for bf16)."""
+    if device.type != "cuda":
+        return "ieee"
+    return "tf32x3" if dtype == torch.float32 else "tf32"
+
+
+def block_sizes(dk: int, dv: int, heads: int) -> tuple[int, int, int]:
+    """(BK, BV, BH): padded key width, value tile of the serial kernels, padded head count; all >= 16 for tl.dot."""
+    bk = max(16, triton.next_power_of_2(dk))
+    bv = max(16, min(triton.next_power_of_2(dv), 4096 // bk))
+    bh = max(16, triton.next_power_of_2(heads))
+    return bk, bv, bh
+
+
+@triton.jit
+def _kt_y_tile(x_ptr, y_ptr, N, DK, DY, col0, BK: tl.constexpr, BN: tl.constexpr, BY: tl.constexpr, PREC: tl.constexpr):
+    """X^T Y[:, col0:col0+BY] for one frame: X [N, DK], Y [N, DY] row-major; returns [BK, BY] fp32."""
+    rk = tl.arange(0, BK)
+    ry = col0 + tl.arange(0, BY)
+    acc = tl.zeros((BK, BY), dtype=tl.float32)
+    for n0 in range(0, N, BN):
+        rn = n0 + tl.arange(0, BN)
+        xt = tl.load(x_ptr + rn[None, :] * DK + rk[:, None], mask=(rn[None, :] < N) & (rk[:, None] < DK), other=0.0)
+        y = tl.load(y_ptr + rn[:, None] * DY + ry[None, :], mask=(rn[:, None] < N) & (ry[None, :] < DY), other=0.0)
+        acc += tl.dot(xt.to(tl.float32), y.to(tl.float32), input_precision=PREC)
+    return acc
+
+
+@triton.jit
+def gram_kernel(
+    k_ptr,
+    y_ptr,
+    ky_ptr,
+    kk_ptr,
+    N,
+    DK,
+    DY,
+    WITH_KK: tl.constexpr,
+    BK: tl.constexpr,
+    BN: tl.constexpr,
+    BY: tl.constexpr,
+    PREC: tl.constexpr,
+):
+    """Per frame bt: ky[bt] = K^T Y (column tile per program) and, in the last column program, kk[bt] = K^T K.
+
+    Grid: (B*T, cdiv(DY, BY) + WITH_KK). k [BT, N, DK], y [BT, N, DY], ky [BT, DK, DY] fp32, kk [BT, DK, DK] fp32.
+    """
+    bt = tl.program_id(0).to(tl.int64)
+    pc = tl.program_id(1)
+    k_base = k_ptr + bt * N * DK
+    rk = tl.arange(0, BK)
+    if pc * BY < DY:
+        acc = _kt_y_tile(k_base, y_ptr + bt * N * DY, N, DK, DY, pc * BY, BK, BN, BY, PREC)
+        ry = pc * BY + tl.arange(0, BY)
+        mask = (rk[:, None] < DK) & (ry[None, :] < DY)
+        tl.store(ky_ptr + bt * DK * DY + rk[:, None] * DY + ry[None, :], acc, mask=mask)
+    elif WITH_KK:
+        acc = _kt_y_tile(k_base, k_base, N, DK, DK, 0, BK, BN, BK, PREC)
+        mask = (rk[:, None] < DK) & (rk[None, :] < DK)
+        tl.store(kk_ptr + bt * DK * DK + rk[:, None] * DK + rk[None, :], acc, mask=mask)
+
+
+@triton.jit
+def head_expander(j0, DV, HD, BV: tl.constexpr, BH: tl.constexpr, TRANSPOSED: tl.constexpr):
+    """One-hot heads -> value channels j0..j0+BV: [BH, BV] ([BV, BH] if TRANSPOSED) fp32, 1 where c // HD == h."""
+    rh = tl.arange(0, BH)
+    rv = j0 + tl.arange(0, BV)
+    if TRANSPOSED:
+        hit = ((rv[:, None] // HD) == rh[None, :]) & (rv[:, None] < DV)
+    else:
+        hit = ((rv[None, :] // HD) == rh[:, None]) & (rv[None, :] < DV)
+    return hit.to(tl.float32)
+
+
+@triton.jit
+def gate_logits(
+    s_ptr, wb_ptr, wa_ptr, DK, DV, H, BK: tl.constexpr, BV: tl.constexpr, BH: tl.constexpr, PREC: tl.constexpr
+):
+    """S W_beta and S W_alpha for one state S [DK, DV] (row-major, fp32); W [DV, H]. Returns two [BK, BH] fp32."""
+    rk = tl.arange(0, BK)
+    rh = tl.arange(0, BH)
+    pb = tl.zeros((BK, BH), dtype=tl.float32)
+    pa = tl.zeros((BK, BH), dtype=tl.float32)
+    for j0 in range(0, DV, BV):
+        rv = j0 + tl.arange(0, BV)
+        s = tl.load(s_ptr + rk[:, None] * DV + rv[None, :], mask=(rk[:, None] < DK) & (rv[None, :] < DV), other=0.0)
+        wmask = (rv[:, None] < DV) & (rh[None, :] < H)
+        wb = tl.load(wb_ptr + rv[:, None] * H + rh[None, :], mask=wmask, other=0.0)
+        wa = tl.load(wa_ptr + rv[:, None] * H + rh[None, :], mask=wmask, other=0.0)
+        pb += tl.dot(s, wb, input_precision=PREC)
+        pa += tl.dot(s, wa, input_precision=PREC)
+    return pb, pa
+
+
+@triton.jit
+def softplus(x):
+    return tl.maximum(x, 0.0) + tl.log(1.0 + tl.exp(-tl.abs(x)))
+
+
+@triton.jit
+def fwd_recurrence_kernel(
+    kk_ptr,
+    kv_ptr,
+    h0_ptr,
+    wb_ptr,
+    wa_ptr,
+    alog_ptr,
+    dt_ptr,
+    states_ptr,
+    T,
+    DK,
+    DV,
+    H,
+    HD,
+    HAS_H0: tl.constexpr,
+    BK: tl.constexpr,
+    BV: tl.constexpr,
+    BH: tl.constexpr,
+    PREC: tl.constexpr,
+):
+    """Walk all T frames of one batch element: states[b, t + 1] = S_t from states[b, t], K^T K and K^T V.
+
+    Grid: (B,). kk [B, T, DK, DK], kv [B, T, DK, DV], h0 [B, DK, DV], states [B, T + 1, DK, DV], all fp32.
+    """
+    b = tl.program_id(0).to(tl.int64)
+    rk = tl.arange(0, BK)
+    rh = tl.arange(0, BH)
+    rate = tl.exp(tl.load(alog_ptr + rh, mask=rh < H, other=0.0))
+    dt = tl.load(dt_ptr + rh, mask=rh < H, other=0.0)
+    st_base = states_ptr + b * (T + 1) * DK * DV
+    t_start = 0
+    for j0 in range(0, DV, BV):
+        rv = j0 + tl.arange(0, BV)
+        offs = rk[:, None] * DV + rv[None, :]
+        mask = (rk[:, None] < DK) & (rv[None, :] < DV)
+        if HAS_H0:
+            tl.store(st_base + offs, tl.load(h0_ptr + b * DK * DV + offs, mask=mask, other=0.0), mask=mask)
+        else:
+            tl.store(
+                st_base + DK * DV + offs, tl.load(kv_ptr + b * T * DK * DV + offs, mask=mask, other=0.0), mask=mask
+            )
+    if not HAS_H0:
+        t_start = 1
+    tl.debug_barrier()
+    for t in range(t_start, T):
+        prev = st_base + t * DK * DV
+        pb, pa = gate_logits(prev, wb_ptr, wa_ptr, DK, DV, H, BK, BV, BH, PREC)
+        beta = tl.sigmoid(pb)
+        alpha = tl.exp(-rate[None, :] * softplus(pa + dt[None, :]))
+        gmask = (rk[:, None] < DK) & (rk[None, :] < DK)
+        gram = tl.load(kk_ptr + (b * T + t) * DK * DK + rk[:, None] * DK + rk[None, :], mask=gmask, other=0.0)
+        for j0 in range(0, DV, BV):
+            rv = j0 + tl.arange(0, BV)
+            offs = rk[:, None] * DV + rv[None, :]
+            mask = (rk[:, None] < DK) & (rv[None, :] < DV)
+            s = tl.load(prev + offs, mask=mask, other=0.0)
+            kv = tl.load(kv_ptr + (b * T + t) * DK * DV + offs, mask=mask, other=0.0)
+            expand = head_expander(j0, DV, HD, BV, BH, False)
+            bx = tl.dot(beta, expand, input_precision="ieee")
+            ax = tl.dot(alpha, expand, input_precision="ieee")
+            gs = tl.dot(gram, s, input_precision=PREC)
+            tl.store(prev + DK * DV + offs, ax * (s - bx * gs) + bx * kv, mask=mask)
+        tl.debug_barrier()
+
+
+@triton.jit
+def readout_kernel(
+    k_ptr,
+    states_ptr,
+    o_ptr,
+    T,
+    N,
+    DK,
+    DV,
+    BK: tl.constexpr,
+    BN: tl.constexpr,
+    BV: tl.constexpr,
+    PREC: tl.constexpr,
+):
+    """o[b, t] = K_t S_t for one (frame, pixel tile, value tile). Grid: (B*T, cdiv(N, BN), cdiv(DV, BV)).
+
+    k [B, T, N, DK], states [B, T + 1, DK, DV] fp32, o [B, T, N, DV] (dtype of k).
+    """
+    bt = tl.program_id(0).to(tl.int64)
+    rn = tl.program_id(1) * BN + tl.arange(0, BN)
+    rv = tl.program_id(2) * BV + tl.arange(0, BV)
+    rk = tl.arange(0, BK)
+    b = bt // T
+    t = bt % T
+    kt = tl.load(
+        k_ptr + bt * N * DK + rn[:, None] * DK + rk[None, :], mask=(rn[:, None] < N) & (rk[None, :] < DK), other=0.0
+    )
+    s_base = states_ptr + (b * (T + 1) + t + 1) * DK * DV
+    s = tl.load(s_base + rk[:, None] * DV + rv[None, :], mask=(rk[:, None] < DK) & (rv[None, :] < DV), other=0.0)
+    o = tl.dot(kt.to(tl.float32), s, input_precision=PREC)
+    omask = (rn[:, None] < N) & (rv[None, :] < DV)
+    tl.store(o_ptr + bt * N * DV + rn[:, None] * DV + rv[None, :], o.to(o_ptr.dtype.element_ty), mask=omask)
+
+
+def gram(k: torch.Tensor, y: torch.Tensor, *, with_kk: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """K^T Y (and K^T K) per frame.
+
+    Args:
+        k: [B, T, N, Dk] contiguous.
+        y: [B, T, N, Dy] contiguous, same dtype.
+        with_kk: also compute K^T K.
+
+    Returns:
+        ky: [B, T, Dk, Dy] fp32.
+        kk: [B, T, Dk, Dk] fp32, or None.
+    """
+    b, t, n, dk = k.shape
+    dy = y.shape[-1]
+    ky = torch.empty(b, t, dk, dy, device=k.device, dtype=torch.float32)
+    kk = torch.empty(b, t, dk, dk, device=k.device, dtype=torch.float32) if with_kk else ky
+    bk = max(16, triton.next_power_of_2(dk))
+    by = 64 if bk <= 64 else 32
+    bn = 64 if bk <= 64 else 32
+    grid = (b * t, triton.cdiv(dy, by) + int(with_kk))
+    prec = dot_precision(k.dtype, k.device)
+    gram_kernel[grid](k, y, ky, kk, n, dk, dy, WITH_KK=with_kk, BK=bk, BN=bn, BY=by, PREC=prec, num_warps=4)
+    return ky, (kk if with_kk else None)
+
+
+def frame_fwd(
+    k: torch.Tensor,
+    v: torch.Tensor,
+    w_beta: torch.Tensor,
+    w_alpha: torch.Tensor,
+    a_log: torch.Tensor,
+    dt_bias: torch.Tensor,
+    heads: int,
+    initial_state: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Forward of the frame rule on Triton.
+
+    Args:
+        k: [B, T, N, Dk] contiguous, float32 or bfloat16.
+        v: [B, T, N, Dv] contiguous, same dtype.
+        w_beta, w_alpha: [Dv, H] contiguous fp32.
+        a_log, dt_bias: [H] contiguous fp32.
+        heads: H.
+        initial_state: [B, Dk, Dv] contiguous fp32, or None.
+
+    Returns:
+        o: [B, T, N, Dv] in the dtype of k.
+        states: [B, T + 1, Dk, Dv] fp32; slot 0 the initial state (unset without one), slot t + 1 = S_t.
+        kk: [B, T, Dk, Dk] fp32 Gram matrices K_t^T K_t (reused by the backward).
+        kv: [B, T, Dk, Dv] fp32 K_t^T V_t (reused by the backward).
+    """
+    b, t, n, dk = k.shape
+    dv = v.shape[-1]
+    kv, kk = gram(k, v, with_kk=True)
+    states = torch.empty(b, t + 1, dk, dv, device=k.device, dtype=torch.float32)
+    bk, bv, bh = block_sizes(dk, dv, heads)
+    prec = dot_precision(k.dtype, k.device)
+    h0 = initial_state if initial_state is not None else states
+    fwd_recurrence_kernel[(b,)](
+        kk, kv, h0, w_beta, w_alpha, a_log, dt_bias, states, t, dk, dv, heads, dv // heads,
+        HAS_H0=initial_state is not None, BK=bk, BV=bv, BH=bh, PREC=prec, num_warps=4 if bk <= 64 else 8,
+    )  # fmt: skip
+    o = torch.empty_like(v)
+    bn = 64 if bk <= 64 else 32
+    grid = (b * t, triton.cdiv(n, bn), triton.cdiv(dv, 64))
+    readout_kernel[grid](k, states, o, t, n, dk, dv, BK=bk, BN=bn, BV=64, PREC=prec, num_warps=4)
+    return o, states, kk, kv

@@ -1,0 +1,112 @@
+"""Triton kernels of the frame rule under the interpreter (CPU): forward, final state, every gradient, streaming."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from gdkvm.errors import InputError
+from gdkvm.ops import frame_gated_delta, frame_gated_delta_step
+from tests.ops.test_frame_naive import make_inputs
+
+GRAD_NAMES = ("k", "v", "w_beta", "w_alpha", "a_log", "dt_bias", "initial_state")
+TOL = 1e-3
+
+SHAPES = [
+    pytest.param((2, 3, 37, 16, 32, 2), id="B2T3N37Dk16Dv32H2"),
+    pytest.param((1, 1, 5, 12, 30, 3), id="B1T1N5Dk12Dv30H3"),
+    pytest.param((2, 4, 19, 12, 30, 3), id="B2T4N19Dk12Dv30H3"),
+    pytest.param((1, 2, 70, 20, 96, 4), id="B1T2N70Dk20Dv96H4"),
+    pytest.param((1, 3, 20, 70, 40, 20), id="B1T3N20Dk70Dv40H20"),
+]
+
+
+def rel_rms(x: torch.Tensor, ref: torch.Tensor) -> float:
+    """RMS of the error relative to the RMS of the reference (0 when both are 0)."""
+    err = (x.double() - ref.double()).pow(2).mean().sqrt()
+    scale = ref.double().pow(2).mean().sqrt()
+    return 0.0 if err == 0 else float(err / scale)
+
+
+def run(inp: dict, backend: str, *, loss_on: str = "both") -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """Forward and backward of a fixed random loss; returns o, final state and the gradients by name."""
+    x = {n: (t.clone().requires_grad_(True) if isinstance(t, torch.Tensor) else t) for n, t in inp.items()}
+    o, final = frame_gated_delta(**x, output_final_state=True, backend=backend)
+    gen = torch.Generator().manual_seed(1)
+    loss = 0.0
+    if loss_on in ("both", "o"):
+        loss = loss + (o * torch.randn(o.shape, generator=gen)).sum()
+    if loss_on in ("both", "state"):
+        loss = loss + (final * torch.randn(final.shape, generator=gen)).sum()
+    loss.backward()
+    grads = {n: x[n].grad for n in GRAD_NAMES if x[n] is not None}
+    return o.detach(), final.detach(), grads
+
+
+def assert_match(got: tuple, ref: tuple, tol: float) -> None:
+    assert rel_rms(got[0], ref[0]) <= tol, f"o: {rel_rms(got[0], ref[0]):.2e}"
+    assert rel_rms(got[1], ref[1]) <= tol, f"final state: {rel_rms(got[1], ref[1]):.2e}"
+    for name, g_ref in ref[2].items():
+        g = got[2][name]
+        if g_ref is None:  # not on the autograd path of the reference (T = 1 without initial state)
+            assert g is None or torch.count_nonzero(g) == 0, name
+            continue
+        assert g is not None, name
+        assert rel_rms(g, g_ref) <= tol, f"d{name}: {rel_rms(g, g_ref):.2e}"
+
+
+@pytest.mark.parametrize("with_state", [False, True], ids=["no_h0", "h0"])
+@pytest.mark.parametrize("shape", SHAPES)
+def test_triton_matches_reference(shape: tuple, with_state: bool) -> None:
+    b, t, n, dk, dv, h = shape
+    inp = make_inputs(b=b, t=t, n=n, dk=dk, dv=dv, heads=h, with_state=with_state)
+    assert_match(run(inp, "triton"), run(inp, "naive"), TOL)
+
+
+@pytest.mark.parametrize("loss_on", ["o", "state"])
+def test_gradients_from_one_output_only(loss_on: str) -> None:
+    inp = make_inputs(b=2, t=3, n=13, dk=16, dv=32, heads=4, with_state=True)
+    assert_match(run(inp, "triton", loss_on=loss_on), run(inp, "naive", loss_on=loss_on), TOL)
+
+
+def test_no_final_state_requested() -> None:
+    inp = make_inputs(b=1, t=2, n=9, dk=16, dv=16, heads=1)
+    o, final = frame_gated_delta(**inp, backend="triton")
+    ref, _ = frame_gated_delta(**inp, backend="naive")
+    assert final is None
+    assert rel_rms(o, ref) <= TOL
+
+
+@pytest.mark.parametrize("with_state", [False, True], ids=["no_h0", "h0"])
+def test_streaming_step_equals_whole_clip(with_state: bool) -> None:
+    inp = make_inputs(b=2, t=3, n=21, dk=16, dv=32, heads=2, with_state=with_state)
+    o, final = frame_gated_delta(**inp, output_final_state=True, backend="triton")
+    params = {n: inp[n] for n in ("w_beta", "w_alpha", "a_log", "dt_bias")}
+    state = inp["initial_state"]
+    for t in range(3):
+        o_t, state = frame_gated_delta_step(
+            inp["k"][:, t], inp["v"][:, t], **params, heads=2, state=state, backend="triton"
+        )
+        assert o_t.shape == (2, 21, 32) and state.shape == (2, 16, 32) and state.dtype == torch.float32
+        torch.testing.assert_close(o_t, o[:, t], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(state, final, rtol=1e-5, atol=1e-6)
+
+
+def test_non_contiguous_inputs() -> None:
+    inp = make_inputs(b=2, t=3, n=11, dk=16, dv=32, heads=2)
+    inp["k"] = inp["k"].transpose(0, 1).contiguous().transpose(0, 1)
+    inp["v"] = inp["v"][..., :32]
+    assert not inp["k"].is_contiguous()
+    assert_match(run(inp, "triton"), run(inp, "naive"), TOL)
+
+
+def test_auto_uses_reference_on_cpu_and_triton_limits() -> None:
+    inp = make_inputs(b=1, t=2, n=5, dk=16, dv=16, heads=2)
+    o_auto, _ = frame_gated_delta(**inp)
+    o_ref, _ = frame_gated_delta(**inp, backend="naive")
+    assert torch.equal(o_auto, o_ref)
+    big = make_inputs(b=1, t=1, n=3, dk=130, dv=16, heads=2)
+    with pytest.raises(InputError, match=r"Dk <= 128 and Dv <= 512, got Dk=130"):
+        frame_gated_delta(**big, backend="triton")
+    with pytest.raises(InputError, match="float32 or bfloat16"):
+        frame_gated_delta(**make_inputs(dtype=torch.float64), backend="triton")
