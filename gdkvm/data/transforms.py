@@ -28,8 +28,9 @@ class ClipTransform:
         scale: range of the isotropic zoom factor (> 1 magnifies); ``spacing`` is divided by the drawn factor.
         rotate: maximum absolute rotation in degrees (spacing is left as is; keep this small).
         p: probability of applying each of the photometric / geometric transforms.
-        seed: seed of the random draws; None draws fresh entropy. In DataLoader workers the generator is
-            re-seeded from the worker's torch seed, so workers (and epochs) do not repeat each other's draws.
+        seed: seed of the random draws in the main process; None draws fresh entropy. In a DataLoader worker the
+            generator is re-seeded once from the worker's torch seed (``get_worker_info().seed``, which differs per
+            worker and per epoch and follows the loader's generator), so workers never repeat each other's draws.
 
     Call with a sample dict holding ``frames`` [T, 1, H, W] float32 in [0, 1], ``masks`` [T, H, W] int64 and
     ``spacing`` [2] float32; returns a new dict with the same keys, shapes and dtypes.
@@ -79,7 +80,7 @@ class ClipTransform:
         if info is None or self._worker_pid == os.getpid():
             return
         self._worker_pid = os.getpid()
-        self.compose.set_random_seed(int(info.seed % (2**32)) if self.seed is None else self.seed + info.id)
+        self.compose.set_random_seed(int(info.seed % (2**32)))
 
     def __call__(self, sample: dict[str, object]) -> dict[str, object]:
         self._reseed_in_worker()
