@@ -11,7 +11,15 @@ import torch
 import triton
 import triton.language as tl
 
-from gdkvm.ops.frame.triton_fwd import block_sizes, dot_precision, gate_logits, gram, head_expander, softplus
+from gdkvm.ops.frame.triton_fwd import (
+    block_sizes,
+    dot_precision,
+    gate_logits,
+    gram,
+    head_expander,
+    serial_precision,
+    softplus,
+)
 
 
 @triton.jit
@@ -32,8 +40,8 @@ def _bwd_frame_pass2(
         s_t = tl.load(prev + rk[None, :] * DV + rv[:, None], mask=(rk[None, :] < DK) & (rv[:, None] < DV), other=0.0)
         kv = tl.load(kv_t + offs, mask=mask, other=0.0)
         dst = tl.load(ds_in + offs, mask=mask, other=0.0) + tl.load(kdo_t + offs, mask=mask, other=0.0)
-        bx = tl.dot(beta, head_expander(j0, DV, HD, BV, BH, False), input_precision="ieee")
-        ax = tl.dot(alpha, head_expander(j0, DV, HD, BV, BH, False), input_precision="ieee")
+        bx = tl.dot(beta, head_expander(j0, DV, HD, BV, BH, False), input_precision=PREC)
+        ax = tl.dot(alpha, head_expander(j0, DV, HD, BV, BH, False), input_precision=PREC)
         gs = tl.dot(gram_t, s, input_precision=PREC)
         dm = ax * dst
         dgs = -bx * dm
@@ -41,8 +49,8 @@ def _bwd_frame_pass2(
         dgram += tl.dot(dgs, s_t, input_precision=PREC)
         tl.store(ds_out + offs, dm + tl.dot(gram_t, dgs, input_precision=PREC), mask=mask)
         collapse = head_expander(j0, DV, HD, BV, BH, True)
-        dalpha += tl.dot(dst * (s - bx * gs), collapse, input_precision="ieee")
-        dbeta += tl.dot(dst * kv - dm * gs, collapse, input_precision="ieee")
+        dalpha += tl.dot(dst * (s - bx * gs), collapse, input_precision=PREC)
+        dbeta += tl.dot(dst * kv - dm * gs, collapse, input_precision=PREC)
     return dgram, dalpha, dbeta
 
 
@@ -221,11 +229,11 @@ def frame_bwd(
     dalog = torch.empty(b, heads, **f32)
     ddt = torch.empty(b, heads, **f32)
     bk, bv, bh = block_sizes(dk_, dv_, heads)
-    prec = dot_precision(k.dtype, k.device)
     bwd_recurrence_kernel[(b,)](
         kk, kv, kdo, states, *params, ds, du, dg, dwb, dwa, dalog, ddt, t, dk_, dv_, heads, dv_ // heads,
-        HAS_H0=has_h0, BK=bk, BV=bv, BH=bh, PREC=prec, num_warps=4 if bk <= 64 else 8,
+        HAS_H0=has_h0, BK=bk, BV=bv, BH=bh, PREC=serial_precision(k.device), num_warps=4 if bk <= 64 else 8,
     )  # fmt: skip
+    prec = dot_precision(k.dtype, k.device)
     dk = torch.empty_like(k)
     dv = torch.empty_like(v)
     bn = 64 if bk <= 64 else 32

@@ -17,10 +17,16 @@ import triton.language as tl
 
 
 def dot_precision(dtype: torch.dtype, device: torch.device) -> str:
-    """``tl.dot`` input precision: 3xTF32 (fp32-accurate) for fp32 inputs, TF32 for bf16 ones (exact for bf16)."""
+    """``tl.dot`` input precision of the parallel GEMMs over pixels: 3xTF32 (fp32-accurate) for fp32 inputs, TF32
+    for bf16 ones (bf16 values are exact in TF32, products are exact, sums are fp32)."""
     if device.type != "cuda":
         return "ieee"
     return "tf32x3" if dtype == torch.float32 else "tf32"
+
+
+def serial_precision(device: torch.device) -> str:
+    """``tl.dot`` input precision in the serial state kernels (fp32 state, small latency-bound dots): 3xTF32."""
+    return "tf32x3" if device.type == "cuda" else "ieee"
 
 
 def block_sizes(dk: int, dv: int, heads: int) -> tuple[int, int, int]:
@@ -92,22 +98,30 @@ def head_expander(j0, DV, HD, BV: tl.constexpr, BH: tl.constexpr, TRANSPOSED: tl
 
 
 @triton.jit
+def gate_logits_tile(s, wb_ptr, wa_ptr, j0, DV, H, BV: tl.constexpr, BH: tl.constexpr, PREC: tl.constexpr):
+    """Contribution of the state columns j0..j0+BV, s [BK, BV] fp32, to S W_beta and S W_alpha; W [DV, H]."""
+    rv = j0 + tl.arange(0, BV)
+    rh = tl.arange(0, BH)
+    wmask = (rv[:, None] < DV) & (rh[None, :] < H)
+    wb = tl.load(wb_ptr + rv[:, None] * H + rh[None, :], mask=wmask, other=0.0)
+    wa = tl.load(wa_ptr + rv[:, None] * H + rh[None, :], mask=wmask, other=0.0)
+    return tl.dot(s, wb, input_precision=PREC), tl.dot(s, wa, input_precision=PREC)
+
+
+@triton.jit
 def gate_logits(
     s_ptr, wb_ptr, wa_ptr, DK, DV, H, BK: tl.constexpr, BV: tl.constexpr, BH: tl.constexpr, PREC: tl.constexpr
 ):
     """S W_beta and S W_alpha for one state S [DK, DV] (row-major, fp32); W [DV, H]. Returns two [BK, BH] fp32."""
     rk = tl.arange(0, BK)
-    rh = tl.arange(0, BH)
     pb = tl.zeros((BK, BH), dtype=tl.float32)
     pa = tl.zeros((BK, BH), dtype=tl.float32)
     for j0 in range(0, DV, BV):
         rv = j0 + tl.arange(0, BV)
         s = tl.load(s_ptr + rk[:, None] * DV + rv[None, :], mask=(rk[:, None] < DK) & (rv[None, :] < DV), other=0.0)
-        wmask = (rv[:, None] < DV) & (rh[None, :] < H)
-        wb = tl.load(wb_ptr + rv[:, None] * H + rh[None, :], mask=wmask, other=0.0)
-        wa = tl.load(wa_ptr + rv[:, None] * H + rh[None, :], mask=wmask, other=0.0)
-        pb += tl.dot(s, wb, input_precision=PREC)
-        pa += tl.dot(s, wa, input_precision=PREC)
+        db, da = gate_logits_tile(s, wb_ptr, wa_ptr, j0, DV, H, BV, BH, PREC)
+        pb += db
+        pa += da
     return pb, pa
 
 
@@ -118,28 +132,14 @@ def softplus(x):
 
 @triton.jit
 def fwd_recurrence_kernel(
-    kk_ptr,
-    kv_ptr,
-    h0_ptr,
-    wb_ptr,
-    wa_ptr,
-    alog_ptr,
-    dt_ptr,
-    states_ptr,
-    T,
-    DK,
-    DV,
-    H,
-    HD,
-    HAS_H0: tl.constexpr,
-    BK: tl.constexpr,
-    BV: tl.constexpr,
-    BH: tl.constexpr,
-    PREC: tl.constexpr,
-):
+    kk_ptr, kv_ptr, h0_ptr, wb_ptr, wa_ptr, alog_ptr, dt_ptr, states_ptr, T, DK, DV, H, HD,
+    HAS_H0: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, BH: tl.constexpr, PREC: tl.constexpr,
+):  # fmt: skip
     """Walk all T frames of one batch element: states[b, t + 1] = S_t from states[b, t], K^T K and K^T V.
 
-    Grid: (B,). kk [B, T, DK, DK], kv [B, T, DK, DV], h0 [B, DK, DV], states [B, T + 1, DK, DV], all fp32.
+    One sweep over the value tiles per frame: each new tile of S_t is stored and at once folded into the gate logits
+    S_t W of the next frame. Grid: (B,). kk [B, T, DK, DK], kv [B, T, DK, DV], h0 [B, DK, DV],
+    states [B, T + 1, DK, DV], all fp32.
     """
     b = tl.program_id(0).to(tl.int64)
     rk = tl.arange(0, BK)
@@ -147,27 +147,31 @@ def fwd_recurrence_kernel(
     rate = tl.exp(tl.load(alog_ptr + rh, mask=rh < H, other=0.0))
     dt = tl.load(dt_ptr + rh, mask=rh < H, other=0.0)
     st_base = states_ptr + b * (T + 1) * DK * DV
-    t_start = 0
+    t_start = 1
+    src = kv_ptr + b * T * DK * DV
+    if HAS_H0:
+        t_start = 0
+        src = h0_ptr + b * DK * DV
+    pb = tl.zeros((BK, BH), dtype=tl.float32)
+    pa = tl.zeros((BK, BH), dtype=tl.float32)
     for j0 in range(0, DV, BV):
         rv = j0 + tl.arange(0, BV)
         offs = rk[:, None] * DV + rv[None, :]
         mask = (rk[:, None] < DK) & (rv[None, :] < DV)
-        if HAS_H0:
-            tl.store(st_base + offs, tl.load(h0_ptr + b * DK * DV + offs, mask=mask, other=0.0), mask=mask)
-        else:
-            tl.store(
-                st_base + DK * DV + offs, tl.load(kv_ptr + b * T * DK * DV + offs, mask=mask, other=0.0), mask=mask
-            )
-    if not HAS_H0:
-        t_start = 1
+        s = tl.load(src + offs, mask=mask, other=0.0)
+        tl.store(st_base + t_start * DK * DV + offs, s, mask=mask)
+        db, da = gate_logits_tile(s, wb_ptr, wa_ptr, j0, DV, H, BV, BH, PREC)
+        pb += db
+        pa += da
     tl.debug_barrier()
+    gmask = (rk[:, None] < DK) & (rk[None, :] < DK)
     for t in range(t_start, T):
         prev = st_base + t * DK * DV
-        pb, pa = gate_logits(prev, wb_ptr, wa_ptr, DK, DV, H, BK, BV, BH, PREC)
         beta = tl.sigmoid(pb)
         alpha = tl.exp(-rate[None, :] * softplus(pa + dt[None, :]))
-        gmask = (rk[:, None] < DK) & (rk[None, :] < DK)
         gram = tl.load(kk_ptr + (b * T + t) * DK * DK + rk[:, None] * DK + rk[None, :], mask=gmask, other=0.0)
+        pb = tl.zeros((BK, BH), dtype=tl.float32)
+        pa = tl.zeros((BK, BH), dtype=tl.float32)
         for j0 in range(0, DV, BV):
             rv = j0 + tl.arange(0, BV)
             offs = rk[:, None] * DV + rv[None, :]
@@ -175,10 +179,14 @@ def fwd_recurrence_kernel(
             s = tl.load(prev + offs, mask=mask, other=0.0)
             kv = tl.load(kv_ptr + (b * T + t) * DK * DV + offs, mask=mask, other=0.0)
             expand = head_expander(j0, DV, HD, BV, BH, False)
-            bx = tl.dot(beta, expand, input_precision="ieee")
-            ax = tl.dot(alpha, expand, input_precision="ieee")
+            bx = tl.dot(beta, expand, input_precision=PREC)
+            ax = tl.dot(alpha, expand, input_precision=PREC)
             gs = tl.dot(gram, s, input_precision=PREC)
-            tl.store(prev + DK * DV + offs, ax * (s - bx * gs) + bx * kv, mask=mask)
+            s_new = ax * (s - bx * gs) + bx * kv
+            tl.store(prev + DK * DV + offs, s_new, mask=mask)
+            db, da = gate_logits_tile(s_new, wb_ptr, wa_ptr, j0, DV, H, BV, BH, PREC)
+            pb += db
+            pa += da
         tl.debug_barrier()
 
 
@@ -272,12 +280,13 @@ def frame_fwd(
     kv, kk = gram(k, v, with_kk=True)
     states = torch.empty(b, t + 1, dk, dv, device=k.device, dtype=torch.float32)
     bk, bv, bh = block_sizes(dk, dv, heads)
-    prec = dot_precision(k.dtype, k.device)
     h0 = initial_state if initial_state is not None else states
     fwd_recurrence_kernel[(b,)](
         kk, kv, h0, w_beta, w_alpha, a_log, dt_bias, states, t, dk, dv, heads, dv // heads,
-        HAS_H0=initial_state is not None, BK=bk, BV=bv, BH=bh, PREC=prec, num_warps=4 if bk <= 64 else 8,
+        HAS_H0=initial_state is not None, BK=bk, BV=bv, BH=bh, PREC=serial_precision(k.device),
+        num_warps=4 if bk <= 64 else 8,
     )  # fmt: skip
+    prec = dot_precision(k.dtype, k.device)
     o = torch.empty_like(v)
     bn = 64 if bk <= 64 else 32
     grid = (b * t, triton.cdiv(n, bn), triton.cdiv(dv, 64))
