@@ -114,10 +114,14 @@ def _decode(ds: Dataset, path: Path) -> tuple[np.ndarray, str]:
     if not decoder.is_available:
         missing = "; ".join(decoder.missing_dependencies) or "no decoder plugin"
         raise InputError(f"cannot decode {syntax.name} pixel data here ({missing})", path)
-    try:
-        arr, info = decoder.as_array(ds, raw=False)
-    except Exception as err:  # truncated fragments, bad lengths, codec errors
-        raise InputError(f"cannot decode {syntax.name} pixel data ({type(err).__name__}: {err})", path) from None
+    with warnings.catch_warnings(record=True) as caught:  # e.g. a PhotometricInterpretation the stream contradicts
+        warnings.simplefilter("always")
+        try:
+            arr, info = decoder.as_array(ds, raw=False)
+        except Exception as err:  # truncated fragments, bad lengths, codec errors
+            raise InputError(f"cannot decode {syntax.name} pixel data ({type(err).__name__}: {err})", path) from None
+    for warning in caught:
+        logger.info("%s: %s", path, warning.message)
     photometric = str(info.get("photometric_interpretation", ds.get("PhotometricInterpretation", "MONOCHROME2")))
     return arr, photometric
 

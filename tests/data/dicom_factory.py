@@ -81,12 +81,15 @@ def _base(pixels: np.ndarray, photometric: str, syntax: str, multi: bool) -> Dat
     return ds
 
 
-def _jpeg_frames(rgb: np.ndarray, quality: int) -> list[bytes]:
-    """Encode ``[T, H, W, 3]`` uint8 RGB frames as baseline JPEG in YCbCr 4:2:2."""
+def _jpeg_frames(frames: np.ndarray, quality: int) -> list[bytes]:
+    """Encode ``[T, H, W, 3]`` uint8 RGB frames (YCbCr 4:2:2) or ``[T, H, W]`` gray frames as baseline JPEG."""
     out = []
-    for frame in rgb:
+    for frame in frames:
         buf = io.BytesIO()
-        Image.fromarray(frame, mode="RGB").save(buf, format="JPEG", quality=quality, subsampling=1)
+        if frame.ndim == 3:
+            Image.fromarray(frame, mode="RGB").save(buf, format="JPEG", quality=quality, subsampling=1)
+        else:
+            Image.fromarray(frame, mode="L").save(buf, format="JPEG", quality=quality)
         out.append(buf.getvalue())
     return out
 
@@ -115,7 +118,7 @@ def write_dicom(
         pixels: ``[T, H, W]`` uint8/uint16 (MONOCHROME2, or palette indices) or ``[T, H, W, 3]`` uint8 RGB. For
             ``YBR_FULL`` raw data the RGB input is converted; for ``YBR_FULL_422`` + jpeg, Pillow does it.
         photometric: MONOCHROME2, RGB, YBR_FULL, YBR_FULL_422 or PALETTE COLOR.
-        syntax: "raw" (explicit VR little endian), "rle" (RLE Lossless) or "jpeg" (JPEG Baseline, RGB input).
+        syntax: "raw" (explicit VR little endian), "rle" (RLE Lossless) or "jpeg" (JPEG Baseline, RGB or gray input).
         frame_time: FrameTime in ms. cine_rate: CineRate. display_rate: RecommendedDisplayFrameRate.
         regions: SequenceOfUltrasoundRegions items (see :func:`us_region`).
         pixel_spacing: PixelSpacing (row, col) in mm.
@@ -154,8 +157,9 @@ def write_dicom(
 
 def _set_pixels(ds: Dataset, pixels: np.ndarray, photometric: str, syntax: str, jpeg_quality: int) -> None:
     if syntax == "jpeg":
-        rgb = pixels if pixels.ndim == 4 else pixels[None]
-        ds.PixelData = encapsulate(_jpeg_frames(rgb, jpeg_quality))
+        colour = int(ds.SamplesPerPixel) == 3
+        frames = pixels if pixels.ndim == (4 if colour else 3) else pixels[None]
+        ds.PixelData = encapsulate(_jpeg_frames(frames, jpeg_quality))
         ds["PixelData"].VR = "OB"
         ds["PixelData"].is_undefined_length = True
         ds.LossyImageCompression = "01"

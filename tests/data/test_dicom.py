@@ -81,6 +81,17 @@ def test_ybr_full_422_jpeg_baseline(tmp_path: Path) -> None:
     assert clip.spacing == pytest.approx((0.3, 0.4))
 
 
+def test_jpeg_stream_labelled_rgb_and_monochrome_jpeg(tmp_path: Path) -> None:
+    rgb = _smooth_rgb()
+    # some encoders label YCbCr JPEG streams as RGB (dcm4che #565); the JPEG header says what the stream holds
+    mislabelled = read_clip(write_dicom(tmp_path / "rgb.dcm", rgb, photometric="RGB", syntax="jpeg"))
+    assert np.abs(mislabelled.frames.astype(np.int64) - _luma(rgb)).max() <= 8
+    gray = _luma(rgb).astype(np.uint8)
+    mono = read_clip(write_dicom(tmp_path / "mono.dcm", gray, syntax="jpeg", frame_time=20.0))
+    assert mono.frames.shape == (T, H, W) and mono.frames.dtype == np.uint8
+    assert np.abs(mono.frames.astype(np.int64) - gray).max() <= 8
+
+
 @pytest.mark.parametrize(("photometric", "syntax"), [("RGB", "raw"), ("YBR_FULL", "raw"), ("RGB", "rle")])
 def test_colour_uncompressed_and_rle(tmp_path: Path, photometric: str, syntax: str) -> None:
     rgb = _smooth_rgb()
