@@ -207,8 +207,15 @@ def _video_record(
     )
 
 
+#: Codecs whose every frame is a key frame: seeking to a frame index is exact and cheap.
+INTRA_ONLY_FOURCC = frozenset({"MJPG", "mjpg", "FFV1", "ffv1", "png ", "MPNG", "Y800", "GREY", "I420", "IYUV", "DIB "})
+
+
 def read_gray_frames(path: Path, indices: np.ndarray | None) -> np.ndarray:
-    """Decode chosen frames of a video as grayscale with OpenCV, reading sequentially only up to the last one.
+    """Decode chosen frames of a video as grayscale with OpenCV, reading only the span that holds them.
+
+    For intra-only codecs (MJPEG, as EchoNet-Dynamic ships) the reader seeks straight to the first wanted frame;
+    for other codecs it decodes from the start. Either way it stops after the last wanted frame.
 
     Args:
         path: video file.
@@ -220,10 +227,11 @@ def read_gray_frames(path: Path, indices: np.ndarray | None) -> np.ndarray:
     capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
         raise InputError("cannot open the video", path)
-    wanted = None if indices is None else set(int(i) for i in indices)
-    last = -1 if indices is None else int(indices.max())
+    wanted = None if indices is None else {int(i) for i in indices}
+    first, last = (0, -1) if indices is None else (int(indices.min()), int(indices.max()))
+    fourcc = int(capture.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little").decode("latin-1")
+    index = first if first > 0 and fourcc in INTRA_ONLY_FOURCC and capture.set(cv2.CAP_PROP_POS_FRAMES, first) else 0
     frames: dict[int, np.ndarray] = {}
-    index = 0
     try:
         while indices is None or index <= last:
             if not capture.grab():
@@ -236,12 +244,12 @@ def read_gray_frames(path: Path, indices: np.ndarray | None) -> np.ndarray:
             index += 1
     finally:
         capture.release()
-    if not frames:
-        raise InputError("video has no readable frames", path)
     if indices is None:
+        if not frames:
+            raise InputError("video has no readable frames", path)
         return np.stack([frames[i] for i in range(index)])
     if last not in frames:
-        raise InputError(f"video has {index} frames, frame {last} was asked for", path)
+        raise InputError(f"video ends before frame {last} (read up to frame {index - 1})", path)
     return np.stack([frames[int(i)] for i in indices])
 
 

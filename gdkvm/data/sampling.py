@@ -163,7 +163,7 @@ def make_sample(
     _check_meta(meta)
     return {
         "frames": torch.from_numpy(np.ascontiguousarray(frames, dtype=np.float32)).unsqueeze(1),
-        "masks": torch.from_numpy(np.ascontiguousarray(masks)).long(),
+        "masks": torch.from_numpy(np.ascontiguousarray(masks, dtype=np.int64)),
         "labelled": torch.from_numpy(np.ascontiguousarray(labelled, dtype=bool)),
         "spacing": torch.from_numpy(np.asarray(spacing, dtype=np.float32)),
         "meta": dict(meta),
