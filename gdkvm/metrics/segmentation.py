@@ -16,11 +16,14 @@ rows. Conventions, stated once:
 
 from __future__ import annotations
 
+import csv
+import json
 import logging
 import math
 import warnings
 from collections.abc import Sequence
 from enum import Enum
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -312,3 +315,48 @@ class SegmentationMetrics:
     def reset(self) -> None:
         """Drop the buffered rows."""
         self._rows = []
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN and inf become None (JSON has no NaN); numpy scalars become Python numbers."""
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, (np.floating, float)):
+        return None if not math.isfinite(float(value)) else float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def write_report(
+    out_dir: str | Path, summary: dict, rows: Sequence[dict], info: dict | None = None
+) -> tuple[Path, Path]:
+    """Write ``metrics.json`` (summary) and ``per_case.csv`` (one row per labelled frame and class) into ``out_dir``.
+
+    ``metrics.json`` holds ``{"summary": {...summarize keys...}, "info": {...}}``, NaN written as null; ``info``
+    carries context (class names, number of cases, checkpoint, units note). ``per_case.csv`` has the columns of
+    `ROW_FIELDS`; NaN cells are empty.
+
+    Args:
+        out_dir: folder (created if missing).
+        summary: output of `summarize`.
+        rows: output of `SegmentationMetrics.rows`.
+        info: extra context for ``metrics.json``.
+
+    Returns:
+        (path of metrics.json, path of per_case.csv).
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    json_path, csv_path = out / "metrics.json", out / "per_case.csv"
+    payload = {"summary": _json_safe(dict(summary)), "info": _json_safe(dict(info or {}))}
+    json_path.write_text(json.dumps(payload, indent=2) + "\n")
+    with csv_path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(ROW_FIELDS), extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: ("" if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()})
+    logger.info("wrote %s and %s", json_path, csv_path)
+    return json_path, csv_path
