@@ -68,6 +68,58 @@ def _validate(
         raise InputError(f"all tensors must be on one device, got {', '.join(f'{n} {d}' for n, d in devices.items())}")
 
 
+class _ChunkGatedDelta(torch.autograd.Function):
+    """Autograd over the Triton kernels. The forward keeps T = (I + L)^-1, A, w, the per-chunk states and U, so the
+    backward replays nothing sequential except its own reverse pass."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, g, beta, scale, initial_state, output_final_state, chunk_size):  # noqa: D102
+        from gdkvm.ops.gated_delta.chunk_fwd import chunk_fwd
+
+        q, k, v, beta = (x.contiguous() for x in (q, k, v, beta))
+        g32 = g.float().contiguous()
+        h0 = None if initial_state is None else initial_state.float().contiguous()
+        save = any(ctx.needs_input_grad)
+        out = chunk_fwd(q, k, v, g32, beta, scale, h0, output_final_state, save, chunk_size=chunk_size)
+        if save:
+            ctx.save_for_backward(q, k, v, g32, beta, out["t_inv"], out["a"], out["w"], out["states"], out["pseudo"])
+        ctx.meta = (scale, chunk_size, g.dtype, beta.dtype, None if initial_state is None else initial_state.dtype)
+        return out["o"], out["final_state"]
+
+    @staticmethod
+    def backward(ctx, do, dht):  # noqa: D102
+        from gdkvm.ops.gated_delta.chunk_bwd import chunk_bwd
+
+        q, k, v, g32, beta, t_inv, a, w, states, pseudo = ctx.saved_tensors
+        scale, chunk_size, g_dtype, beta_dtype, h0_dtype = ctx.meta
+        saved = {"t_inv": t_inv, "a": a, "w": w, "states": states, "pseudo": pseudo}
+        dht = None if dht is None else dht.float().contiguous()
+        dq, dk, dv, dg, dbeta, dh0 = chunk_bwd(
+            saved, q, k, v, g32, beta, scale, do.to(q.dtype).contiguous(), dht, h0_dtype is not None, chunk_size
+        )
+        dh0 = None if dh0 is None else dh0.to(h0_dtype)
+        return dq, dk, dv, dg.to(g_dtype), dbeta.to(beta_dtype), None, dh0, None, None
+
+
+def chunk_gated_delta_triton(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    g: torch.Tensor,
+    beta: torch.Tensor,
+    *,
+    scale: float,
+    initial_state: torch.Tensor | None = None,
+    output_final_state: bool = False,
+    chunk_size: int = 64,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The Triton path without validation (inputs as in ``chunk_gated_delta``); ``chunk_size`` in {16, 32, 64}
+    (smaller chunks only to keep interpreter tests fast)."""
+    if chunk_size not in (16, 32, 64):
+        raise InputError(f"chunk_size must be 16, 32 or 64, got {chunk_size}")
+    return _ChunkGatedDelta.apply(q, k, v, g, beta, scale, initial_state, output_final_state, chunk_size)
+
+
 def chunk_gated_delta(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -116,8 +168,6 @@ def chunk_gated_delta(
             q, k, v, g, beta, scale=scale, initial_state=initial_state, output_final_state=output_final_state
         )
         return o, (state.float() if state is not None and q.dtype != torch.float64 else state)
-    from gdkvm.ops.gated_delta.autograd import chunk_gated_delta_triton
-
     return chunk_gated_delta_triton(
         q, k, v, g, beta, scale=scale, initial_state=initial_state, output_final_state=output_final_state
     )

@@ -1,0 +1,250 @@
+"""Triton backward of the chunkwise gated delta rule: two launches (derivation in README.md).
+
+1. ``_state_bwd_kernel``, one program per (value tile, batch*head), sequential over chunks in reverse with dS (the
+   gradient of the state leaving the chunk) in fp32 registers: dU = A^T dO + (K * e^{G_C - G}) dS, stores dS and dU,
+   then dS <- e^{G_C} dS + scale (Q * e^G)^T dO - w^T dU; the last dS is d initial_state.
+2. ``_chunk_bwd_kernel``, one program per (chunk, batch*head), fully parallel: from the states S saved by the forward,
+   dS, U, dU and dO it forms dq, dk, dv, dbeta and dg in one pass (the WY backward through T = (I + L)^-1,
+   dL = -T^T dT T^T, the decayed Gram and score products, and the reverse chunk-local cumsum of dG).
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from gdkvm.ops.gated_delta.chunk_fwd import _gate_cumsum, _rows, _vec, block_sizes, interpreting
+
+
+@triton.jit
+def _state_bwd_kernel(
+    q_ptr, k_ptr, g_ptr, w_ptr, a_ptr, do_ptr, dht_ptr, dh0_ptr, dhs_ptr, dus_ptr, scale, T, H, K, V, NT,
+    PER_CHANNEL: tl.constexpr, HAS_DHT: tl.constexpr, STORE_DH0: tl.constexpr,
+    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+):  # fmt: skip
+    """Reverse pass over chunks for one (value tile, batch*head)."""
+    i_v = tl.program_id(0)
+    i_bh = tl.program_id(1)
+    i_b = i_bh // H
+    i_h = i_bh % H
+    dt = q_ptr.dtype.element_ty
+    cols = tl.arange(0, BK)
+    cv = i_v * BV + tl.arange(0, BV)
+    o_i = tl.arange(0, BT)
+    mcol = cols < K
+    m_s = mcol[:, None] & (cv < V)[None, :]
+    p_s = cols[:, None] * V + cv[None, :]
+    if HAS_DHT:
+        dstate = tl.load(dht_ptr + i_bh.to(tl.int64) * K * V + p_s, mask=m_s, other=0.0).to(tl.float32)
+    else:
+        dstate = tl.zeros([BK, BV], dtype=tl.float32)
+    for j in range(NT):
+        i_t = NT - 1 - j
+        tok0 = i_b.to(tl.int64) * T + i_t * BT
+        mrow = o_i < T - i_t * BT
+        th = (tok0 + o_i) * H + i_h
+        m_k = mrow[:, None] & mcol[None, :]
+        m_v = mrow[:, None] & (cv < V)[None, :]
+        chunk_bh = (i_b.to(tl.int64) * NT + i_t) * H + i_h
+        tl.store(dhs_ptr + chunk_bh * K * V + p_s, dstate.to(dhs_ptr.dtype.element_ty), mask=m_s)
+        kt = tl.load(k_ptr + th[:, None] * K + cols[None, :], mask=m_k, other=0.0).to(tl.float32)
+        qt = tl.load(q_ptr + th[:, None] * K + cols[None, :], mask=m_k, other=0.0).to(tl.float32)
+        wt = tl.load(w_ptr + th[:, None] * K + cols[None, :], mask=m_k, other=0.0)
+        at = tl.load(a_ptr + th[:, None] * BT + o_i[None, :], mask=mrow[:, None], other=0.0)
+        dot_ = tl.load(do_ptr + th[:, None] * V + cv[None, :], mask=m_v, other=0.0)
+        G, G_last = _gate_cumsum(g_ptr, th, mrow, cols, mcol, K, PER_CHANNEL)
+        kbar = (kt * tl.exp(_rows(G_last - G, PER_CHANNEL))).to(dt)
+        dpseudo = tl.dot(tl.trans(at), dot_) + tl.dot(kbar, dstate.to(dt))
+        tl.store(dus_ptr + th[:, None] * V + cv[None, :], dpseudo, mask=m_v)
+        qe = (qt * (tl.exp(_rows(G, PER_CHANNEL)) * scale)).to(dt)
+        dstate = dstate * tl.exp(_vec(G_last, PER_CHANNEL)) + tl.dot(tl.trans(qe), dot_)
+        dstate -= tl.dot(tl.trans(wt), dpseudo.to(dt))
+    if STORE_DH0:
+        tl.store(dh0_ptr + i_bh.to(tl.int64) * K * V + p_s, dstate, mask=m_s)
+
+
+@triton.jit
+def _pairwise_bwd_channel(
+    q_ptr, k_ptr, g_ptr, th, mrow, d_kk, d_qk, d_lower, cols, K, BT: tl.constexpr, BK: tl.constexpr
+):  # fmt: skip
+    """Per-key-channel gate: gradients of P_kk (d_kk) and P_qk (d_qk) into dq, dk, dG ([BT, BK] each) and
+    sum_j d_lower_ij P_kk_ij ([BT]), channel by channel."""
+    o_i = tl.arange(0, BT)
+    causal = o_i[:, None] >= o_i[None, :]
+    dq = tl.zeros([BT, BK], dtype=tl.float32)
+    dk = tl.zeros([BT, BK], dtype=tl.float32)
+    dG = tl.zeros([BT, BK], dtype=tl.float32)
+    dbeta = tl.zeros([BT], dtype=tl.float32)
+    for c in range(K):
+        k_c = tl.load(k_ptr + th * K + c, mask=mrow, other=0.0).to(tl.float32)
+        q_c = tl.load(q_ptr + th * K + c, mask=mrow, other=0.0).to(tl.float32)
+        g_c = tl.cumsum(tl.load(g_ptr + th * K + c, mask=mrow, other=0.0).to(tl.float32), 0)
+        e = tl.exp(tl.where(causal, g_c[:, None] - g_c[None, :], float("-inf")))
+        ke_j = k_c[None, :] * e
+        dbeta += tl.sum(d_lower * (k_c[:, None] * ke_j), 1)
+        r1 = tl.sum(d_kk * ke_j, 1)
+        c1 = tl.sum(d_kk * (k_c[:, None] * e), 0)
+        r2 = tl.sum(d_qk * ke_j, 1)
+        c2 = tl.sum(d_qk * (q_c[:, None] * e), 0)
+        sel = (cols == c)[None, :]
+        dk += tl.where(sel, (r1 + c1 + c2)[:, None], 0.0)
+        dq += tl.where(sel, r2[:, None], 0.0)
+        dG += tl.where(sel, (k_c * (r1 - c1 - c2) + q_c * r2)[:, None], 0.0)
+    return dq, dk, dG, dbeta
+
+
+@triton.jit
+def _chunk_bwd_kernel(
+    q_ptr, k_ptr, v_ptr, g_ptr, beta_ptr, t_ptr, hs_ptr, dhs_ptr, us_ptr, dus_ptr, do_ptr,
+    dq_ptr, dk_ptr, dv_ptr, dg_ptr, dbeta_ptr, scale, T, H, K, V, NT,
+    PER_CHANNEL: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+):  # fmt: skip
+    """Per chunk: dq, dk, dv (input dtype), dbeta and dg (fp32)."""
+    i_t = tl.program_id(0)
+    i_bh = tl.program_id(1)
+    i_b = i_bh // H
+    i_h = i_bh % H
+    dt = q_ptr.dtype.element_ty
+    tok0 = i_b.to(tl.int64) * T + i_t * BT
+    o_i = tl.arange(0, BT)
+    cols = tl.arange(0, BK)
+    mrow = o_i < T - i_t * BT
+    mcol = cols < K
+    th = (tok0 + o_i) * H + i_h
+    m_k = mrow[:, None] & mcol[None, :]
+    chunk_kv = ((i_b.to(tl.int64) * NT + i_t) * H + i_h) * K * V
+    kt = tl.load(k_ptr + th[:, None] * K + cols[None, :], mask=m_k, other=0.0).to(tl.float32)
+    qt = tl.load(q_ptr + th[:, None] * K + cols[None, :], mask=m_k, other=0.0).to(tl.float32)
+    bt = tl.load(beta_ptr + th, mask=mrow, other=0.0).to(tl.float32)
+    t_inv = tl.load(t_ptr + th[:, None] * BT + o_i[None, :], mask=mrow[:, None], other=0.0)
+    G, G_last = _gate_cumsum(g_ptr, th, mrow, cols, mcol, K, PER_CHANNEL)
+    e = tl.exp(_rows(G, PER_CHANNEL))
+    dq = tl.zeros([BT, BK], dtype=tl.float32)
+    dkbar = tl.zeros([BT, BK], dtype=tl.float32)
+    dw = tl.zeros([BT, BK], dtype=tl.float32)
+    d_a = tl.zeros([BT, BT], dtype=tl.float32)
+    d_t = tl.zeros([BT, BT], dtype=tl.float32)
+    dbeta = tl.zeros([BT], dtype=tl.float32)
+    dgc = tl.zeros([BK], dtype=tl.float32)
+    for i_v in range(tl.cdiv(V, BV)):
+        cv = i_v * BV + tl.arange(0, BV)
+        m_v = mrow[:, None] & (cv < V)[None, :]
+        m_s = mcol[:, None] & (cv < V)[None, :]
+        p_v = th[:, None] * V + cv[None, :]
+        s_t = tl.load(hs_ptr + chunk_kv + cols[:, None] * V + cv[None, :], mask=m_s, other=0.0)
+        ds_t = tl.load(dhs_ptr + chunk_kv + cols[:, None] * V + cv[None, :], mask=m_s, other=0.0)
+        u_t = tl.load(us_ptr + p_v, mask=m_v, other=0.0)
+        du_t = tl.load(dus_ptr + p_v, mask=m_v, other=0.0).to(tl.float32)
+        do_t = tl.load(do_ptr + p_v, mask=m_v, other=0.0)
+        v_t = tl.load(v_ptr + p_v, mask=m_v, other=0.0).to(tl.float32)
+        du_dt = du_t.to(dt)
+        dq += tl.dot(do_t, tl.trans(s_t))
+        dkbar += tl.dot(u_t, tl.trans(ds_t))
+        dw -= tl.dot(du_dt, tl.trans(s_t))
+        d_a += tl.dot(do_t, tl.trans(u_t))
+        d_t += tl.dot(du_dt, tl.trans((v_t * bt[:, None]).to(dt)))
+        t_du = tl.dot(tl.trans(t_inv), du_t)
+        dbeta += tl.sum(t_du * v_t, 1)
+        tl.store(dv_ptr + p_v, (t_du * bt[:, None]).to(dv_ptr.dtype.element_ty), mask=m_v)
+        dgc += tl.sum(ds_t.to(tl.float32) * s_t.to(tl.float32), 1)
+    dq = dq * e * scale
+    dG = qt * dq
+    dk = dkbar * tl.exp(_rows(G_last - G, PER_CHANNEL))
+    dG -= kt * dk
+    dgc = tl.sum(kt * dk, 0) + tl.exp(G_last) * dgc
+    kb = kt * e * bt[:, None]
+    d_t += tl.dot(dw, tl.trans(kb))
+    t_dw = tl.dot(tl.trans(t_inv), dw)
+    dk += t_dw * e * bt[:, None]
+    dbeta += tl.sum(t_dw * e * kt, 1)
+    dG += t_dw * kb
+    d_lower = -tl.dot(tl.trans(t_inv), tl.dot(d_t, tl.trans(t_inv)))
+    d_lower = tl.where(o_i[:, None] > o_i[None, :], d_lower, 0.0)
+    d_kk = d_lower * bt[:, None]
+    d_qk = tl.where(o_i[:, None] >= o_i[None, :], d_a * scale, 0.0)
+    if PER_CHANNEL:
+        dq2, dk2, dG2, dbeta2 = _pairwise_bwd_channel(
+            q_ptr, k_ptr, g_ptr, th, mrow, d_kk, d_qk, d_lower, cols, K, BT, BK
+        )
+        dq += dq2
+        dk += dk2
+        dbeta += dbeta2
+        dG += dG2
+        dG += tl.where((o_i == BT - 1)[:, None], dgc[None, :], 0.0)
+        tot = tl.sum(dG, 0)
+        dg = tot[None, :] - tl.cumsum(dG, 0) + dG
+        tl.store(dg_ptr + th[:, None] * K + cols[None, :], dg, mask=m_k)
+    else:
+        decay = tl.exp(tl.where(o_i[:, None] >= o_i[None, :], G[:, None] - G[None, :], float("-inf")))
+        p_kk = tl.dot(kt.to(dt), tl.trans(kt.to(dt))) * decay
+        p_qk = tl.dot(qt.to(dt), tl.trans(kt.to(dt))) * decay
+        dbeta += tl.sum(d_lower * p_kk, 1)
+        m_kk = (d_kk * decay).to(dt)
+        m_qk = (d_qk * decay).to(dt)
+        kd = kt.to(dt)
+        dk += tl.dot(m_kk, kd) + tl.dot(tl.trans(m_kk), kd) + tl.dot(tl.trans(m_qk), qt.to(dt))
+        dq += tl.dot(m_qk, kd)
+        x_kk = d_kk * p_kk
+        x_qk = d_qk * p_qk
+        dGr = tl.sum(dG, 1) + tl.sum(x_kk, 1) - tl.sum(x_kk, 0) + tl.sum(x_qk, 1) - tl.sum(x_qk, 0)
+        dGr += tl.where(o_i == BT - 1, tl.sum(dgc, 0), 0.0)
+        dg = tl.sum(dGr, 0) - tl.cumsum(dGr, 0) + dGr
+        tl.store(dg_ptr + th, dg, mask=mrow)
+    tl.store(dq_ptr + th[:, None] * K + cols[None, :], dq.to(dq_ptr.dtype.element_ty), mask=m_k)
+    tl.store(dk_ptr + th[:, None] * K + cols[None, :], dk.to(dk_ptr.dtype.element_ty), mask=m_k)
+    tl.store(dbeta_ptr + th, dbeta, mask=mrow)
+
+
+def chunk_bwd(
+    saved: dict[str, torch.Tensor | None],
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    g: torch.Tensor,
+    beta: torch.Tensor,
+    scale: float,
+    do: torch.Tensor,
+    dht: torch.Tensor | None,
+    need_dh0: bool,
+    chunk_size: int = 64,
+) -> tuple[torch.Tensor, ...]:
+    """Runs the backward kernels.
+
+    Args:
+        saved: the forward's dict (t_inv, a, w, states, pseudo).
+        q, k: [B, T, H, K]; v: [B, T, H, V]; g: [B, T, H] or [B, T, H, K] fp32; beta: [B, T, H]; all contiguous.
+        scale: query scale.
+        do: [B, T, H, V] gradient of o (contiguous, dtype of q).
+        dht: [B, H, K, V] fp32 gradient of the final state, or None.
+        need_dh0: whether to return the gradient of the initial state.
+        chunk_size: C used by the forward.
+
+    Returns:
+        dq, dk [B, T, H, K], dv [B, T, H, V] (dtype of q); dg (shape of g) and dbeta [B, T, H] fp32;
+        dh0 [B, H, K, V] fp32 or None.
+    """
+    batch, length, heads, key_dim = k.shape
+    value_dim = v.shape[-1]
+    n_chunks = triton.cdiv(length, chunk_size)
+    per_channel = g.dim() == 4
+    bk, bv, bv_prep = block_sizes(key_dim, value_dim, batch * heads, chunk_size)
+    warps = 4 if bk <= 64 else 8
+    dstates = torch.empty_like(saved["states"])
+    dpseudo = torch.empty(v.shape, device=v.device, dtype=torch.float32)
+    dh0 = torch.empty(batch, heads, key_dim, value_dim, device=q.device, dtype=torch.float32) if need_dh0 else None
+    _state_bwd_kernel[(triton.cdiv(value_dim, bv), batch * heads)](
+        q, k, g, saved["w"], saved["a"], do, dht if dht is not None else dpseudo, dh0 if need_dh0 else dpseudo,
+        dstates, dpseudo, scale, length, heads, key_dim, value_dim, n_chunks,
+        PER_CHANNEL=per_channel, HAS_DHT=dht is not None, STORE_DH0=need_dh0,
+        BT=chunk_size, BK=bk, BV=bv, num_warps=warps, num_stages=1 if interpreting() else 2,
+    )  # fmt: skip
+    dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+    dg = torch.empty(g.shape, device=g.device, dtype=torch.float32)
+    dbeta = torch.empty(beta.shape, device=beta.device, dtype=torch.float32)
+    _chunk_bwd_kernel[(n_chunks, batch * heads)](
+        q, k, v, g, beta, saved["t_inv"], saved["states"], dstates, saved["pseudo"], dpseudo, do,
+        dq, dk, dv, dg, dbeta, scale, length, heads, key_dim, value_dim, n_chunks,
+        PER_CHANNEL=per_channel, BT=chunk_size, BK=bk, BV=bv_prep, num_warps=warps,
+    )  # fmt: skip
+    return dq, dk, dv, dg, dbeta, dh0

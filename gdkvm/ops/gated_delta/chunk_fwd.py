@@ -1,0 +1,280 @@
+"""Triton forward of the chunkwise gated delta rule (token rule): two launches.
+
+1. ``_prep_kernel``, one program per (chunk, batch*head), fully parallel: chunk-local cumulative log-decay G (fp32),
+   the decayed key Gram L = strict-lower(beta_i k_i^T diag(e^{G_i - G_j}) k_j), its UT inverse T = (I + L)^-1 (forward
+   substitution on 16x16 diagonal blocks in fp32, then a block merge (I - N)(I + N^2) T_diag with N = T_diag L_off),
+   w = T diag(beta) (K * e^G), u = T diag(beta) V, and the causal query-key scores A = scale (Q K^T * e^{G_i - G_j}).
+2. ``_state_fwd_kernel``, one program per (value tile, batch*head), sequential over chunks with the state S [K, BV] in
+   fp32 registers: U = u - w S, o = scale (Q * e^G) S + A U, S <- e^{G_C} S + (K * e^{G_C - G})^T U.
+   With ``save`` it also writes S entering each chunk and U for the backward (which then needs no forward replay).
+
+G is never stored: every kernel rebuilds it from g with a chunk-local cumsum. Pairwise decays e^{G_i - G_j} are only
+formed for i >= j (masked before exp), so nothing overflows. A per-key-channel gate (KDA) cannot be folded out of the
+Gram product; it is computed exactly as a sum over key channels of rank-1 tiles (CUDA cores, slower, any gate).
+No ``tl.make_block_ptr``: pointer arithmetic and masks only, so the kernels also run under TRITON_INTERPRET=1.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import triton
+import triton.language as tl
+
+
+def interpreting() -> bool:
+    """Whether Triton runs through its CPU interpreter (TRITON_INTERPRET=1)."""
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+@triton.jit
+def _gate_cumsum(g_ptr, th, mrow, cols, mcol, K, PER_CHANNEL: tl.constexpr):
+    """Chunk-local cumulative log-decay G ([BT] or [BT, BK], fp32) and its last value G_C ([] or [BK])."""
+    if PER_CHANNEL:
+        gt = tl.load(g_ptr + th[:, None] * K + cols[None, :], mask=mrow[:, None] & mcol[None, :], other=0.0)
+    else:
+        gt = tl.load(g_ptr + th, mask=mrow, other=0.0)
+    gt = gt.to(tl.float32)
+    return tl.cumsum(gt, 0), tl.sum(gt, 0)
+
+
+@triton.jit
+def _rows(x, PER_CHANNEL: tl.constexpr):
+    """Broadcasts a per-row gate quantity against a [BT, BK] tile: [BT] -> [BT, 1]; [BT, BK] unchanged."""
+    if PER_CHANNEL:
+        return x
+    else:
+        return x[:, None]
+
+
+@triton.jit
+def _vec(x, PER_CHANNEL: tl.constexpr):
+    """Broadcasts the chunk-end gate against the rows of a [BK, BV] state: [] stays, [BK] -> [BK, 1]."""
+    if PER_CHANNEL:
+        return x[:, None]
+    else:
+        return x
+
+
+@triton.jit
+def _pairwise(q_ptr, k_ptr, g_ptr, th, mrow, qt, kt, G, K, PER_CHANNEL: tl.constexpr, BT: tl.constexpr):
+    """Decayed products P_kk[i, j] = k_i^T diag(e^{G_i - G_j}) k_j and P_qk (q_i instead of k_i), zero above the
+    diagonal; [BT, BT] fp32 each. Per-head gate: tensor-core Gram times e^{G_i - G_j}. Per-channel gate: exact sum of
+    rank-1 tiles over key channels (columns reloaded from memory, G columns rebuilt by cumsum)."""
+    o_i = tl.arange(0, BT)
+    causal = o_i[:, None] >= o_i[None, :]
+    if PER_CHANNEL:
+        p_kk = tl.zeros([BT, BT], dtype=tl.float32)
+        p_qk = tl.zeros([BT, BT], dtype=tl.float32)
+        for c in range(K):
+            k_c = tl.load(k_ptr + th * K + c, mask=mrow, other=0.0).to(tl.float32)
+            q_c = tl.load(q_ptr + th * K + c, mask=mrow, other=0.0).to(tl.float32)
+            g_c = tl.cumsum(tl.load(g_ptr + th * K + c, mask=mrow, other=0.0).to(tl.float32), 0)
+            e = tl.exp(tl.where(causal, g_c[:, None] - g_c[None, :], float("-inf")))
+            ke = k_c[None, :] * e
+            p_kk += k_c[:, None] * ke
+            p_qk += q_c[:, None] * ke
+    else:
+        e = tl.exp(tl.where(causal, G[:, None] - G[None, :], float("-inf")))
+        p_kk = tl.dot(kt, tl.trans(kt)) * e
+        p_qk = tl.dot(qt, tl.trans(kt)) * e
+    return p_kk, p_qk
+
+
+@triton.jit
+def _solve_unit_lower(lower, t_ptr, tok0, i_h, H, n_valid, BT: tl.constexpr, BS: tl.constexpr):
+    """(I + L)^-1 of a strictly lower [BT, BT] fp32 tile L of the chunk whose first token is ``tok0`` (row index into
+    [B*T]). The chunk's rows of t_ptr ([B*T, H, BT]) are scratch: L is stored there, each BS x BS diagonal block is
+    inverted by forward substitution in fp32, and the blocks are merged with T = (I - N)(I + N^2) T_diag,
+    N = T_diag L_off (exact while BT / BS <= 4). The caller stores the result over the scratch."""
+    o_i = tl.arange(0, BT)
+    o_s = tl.arange(0, BS)
+    same = (o_i[:, None] // BS) == (o_i[None, :] // BS)
+    m2 = (o_i < n_valid)[:, None] & (o_i[None, :] < BT)
+    p_full = t_ptr + ((tok0 + o_i[:, None]) * H + i_h) * BT + o_i[None, :]
+    tl.store(p_full, lower, mask=m2)
+    tl.debug_barrier()
+    for b in tl.static_range(BT // BS):
+        t_b = tl.zeros([BS, BS], dtype=tl.float32)
+        for r in range(1, BS):
+            p_row = t_ptr + ((tok0 + b * BS + r) * H + i_h) * BT + b * BS + o_s
+            a = tl.load(p_row, mask=(o_s < r) & (o_s * 0 + b * BS + r < n_valid), other=0.0).to(tl.float32)
+            new = -tl.sum(a[:, None] * (t_b + tl.where(o_s[:, None] == o_s[None, :], 1.0, 0.0)), 0)
+            t_b = tl.where((o_s == r)[:, None], new[None, :], t_b)
+        t_b += tl.where(o_s[:, None] == o_s[None, :], 1.0, 0.0)
+        tl.debug_barrier()
+        p_blk = t_ptr + ((tok0 + b * BS + o_s[:, None]) * H + i_h) * BT + b * BS + o_s[None, :]
+        tl.store(p_blk, t_b, mask=(b * BS + o_s < n_valid)[:, None] & (o_s[None, :] < BS))
+    tl.debug_barrier()
+    t_diag = tl.load(p_full, mask=m2 & same, other=0.0).to(tl.float32)
+    if BT > BS:
+        n = tl.dot(t_diag, tl.where(same, 0.0, lower))
+        m = t_diag + tl.dot(tl.dot(n, n), t_diag)
+        t_inv = m - tl.dot(n, m)
+    else:
+        t_inv = t_diag
+    tl.debug_barrier()
+    return t_inv
+
+
+@triton.jit
+def _prep_kernel(
+    q_ptr, k_ptr, v_ptr, g_ptr, beta_ptr, t_ptr, a_ptr, w_ptr, u_ptr, scale, T, H, K, V,
+    PER_CHANNEL: tl.constexpr, BT: tl.constexpr, BS: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+):  # fmt: skip
+    """Per chunk: G, L, T = (I + L)^-1 (fp32, kept for the backward), A (input dtype), w and u (input dtype)."""
+    i_t = tl.program_id(0)
+    i_bh = tl.program_id(1)
+    i_b = i_bh // H
+    i_h = i_bh % H
+    dt = q_ptr.dtype.element_ty
+    tok0 = i_b.to(tl.int64) * T + i_t * BT
+    n_valid = T - i_t * BT
+    o_i = tl.arange(0, BT)
+    cols = tl.arange(0, BK)
+    mrow = o_i < n_valid
+    mcol = cols < K
+    th = (tok0 + o_i) * H + i_h
+    m_k = mrow[:, None] & mcol[None, :]
+    kt = tl.load(k_ptr + th[:, None] * K + cols[None, :], mask=m_k, other=0.0)
+    qt = tl.load(q_ptr + th[:, None] * K + cols[None, :], mask=m_k, other=0.0)
+    bt = tl.load(beta_ptr + th, mask=mrow, other=0.0).to(tl.float32)
+    G, _ = _gate_cumsum(g_ptr, th, mrow, cols, mcol, K, PER_CHANNEL)
+    p_kk, p_qk = _pairwise(q_ptr, k_ptr, g_ptr, th, mrow, qt, kt, G, K, PER_CHANNEL, BT)
+    lower = tl.where(o_i[:, None] > o_i[None, :], bt[:, None] * p_kk, 0.0)
+    t_inv = _solve_unit_lower(lower, t_ptr, tok0, i_h, H, n_valid, BT, BS)
+    m_t = mrow[:, None] & (o_i[None, :] < BT)
+    tl.store(t_ptr + th[:, None] * BT + o_i[None, :], t_inv, mask=m_t)
+    tl.store(a_ptr + th[:, None] * BT + o_i[None, :], (scale * p_qk).to(dt), mask=m_t)
+    t_dt = t_inv.to(dt)
+    kb = (kt.to(tl.float32) * tl.exp(_rows(G, PER_CHANNEL)) * bt[:, None]).to(dt)
+    tl.store(w_ptr + th[:, None] * K + cols[None, :], tl.dot(t_dt, kb).to(dt), mask=m_k)
+    for i_v in range(tl.cdiv(V, BV)):
+        cv = i_v * BV + tl.arange(0, BV)
+        m_v = mrow[:, None] & (cv < V)[None, :]
+        vt = tl.load(v_ptr + th[:, None] * V + cv[None, :], mask=m_v, other=0.0).to(tl.float32)
+        tl.store(u_ptr + th[:, None] * V + cv[None, :], tl.dot(t_dt, (vt * bt[:, None]).to(dt)).to(dt), mask=m_v)
+
+
+@triton.jit
+def _state_fwd_kernel(
+    q_ptr, k_ptr, g_ptr, w_ptr, u_ptr, a_ptr, h0_ptr, o_ptr, ht_ptr, hs_ptr, us_ptr, scale, T, H, K, V, NT,
+    PER_CHANNEL: tl.constexpr, HAS_H0: tl.constexpr, STORE_HT: tl.constexpr, SAVE: tl.constexpr,
+    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+):  # fmt: skip
+    """Sequential over chunks for one (value tile, batch*head): o, the final state and (SAVE) per-chunk states/U."""
+    i_v = tl.program_id(0)
+    i_bh = tl.program_id(1)
+    i_b = i_bh // H
+    i_h = i_bh % H
+    dt = q_ptr.dtype.element_ty
+    cols = tl.arange(0, BK)
+    cv = i_v * BV + tl.arange(0, BV)
+    o_i = tl.arange(0, BT)
+    mcol = cols < K
+    m_s = mcol[:, None] & (cv < V)[None, :]
+    p_s = cols[:, None] * V + cv[None, :]
+    if HAS_H0:
+        state = tl.load(h0_ptr + i_bh.to(tl.int64) * K * V + p_s, mask=m_s, other=0.0).to(tl.float32)
+    else:
+        state = tl.zeros([BK, BV], dtype=tl.float32)
+    for i_t in range(NT):
+        tok0 = i_b.to(tl.int64) * T + i_t * BT
+        mrow = o_i < T - i_t * BT
+        th = (tok0 + o_i) * H + i_h
+        m_k = mrow[:, None] & mcol[None, :]
+        m_v = mrow[:, None] & (cv < V)[None, :]
+        if SAVE:
+            chunk_bh = (i_b.to(tl.int64) * NT + i_t) * H + i_h
+            tl.store(hs_ptr + chunk_bh * K * V + p_s, state.to(hs_ptr.dtype.element_ty), mask=m_s)
+        kt = tl.load(k_ptr + th[:, None] * K + cols[None, :], mask=m_k, other=0.0).to(tl.float32)
+        qt = tl.load(q_ptr + th[:, None] * K + cols[None, :], mask=m_k, other=0.0).to(tl.float32)
+        wt = tl.load(w_ptr + th[:, None] * K + cols[None, :], mask=m_k, other=0.0)
+        ut = tl.load(u_ptr + th[:, None] * V + cv[None, :], mask=m_v, other=0.0).to(tl.float32)
+        at = tl.load(a_ptr + th[:, None] * BT + o_i[None, :], mask=mrow[:, None], other=0.0)
+        G, G_last = _gate_cumsum(g_ptr, th, mrow, cols, mcol, K, PER_CHANNEL)
+        s_dt = state.to(dt)
+        pseudo = ut - tl.dot(wt, s_dt)
+        if SAVE:
+            tl.store(us_ptr + th[:, None] * V + cv[None, :], pseudo.to(us_ptr.dtype.element_ty), mask=m_v)
+        p_dt = pseudo.to(dt)
+        qe = (qt * (tl.exp(_rows(G, PER_CHANNEL)) * scale)).to(dt)
+        ot = tl.dot(qe, s_dt) + tl.dot(at, p_dt)
+        tl.store(o_ptr + th[:, None] * V + cv[None, :], ot.to(o_ptr.dtype.element_ty), mask=m_v)
+        kbar = (kt * tl.exp(_rows(G_last - G, PER_CHANNEL))).to(dt)
+        state = state * tl.exp(_vec(G_last, PER_CHANNEL)) + tl.dot(tl.trans(kbar), p_dt)
+    if STORE_HT:
+        tl.store(ht_ptr + i_bh.to(tl.int64) * K * V + p_s, state, mask=m_s)
+
+
+def block_sizes(key_dim: int, value_dim: int, batch_heads: int, chunk_size: int) -> tuple[int, int, int]:
+    """(BK, BV of the state kernels, BV of the prep kernel). BK covers K whole (K <= 256); the state kernels split V
+    finer when batch*heads alone gives too few programs to fill an H100 (132 SMs)."""
+    bk = max(16, triton.next_power_of_2(key_dim))
+    bv = min(64, max(16, triton.next_power_of_2(value_dim)))
+    while bv > 16 and batch_heads * triton.cdiv(value_dim, bv) < 132:
+        bv //= 2
+    bv_prep = min(64 if bk <= 128 else 32, max(16, triton.next_power_of_2(value_dim)))
+    return bk, bv, bv_prep
+
+
+def chunk_fwd(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    g: torch.Tensor,
+    beta: torch.Tensor,
+    scale: float,
+    initial_state: torch.Tensor | None,
+    output_final_state: bool,
+    save: bool,
+    chunk_size: int = 64,
+) -> dict[str, torch.Tensor | None]:
+    """Runs the forward kernels on contiguous inputs.
+
+    Args:
+        q, k: [B, T, H, K]; v: [B, T, H, V] (one float dtype); g: [B, T, H] or [B, T, H, K] fp32; beta: [B, T, H].
+        scale: query scale.
+        initial_state: [B, H, K, V] fp32 or None.
+        output_final_state: whether to return the final state.
+        save: whether to keep what the backward needs (per-chunk states [B, NT, H, K, V] and U [B, T, H, V]).
+        chunk_size: C in {16, 32, 64}.
+
+    Returns:
+        dict with o [B, T, H, V] (dtype of q), final_state [B, H, K, V] fp32 or None, and the saved tensors
+        t_inv [B, T, H, C] fp32, a [B, T, H, C], w [B, T, H, K], states, pseudo (None unless ``save``).
+    """
+    batch, length, heads, key_dim = k.shape
+    value_dim = v.shape[-1]
+    n_chunks = triton.cdiv(length, chunk_size)
+    per_channel = g.dim() == 4
+    bk, bv, bv_prep = block_sizes(key_dim, value_dim, batch * heads, chunk_size)
+    t_inv = torch.empty(batch, length, heads, chunk_size, device=q.device, dtype=torch.float32)
+    a = torch.empty(batch, length, heads, chunk_size, device=q.device, dtype=q.dtype)
+    w = torch.empty_like(k)
+    u = torch.empty_like(v)
+    warps = 4 if bk <= 64 else 8
+    _prep_kernel[(n_chunks, batch * heads)](
+        q, k, v, g, beta, t_inv, a, w, u, scale, length, heads, key_dim, value_dim,
+        PER_CHANNEL=per_channel, BT=chunk_size, BS=min(16, chunk_size), BK=bk, BV=bv_prep, num_warps=warps,
+    )  # fmt: skip
+    o = torch.empty_like(v)
+    final = torch.empty(batch, heads, key_dim, value_dim, device=q.device, dtype=torch.float32)
+    states = torch.empty(batch, n_chunks, heads, key_dim, value_dim, device=q.device, dtype=q.dtype) if save else None
+    pseudo = torch.empty_like(v) if save else None
+    _state_fwd_kernel[(triton.cdiv(value_dim, bv), batch * heads)](
+        q, k, g, w, u, a, initial_state if initial_state is not None else final, o, final,
+        states if save else o, pseudo if save else o, scale, length, heads, key_dim, value_dim, n_chunks,
+        PER_CHANNEL=per_channel, HAS_H0=initial_state is not None, STORE_HT=output_final_state, SAVE=save,
+        BT=chunk_size, BK=bk, BV=bv, num_warps=warps, num_stages=1 if interpreting() else 2,
+    )  # fmt: skip
+    return {
+        "o": o,
+        "final_state": final if output_final_state else None,
+        "t_inv": t_inv,
+        "a": a,
+        "w": w,
+        "states": states,
+        "pseudo": pseudo,
+    }

@@ -1,0 +1,90 @@
+"""Triton chunkwise kernels (run by the CPU interpreter) against the fp32 recurrent oracle: outputs, final state and
+every gradient, for both gate shapes, odd T, K and V, several chunk sizes, with and without an initial state."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from gdkvm.ops.gated_delta import chunk_gated_delta, naive_recurrent_gated_delta
+from gdkvm.ops.gated_delta.chunk import chunk_gated_delta_triton
+from tests.ops.test_chunk_naive import make_inputs, rel_rms
+
+OUT_TOL = 5e-3
+GRAD_TOL = 1e-2
+
+
+def _run(fn, x: dict[str, torch.Tensor], h0: torch.Tensor | None, do: torch.Tensor, dht: torch.Tensor, **kw):
+    """o, final state and the gradients of (o * do).sum() + (state * dht).sum() wrt every input."""
+    xs = {name: t.clone().requires_grad_() for name, t in x.items()}
+    h = None if h0 is None else h0.clone().requires_grad_()
+    o, state = fn(**xs, initial_state=h, output_final_state=True, **kw)
+    ((o.float() * do).sum() + (state * dht).sum()).backward()
+    grads = {name: t.grad for name, t in xs.items()}
+    if h is not None:
+        grads["initial_state"] = h.grad
+    return o, state, grads
+
+
+CASES = [
+    pytest.param(70, 24, 20, 16, False, True, 1.0, id="T70-K24-V20-C16-head-h0"),
+    pytest.param(70, 24, 20, 64, False, False, 1.0, id="T70-K24-V20-C64-head"),
+    pytest.param(70, 24, 20, 16, True, True, 1.0, id="T70-K24-V20-C16-chan-h0"),
+    pytest.param(45, 20, 80, 32, True, False, 1.0, id="T45-K20-V80-C32-chan"),
+    pytest.param(50, 12, 36, 16, False, True, 0.0, id="T50-K12-V36-C16-zero-gate-h0"),
+    pytest.param(40, 16, 16, 16, True, True, 20.0, id="T40-K16-V16-C16-chan-strong-gate"),
+]
+
+
+@pytest.mark.parametrize(("length", "key_dim", "value_dim", "chunk", "per_channel", "with_h0", "gate_scale"), CASES)
+def test_triton_matches_recurrence(
+    length: int, key_dim: int, value_dim: int, chunk: int, per_channel: bool, with_h0: bool, gate_scale: float
+) -> None:
+    x = make_inputs(1, length, 2, key_dim, value_dim, per_channel=per_channel, gate_scale=gate_scale)
+    h0 = torch.randn(1, 2, key_dim, value_dim) if with_h0 else None
+    do = torch.randn(1, length, 2, value_dim)
+    dht = torch.randn(1, 2, key_dim, value_dim)
+    o_ref, s_ref, g_ref = _run(naive_recurrent_gated_delta, x, h0, do, dht)
+    o, s, grads = _run(chunk_gated_delta_triton, x, h0, do, dht, scale=key_dim**-0.5, chunk_size=chunk)
+    assert o.shape == o_ref.shape and s.shape == s_ref.shape and s.dtype == torch.float32
+    assert rel_rms(o_ref, o) < OUT_TOL
+    assert rel_rms(s_ref, s) < OUT_TOL
+    assert set(grads) == set(g_ref)
+    for name, ref in g_ref.items():
+        assert grads[name].shape == ref.shape, name
+        assert torch.isfinite(grads[name]).all(), name
+        assert rel_rms(ref, grads[name]) < GRAD_TOL, f"d{name}: {rel_rms(ref, grads[name]):.3g}"
+
+
+def test_public_function_triton_backend_on_cpu() -> None:
+    x = make_inputs(2, 21, 1, 8, 12, per_channel=False)
+    o_ref, _ = naive_recurrent_gated_delta(**x, scale=0.3)
+    o, state = chunk_gated_delta(**x, scale=0.3, backend="triton")
+    assert state is None
+    assert rel_rms(o_ref, o) < OUT_TOL
+
+
+def test_streaming_two_calls_equals_one_call() -> None:
+    # The state contract: a clip split in two calls, the second starting from the first's final state.
+    x = make_inputs(1, 40, 2, 16, 16, per_channel=True)
+    first = {n: t[:, :23] for n, t in x.items()}
+    second = {n: t[:, 23:] for n, t in x.items()}
+    o_all, s_all = chunk_gated_delta_triton(**x, scale=0.25, output_final_state=True, chunk_size=16)
+    o1, s1 = chunk_gated_delta_triton(**first, scale=0.25, output_final_state=True, chunk_size=16)
+    o2, s2 = chunk_gated_delta_triton(**second, scale=0.25, initial_state=s1, output_final_state=True, chunk_size=16)
+    assert rel_rms(o_all, torch.cat([o1, o2], dim=1)) < 1e-5
+    assert rel_rms(s_all, s2) < 1e-5
+
+
+def test_no_grad_forward_matches() -> None:
+    x = make_inputs(1, 30, 1, 16, 16, per_channel=False)
+    with torch.no_grad():
+        o, _ = chunk_gated_delta_triton(**x, scale=0.25, chunk_size=16)
+    o_ref, _ = naive_recurrent_gated_delta(**x, scale=0.25)
+    assert rel_rms(o_ref, o) < OUT_TOL
+
+
+def test_bad_chunk_size_is_rejected() -> None:
+    x = make_inputs(1, 8, 1, 16, 16, per_channel=False)
+    with pytest.raises(ValueError, match="chunk_size"):
+        chunk_gated_delta_triton(**x, scale=0.25, chunk_size=48)
