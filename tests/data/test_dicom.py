@@ -159,3 +159,31 @@ def test_bad_dicom_files(tmp_path: Path) -> None:
     (tmp_path / "IM0002").write_bytes(b"\0" * 200)
     with pytest.raises(InputError, match=r"IM0002: unknown file type"):
         read_clip(tmp_path / "IM0002")
+
+
+def test_jpeg_fast_path_matches_generic_decoder(tmp_path: Path) -> None:
+    from gdkvm.data import dicom
+
+    path = write_dicom(tmp_path / "j.dcm", _smooth_rgb(), photometric="YBR_FULL_422", syntax="jpeg")
+    ds = pydicom.dcmread(path)
+    fast = dicom._jpeg_baseline_gray(ds, path)
+    assert fast is not None and fast.shape == (T, H, W)
+    generic = dicom._to_gray_frames(*dicom._decode(ds, path), ds, path)
+    assert np.abs(fast.astype(np.int64) - generic).max() <= 1
+    # not applicable to other syntaxes: the generic decoder takes over
+    assert dicom._jpeg_baseline_gray(pydicom.dcmread(write_dicom(tmp_path / "r.dcm", _gray())), path) is None
+
+
+def test_damaged_jpeg_frames(tmp_path: Path) -> None:
+    from pydicom.encaps import encapsulate, generate_frames
+
+    ds = pydicom.dcmread(write_dicom(tmp_path / "j.dcm", _smooth_rgb(), photometric="YBR_FULL_422", syntax="jpeg"))
+    frames = list(generate_frames(ds.PixelData, number_of_frames=T))
+    ds.PixelData = encapsulate(frames[:-1] + [frames[-1][: len(frames[-1]) // 3]])  # last frame cut short
+    ds.save_as(tmp_path / "short.dcm")
+    with pytest.raises(InputError, match=r"short\.dcm: cannot decode JPEG"):
+        read_clip(tmp_path / "short.dcm")
+    ds.PixelData = encapsulate(frames[:-1])  # one frame fewer than NumberOfFrames
+    ds.save_as(tmp_path / "fewer.dcm")
+    with pytest.raises(InputError, match=r"fewer\.dcm: .*(frame|cannot decode)"):
+        read_clip(tmp_path / "fewer.dcm")
