@@ -1,0 +1,122 @@
+"""Synthetic echo generator: 3D truth, rendering, and the exact CAMUS file layouts (read back with SimpleITK)."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from gdkvm.data.synthetic import HeartShape, make_clip, synth_camus
+from gdkvm.data.synthetic.geometry import random_heart
+from gdkvm.errors import InputError
+
+SMALL = {"height": (48, 64), "frames": (4, 8)}
+
+
+def _voxel_volume_ml(heart: HeartShape, fraction: float, step: float = 0.4) -> float:
+    """Independent numeric volume: count voxel centres inside the truncated ellipsoid (apex at z = 0)."""
+    a, b, c = heart.semi_axes(fraction)
+    xs = np.arange(-a, a + step, step)
+    ys = np.arange(-b, b + step, step)
+    zs = np.arange(0.0, 2 * c + step, step)
+    x, y = np.meshgrid(xs, ys, indexing="ij")
+    count = 0
+    for z in zs:
+        inside = (x / a) ** 2 + (y / b) ** 2 + ((z - c) / c) ** 2 <= 1.0
+        count += int(inside.sum()) if z <= c * (1 + heart.f) else 0
+    return count * step**3 / 1000.0
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_true_ef_matches_voxelised_volumes(seed: int) -> None:
+    heart = random_heart(np.random.default_rng(seed))
+    edv, esv = _voxel_volume_ml(heart, 1.0), _voxel_volume_ml(heart, heart.esv_ratio)
+    assert edv == pytest.approx(heart.edv_ml, rel=0.01)
+    assert esv == pytest.approx(heart.esv_ml, rel=0.01)
+    assert 100 * (edv - esv) / edv == pytest.approx(heart.ef, abs=0.5)
+    assert heart.a != pytest.approx(heart.b, rel=0.05)  # elliptical short axis
+
+
+def test_make_clip_deterministic_and_masks_match_image() -> None:
+    frames, masks, info = make_clip(5, size=(96, 112), frames=30, fps=50.0, ef=60.0)
+    again, masks2, _ = make_clip(5, size=(96, 112), frames=30, fps=50.0, ef=60.0)
+    assert frames.shape == masks.shape == (30, 96, 112) and frames.dtype == masks.dtype == np.uint8
+    np.testing.assert_array_equal(frames, again)
+    np.testing.assert_array_equal(masks, masks2)
+    assert not np.array_equal(frames, make_clip(6, size=(96, 112), frames=30)[0])
+    assert info["ef"] == pytest.approx(60.0) and set(np.unique(masks)) == {0, 1, 2, 3}
+    cavity, wall = frames[masks == 1].mean(), frames[masks == 2].mean()
+    assert cavity < 0.4 * wall
+    area = (masks == 1).sum((1, 2)) * info["spacing"][0] * info["spacing"][1]
+    np.testing.assert_allclose(area, info["lv_area_mm2"], rtol=0.08)
+    for ed in info["ed_frames"]:
+        for es in info["es_frames"]:
+            assert area[ed] > area[es]
+
+
+def _truth(root: Path) -> list[dict[str, str]]:
+    with (root / "truth.csv").open() as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_camus_2023_layout_and_cfg(tmp_path: Path) -> None:
+    root = synth_camus(tmp_path / "camus", patients=4, seed=3, reversed_fraction=0.5, **SMALL)
+    names = sorted(p.name for p in (root / "database_nifti").iterdir())
+    assert names == [f"patient{k:04d}" for k in range(1, 5)]
+    suffixes = ["half_sequence", "half_sequence_gt", "ED", "ED_gt", "ES", "ES_gt"]
+    expected = {f"patient0002_{v}_{s}.nii.gz" for v in ("2CH", "4CH") for s in suffixes}
+    assert {p.name for p in (root / "database_nifti" / "patient0002").iterdir()} == expected | {
+        "Info_2CH.cfg",
+        "Info_4CH.cfg",
+    }
+    splits = {p.name: p.read_text().split() for p in (root / "database_split").iterdir()}
+    assert sorted(splits) == [f"subgroup_{s}.txt" for s in ("testing", "training", "validation")]
+    assert sorted(sum(splits.values(), [])) == names
+    truth = _truth(root)
+    assert any(r["stored_order"] == "ES->ED" for r in truth) and any(r["stored_order"] == "ED->ES" for r in truth)
+    for row in truth:
+        folder = root / "database_nifti" / row["patient"]
+        lines = (folder / f"Info_{row['view']}.cfg").read_text().splitlines()
+        cfg = dict(line.split(": ") for line in lines)
+        assert list(cfg) == ["ED", "ES", "NbFrame", "Sex", "Age", "ImageQuality", "EF", "FrameRate"]
+        stem = f"{row['patient']}_{row['view']}"
+        seq = sitk.ReadImage(str(folder / f"{stem}_half_sequence.nii.gz"))
+        gt = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / f"{stem}_half_sequence_gt.nii.gz")))
+        n = seq.GetSize()[2]
+        assert int(cfg["NbFrame"]) == n and {int(cfg["ED"]), int(cfg["ES"])} == {1, n}
+        assert (int(cfg["ED"]) == n) == (row["stored_order"] == "ES->ED")
+        assert int(cfg["EF"]) == round(float(row["ef"]))
+        assert seq.GetSpacing()[:2] == pytest.approx((float(row["spacing_col_mm"]), float(row["spacing_row_mm"])))
+        lv = (gt == 1).sum((1, 2)) * seq.GetSpacing()[0] * seq.GetSpacing()[1]
+        ed, es = int(cfg["ED"]) - 1, int(cfg["ES"]) - 1
+        assert lv[ed] == pytest.approx(float(row["lv_area_ed_mm2"]), rel=0.1)
+        assert lv[es] == pytest.approx(float(row["lv_area_es_mm2"]), rel=0.1)
+        key = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / f"{stem}_ED_gt.nii.gz")))
+        np.testing.assert_array_equal(key, gt[ed])
+        assert math.isclose(float(row["ef"]), 100 * (1 - float(row["esv_ml"]) / float(row["edv_ml"])), rel_tol=1e-3)
+
+
+def test_camus_patient_independent_of_count(tmp_path: Path) -> None:
+    a = synth_camus(tmp_path / "a", patients=2, seed=7, **SMALL)
+    b = synth_camus(tmp_path / "b", patients=3, seed=7, **SMALL)
+    rel = "database_nifti/patient0002/patient0002_4CH_half_sequence.nii.gz"
+    arr_a = sitk.GetArrayFromImage(sitk.ReadImage(str(a / rel)))
+    np.testing.assert_array_equal(arr_a, sitk.GetArrayFromImage(sitk.ReadImage(str(b / rel))))
+    assert _truth(a) == _truth(b)[:4]
+
+
+def test_overwrite_refused_and_other_files_kept(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "mine.txt").write_text("keep me")
+    with pytest.raises(InputError, match="not empty"):
+        synth_camus(out, patients=1, **SMALL)
+    synth_camus(out, patients=1, overwrite=True, **SMALL)
+    assert (out / "mine.txt").read_text() == "keep me"
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(InputError, match="not a folder"):
+        synth_camus(tmp_path / "file", patients=1, **SMALL)
