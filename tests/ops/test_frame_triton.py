@@ -77,17 +77,19 @@ def test_no_final_state_requested() -> None:
     assert rel_rms(o, ref) <= TOL
 
 
+@pytest.mark.parametrize("shape", [(2, 3, 21, 16, 32, 2), (1, 2, 40, 70, 80, 5)], ids=["Dk16Dv32", "Dk70Dv80"])
 @pytest.mark.parametrize("with_state", [False, True], ids=["no_h0", "h0"])
-def test_streaming_step_equals_whole_clip(with_state: bool) -> None:
-    inp = make_inputs(b=2, t=3, n=21, dk=16, dv=32, heads=2, with_state=with_state)
+def test_streaming_step_equals_whole_clip(with_state: bool, shape: tuple) -> None:
+    b, t_len, n, dk, dv, h = shape
+    inp = make_inputs(b=b, t=t_len, n=n, dk=dk, dv=dv, heads=h, with_state=with_state)
     o, final = frame_gated_delta(**inp, output_final_state=True, backend="triton")
     params = {n: inp[n] for n in ("w_beta", "w_alpha", "a_log", "dt_bias")}
     state = inp["initial_state"]
-    for t in range(3):
+    for t in range(t_len):
         o_t, state = frame_gated_delta_step(
-            inp["k"][:, t], inp["v"][:, t], **params, heads=2, state=state, backend="triton"
+            inp["k"][:, t], inp["v"][:, t], **params, heads=h, state=state, backend="triton"
         )
-        assert o_t.shape == (2, 21, 32) and state.shape == (2, 16, 32) and state.dtype == torch.float32
+        assert o_t.shape == (b, n, dv) and state.shape == (b, dk, dv) and state.dtype == torch.float32
         torch.testing.assert_close(o_t, o[:, t], rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(state, final, rtol=1e-5, atol=1e-6)
 

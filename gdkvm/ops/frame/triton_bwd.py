@@ -231,7 +231,7 @@ def frame_bwd(
     bk, bv, bh = block_sizes(dk_, dv_, heads)
     bwd_recurrence_kernel[(b,)](
         kk, kv, kdo, states, *params, ds, du, dg, dwb, dwa, dalog, ddt, t, dk_, dv_, heads, dv_ // heads,
-        HAS_H0=has_h0, BK=bk, BV=bv, BH=bh, PREC=serial_precision(k.device), num_warps=4 if bk <= 64 else 8,
+        HAS_H0=has_h0, BK=bk, BV=bv, BH=bh, PREC=serial_precision(k.device), num_warps=8,
     )  # fmt: skip
     prec = dot_precision(k.dtype, k.device)
     dk = torch.empty_like(k)

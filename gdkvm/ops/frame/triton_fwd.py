@@ -38,7 +38,7 @@ def block_sizes(dk: int, dv: int, heads: int) -> tuple[int, int, int]:
 
 
 @triton.jit
-def _kt_y_tile(x_ptr, y_ptr, N, DK, DY, col0, BK: tl.constexpr, BN: tl.constexpr, BY: tl.constexpr, PREC: tl.constexpr):
+def kt_y_tile(x_ptr, y_ptr, N, DK, DY, col0, BK: tl.constexpr, BN: tl.constexpr, BY: tl.constexpr, PREC: tl.constexpr):
     """X^T Y[:, col0:col0+BY] for one frame: X [N, DK], Y [N, DY] row-major; returns [BK, BY] fp32."""
     rk = tl.arange(0, BK)
     ry = col0 + tl.arange(0, BY)
@@ -75,12 +75,12 @@ def gram_kernel(
     k_base = k_ptr + bt * N * DK
     rk = tl.arange(0, BK)
     if pc * BY < DY:
-        acc = _kt_y_tile(k_base, y_ptr + bt * N * DY, N, DK, DY, pc * BY, BK, BN, BY, PREC)
+        acc = kt_y_tile(k_base, y_ptr + bt * N * DY, N, DK, DY, pc * BY, BK, BN, BY, PREC)
         ry = pc * BY + tl.arange(0, BY)
         mask = (rk[:, None] < DK) & (ry[None, :] < DY)
         tl.store(ky_ptr + bt * DK * DY + rk[:, None] * DY + ry[None, :], acc, mask=mask)
     elif WITH_KK:
-        acc = _kt_y_tile(k_base, k_base, N, DK, DK, 0, BK, BN, BK, PREC)
+        acc = kt_y_tile(k_base, k_base, N, DK, DK, 0, BK, BN, BK, PREC)
         mask = (rk[:, None] < DK) & (rk[None, :] < DK)
         tl.store(kk_ptr + bt * DK * DK + rk[:, None] * DK + rk[None, :], acc, mask=mask)
 
@@ -284,7 +284,7 @@ def frame_fwd(
     fwd_recurrence_kernel[(b,)](
         kk, kv, h0, w_beta, w_alpha, a_log, dt_bias, states, t, dk, dv, heads, dv // heads,
         HAS_H0=initial_state is not None, BK=bk, BV=bv, BH=bh, PREC=serial_precision(k.device),
-        num_warps=4 if bk <= 64 else 8,
+        num_warps=8,
     )  # fmt: skip
     prec = dot_precision(k.dtype, k.device)
     o = torch.empty_like(v)

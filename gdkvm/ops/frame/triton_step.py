@@ -1,13 +1,66 @@
-"""Streaming step of the frame rule on Triton: one frame, forward only, from a given state.
+"""Streaming step of the frame rule on Triton: one frame, forward only, ONE launch.
 
-It runs the forward launches with T = 1, so a clip streamed frame by frame gives the whole-clip result.
+Within a single frame the previous state is an input, so the gates (which need all Dv columns of S_{t-1}) can be
+computed by every program without any cross-program exchange: program (b, j) recomputes the [Dk, H] gates and the
+[Dk, Dk] Gram matrix, and owns value tile j of K^T V, of the new state and of the readout.
 """
 
 from __future__ import annotations
 
 import torch
+import triton
+import triton.language as tl
 
-from gdkvm.ops.frame.triton_fwd import frame_fwd
+from gdkvm.ops.frame.triton_fwd import (
+    dot_precision,
+    gate_logits,
+    head_expander,
+    kt_y_tile,
+    serial_precision,
+    softplus,
+)
+
+
+@triton.jit
+def step_kernel(
+    k_ptr, v_ptr, h0_ptr, wb_ptr, wa_ptr, alog_ptr, dt_ptr, o_ptr, out_state_ptr, N, DK, DV, H, HD,
+    HAS_H0: tl.constexpr, BK: tl.constexpr, BN: tl.constexpr, BV: tl.constexpr, BH: tl.constexpr,
+    PREC: tl.constexpr, SPREC: tl.constexpr,
+):  # fmt: skip
+    """One frame for batch element b and value tile j. Grid: (B, cdiv(DV, BV)).
+
+    k [B, N, DK], v [B, N, DV] (input dtype); h0, out_state [B, DK, DV] fp32; o [B, N, DV] (input dtype).
+    """
+    b = tl.program_id(0).to(tl.int64)
+    j0 = tl.program_id(1) * BV
+    rk = tl.arange(0, BK)
+    rv = j0 + tl.arange(0, BV)
+    k_base = k_ptr + b * N * DK
+    offs = rk[:, None] * DV + rv[None, :]
+    mask = (rk[:, None] < DK) & (rv[None, :] < DV)
+    kv = kt_y_tile(k_base, v_ptr + b * N * DV, N, DK, DV, j0, BK, BN, BV, PREC)
+    if HAS_H0:
+        rh = tl.arange(0, BH)
+        prev = h0_ptr + b * DK * DV
+        pb, pa = gate_logits(prev, wb_ptr, wa_ptr, DK, DV, H, BK, BV, BH, SPREC)
+        rate = tl.exp(tl.load(alog_ptr + rh, mask=rh < H, other=0.0))
+        dt = tl.load(dt_ptr + rh, mask=rh < H, other=0.0)
+        expand = head_expander(j0, DV, HD, BV, BH, False)
+        bx = tl.dot(tl.sigmoid(pb), expand, input_precision=SPREC)
+        ax = tl.dot(tl.exp(-rate[None, :] * softplus(pa + dt[None, :])), expand, input_precision=SPREC)
+        gram = kt_y_tile(k_base, k_base, N, DK, DK, 0, BK, BN, BK, PREC)
+        s = tl.load(prev + offs, mask=mask, other=0.0)
+        gs = tl.dot(gram, s, input_precision=SPREC)
+        state = ax * (s - bx * gs) + bx * kv
+    else:
+        state = kv
+    tl.store(out_state_ptr + b * DK * DV + offs, state, mask=mask)
+    for n0 in range(0, N, BN):
+        rn = n0 + tl.arange(0, BN)
+        kt = tl.load(k_base + rn[:, None] * DK + rk[None, :], mask=(rn[:, None] < N) & (rk[None, :] < DK), other=0.0)
+        o = tl.dot(kt.to(tl.float32), state, input_precision=PREC)
+        omask = (rn[:, None] < N) & (rv[None, :] < DV)
+        tl.store(o_ptr + b * N * DV + rn[:, None] * DV + rv[None, :], o.to(o_ptr.dtype.element_ty), mask=omask)
 
 
 def frame_step(
@@ -33,5 +86,17 @@ def frame_step(
         o_t: [B, N, Dv] (dtype of k_t).
         new_state: [B, Dk, Dv] fp32.
     """
-    o, states, _, _ = frame_fwd(k_t[:, None], v_t[:, None], w_beta, w_alpha, a_log, dt_bias, heads, state)
-    return o[:, 0], states[:, 1].contiguous()
+    b, n, dk = k_t.shape
+    dv = v_t.shape[-1]
+    bk = max(16, triton.next_power_of_2(dk))
+    bv = 64 if bk <= 64 else 32
+    bh = max(16, triton.next_power_of_2(heads))
+    o = torch.empty_like(v_t)
+    new_state = torch.empty(b, dk, dv, device=k_t.device, dtype=torch.float32)
+    h0 = state if state is not None else new_state
+    step_kernel[(b, triton.cdiv(dv, bv))](
+        k_t, v_t, h0, w_beta, w_alpha, a_log, dt_bias, o, new_state, n, dk, dv, heads, dv // heads,
+        HAS_H0=state is not None, BK=bk, BN=64 if bk <= 64 else 32, BV=bv, BH=bh,
+        PREC=dot_precision(k_t.dtype, k_t.device), SPREC=serial_precision(k_t.device), num_warps=4,
+    )  # fmt: skip
+    return o, new_state

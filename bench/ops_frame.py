@@ -1,0 +1,233 @@
+"""Benchmark of the frame rule: the paper's eager einsum loop, torch.compile of it, and our Triton op.
+
+Run on a CUDA machine: ``python3 bench/ops_frame.py`` (or through ``bench/ops.py``). For each shape it measures the
+median time (``triton.testing.do_bench``) of the forward (under ``torch.no_grad``) and of forward + backward (a fixed
+random dO, gradients of every input), the peak extra memory of one call, the speed-ups of ours, and the HBM floor:
+bytes of K, V and O in fp32 (plus dO, dK, dV for the backward) at 3.0 TB/s. Imports only torch, triton and gdkvm.ops.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from gdkvm.ops import frame_gated_delta  # noqa: E402
+
+SHAPES = {  # name: (B, T, N); Dk, Dv, H are the paper's 64, 256, 8
+    "B10T10N256": (10, 10, 256),
+    "B10T10N64": (10, 10, 64),
+    "B1T100N256": (1, 100, 256),
+    "B1T200N64": (1, 200, 64),
+    "B32T10N256": (32, 10, 256),
+}
+DK, DV, HEADS = 64, 256, 8
+HBM_BYTES_PER_S = 3.0e12
+TARGETS = {"fwd": (20.0, 10.0), "fwdbwd": (10.0, 4.0)}  # minimum speed-up over (eager, compiled)
+
+
+def paper_frame(
+    state: torch.Tensor | None,
+    kt: torch.Tensor,
+    vt: torch.Tensor,
+    w_beta: torch.Tensor,
+    w_alpha: torch.Tensor,
+    a_log: torch.Tensor,
+    dt_bias: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One frame as the authors' code writes it (einsums and elementwise ops, ~12 launches), with the two fixes.
+
+    Args:
+        state: [B, Dk, Dv] or None; kt: [B, N, Dk]; vt: [B, N, Dv]; w_beta, w_alpha: [Dv, H]; a_log, dt_bias: [H].
+
+    Returns:
+        o_t [B, N, Dv] and the new state [B, Dk, Dv].
+    """
+    if state is None:
+        state = torch.einsum("bnk,bnv->bkv", kt, vt)
+    else:
+        head_dim = vt.shape[-1] // w_beta.shape[-1]
+        beta = torch.sigmoid(torch.einsum("bkv,vh->bkh", state, w_beta)).repeat_interleave(head_dim, dim=-1)
+        gram = torch.einsum("bnk,bnj->bkj", kt, kt)
+        eraser = beta * torch.einsum("bkj,bjv->bkv", gram, state)
+        new = beta * torch.einsum("bnk,bnv->bkv", kt, vt)
+        g = -torch.exp(a_log) * F.softplus(torch.einsum("bkv,vh->bkh", state, w_alpha) + dt_bias)
+        alpha = torch.exp(g).repeat_interleave(head_dim, dim=-1)
+        state = alpha * (state - eraser) + new
+    return torch.einsum("bnk,bkv->bnv", kt, state), state
+
+
+def paper_loop(
+    k: torch.Tensor, v: torch.Tensor, *params: torch.Tensor, frame_fn: Callable = paper_frame
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The eager loop over frames. k: [B, T, N, Dk], v: [B, T, N, Dv]; returns o [B, T, N, Dv] and the last state."""
+    state, outs = None, []
+    for t in range(k.shape[1]):
+        o_t, state = frame_fn(state, k[:, t], v[:, t], *params)
+        outs.append(o_t)
+    return torch.stack(outs, dim=1), state
+
+
+def ours(k: torch.Tensor, v: torch.Tensor, *params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return frame_gated_delta(k, v, *params, heads=HEADS, output_final_state=True, backend="triton")
+
+
+def make_inputs(b: int, t: int, n: int, dtype: torch.dtype) -> list[torch.Tensor]:
+    dev = torch.device("cuda")
+    return [
+        torch.softmax(torch.randn(b, t, n, DK, device=dev), dim=-1).to(dtype),
+        torch.randn(b, t, n, DV, device=dev).to(dtype),
+        torch.randn(DV, HEADS, device=dev) / DV**0.5,
+        torch.randn(DV, HEADS, device=dev) / DV**0.5,
+        torch.zeros(HEADS, device=dev),
+        torch.zeros(HEADS, device=dev),
+    ]
+
+
+def compiled_impl(t: int, max_loop_t: int) -> tuple[Callable, str]:
+    """torch.compile of the whole unrolled loop for short clips, of the per-frame function for long ones."""
+    torch._dynamo.reset()
+    if t <= max_loop_t:
+        return torch.compile(paper_loop), "loop"
+    step = torch.compile(paper_frame)
+    return (lambda k, v, *p: paper_loop(k, v, *p, frame_fn=step)), "frame"
+
+
+def measure(fn: Callable, inputs: list[torch.Tensor], mode: str, warmup: int, rep: int) -> tuple[float, float]:
+    """Median ms and peak extra MiB of one call of fn in mode "fwd" (no grad) or "fwdbwd"."""
+    import triton.testing
+
+    leaves = [x.detach().requires_grad_(mode == "fwdbwd") for x in inputs]
+    do = torch.randn_like(leaves[1])
+
+    def call() -> None:
+        if mode == "fwd":
+            with torch.no_grad():
+                fn(*leaves)
+        else:
+            o, _ = fn(*leaves)
+            o.backward(do)
+
+    for _ in range(3):  # compile, autotune, warm the allocator
+        call()
+    for x in leaves:
+        x.grad = None
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated()
+    call()
+    torch.cuda.synchronize()
+    peak = (torch.cuda.max_memory_allocated() - base) / 2**20
+    ms = triton.testing.do_bench(call, warmup=warmup, rep=rep, grad_to_none=leaves, return_mode="median")
+    return float(ms), float(peak)
+
+
+def _params_as_input(fn: Callable) -> Callable:
+    return lambda k, v, *params: fn(k, v, *[p.to(k.dtype) for p in params])
+
+
+def floor_us(b: int, t: int, n: int, mode: str) -> float:
+    kvo = b * t * n * (DK + 2 * DV) * 4
+    total = kvo if mode == "fwd" else 2 * kvo + b * t * n * (DK + DV) * 4  # + dO, dK, dV and K, V read again
+    return total / HBM_BYTES_PER_S * 1e6
+
+
+def rel_rms(x: torch.Tensor, ref: torch.Tensor) -> float:
+    return float((x.double() - ref.double()).pow(2).mean().sqrt() / ref.double().pow(2).mean().sqrt())
+
+
+def bench_shape(name: str, args: argparse.Namespace) -> list[dict]:
+    b, t, n = SHAPES[name]
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[args.dtype]
+    inputs = make_inputs(b, t, n, dtype)
+    with torch.no_grad():
+        err = rel_rms(ours(*inputs)[0], paper_loop(*[x.float() for x in inputs])[0])
+    impls = {"eager": (paper_loop, "")}
+    if not args.no_compile:
+        impls["compiled"] = compiled_impl(t, args.compile_max_t)
+    if dtype != torch.float32:  # the einsum loop needs one dtype: run it with bf16 parameters too
+        impls = {name: (_params_as_input(fn), how) for name, (fn, how) in impls.items()}
+    impls["ours"] = (ours, "")
+    rows = []
+    for mode in args.modes:
+        row = {"shape": f"{name}Dk{DK}Dv{DV}H{HEADS}", "dtype": args.dtype, "mode": mode, "rel_err_vs_eager": err}
+        for impl, (fn, how) in impls.items():
+            row[f"{impl}_ms"], row[f"{impl}_peak_mib"] = measure(fn, inputs, mode, args.warmup, args.rep)
+            if how:
+                row["compiled_what"] = how
+        row["floor_us"] = floor_us(b, t, n, mode)
+        row["x_eager"] = row["eager_ms"] / row["ours_ms"]
+        need_e, need_c = TARGETS[mode]
+        ok = row["x_eager"] >= need_e and row["ours_peak_mib"] <= row["eager_peak_mib"]
+        if "compiled_ms" in row:
+            row["x_compiled"] = row["compiled_ms"] / row["ours_ms"]
+            ok = ok and row["x_compiled"] >= need_c
+        row["meets_targets"] = ok
+        rows.append(row)
+    return rows
+
+
+def run(args: argparse.Namespace) -> list[dict]:
+    """Benchmark every shape in args.shapes; one dict per (shape, mode)."""
+    if not torch.cuda.is_available():
+        raise SystemExit("bench/ops_frame.py needs a CUDA device")
+    rows = []
+    for name in args.shapes:
+        rows += bench_shape(name, args)
+        print(format_table(rows[-len(args.modes) :], header=not rows[: -len(args.modes)]), flush=True)
+    return rows
+
+
+def format_table(rows: list[dict], header: bool = True) -> str:
+    cols = [
+        ("shape", "{}", 26), ("mode", "{}", 6), ("eager_ms", "{:.3f}", 9), ("compiled_ms", "{:.3f}", 11),
+        ("ours_ms", "{:.4f}", 8), ("floor_us", "{:.1f}", 8), ("x_eager", "{:.1f}", 8), ("x_compiled", "{:.1f}", 10),
+        ("eager_peak_mib", "{:.1f}", 14), ("compiled_peak_mib", "{:.1f}", 17), ("ours_peak_mib", "{:.1f}", 13),
+        ("rel_err_vs_eager", "{:.1e}", 16), ("meets_targets", "{}", 13),
+    ]  # fmt: skip
+    lines = []
+    if header:
+        lines.append(" ".join(f"{c:>{w}}" for c, _, w in cols))
+    for row in rows:
+        lines.append(" ".join(f"{(f.format(row[c]) if c in row else '-'):>{w}}" for c, f, w in cols))
+    return "\n".join(lines)
+
+
+def environment() -> str:
+    import triton
+
+    card = torch.cuda.get_device_name() if torch.cuda.is_available() else "no CUDA device"
+    return f"card: {card}; torch {torch.__version__}; triton {triton.__version__}"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
+    parser.add_argument("--modes", nargs="+", default=["fwd", "fwdbwd"], choices=["fwd", "fwdbwd"])
+    parser.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
+    parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile baseline")
+    parser.add_argument("--compile-max-t", type=int, default=32, help="compile the whole loop up to this T")
+    parser.add_argument("--warmup", type=int, default=25, help="do_bench warm-up, ms")
+    parser.add_argument("--rep", type=int, default=100, help="do_bench measuring time, ms")
+    parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    args = build_parser().parse_args(argv)
+    print("frame rule:", environment(), flush=True)
+    rows = run(args)
+    if args.json is not None:
+        args.json.write_text(json.dumps(rows, indent=1))
+    return rows
+
+
+if __name__ == "__main__":
+    main()
