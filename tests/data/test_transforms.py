@@ -84,3 +84,20 @@ def test_workers_draw_differently() -> None:
     first_per_worker = [outs[0], outs[1]]  # items 0 and 1 come from different workers
     assert not torch.equal(*first_per_worker)
     assert np.isfinite(torch.stack(outs).numpy()).all()
+
+
+NEUTRAL = {"gamma": (1.0, 1.0), "brightness": 0.0, "contrast": 0.0, "noise_std": (0.0, 0.0), "scale": (1.0, 1.0),
+           "rotate": 0.0}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"gamma": (0.5, 0.5)}, {"contrast": 0.5}, {"brightness": 0.3}, {"noise_std": (0.05, 0.05)}, {"rotate": 20.0}],
+    ids=["gamma", "contrast", "brightness", "noise", "rotate"],
+)
+def test_each_component_acts(change: dict) -> None:
+    clip = _clip()
+    clip["frames"] = torch.linspace(0, 1, 64 * 64).reshape(1, 1, 64, 64).repeat(6, 1, 1, 1)
+    assert torch.allclose(ClipTransform(p=1.0, seed=1, **NEUTRAL)(clip)["frames"], clip["frames"], atol=2 / 255)
+    out = ClipTransform(p=1.0, seed=1, **{**NEUTRAL, **change})(clip)
+    assert (out["frames"] - clip["frames"]).abs().mean() > 0.01
