@@ -187,3 +187,27 @@ def test_damaged_jpeg_frames(tmp_path: Path) -> None:
     ds.save_as(tmp_path / "fewer.dcm")
     with pytest.raises(InputError, match=r"fewer\.dcm: .*(frame|cannot decode)"):
         read_clip(tmp_path / "fewer.dcm")
+
+
+def test_monochrome1_is_inverted_and_frame_time_vector(tmp_path: Path) -> None:
+    gray = _gray()
+    ds = pydicom.dcmread(write_dicom(tmp_path / "m1.dcm", gray, photometric="MONOCHROME1"))
+    ds.FrameTimeVector = [0.0] + [25.0] * (T - 1)
+    ds.FrameIncrementPointer = 0x00181065
+    ds.save_as(tmp_path / "m1.dcm")
+    clip = read_clip(tmp_path / "m1.dcm")
+    np.testing.assert_array_equal(clip.frames, 255 - gray)
+    assert clip.frames.dtype == np.uint8
+    assert clip.fps == pytest.approx(40.0)
+
+
+def test_unsupported_transfer_syntax_names_it(tmp_path: Path) -> None:
+    from pydicom.encaps import encapsulate
+
+    ds = pydicom.dcmread(write_dicom(tmp_path / "raw.dcm", _gray()))
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.JPEG2000Lossless
+    ds.PixelData = encapsulate([b"\xff\x4f\xff\x51" + bytes(60)] * T)  # a J2K start marker, then nothing valid
+    ds["PixelData"].is_undefined_length = True
+    ds.save_as(tmp_path / "j2k.dcm")
+    with pytest.raises(InputError, match=r"j2k\.dcm: cannot decode JPEG 2000"):
+        read_clip(tmp_path / "j2k.dcm")
