@@ -27,7 +27,7 @@ from gdkvm.data.dicom import DICOM_SUFFIXES, is_dicom_file, read_dicom
 from gdkvm.data.video import VIDEO_SUFFIXES, read_video, write_video
 from gdkvm.errors import InputError
 
-__all__ = ["Clip", "read_clip", "read_image_spacing", "write_video", "SUPPORTED_SUFFIXES"]
+__all__ = ["Clip", "read_clip", "read_image_spacing", "read_volume_spacing", "write_video", "SUPPORTED_SUFFIXES"]
 
 logger = logging.getLogger(__name__)
 
@@ -190,6 +190,9 @@ def read_image_spacing(path: str | Path) -> tuple[float, float] | None:
     except Exception as err:
         raise InputError(f"cannot read the DICOM header ({type(err).__name__}: {err})", path) from None
     return dicom_spacing(ds, path)
+
+
+read_volume_spacing = read_image_spacing  # the name the issue uses
 
 
 def _camus_frame_rate(path: Path) -> float | None:

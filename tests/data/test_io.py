@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from gdkvm.data.io import Clip, read_clip, read_image_spacing, write_video
+from gdkvm.data.io import Clip, read_clip, read_image_spacing, read_volume_spacing, write_video
 from gdkvm.errors import InputError
 
 
@@ -38,6 +38,7 @@ def test_avi_mjpg_roundtrip(tmp_path: Path) -> None:
     assert clip.frames.shape == (12, 112, 112) and clip.frames.dtype == np.uint8
     assert clip.fps == pytest.approx(50.0)
     assert clip.spacing is None and clip.path == tmp_path / "a.avi"
+    assert read_image_spacing(tmp_path / "a.avi") is None
     assert np.abs(clip.frames.astype(int) - frames).mean() < 3.0  # MJPG is lossy
     # the moving square is where it should be in every frame
     assert np.argmax(clip.frames[:, 40, :] > 120, axis=1).tolist() == [2 + 2 * i for i in range(12)]
@@ -105,6 +106,7 @@ def test_itk_sequence_axis_order_and_spacing(tmp_path: Path, suffix: str) -> Non
     np.testing.assert_array_equal(clip.frames, frames)
     assert clip.spacing == pytest.approx((0.154, 0.31))  # (row, col)
     assert read_image_spacing(path) == pytest.approx((0.154, 0.31))
+    assert read_volume_spacing(path) == pytest.approx((0.154, 0.31))
     assert clip.fps is None
 
 
