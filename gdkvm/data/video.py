@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-import tempfile
+import uuid
 from fractions import Fraction
 from pathlib import Path
 
@@ -143,9 +143,9 @@ def write_video(path: str | Path, frames: np.ndarray, fps: float, *, crf: int = 
     rgb = _as_rgb_even(frames, path)
     encoder = _h264_encoder()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    # a unique hidden name in the target folder (same file system, so the rename is atomic); FFmpeg creates it with
+    # the usual umask permissions, unlike tempfile.mkstemp's 0600
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:12]}.part"
     try:
         _encode(tmp, rgb, Fraction(fps).limit_denominator(1001), encoder, crf)
         os.replace(tmp, path)

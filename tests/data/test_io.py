@@ -88,6 +88,9 @@ def test_write_video_replaces_atomically_and_rejects_bad_input(tmp_path: Path) -
     write_video(path, np.zeros((2, 8, 8), dtype=np.uint8), 10)
     assert read_clip(path).frames.shape == (2, 8, 8)
     assert [p.name for p in tmp_path.iterdir()] == ["v.mp4"]
+    reference = tmp_path / "reference.txt"
+    reference.write_text("x")  # created with the process umask, as a plain open() would
+    assert path.stat().st_mode & 0o777 == reference.stat().st_mode & 0o777
 
 
 def _itk_sequence(frames: np.ndarray, spacing_xy: tuple[float, float]) -> sitk.Image:
@@ -176,3 +179,21 @@ def test_zero_frame_video(tmp_path: Path) -> None:
     assert path.stat().st_size > 0
     with pytest.raises(InputError, match=r"zero\.avi: video has zero frames"):
         read_clip(path)
+
+
+def test_write_video_failure_leaves_target_and_no_partial_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from gdkvm.data import video
+
+    path = tmp_path / "keep.mp4"
+    write_video(path, _moving_square(3, 16, 16), 10)
+    before = path.read_bytes()
+
+    def _crash(target: Path, *args: object) -> None:
+        target.write_bytes(b"partial")
+        raise RuntimeError("encoder died")
+
+    monkeypatch.setattr(video, "_encode", _crash)
+    with pytest.raises(RuntimeError, match="encoder died"):
+        write_video(path, _moving_square(3, 16, 16), 10)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["keep.mp4"]
