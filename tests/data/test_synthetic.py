@@ -120,3 +120,31 @@ def test_overwrite_refused_and_other_files_kept(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     with pytest.raises(InputError, match="not a folder"):
         synth_camus(tmp_path / "file", patients=1, **SMALL)
+
+
+def test_camus_2019_layout(tmp_path: Path) -> None:
+    root = synth_camus(tmp_path / "c19", patients=4, seed=1, release="2019", reversed_fraction=0.5, **SMALL)
+    assert sorted(p.name for p in (root / "training").iterdir()) == ["patient0001", "patient0002", "patient0003"]
+    assert sorted(p.name for p in (root / "testing").iterdir()) == ["patient0004"]
+    train = {p.name for p in (root / "training" / "patient0001").iterdir()}
+    stems = [f"patient0001_{v}_{s}" for v in ("2CH", "4CH") for s in ("sequence", "ED", "ED_gt", "ES", "ES_gt")]
+    assert train == {f"{s}.{e}" for s in stems for e in ("mhd", "raw")} | {"Info_2CH.cfg", "Info_4CH.cfg"}
+    test = {p.name for p in (root / "testing" / "patient0004").iterdir()}
+    assert not any("_gt" in n for n in test) and "patient0004_4CH_sequence.mhd" in test
+    cfg = dict(line.split(": ") for line in (root / "training/patient0001/Info_4CH.cfg").read_text().splitlines())
+    assert list(cfg) == ["ED", "ES", "NbFrame", "Sex", "Age", "ImageQuality", "LVedv", "LVesv", "LVef"]
+    truth = {(r["patient"], r["view"]): r for r in _truth(root)}
+    row = truth["patient0001", "4CH"]
+    assert float(cfg["LVef"]) == pytest.approx(float(row["ef"]), abs=0.01)
+    assert float(cfg["LVedv"]) == pytest.approx(float(row["edv_ml"]), abs=0.01)
+    image = sitk.ReadImage(str(root / "training/patient0001/patient0001_4CH_ES_gt.mhd"))
+    spacing = image.GetSpacing()
+    assert spacing[0] == pytest.approx(2 * spacing[1])  # anisotropic: columns twice as wide as rows
+    seq = sitk.GetArrayFromImage(sitk.ReadImage(str(root / "training/patient0001/patient0001_4CH_sequence.mhd")))
+    es = sitk.GetArrayFromImage(sitk.ReadImage(str(root / "training/patient0001/patient0001_4CH_ES.mhd")))
+    np.testing.assert_array_equal(seq[int(cfg["ES"]) - 1], es)
+    folds = sorted(p.name for p in (root / "listSubGroups").iterdir())
+    assert len(folds) == 30 and "subGroup10_testing.txt" in folds
+    assert (
+        sum(len((root / "listSubGroups" / f"subGroup{g}_testing.txt").read_text().split()) for g in range(1, 11)) == 3
+    )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from gdkvm.data.synthetic.camus import synth_camus
 from gdkvm.data.synthetic.clip import make_clip
+from gdkvm.data.synthetic.echonet import synth_echonet
 from gdkvm.data.synthetic.geometry import LABEL_LA, LABEL_LV, LABEL_MYO, HeartShape, volume_fraction
 
 __all__ = [
@@ -21,5 +22,6 @@ __all__ = [
     "HeartShape",
     "make_clip",
     "synth_camus",
+    "synth_echonet",
     "volume_fraction",
 ]

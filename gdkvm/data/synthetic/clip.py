@@ -71,7 +71,7 @@ def random_scan(
     col_row_ratio: float = 1.0,
     right_heart: bool = False,
 ) -> Scan:
-    """A random apical probe set-up whose fan holds the whole LV and most of the LA.
+    """A random apical probe set-up whose fan holds the whole LV cavity (and usually the wall and most of the LA).
 
     Args:
         rng: the generator.
@@ -86,27 +86,46 @@ def random_scan(
     Returns:
         The scan; its spacing is ``(depth / height, col_row_ratio * depth / height)`` mm.
     """
-    apex_y = float(rng.uniform(8.0, 20.0))
+    apex_y = heart.wall_apex * heart.esv_ratio**-0.4 + float(rng.uniform(10.0, 22.0))  # apical wall below the probe
     depth = apex_y + heart.c * (1.0 + heart.f) + 1.6 * heart.la_c * float(rng.uniform(1.0, 1.3))
-    sp_row = depth / height
-    sp_col = sp_row * col_row_ratio
-    half_width = (width - 1) / 2.0 * sp_col
-    half_angle = min(math.radians(float(rng.uniform(36.0, 42.0))), math.asin(min(1.0, half_width / depth)))
-    return Scan(
-        height=height,
-        width=width,
-        spacing=(sp_row, sp_col),
-        depth=depth,
-        half_angle=half_angle,
-        apex_x=float(rng.uniform(-0.02, 0.06)) * depth,
-        apex_y=apex_y,
-        tilt=math.radians(float(rng.uniform(-10.0, 10.0))),
-        theta=theta,
-        gain=float(rng.uniform(0.8, 1.25)) * (0.85 if quality == "Poor" else 1.0),
-        attenuation=float(rng.uniform(0.002, 0.007)),
-        clutter=_CLUTTER[quality] * float(rng.uniform(0.7, 1.3)),
-        right_heart=right_heart,
-    )
+    opening = math.radians(float(rng.uniform(38.0, 45.0)))
+    apex_x = float(rng.uniform(0.03, 0.09) if right_heart else rng.uniform(-0.03, 0.03)) * depth
+    tilt = math.radians(float(rng.uniform(-10.0, 10.0)))
+    looks = {
+        "gain": float(rng.uniform(0.8, 1.25)) * (0.85 if quality == "Poor" else 1.0),
+        "attenuation": float(rng.uniform(0.002, 0.007)),
+        "clutter": _CLUTTER[quality] * float(rng.uniform(0.7, 1.3)),
+    }
+    for _ in range(30):  # pull the heart to the fan axis and deepen the fan until the LV cavity fits
+        sp_row = depth / height
+        sp_col = sp_row * col_row_ratio
+        scan = Scan(
+            height=height, width=width, spacing=(sp_row, sp_col), depth=depth, half_angle=opening,
+            apex_x=apex_x, apex_y=apex_y, tilt=tilt, theta=theta, right_heart=right_heart, **looks,
+        )  # fmt: skip
+        if lv_in_fan(scan, heart):
+            break
+        apex_x, tilt, depth = 0.7 * apex_x, 0.7 * tilt, 1.05 * depth
+    return scan
+
+
+def lv_in_fan(scan: Scan, heart: HeartShape, margin: float = math.radians(2.0)) -> bool:
+    """Whether the LV cavity lies inside the fan (with ``margin`` rad to spare) at both ED and ES.
+
+    The wall may touch the fan edge near the apex, as in real apical views; the cavity (whose area and volume are
+    the truth) never does.
+    """
+    for fraction in (1.0, heart.esv_ratio):
+        sec = heart.section(scan.theta, fraction)
+        z = np.linspace(0.0, sec.base, 64)
+        half = sec.lv_half_width(z)
+        for side in (-1.0, 1.0):
+            x, y = scan.to_mm(side * half, z)
+            outside_fan = np.abs(np.arctan2(x, y)) > scan.half_angle - margin
+            outside_image = np.abs(x) > (scan.width - 1) / 2.0 * scan.spacing[1] - 1.0
+            if np.any(outside_fan | outside_image) or np.any(np.hypot(x, y) > scan.depth):
+                return False
+    return True
 
 
 def view_angles(rng: np.random.Generator) -> dict[str, float]:

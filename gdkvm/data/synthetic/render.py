@@ -75,11 +75,14 @@ class Scan:
         u = rx * c - ry * s
         return u.astype(np.float32), z.astype(np.float32), rng_mm.astype(np.float32), fan
 
+    def to_mm(self, u: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Heart-frame points ``u``, ``z`` [...] (mm) to probe coordinates ``(x, y)`` [...] (lateral, depth; mm)."""
+        s, c = math.sin(self.tilt), math.cos(self.tilt)
+        return self.apex_x + u * c + z * s, self.apex_y - u * s + z * c
+
     def to_pixels(self, u: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Heart-frame points ``u``, ``z`` [...] (mm) to image ``(col, row)`` [...] float pixel coordinates."""
-        s, c = math.sin(self.tilt), math.cos(self.tilt)
-        x = self.apex_x + u * c + z * s
-        y = self.apex_y - u * s + z * c
+        x, y = self.to_mm(u, z)
         return x / self.spacing[1] + (self.width - 1) / 2.0, y / self.spacing[0]
 
 
@@ -106,7 +109,7 @@ def echogenicity(sec: Section, u: np.ndarray, z: np.ndarray, labels: np.ndarray,
     rim = _ellipse(u, z, 0.0, zc, sec.outer_u + 2.5, sec.outer_c + 2.5) & (z <= sec.base)
     out[rim & free] = _PERICARDIUM
     if right_heart:
-        rv_u, rv_c = 0.55 * sec.lv_u, 0.8 * sec.lv_c
+        rv_u, rv_c = 0.45 * sec.lv_u, 0.8 * sec.lv_c
         rv_x = -(sec.outer_u + 1.0 + rv_u)
         rv_wall = _ellipse(u, z, rv_x, 1.1 * zc, rv_u + 4.0, rv_c + 4.0) & free & ~rim
         out[rv_wall] = _RIGHT_WALL
