@@ -17,6 +17,7 @@ order with ``ed_index`` 0 and ``es_index`` at the end; ``meta["stored_order"]`` 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,27 +142,36 @@ def find_layout(root: str | Path) -> tuple[str, Path]:
     )
 
 
-def _split_patients(base: Path, split: str) -> set[str] | None:
-    """Patients of the official split file, None when ``split == "all"`` or the files are absent."""
+def _split_patients(base: Path, split: str, fold: int | None) -> set[str] | None:
+    """Patients of the split list, None when ``split == "all"`` or (without ``fold``) no split file exists.
+
+    Without ``fold`` the official ``database_split/subgroup_<split>.txt`` is used; with ``fold=k`` the 2019
+    cross-validation list ``listSubGroups/subGroup<k>_<split>.txt``.
+    """
     if split == "all":
         return None
-    path = base / "database_split" / f"subgroup_{SPLITS[split]}.txt"
-    if not path.is_file():
-        return None
-    names = {line.strip() for line in path.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()}
+    if fold is None:
+        path = base / "database_split" / f"subgroup_{SPLITS[split]}.txt"
+        if not path.is_file():
+            return None
+    else:
+        path = base / "listSubGroups" / f"subGroup{fold}_{SPLITS[split]}.txt"
+        if not path.is_file():
+            raise InputError(f"no cross-validation list for fold {fold} (expected {path.name})", path.parent)
+    names = set(re.findall(r"patient\d+", path.read_text(encoding="utf-8", errors="replace")))
     if not names:
-        raise InputError("split file is empty", path)
+        raise InputError("split file names no patients (expected one patientNNNN per line)", path)
     return names
 
 
-def _patient_folders(release: str, base: Path, split: str) -> list[Path]:
+def _patient_folders(release: str, base: Path, split: str, fold: int | None) -> list[Path]:
     """Patient folders of the requested split, sorted by name."""
     if release == "2023":
         pool = [base / "database_nifti"]
     else:
         pool = [base / name for name in ("training", "testing") if (base / name).is_dir()]
     folders = sorted((p for d in pool for p in d.glob("patient*") if p.is_dir()), key=lambda p: p.name)
-    wanted = _split_patients(base, split)
+    wanted = _split_patients(base, split, fold)
     if wanted is not None:
         missing = wanted - {p.name for p in folders}
         if missing:
@@ -171,7 +181,11 @@ def _patient_folders(release: str, base: Path, split: str) -> list[Path]:
         return folders
     if release == "2019" and split in ("train", "test"):
         return [p for p in folders if p.parent.name == SPLITS[split]]
-    raise InputError(f"no official split file database_split/subgroup_{SPLITS[split]}.txt for split {split!r}", base)
+    raise InputError(
+        f"no split list for split {split!r}: expected database_split/subgroup_{SPLITS[split]}.txt"
+        + (" (2019 release: pass fold=1..10 to use listSubGroups/)" if release == "2019" else ""),
+        base,
+    )
 
 
 def _make_case(folder: Path, view: str, release: str) -> CamusCase | None:
@@ -254,6 +268,8 @@ class CamusDataset(Dataset):
         size: output side length in pixels (square; spacing is scaled to match).
         mode: "clip" (``num_frames`` frames ED..ES) or "full" (every frame of the half sequence).
         transform: optional callable applied to the finished sample dict (e.g. :class:`ClipTransform`).
+        fold: 2019 release only: use the cross-validation lists ``listSubGroups/subGroup<fold>_<split>.txt``
+            (1..10) instead of ``database_split/``.
 
     A sample holds ``frames`` [T, 1, size, size] float32 in [0, 1], ``masks`` [T, size, size] int64,
     ``labelled`` [T] bool, ``spacing`` [2] float32 (row, col) mm and ``meta`` (id, patient, view, ed_index,
@@ -270,6 +286,7 @@ class CamusDataset(Dataset):
         size: int = 256,
         mode: str = "clip",
         transform: Callable[[dict], dict] | None = None,
+        fold: int | None = None,
     ) -> None:
         if split not in (*SPLITS, "all"):
             raise ValueError(f"split must be one of {(*SPLITS, 'all')}, got {split!r}")
@@ -282,7 +299,9 @@ class CamusDataset(Dataset):
             raise ValueError(f"num_frames must be >= 2 in clip mode, got {num_frames}")
         self.transform = transform
         self.release, self.base = find_layout(root)
-        folders = _patient_folders(self.release, self.base, split)
+        if fold is not None and self.release != "2019":
+            raise InputError(f"fold={fold} selects 2019 cross-validation lists, but this is the 2023 release", root)
+        folders = _patient_folders(self.release, self.base, split, fold)
         cases = [_make_case(folder, view, self.release) for folder in folders for view in self.views]
         self.cases: list[CamusCase] = [c for c in cases if c is not None]
         skipped = len(cases) - len(self.cases)

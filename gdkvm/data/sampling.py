@@ -115,7 +115,7 @@ def resize_masks(masks: np.ndarray, size: int) -> np.ndarray:
     out = np.empty((masks.shape[0], size, size), dtype=np.uint8)
     for t, mask in enumerate(masks):
         m = mask.astype(np.uint8, copy=False)
-        out[t] = m if m.shape == (size, size) else cv2.resize(m, (size, size), interpolation=cv2.INTER_NEAREST)
+        out[t] = m if m.shape == (size, size) else cv2.resize(m, (size, size), interpolation=cv2.INTER_NEAREST_EXACT)
     return out
 
 

@@ -11,6 +11,7 @@ import SimpleITK as sitk
 import torch
 
 from gdkvm.data.camus import CamusDataset, find_layout
+from gdkvm.data.sampling import resize_masks
 from gdkvm.errors import InputError
 
 H, W = 40, 48
@@ -189,3 +190,99 @@ def test_bad_input(tmp_path: Path, camus_2023: Path) -> None:
         CamusDataset(camus_2023)
     with pytest.raises(ValueError, match="unknown label"):
         CamusDataset(camus_2023, labels=("rv",))
+
+
+# --- on the synthetic generator (gdkvm.data.synthetic), checked against its truth.csv ---------------------------
+
+
+def _truth(root: Path) -> list[dict[str, str]]:
+    import csv
+
+    with (root / "truth.csv").open() as fh:
+        return list(csv.DictReader(fh))
+
+
+def _check_key_areas(sample: dict, row: dict[str, str], gt_path: Path, ed_pos: int, es_pos: int) -> None:
+    """LV areas (mm^2) of the sample's ED/ES frames: equal to the ground-truth file's (within resizing error) and
+    close to the generator's exact areas (within its rasterisation error at these small sizes)."""
+    native_px = float(row["spacing_row_mm"]) * float(row["spacing_col_mm"])
+    gt = sitk.GetArrayFromImage(sitk.ReadImage(str(gt_path)))
+    if gt.ndim == 3 and gt.shape[0] > 1:  # a half sequence: pick the stored ED and ES frames
+        gt = gt[[int(row["ed_frame"]) - 1, int(row["es_frame"]) - 1]]
+    else:  # 2019: separate ED / ES files
+        es = sitk.GetArrayFromImage(sitk.ReadImage(str(gt_path).replace("_ED_gt", "_ES_gt")))
+        gt = np.stack([gt.reshape(es.shape), es])
+    file_mm2 = (gt == 1).reshape(2, -1).sum(1) * native_px
+    lv_mm2 = (sample["masks"] == 1).flatten(1).sum(1).double().numpy() * float(sample["spacing"].prod())
+    np.testing.assert_allclose(lv_mm2[[ed_pos, es_pos]], file_mm2, rtol=0.06)
+    exact = [float(row["lv_area_ed_mm2"]), float(row["lv_area_es_mm2"])]
+    np.testing.assert_allclose(lv_mm2[[ed_pos, es_pos]], exact, rtol=0.3)
+    assert lv_mm2[ed_pos] > lv_mm2[es_pos]
+
+
+@pytest.fixture(scope="module")
+def synth_2023(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from gdkvm.data.synthetic import synth_camus
+
+    out = tmp_path_factory.mktemp("synth") / "CAMUS_public"
+    return synth_camus(out, patients=8, seed=3, height=(72, 112), frames=(6, 14), reversed_fraction=0.5)
+
+
+def test_synthetic_2023_against_truth(synth_2023: Path) -> None:
+    truth = {(r["patient"], r["view"]): r for r in _truth(synth_2023)}
+    assert {r["stored_order"] for r in truth.values()} == {"ED->ES", "ES->ED"}  # both orders are exercised
+    ds = CamusDataset(synth_2023, split="all", mode="full", size=96)
+    assert len(ds) == len(truth) == 16
+    for i, case in enumerate(ds.cases):
+        row, s = truth[(case.patient, case.view)], ds[i]
+        meta, n = s["meta"], int(row["nb_frame"])
+        assert meta["stored_order"] == row["stored_order"] and meta["image_quality"] == row["quality"]
+        assert (meta["ed_index"], meta["es_index"]) == (0, n - 1) and s["frames"].shape[0] == n
+        assert meta["ef"] == round(float(row["ef"])) and meta["fps"] == pytest.approx(float(row["frame_rate"]), 0.01)
+        assert (meta["orig_height"], meta["orig_width"]) == (int(row["height"]), int(row["width"]))
+        expected_spacing = [float(row["spacing_row_mm"]) * int(row["height"]) / 96,
+                            float(row["spacing_col_mm"]) * int(row["width"]) / 96]  # fmt: skip
+        np.testing.assert_allclose(s["spacing"].numpy(), expected_spacing, rtol=1e-5)
+        _check_key_areas(s, row, case.folder / f"{case.patient}_{case.view}_half_sequence_gt.nii.gz", 0, n - 1)
+        assert bool(s["labelled"].all())
+
+
+def test_synthetic_2023_masks_equal_files(synth_2023: Path) -> None:
+    """At the native size (square crop aside) the loader's masks are the gt file's, reversed when stored ES->ED."""
+    ds = CamusDataset(synth_2023, split="all", labels=("lv", "myo", "la"), mode="full", size=64)
+    for i, case in enumerate(ds.cases[:6]):
+        gt = sitk.GetArrayFromImage(
+            sitk.ReadImage(str(case.folder / f"{case.patient}_{case.view}_half_sequence_gt.nii.gz"))
+        )
+        if case.es < case.ed:
+            gt = gt[::-1]
+        np.testing.assert_array_equal(ds[i]["masks"].numpy(), resize_masks(gt, 64))
+
+
+def test_synthetic_2023_official_split(synth_2023: Path) -> None:
+    truth = _truth(synth_2023)
+    for split, name in (("train", "training"), ("val", "validation"), ("test", "testing")):
+        expected = sorted({r["patient"] for r in truth if r["split"] == name})
+        assert sorted({c.patient for c in CamusDataset(synth_2023, split=split, size=32).cases}) == expected
+
+
+def test_synthetic_2019(tmp_path: Path) -> None:
+    from gdkvm.data.synthetic import synth_camus
+
+    root = synth_camus(tmp_path / "c19", patients=10, seed=1, release="2019", height=(112, 144), frames=(6, 10),
+                       reversed_fraction=0.5)  # fmt: skip
+    truth = {(r["patient"], r["view"]): r for r in _truth(root)}
+    ds = CamusDataset(root, split="train", num_frames=4, size=96)
+    assert {c.patient for c in ds.cases} == {p for (p, _), r in truth.items() if r["split"] != "testing"}
+    for i, case in enumerate(ds.cases):
+        row, s = truth[(case.patient, case.view)], ds[i]
+        assert s["labelled"].tolist() == [True, False, False, True] and s["meta"]["stored_order"] == row["stored_order"]
+        native = (float(row["spacing_row_mm"]), float(row["spacing_col_mm"]))
+        assert native[1] == pytest.approx(2 * native[0], rel=1e-3)  # 2019: anisotropic pixels
+        np.testing.assert_allclose(
+            s["spacing"].numpy(), [native[0] * int(row["height"]) / 96, native[1] * int(row["width"]) / 96], rtol=1e-5
+        )
+        _check_key_areas(s, row, case.folder / f"{case.patient}_{case.view}_ED_gt.mhd", 0, 3)
+    fold = CamusDataset(root, split="val", fold=2, size=32)
+    listed = (root / "listSubGroups" / "subGroup2_validation.txt").read_text().split()
+    assert sorted({c.patient for c in fold.cases}) == sorted(listed)
