@@ -165,3 +165,65 @@ def test_bad_input(tmp_path: Path, echonet_root: Path) -> None:
     (echonet_root / "Videos" / "0X02.avi").write_bytes(b"garbage")
     with pytest.raises(InputError, match="0X02.avi: cannot open the video|0X02.avi: video has no readable"):
         EchoNetDataset(echonet_root)[1]
+
+
+# --- on the synthetic generator (gdkvm.data.synthetic), checked against its truth.csv ---------------------------
+
+
+@pytest.fixture(scope="module")
+def synth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from gdkvm.data.synthetic import synth_echonet
+
+    out = tmp_path_factory.mktemp("synth") / "EchoNet-Dynamic"
+    return synth_echonet(out, videos=10, seed=0, frames=(40, 60), untraced=1, malformed=2, ed_first_fraction=0.4)
+
+
+def _truth(root: Path) -> dict[str, dict[str, str]]:
+    with (root / "truth.csv").open() as fh:
+        return {row["FileName"]: row for row in csv.DictReader(fh)}
+
+
+def test_synthetic_against_truth(synth_root: Path, caplog: pytest.LogCaptureFixture) -> None:
+    truth = _truth(synth_root)
+    with caplog.at_level(logging.WARNING, logger="gdkvm.data.echonet"):
+        ds = EchoNetDataset(synth_root, split="all", num_frames=10, size=112)
+    assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 1
+    assert ds.dropped == {"untraced": 1, "malformed": 2} and ds.malformed == {"row_count": 2}
+    assert {v.name for v in ds.videos} == {name for name, row in truth.items() if row["tracing"] == "ok"}
+    orders = set()
+    for i, video in enumerate(ds.videos):
+        row, s = truth[video.name], ds[i]
+        assert (video.ed, video.es) == (int(row["traced_ed_frame"]), int(row["traced_es_frame"]))  # by area
+        orders.add(video.ed < video.es)
+        meta = s["meta"]
+        assert meta["ef"] == pytest.approx(float(row["EF"])) and meta["fps"] == float(row["FPS"])
+        lv = s["masks"].flatten(1).sum(1).double()
+        assert float(lv[meta["ed_index"]]) == pytest.approx(float(row["lv_area_ed_px"]), rel=0.08)
+        assert float(lv[meta["es_index"]]) == pytest.approx(float(row["lv_area_es_px"]), rel=0.08)
+        assert {meta["ed_index"], meta["es_index"]} == {0, 9} and int(s["labelled"].sum()) == 2
+    assert orders == {True, False}  # both ED-first and ES-first videos were loaded
+
+
+def test_synthetic_frames_are_the_video_frames(synth_root: Path) -> None:
+    ds = EchoNetDataset(synth_root, split="all", num_frames=10, size=112)
+    video = ds.videos[0]
+    capture, decoded = cv2.VideoCapture(str(video.path)), []
+    while True:
+        ok, image = capture.read()
+        if not ok:
+            break
+        decoded.append(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY))
+    start, stop = min(video.ed, video.es), max(video.ed, video.es)
+    expected = np.stack(decoded)[np.floor(np.linspace(start, stop, 10) + 0.5).astype(int)]
+    np.testing.assert_array_equal((ds[0]["frames"][:, 0] * 255).round().numpy().astype(np.uint8), expected)
+    full = EchoNetDataset(synth_root, split="all", mode="full", size=112)[0]
+    assert full["frames"].shape[0] == len(decoded) == full["meta"]["num_source_frames"]
+    assert torch.nonzero(full["labelled"]).flatten().tolist() == sorted([video.ed, video.es])
+
+
+def test_synthetic_splits(synth_root: Path) -> None:
+    truth = _truth(synth_root)
+    for split in ("train", "val", "test"):
+        ds = EchoNetDataset(synth_root, split=split, size=32)
+        expected = {n for n, r in truth.items() if r["Split"] == split.upper() and r["tracing"] == "ok"}
+        assert {v.name for v in ds.videos} == expected
