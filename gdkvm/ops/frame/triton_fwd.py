@@ -75,14 +75,14 @@ def gram_kernel(
     k_base = k_ptr + bt * N * DK
     rk = tl.arange(0, BK)
     if pc * BY < DY:
-        acc = kt_y_tile(k_base, y_ptr + bt * N * DY, N, DK, DY, pc * BY, BK, BN, BY, PREC)
+        ky = kt_y_tile(k_base, y_ptr + bt * N * DY, N, DK, DY, pc * BY, BK, BN, BY, PREC)
         ry = pc * BY + tl.arange(0, BY)
-        mask = (rk[:, None] < DK) & (ry[None, :] < DY)
-        tl.store(ky_ptr + bt * DK * DY + rk[:, None] * DY + ry[None, :], acc, mask=mask)
+        ky_mask = (rk[:, None] < DK) & (ry[None, :] < DY)
+        tl.store(ky_ptr + bt * DK * DY + rk[:, None] * DY + ry[None, :], ky, mask=ky_mask)
     elif WITH_KK:
-        acc = kt_y_tile(k_base, k_base, N, DK, DK, 0, BK, BN, BK, PREC)
-        mask = (rk[:, None] < DK) & (rk[None, :] < DK)
-        tl.store(kk_ptr + bt * DK * DK + rk[:, None] * DK + rk[None, :], acc, mask=mask)
+        kk = kt_y_tile(k_base, k_base, N, DK, DK, 0, BK, BN, BK, PREC)
+        kk_mask = (rk[:, None] < DK) & (rk[None, :] < DK)
+        tl.store(kk_ptr + bt * DK * DK + rk[:, None] * DK + rk[None, :], kk, mask=kk_mask)
 
 
 @triton.jit
