@@ -74,6 +74,14 @@ def _base_indices(contour: np.ndarray) -> tuple[int, int]:
     ok = np.abs(np.degrees(np.arctan2(delta[:, 0], delta[:, 1]))) <= 45.0
     i_idx, j_idx, delta = i_idx[ok], j_idx[ok], delta[ok]
     length = np.linalg.norm(delta, axis=1)
+    # Necessary condition, vectorised: a few intermediate points per chord must already be within tolerance.
+    keep = np.ones(len(i_idx), dtype=bool)
+    for q in np.linspace(0.1, 0.9, 9):
+        k = np.clip(j_idx + np.rint(q * (i_idx - j_idx)).astype(int), j_idx + 1, np.maximum(i_idx - 1, j_idx + 1))
+        rel = contour[j_idx] - contour[np.minimum(k, n - 1)]
+        dev = np.abs(delta[:, 0] * rel[:, 1] - delta[:, 1] * rel[:, 0]) / np.maximum(length, 1e-12)
+        keep &= (dev <= _BASE_TOL_PX) | (i_idx - j_idx < 2)
+    i_idx, j_idx, delta, length = i_idx[keep], j_idx[keep], delta[keep], length[keep]
     order = np.lexsort((j_idx, i_idx, -length))
     for k in order:
         i, j = int(i_idx[k]), int(j_idx[k])

@@ -144,11 +144,32 @@ def _camus_view(case, segment: SegmentFn | None) -> tuple[np.ndarray, tuple[floa
 
 
 def _camus_cases(root: str | Path, split: str) -> Iterator[tuple[str, dict, str | None]]:
-    """(patient, {view: CamusCase}, problem or None) in patient order, one patient failing alone."""
-    from gdkvm.data.camus import _make_case, _patient_folders, find_layout
+    """(patient, {view: CamusCase}, problem or None) in patient order.
 
+    The loader's index (``CamusDataset``) is used when every case indexes; when one does not (a missing file or
+    cfg key), each patient folder is indexed on its own so that only that patient fails.
+    """
+    from gdkvm.data.camus import SPLITS, CamusDataset, _make_case, find_layout
+
+    try:
+        ds = CamusDataset(root, split=split, views=("4CH", "2CH"))
+    except InputError as err:
+        logger.warning("CAMUS index failed (%s); indexing patient by patient", err)
+    else:
+        grouped: dict[str, dict] = {}
+        for case in ds.cases:
+            grouped.setdefault(case.patient, {})[case.view] = case
+        for patient in sorted(grouped):
+            yield patient, grouped[patient], None
+        return
     release, base = find_layout(root)
-    for folder in _patient_folders(release, base, split):
+    pool = [base / "database_nifti"] if release == "2023" else [base / "training", base / "testing"]
+    folders = sorted((p for d in pool if d.is_dir() for p in d.glob("patient*") if p.is_dir()), key=lambda p: p.name)
+    listing = base / "database_split" / f"subgroup_{SPLITS.get(split, split)}.txt"
+    if split != "all" and listing.is_file():
+        wanted = set(listing.read_text(encoding="utf-8", errors="replace").split())
+        folders = [f for f in folders if f.name in wanted]
+    for folder in folders:
         views, problems = {}, []
         for view in ("4CH", "2CH"):
             try:
