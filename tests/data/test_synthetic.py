@@ -95,6 +95,8 @@ def test_camus_2023_layout_and_cfg(tmp_path: Path) -> None:
         ed, es = int(cfg["ED"]) - 1, int(cfg["ES"]) - 1
         assert lv[ed] == pytest.approx(float(row["lv_area_ed_mm2"]), rel=0.1)
         assert lv[es] == pytest.approx(float(row["lv_area_es_mm2"]), rel=0.1)
+        images = sitk.GetArrayFromImage(seq).astype(float)
+        assert images[gt == 1].mean() < 0.5 * images[gt == 2].mean()  # dark cavity, bright wall, same pixels
         key = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / f"{stem}_ED_gt.nii.gz")))
         np.testing.assert_array_equal(key, gt[ed])
         assert math.isclose(float(row["ef"]), 100 * (1 - float(row["esv_ml"]) / float(row["edv_ml"])), rel_tol=1e-3)
@@ -107,6 +109,8 @@ def test_camus_patient_independent_of_count(tmp_path: Path) -> None:
     arr_a = sitk.GetArrayFromImage(sitk.ReadImage(str(a / rel)))
     np.testing.assert_array_equal(arr_a, sitk.GetArrayFromImage(sitk.ReadImage(str(b / rel))))
     assert _truth(a) == _truth(b)[:4]
+    c = synth_camus(tmp_path / "c", patients=2, seed=8, **SMALL)
+    assert _truth(c) != _truth(a)
 
 
 def test_overwrite_refused_and_other_files_kept(tmp_path: Path) -> None:

@@ -20,7 +20,6 @@ real release, so that reading them backwards gives ED..ES in time order.
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -235,12 +234,3 @@ def synth_camus(
     logger.info("wrote %d CAMUS %s patients to %s (%d of %d half sequences stored ES->ED)",
                 patients, release, root, reversed_count, len(rows))  # fmt: skip
     return root
-
-
-def mean_ef(root: Path) -> float:
-    """Mean true EF (%) over the patients of a ``truth.csv`` written by :func:`synth_camus` (for summaries)."""
-    import csv
-
-    with (root / "truth.csv").open() as fh:
-        efs = {r["patient"]: float(r["ef"]) for r in csv.DictReader(fh)}
-    return sum(efs.values()) / len(efs) if efs else math.nan

@@ -17,7 +17,7 @@ def prepare_output(out: str | Path, overwrite: bool) -> Path:
     """Create ``out`` or accept it when empty; a non-empty folder needs ``overwrite`` (nothing is ever deleted).
 
     Raises:
-        InputError: ``out`` is a file, or a non-empty folder and ``overwrite`` is False.
+        InputError: ``out`` is a file, a non-empty folder and ``overwrite`` is False, or cannot be created.
     """
     path = Path(out)
     if path.exists() and not path.is_dir():
@@ -26,7 +26,10 @@ def prepare_output(out: str | Path, overwrite: bool) -> Path:
         if not overwrite:
             raise InputError("folder is not empty; pass overwrite=True (CLI: --overwrite) to write into it", path)
         logger.info("%s is not empty: files the generator writes are replaced, other files are left alone", path)
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise InputError(f"cannot create the output folder ({err.strerror or err})", path) from err
     return path
 
 

@@ -90,8 +90,13 @@ def _ellipse(u: np.ndarray, z: np.ndarray, cu: float, cz: float, su: float, sz: 
     return ((u - cu) / su) ** 2 + ((z - cz) / sz) ** 2 <= 1.0
 
 
-def echogenicity(sec: Section, u: np.ndarray, z: np.ndarray, labels: np.ndarray, right_heart: bool) -> np.ndarray:
+def echogenicity(
+    sec: Section, u: np.ndarray, z: np.ndarray, labels: np.ndarray, right_heart: bool, probe: tuple[float, float]
+) -> np.ndarray:
     """Noise-free tissue brightness of one frame.
+
+    The myocardium reflects less where the beam runs along the wall (lateral and septal walls of apical views, as in
+    real images) and most where it hits the wall head-on (apex).
 
     Args:
         sec: the heart section at this instant.
@@ -99,6 +104,7 @@ def echogenicity(sec: Section, u: np.ndarray, z: np.ndarray, labels: np.ndarray,
         z: [H, W] long-axis coordinate (mm).
         labels: [H, W] uint8 labels of ``sec`` at ``u``, ``z``.
         right_heart: add RV and RA (4CH view).
+        probe: (u, z) of the probe in the heart frame (mm).
 
     Returns:
         [H, W] float32 brightness in [0, 1].
@@ -116,7 +122,12 @@ def echogenicity(sec: Section, u: np.ndarray, z: np.ndarray, labels: np.ndarray,
         out[_ellipse(u, z, rv_x, 1.1 * zc, rv_u, rv_c) & free & ~rim] = _BLOOD
         ra = _ellipse(u, z, -(sec.la_u * 1.8 + 2.0), sec.la_z, 0.8 * sec.la_u, 0.9 * sec.la_c) & free
         out[ra & (z > sec.base)] = _BLOOD
-    out[labels == LABEL_MYO] = _MYO
+    myo = labels == LABEL_MYO
+    mu, mz = u[myo], z[myo]
+    nu, nz = mu / sec.outer_u**2, (mz - zc) / sec.outer_c**2  # wall normal (gradient of the epicardial ellipse)
+    bu, bz = mu - probe[0], mz - probe[1]  # beam direction
+    cos = np.abs(nu * bu + nz * bz) / (np.hypot(nu, nz) * np.hypot(bu, bz) + 1e-9)
+    out[myo] = _MYO * (0.4 + 0.6 * np.sqrt(cos))
     out[(labels == LABEL_LV) | (labels == LABEL_LA)] = _BLOOD
     return out
 
@@ -178,6 +189,8 @@ def render_view(
         ``images`` [T, H, W] uint8 (0 outside the fan) and ``masks`` [T, H, W] uint8 CAMUS labels (0 outside the fan).
     """
     u, z, rng_mm, fan = scan.plane_coords()
+    s, c = math.sin(scan.tilt), math.cos(scan.tilt)
+    probe = (-scan.apex_x * c + scan.apex_y * s, -scan.apex_x * s - scan.apex_y * c)
     shape = (scan.height, scan.width)
     texture = smooth_texture(rng, shape)
     speckle_sigma = (max(0.5, 0.45 / scan.spacing[0]), max(0.7, 1.0 / scan.spacing[1]))
@@ -190,7 +203,7 @@ def render_view(
     for t, fraction in enumerate(np.asarray(fractions, dtype=np.float64)):
         sec = heart.section(scan.theta, float(fraction))
         labels = sec.labels(u, z)
-        echo = echogenicity(sec, u, z, labels, scan.right_heart)
+        echo = echogenicity(sec, u, z, labels, scan.right_heart, probe)
         echo = np.where(labels == 0, echo * texture, echo)
         echo = cv2.GaussianBlur(echo, (0, 0), sigmaX=psf[1], sigmaY=psf[0])
         value = (echo + haze) * speckle.next() * gain
