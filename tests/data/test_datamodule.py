@@ -113,3 +113,15 @@ def test_bad_arguments(tmp_path: Path) -> None:
     dm = EchoDataModule("camus", root=str(tmp_path / "nothing"), num_workers=0)
     with pytest.raises(InputError, match="does not exist"):
         dm.setup("fit")
+
+
+def test_synthetic_default_with_the_real_generator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("GDKVM_DATA", raising=False)
+    dm = EchoDataModule("camus", synthetic=4, num_frames=5, size=64, batch_size=2, num_workers=0)
+    dm.prepare_data()
+    dm.setup("fit")
+    assert (tmp_path / "data" / "synthetic_camus" / "database_nifti" / "patient0004").is_dir()
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["frames"].shape == (2, 5, 1, 64, 64) and batch["masks"].shape == (2, 5, 64, 64)
+    assert bool(batch["labelled"].all()) and (batch["masks"] == 1).any()
