@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from gdkvm.data.synthetic import HeartShape, make_clip, synth_camus
+from gdkvm.data.synthetic import HeartShape, make_clip, synth_camus, volume_fraction
 from gdkvm.data.synthetic.geometry import random_heart
 from gdkvm.errors import InputError
 
@@ -39,6 +39,29 @@ def test_true_ef_matches_voxelised_volumes(seed: int) -> None:
     assert esv == pytest.approx(heart.esv_ml, rel=0.01)
     assert 100 * (edv - esv) / edv == pytest.approx(heart.ef, abs=0.5)
     assert heart.a != pytest.approx(heart.b, rel=0.05)  # elliptical short axis
+
+
+@pytest.mark.parametrize("theta_deg", [0.0, 60.0, 100.0])
+def test_view_section_is_the_plane_cut_of_the_3d_shape(theta_deg: float) -> None:
+    heart = random_heart(np.random.default_rng(11))
+    fraction = 0.7
+    a, b, c = heart.semi_axes(fraction)
+    theta = math.radians(theta_deg)
+    u, z = np.meshgrid(np.linspace(-40, 40, 161), np.linspace(-5, 2.2 * c, 200), indexing="ij")
+    x, y = u * math.cos(theta), u * math.sin(theta)
+    inside_3d = ((x / a) ** 2 + (y / b) ** 2 + ((z - c) / c) ** 2 <= 1.0) & (z <= c * (1 + heart.f))
+    labels = heart.section(theta, fraction).labels(u, z)
+    assert np.mean((labels == 1) != inside_3d) < 0.002  # only boundary round-off
+    assert np.any(labels == 2) and np.any(labels == 3)  # the wall and the LA are cut by the plane too
+
+
+def test_volume_fraction_cycle() -> None:
+    phase = np.linspace(0.0, 2.0, 401)
+    v = volume_fraction(phase, 0.35, 0.4)
+    assert v.max() == pytest.approx(1.0) and v.min() == pytest.approx(0.4)
+    assert volume_fraction(np.array([0.35, 1.35]), 0.35, 0.4) == pytest.approx([0.4, 0.4])
+    assert np.all(np.diff(v[(phase > 0.01) & (phase < 0.34)]) < 0)  # systole empties, diastole fills
+    assert np.all(np.diff(v[(phase > 0.36) & (phase < 0.99)]) > 0)
 
 
 def test_make_clip_deterministic_and_masks_match_image() -> None:
