@@ -46,6 +46,7 @@ def bland_altman_plot(
     title: str = "Bland-Altman: EF",
     quantity: str = "EF",
     unit: str = "%",
+    ref_name: str = "reference",
 ) -> Path:
     """Bland-Altman plot: difference (pred - ref) against the mean of the two, with bias and limits of agreement.
 
@@ -56,6 +57,7 @@ def bland_altman_plot(
         title: figure title.
         quantity: name on the axes.
         unit: unit on the axes.
+        ref_name: what the reference is ("reference", "true"), for the axis labels.
 
     Returns:
         the written path.
@@ -74,8 +76,8 @@ def bland_altman_plot(
             value = float(stats[key])
             ax.axhline(value, color="tab:red", linestyle=style, linewidth=1, label=f"{label} {value:.2f}")
     ax.axhline(0.0, color="0.6", linewidth=0.8)
-    ax.set_xlabel(f"mean of predicted and reference {quantity} [{unit}]")
-    ax.set_ylabel(f"predicted - reference {quantity} [{unit}]")
+    ax.set_xlabel(f"mean of predicted and {ref_name} {quantity} [{unit}]")
+    ax.set_ylabel(f"predicted - {ref_name} {quantity} [{unit}]")
     ax.set_title(title)
     ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
@@ -90,6 +92,7 @@ def scatter_plot(
     title: str = "Predicted vs reference EF",
     quantity: str = "EF",
     unit: str = "%",
+    ref_name: str = "reference",
 ) -> Path:
     """Scatter of predicted against reference values with the identity line, MAE and Pearson r in the legend.
 
@@ -100,6 +103,7 @@ def scatter_plot(
         title: figure title.
         quantity: name on the axes.
         unit: unit on the axes.
+        ref_name: what the reference is ("reference", "true"), for the axis labels.
 
     Returns:
         the written path.
@@ -116,7 +120,7 @@ def scatter_plot(
     ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="0.5", linewidth=1, label="identity")
     ax.set_xlim(lo - pad, hi + pad)
     ax.set_ylim(lo - pad, hi + pad)
-    ax.set_xlabel(f"reference {quantity} [{unit}]")
+    ax.set_xlabel(f"{ref_name} {quantity} [{unit}]")
     ax.set_ylabel(f"predicted {quantity} [{unit}]")
     ax.set_title(title)
     ax.legend(fontsize=7, loc="upper left")

@@ -48,32 +48,50 @@ SegmentFn = Callable[[np.ndarray], np.ndarray]
 ProgressFn = Callable[[Iterable], Iterable]
 
 
+# (EF %, EDV mL, ESV mL) from truth.csv; NaN where unknown
+Truth = tuple[float, float, float]
+NO_TRUTH: Truth = (math.nan, math.nan, math.nan)
+
+
 @dataclass
 class CaseRow:
-    """One (case, method) line of ``per_case.csv``; ``ef`` is NaN and ``status`` says why when there is no EF."""
+    """One (case, method) line of ``per_case.csv``; ``ef`` is NaN and ``status`` says why when there is no EF.
+
+    ``ed_frame``/``es_frame`` are 0-based frames in time order (``A4C|A2C`` for biplane, ``;``-joined for beats).
+    """
 
     case_id: str
     method: str
-    views: str
-    ed_frame: str
-    es_frame: str
-    edv: float
-    esv: float
-    unit: str
-    ef: float
     ef_reference: float
     ef_true: float
+    edv_true: float
+    esv_true: float
     status: str
+    views: str = ""
+    ed_frame: str = ""
+    es_frame: str = ""
+    edv: float = math.nan
+    esv: float = math.nan
+    unit: str = ""
+    ef: float = math.nan
 
 
-PER_CASE_FIELDS: tuple[str, ...] = tuple(CaseRow.__dataclass_fields__)
+PER_CASE_FIELDS: tuple[str, ...] = (
+    "case_id", "method", "views", "ed_frame", "es_frame", "edv", "esv", "unit", "ef", "ef_reference", "ef_true",
+    "edv_true", "esv_true", "status",
+)  # fmt: skip
 
 
-def read_truth(root: str | Path) -> dict[str, float]:
-    """True EF per case from the synthetic generator's ``truth.csv`` (empty when the file is absent).
+def _first(cols: list[str], names: tuple[str, ...]) -> str | None:
+    return next((c for c in names if c in cols), None)
 
-    The case column is the first of ``id``, ``case_id``, ``patient``, ``FileName``, ``name`` present, the EF column
-    the first of ``ef_true``, ``true_ef``, ``EF``, ``ef``; names are matched without a ``.avi`` suffix.
+
+def read_truth(root: str | Path) -> dict[str, Truth]:
+    """True (EF, EDV, ESV) per case from the synthetic generator's ``truth.csv`` (empty when absent).
+
+    Looked up in ``root`` and its parent. The case column is the first of ``id``, ``case_id``, ``patient``,
+    ``FileName``, ``name``; EF the first of ``ef_true``, ``true_ef``, ``EF``, ``ef``; volumes ``edv_ml``/``EDV`` and
+    ``esv_ml``/``ESV`` when present. Names are matched without a ``.avi`` suffix.
     """
     root = Path(root)
     path = next((p for p in (root / "truth.csv", root.parent / "truth.csv") if p.is_file()), None)
@@ -83,52 +101,55 @@ def read_truth(root: str | Path) -> dict[str, float]:
         reader = csv.DictReader(handle)
         cols = [c.strip() for c in reader.fieldnames or []]
         reader.fieldnames = cols
-        key = next((c for c in ("id", "case_id", "patient", "FileName", "name") if c in cols), None)
-        ef = next((c for c in ("ef_true", "true_ef", "EF", "ef") if c in cols), None)
+        key = _first(cols, ("id", "case_id", "patient", "FileName", "name"))
+        ef = _first(cols, ("ef_true", "true_ef", "EF", "ef"))
+        edv, esv = _first(cols, ("edv_ml", "edv_true", "EDV")), _first(cols, ("esv_ml", "esv_true", "ESV"))
         if key is None or ef is None:
             raise InputError(f"truth.csv needs a case column and an EF column, found {', '.join(cols)}", path)
-        out: dict[str, float] = {}
+        out: dict[str, Truth] = {}
         for row in reader:
             name = row[key].strip()
             name = name[:-4] if name.lower().endswith(".avi") else name
-            try:
-                out[name] = float(row[ef])
-            except (TypeError, ValueError):
-                logger.warning("%s: no numeric EF for %s", path, name)
+            vals = [_float(row.get(c)) if c else math.nan for c in (ef, edv, esv)]
+            out[name] = (vals[0], vals[1], vals[2])
     logger.info("true EF for %d cases from %s", len(out), path)
     return out
 
 
-def _fail_rows(case_id: str, methods: Iterable[str], reason: str, ref: float, true: float) -> list[CaseRow]:
-    nan = math.nan
-    return [CaseRow(case_id, m, "", "", "", nan, nan, "", nan, ref, true, reason) for m in methods]
+def _float(text: str | None) -> float:
+    try:
+        return float(text) if text not in (None, "") else math.nan
+    except ValueError:
+        return math.nan
 
 
-def _row(case_id: str, method: str, ref: float, true: float, **kw) -> CaseRow:
-    """Score one case with ``compute_ef(**kw)``; the first beat (given or detected) decides, or the median."""
-    nan = math.nan
+def _fail_rows(case_id: str, methods: Iterable[str], reason: str, ref: float, true: Truth) -> list[CaseRow]:
+    return [CaseRow(case_id, m, ref, *true, reason) for m in methods]
+
+
+def _row(case_id: str, method: str, ref: float, true: Truth, **kw) -> CaseRow:
+    """Score one case with ``compute_ef(**kw)``: the first beat (given frames), or the median over detected beats
+    for the ``-beats`` methods."""
     try:
         rep = compute_ef(method=method.removesuffix("-beats"), **kw)
     except (GdkvmError, ValueError) as err:
-        return CaseRow(case_id, method, "", "", "", nan, nan, "", nan, ref, true, str(err))
+        return CaseRow(case_id, method, ref, *true, str(err))
+    row = CaseRow(case_id, method, ref, *true, "ok", views=rep.views, unit=rep.unit)
     if method.endswith("-beats"):
         ok = [b for b in rep.beats if b.accepted]
-        status = "ok" if ok else f"no accepted beat of {len(rep.beats)}"
-        ef = rep.summary.median if rep.summary.median is not None else nan
-        edv = float(np.median([b.edv for b in ok])) if ok else nan
-        esv = float(np.median([b.esv for b in ok])) if ok else nan
-        frames = (";".join(str(b.ed) for b in ok), ";".join(str(b.es) for b in ok))
-        return CaseRow(case_id, method, rep.views, *frames, edv, esv, rep.unit, ef, ref, true, status)
+        row.status = "ok" if ok else f"no accepted beat of {len(rep.beats)}"
+        if ok:
+            row.ef = float(rep.summary.median)
+            row.edv, row.esv = (float(np.median([getattr(b, k) for b in ok])) for k in ("edv", "esv"))
+            row.ed_frame, row.es_frame = ";".join(str(b.ed) for b in ok), ";".join(str(b.es) for b in ok)
+        return row
     b = rep.beats[0]
-    ed = str(b.ed) if b.ed_a2c is None else f"{b.ed}|{b.ed_a2c}"
-    es = str(b.es) if b.es_a2c is None else f"{b.es}|{b.es_a2c}"
-    num = (nan if v is None else float(v) for v in (b.edv, b.esv, b.ef))
-    edv, esv, ef = num
-    if not b.accepted:
-        ef = nan
-    return CaseRow(
-        case_id, method, rep.views, ed, es, edv, esv, rep.unit, ef, ref, true, "ok" if b.accepted else b.reason
-    )
+    row.ed_frame = str(b.ed) if b.ed_a2c is None else f"{b.ed}|{b.ed_a2c}"
+    row.es_frame = str(b.es) if b.es_a2c is None else f"{b.es}|{b.es_a2c}"
+    row.edv, row.esv = (math.nan if v is None else float(v) for v in (b.edv, b.esv))
+    row.ef = float(b.ef) if b.accepted and b.ef is not None else math.nan
+    row.status = "ok" if b.accepted else str(b.reason)
+    return row
 
 
 def _camus_view(case, segment: SegmentFn | None) -> tuple[np.ndarray, tuple[float, float], int, int]:
@@ -201,7 +222,7 @@ def evaluate_camus(
     patients = list(_camus_cases(root, split))
     for patient, views, problem in progress(patients) if progress else patients:
         ref = next((c.ef for c in views.values() if math.isfinite(c.ef)), math.nan)
-        true = truth.get(patient, math.nan)
+        true = truth.get(patient, NO_TRUTH)
         if "4CH" not in views:
             rows += _fail_rows(patient, methods, problem or "missing A4C view", ref, true)
             continue
@@ -249,7 +270,7 @@ def evaluate_echonet(
     rows = _echonet_dropped(ds, methods, truth)
     videos = ds.videos
     for v in progress(videos) if progress else videos:
-        true = truth.get(v.name, math.nan)
+        true = truth.get(v.name, NO_TRUTH)
         try:
             if segment is None:
                 size = ECHONET_UPSAMPLE * max(v.height, v.width)
@@ -288,7 +309,7 @@ def _echonet_dropped(ds, methods: tuple[str, ...], truth: dict[str, float]) -> l
             except ValueError:
                 ref = math.nan
             reason = "dropped by the loader: fewer than two valid traced frames (untraced or malformed tracings)"
-            rows += _fail_rows(name, methods, reason, ref, truth.get(name, math.nan))
+            rows += _fail_rows(name, methods, reason, ref, truth.get(name, NO_TRUTH))
     return rows
 
 
@@ -320,6 +341,12 @@ def agreement(rows: list[CaseRow]) -> dict[str, dict]:
             "vs_reference": compute_ef_agreement(pred, ref) if np.isfinite(ref).any() else None,
             "vs_truth": compute_ef_agreement(pred, true) if np.isfinite(true).any() else None,
         }
+        in_ml = [r for r in sel if r.unit == "mL"]
+        for key in ("edv", "esv"):  # volume agreement (mL) with the true 3D volumes, where both exist
+            vol = np.array([getattr(r, key) for r in in_ml])
+            vol_true = np.array([getattr(r, f"{key}_true") for r in in_ml])
+            ok = np.isfinite(vol) & np.isfinite(vol_true)
+            out[method][f"{key}_vs_truth_ml"] = compute_ef_agreement(vol[ok], vol_true[ok]) if ok.any() else None
     return out
 
 
@@ -347,6 +374,6 @@ def write_outputs(rows: list[CaseRow], out_dir: str | Path, *, primary: str, inf
     name = info.get("data", "")
     for label, ref, suffix in targets:
         title = f"{name} {info.get('split', '')}: EF by {primary} vs {label} EF"
-        bland_altman_plot(pred, ref, out / f"bland_altman{suffix}.png", title=f"Bland-Altman, {title}")
-        scatter_plot(pred, ref, out / f"scatter{suffix}.png", title=title)
+        bland_altman_plot(pred, ref, out / f"bland_altman{suffix}.png", title=f"Bland-Altman, {title}", ref_name=label)
+        scatter_plot(pred, ref, out / f"scatter{suffix}.png", title=title, ref_name=label)
     return metrics
