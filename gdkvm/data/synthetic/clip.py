@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from gdkvm.data.synthetic.geometry import LABEL_LV, HeartShape, random_heart, volume_fraction
+from gdkvm.data.synthetic.geometry import HeartShape, random_heart, volume_fraction
 from gdkvm.data.synthetic.render import Scan, render_view
 
 VIEWS = ("2CH", "4CH")
@@ -191,6 +191,5 @@ def make_clip(
         "view": view,
         "volume_ml": fractions * heart.edv_ml,
         "lv_area_mm2": np.array([heart.section(theta, float(v)).lv_area() for v in fractions]),
-        "lv_label": LABEL_LV,
     }
     return images, masks, info
