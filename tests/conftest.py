@@ -1,17 +1,20 @@
 """Test-wide settings. TRITON_INTERPRET must be set before any Triton kernel is defined, so it is set here, at the
-very start of collection; Triton kernels then run on the CPU through the interpreter."""
+very start of collection when there is no GPU; Triton kernels then run on the CPU through the interpreter.
+On a CUDA machine the kernels compile for the GPU."""
 
 from __future__ import annotations
 
 import os
 
-os.environ.setdefault("TRITON_INTERPRET", "1")
+import torch  # noqa: E402  (torch defines no Triton kernel; the flag must precede gdkvm.ops imports only)
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest  # noqa: E402
-import torch  # noqa: E402
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
