@@ -146,3 +146,29 @@ def test_rejections_carry_reasons() -> None:
     empty[20:] = 0
     with pytest.raises(NoBeatFoundError):
         compute_ef(empty, fps=50.0)
+
+
+@pytest.mark.parametrize("seed,jitter", [pytest.param(1, False, id="clean"), pytest.param(2, True, id="jittered")])
+def test_beats_on_generated_clip(seed: int, jitter: bool) -> None:
+    """Full-cycle clips of the synthetic generator: ED/ES frames and EF against its truth."""
+    from scipy import ndimage
+
+    from gdkvm.data.synthetic import make_clip
+
+    _, masks, info = make_clip(seed, frames=150, fps=50.0, size=(160, 160))
+    masks = masks.astype(np.int64)
+    if jitter:  # segmentation-like noise: the LV border moves by a pixel at random frames
+        rng = np.random.default_rng(seed)
+        for t in range(len(masks)):
+            lv = masks[t] == 1
+            step = rng.choice([-1, 0, 1])
+            grown = ndimage.binary_dilation(lv) if step > 0 else ndimage.binary_erosion(lv) if step < 0 else lv
+            masks[t][(masks[t] == 1) & ~grown] = 2
+            masks[t][grown & (masks[t] != 1)] = 1
+    report = compute_ef(masks, spacing=info["spacing"], fps=50.0)
+    ok = [b for b in report.beats if b.accepted]
+    assert len(ok) >= 2
+    for b in ok:
+        assert min(abs(b.es - e) for e in info["es_frames"]) <= (4 if jitter else 1)
+        assert min(abs(b.ed - e) for e in info["ed_frames"]) <= (4 if jitter else 1)
+    assert report.summary.mean == pytest.approx(info["ef"], abs=3.0)
