@@ -82,6 +82,26 @@ def _pair_beats(frames4: list[BeatFrames], frames2: list[BeatFrames]) -> list[tu
     return out
 
 
+def _pair_fn(masks: np.ndarray, a2c: np.ndarray | None, method: Method, spacing, spacing_a2c, lv_label: int) -> _PairFn:
+    """(ED value, ES value, EF) of one beat from its A4C frames and, with ``a2c``, its A2C frames."""
+
+    def pair(ed: int, es: int, ed2: int | None, es2: int | None) -> tuple[float, float, float]:
+        f = [_frame(masks, ed, lv_label, "A4C"), _frame(masks, es, lv_label, "A4C")]
+        if a2c is not None:
+            if ed2 is None or es2 is None:
+                raise ValueError("no matching A2C beat")
+            f += [_frame(a2c, ed2, lv_label, "A2C"), _frame(a2c, es2, lv_label, "A2C")]
+        if method is Method.CAMUS:
+            res = camus_biplane(f[0], f[1], f[2], f[3], spacing, spacing_a2c, lv_label=lv_label)
+            return res.edv, res.esv, res.ef
+        kw = {"method": method, "spacing_a2c": spacing_a2c, "lv_label": lv_label}
+        edv = lv_volume(f[0], spacing, labels_a2c=f[2] if a2c is not None else None, **kw).value
+        esv = lv_volume(f[1], spacing, labels_a2c=f[3] if a2c is not None else None, **kw).value
+        return edv, esv, ejection_fraction(edv, esv)
+
+    return pair
+
+
 def compute_ef(
     masks: np.ndarray,
     *,
@@ -132,21 +152,8 @@ def compute_ef(
         raise ValueError("the A4C and A2C spacings must both be known or both unknown")
     unit = ML if units == {"mm"} else RELATIVE
 
-    def pair(ed: int, es: int, ed2: int | None, es2: int | None) -> tuple[float, float, float]:
-        f = [_frame(masks, ed, lv_label, "A4C"), _frame(masks, es, lv_label, "A4C")]
-        if use_a2c and ed2 is None:
-            raise ValueError("no matching A2C beat")
-        if ed2 is not None:
-            f += [_frame(a2c, ed2, lv_label, "A2C"), _frame(a2c, es2, lv_label, "A2C")]
-        if method is Method.CAMUS:
-            res = camus_biplane(f[0], f[1], f[2], f[3], spacing, spacing_a2c, lv_label=lv_label)
-            return res.edv, res.esv, res.ef
-        kw = {"method": method, "spacing_a2c": spacing_a2c, "lv_label": lv_label}
-        edv = lv_volume(f[0], spacing, labels_a2c=f[2] if ed2 is not None else None, **kw).value
-        esv = lv_volume(f[1], spacing, labels_a2c=f[3] if ed2 is not None else None, **kw).value
-        return edv, esv, ejection_fraction(edv, esv)
-
     use_a2c = two and method is not Method.DISCS
+    pair = _pair_fn(masks, a2c if use_a2c else None, method, spacing, spacing_a2c, lv_label)
     if use_a2c:
         fps2 = fps if fps_a2c is None else fps_a2c
         frames2 = _beat_frames(a2c, spacing_a2c, fps2, ed_es_a2c, lv_label, "A2C", max_heart_rate=max_heart_rate)
