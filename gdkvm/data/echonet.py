@@ -62,6 +62,7 @@ class EchoNetVideo:
     num_frames: int
     height: int
     width: int
+    ed_last_in_file: bool = True
 
 
 def _read_csv(path: Path, required: tuple[str, ...]) -> list[dict[str, str]]:
@@ -178,7 +179,8 @@ def _video_record(
     h, w = nan_if_missing(row.get("FrameHeight")), nan_if_missing(row.get("FrameWidth"))
     shape = (int(h), int(w)) if h > 0 and w > 0 else (DEFAULT_SIDE, DEFAULT_SIDE)  # NaN compares False
     n = nan_if_missing(row.get("NumberOfFrames"))
-    num_frames = int(n) if math.isfinite(n) and n > 0 else 0
+    path = root / "Videos" / f"{name}.avi"
+    num_frames = int(n) if math.isfinite(n) and n > 0 else _probe_frame_count(path)
     valid: dict[int, np.ndarray] = {}
     for frame, values in frames.items():
         rows = np.asarray(values, dtype=np.float64)
@@ -194,7 +196,7 @@ def _video_record(
     ed, es = choose_ed_es(valid)
     return EchoNetVideo(
         name=name,
-        path=root / "Videos" / f"{name}.avi",
+        path=path,
         ed=ed,
         es=es,
         ed_polygon=valid[ed].astype(np.float32),
@@ -204,7 +206,16 @@ def _video_record(
         num_frames=num_frames,
         height=shape[0],
         width=shape[1],
+        ed_last_in_file=list(valid)[-1] == ed,
     )
+
+
+def _probe_frame_count(path: Path) -> int:
+    """Frame count from the container (0 when unknown); used only when FileList.csv lacks NumberOfFrames."""
+    capture = cv2.VideoCapture(str(path))
+    count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
+    capture.release()
+    return max(count, 0)
 
 
 #: Codecs whose every frame is a key frame: seeking to a frame index is exact and cheap.
@@ -336,7 +347,12 @@ class EchoNetDataset(Dataset):
             )
         if not self.videos:
             raise InputError(f"no usable videos for split {self.split!r} in FileList.csv", self.root)
-        logger.info("EchoNet %s: %d videos from %s", self.split, len(self.videos), self.root)
+        swapped = sum(not v.ed_last_in_file for v in self.videos)
+        logger.info(
+            "EchoNet %s: %d videos from %s; in %d of them the larger traced frame (ED here) is not the last traced "
+            "frame of VolumeTracings.csv (the official loader's 'large' frame)",
+            self.split, len(self.videos), self.root, swapped,
+        )  # fmt: skip
 
     def __len__(self) -> int:
         return len(self.videos)

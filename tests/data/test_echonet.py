@@ -227,3 +227,15 @@ def test_synthetic_splits(synth_root: Path) -> None:
         ds = EchoNetDataset(synth_root, split=split, size=32)
         expected = {n for n, r in truth.items() if r["Split"] == split.upper() and r["tracing"] == "ok"}
         assert {v.name for v in ds.videos} == expected
+
+
+def test_without_frame_count_column(echonet_root: Path) -> None:
+    """Without NumberOfFrames the frame count is probed from the video, so tracings past the end still drop."""
+    filelist = echonet_root / "FileList.csv"
+    rows = list(csv.reader(filelist.open()))
+    drop = rows[0].index("NumberOfFrames")
+    with filelist.open("w", newline="") as fh:
+        csv.writer(fh).writerows([r[:drop] + r[drop + 1 :] for r in rows])
+    ds = EchoNetDataset(echonet_root, split="train", size=32)
+    assert ds.malformed["frame_beyond_video"] == 1 and [v.name for v in ds.videos] == ["0X01", "0X02"]
+    assert [v.ed_last_in_file for v in ds.videos] == [False, True]  # 0X01 lists its ED (larger) frame first
