@@ -186,3 +186,18 @@ def test_ef_eval_on_generated_camus(tmp_path, capsys) -> None:
     assert rc == 0
     rows = [r for r in _rows(out / "per_case.csv") if r["case_id"] == "patient0001" and r["method"] == "biplane"]
     assert json.loads(stdout)["summary"]["mean"] == pytest.approx(float(rows[0]["ef"]), abs=1e-6)
+
+
+def test_ef_eval_on_generated_echonet(tmp_path, capsys) -> None:
+    from gdkvm.data.synthetic.echonet import synth_echonet
+
+    root = synth_echonet(tmp_path / "echonet", videos=5, seed=1, frames=(40, 60), untraced=1)
+    out = tmp_path / "eval"
+    rc, _, _ = _run(capsys, "ef-eval", "--data", "echonet", "--root", str(root), "--split", "all", "--source", "gt",
+                    "--out", str(out))  # fmt: skip
+    assert rc == 0
+    metrics = json.loads((out / "ef_metrics.json").read_text())
+    discs = metrics["methods"]["discs"]
+    assert discs["n_cases"] == 5 and discs["n_no_ef"] == 1
+    assert discs["vs_truth"]["n"] == 4 and discs["vs_truth"]["mae"] <= 3.0
+    assert metrics["dropped_by_loader"] == {"untraced": 1}
