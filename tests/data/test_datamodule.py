@@ -125,3 +125,19 @@ def test_synthetic_default_with_the_real_generator(tmp_path: Path, monkeypatch: 
     batch = next(iter(dm.train_dataloader()))
     assert batch["frames"].shape == (2, 5, 1, 64, 64) and batch["masks"].shape == (2, 5, 64, 64)
     assert bool(batch["labelled"].all()) and (batch["masks"] == 1).any()
+
+
+def test_synthetic_race_keeps_the_first_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "data" / "synthetic_camus"
+
+    def racing_synth(out: Path, patients: int, seed: int, **_: object) -> None:
+        _camus(Path(out))
+        root.mkdir(parents=True)  # another rank finished first
+        (root / "marker.txt").write_text("first")
+
+    fake = types.ModuleType("gdkvm.data.synthetic")
+    fake.synth_camus, fake.synth_echonet = racing_synth, None
+    monkeypatch.setitem(sys.modules, "gdkvm.data.synthetic", fake)
+    ensure_synthetic("camus", root, 5, 0)
+    assert (root / "marker.txt").read_text() == "first" and not (root / "CAMUS_public").exists()
+    assert [p.name for p in root.parent.iterdir()] == ["synthetic_camus"]  # no temporary folder left behind
