@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+import torch
 
 from gdkvm.cli import main
 from tests.ef.fixtures import write_camus_2023, write_echonet
@@ -201,3 +202,36 @@ def test_ef_eval_on_generated_echonet(tmp_path, capsys) -> None:
     assert discs["n_cases"] == 5 and discs["n_no_ef"] == 1
     assert discs["vs_truth"]["n"] == 4 and discs["vs_truth"]["mae"] <= 3.0
     assert metrics["dropped_by_loader"] == {"untraced": 1}
+
+
+class _ThresholdSegmenter:
+    """Stands in for a VideoSegmenter: LV = the brightest pixels (the CAMUS fixture draws the LV at 250)."""
+
+    def reset(self) -> None:
+        pass
+
+    def step(self, frame):  # frame [1, 1, S, S] float in [0, 1] -> probabilities [1, 2, S, S]
+        lv = (frame > 0.8).float()
+        return torch.cat([1.0 - lv, lv], dim=1)
+
+
+def test_model_path_with_a_stand_in_segmenter(camus_root, tmp_path, capsys, monkeypatch) -> None:
+    pytest.importorskip("gdkvm.segment")  # the segment engineer's module (shared by segment, ef and the demo)
+    common = pytest.importorskip("gdkvm.cli.common")
+
+    model = torch.nn.Identity()
+    model.input_size = 128
+    monkeypatch.setattr(common, "build_segmenter", lambda ckpt, device: (_ThresholdSegmenter(), model))
+    folder = camus_root / "database_nifti" / "patient0001"
+    seq4, seq2 = (folder / f"patient0001_{v}_half_sequence.nii.gz" for v in ("4CH", "2CH"))
+    rc, out, _ = _run(capsys, "ef", str(seq4), "--a2c", str(seq2), "--ckpt", "x", "--half-cycle", "--json")
+    assert rc == 0
+    report = json.loads(out)
+    assert report["views"] == "A4C+A2C" and report["unit"] == "mL"
+    assert report["summary"]["mean"] == pytest.approx(100 * (1 - 0.85 * 0.75**2), abs=3.0)
+    out_dir = tmp_path / "eval"
+    rc, _, _ = _run(capsys, "ef-eval", "--data", "camus", "--root", str(camus_root), "--ckpt", "x",
+                    "--out", str(out_dir), "--method", "biplane")  # fmt: skip
+    assert rc == 0
+    metrics = json.loads((out_dir / "ef_metrics.json").read_text())
+    assert metrics["source"] == "x" and metrics["methods"]["biplane"]["vs_truth"]["mae"] < 3.0

@@ -60,7 +60,7 @@ def write_camus_2023(root: Path, params: list[dict], *, sp=(0.6, 0.6), shape=(20
             ed, es = 1, frames
             if p.get("order") == "ES->ED":
                 seq, ed, es = seq[::-1], frames, 1
-            img = (40 + 60 * (seq == 2) + 30 * (seq == 3)).astype(np.uint8)
+            img = np.array([10, 250, 90, 170], dtype=np.uint8)[seq]  # LV brightest: a fake model can threshold it
             for suffix, arr in (("half_sequence", img), ("half_sequence_gt", seq)):
                 if p.get("drop") == f"{view}_{suffix}":
                     continue
