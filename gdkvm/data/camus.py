@@ -215,6 +215,13 @@ def _make_case(folder: Path, view: str, release: str) -> CamusCase | None:
     return CamusCase(patient, view, folder, release, ed - 1, es - 1, nb_frames, cfg["ImageQuality"], ef, fps)
 
 
+def _read_sequence(path: Path) -> tuple[np.ndarray, tuple[float, float]]:
+    array, spacing = read_image(path)
+    if array.ndim != 3:
+        raise InputError(f"expected a sequence of frames, got a single image of shape {array.shape}", path)
+    return array, spacing
+
+
 def load_case(case: CamusCase) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[float, float], str]:
     """Read one (patient, view) in time order ED..ES.
 
@@ -228,24 +235,22 @@ def load_case(case: CamusCase) -> tuple[np.ndarray, np.ndarray, np.ndarray, tupl
     stem = case.folder / f"{case.patient}_{case.view}"
     if case.release == "2023":
         seq_path, gt_path = Path(f"{stem}_half_sequence.nii.gz"), Path(f"{stem}_half_sequence_gt.nii.gz")
-        raw, spacing = read_image(seq_path)
+        raw, spacing = _read_sequence(seq_path)
         masks, _ = read_image(gt_path)
         if masks.shape != raw.shape:
             raise InputError(f"ground truth shape {masks.shape} differs from the sequence's {raw.shape}", gt_path)
         labelled = np.ones(raw.shape[0], dtype=bool)
     else:
         seq_path = Path(f"{stem}_sequence.mhd")
-        raw, spacing = read_image(seq_path)
+        raw, spacing = _read_sequence(seq_path)
         masks = np.zeros(raw.shape, dtype=np.uint8)
-        labelled = np.zeros(raw.shape[0] if raw.ndim == 3 else 1, dtype=bool)
+        labelled = np.zeros(raw.shape[0], dtype=bool)
         for key, index in (("ED", case.ed), ("ES", case.es)):
             gt_path = Path(f"{stem}_{key}_gt.mhd")
             gt, _ = read_image(gt_path)
-            if raw.ndim != 3 or gt.shape != raw.shape[1:] or index >= raw.shape[0]:
+            if gt.shape != raw.shape[1:] or index >= raw.shape[0]:
                 raise InputError(f"{key} mask {gt.shape} does not fit frame {index + 1} of {raw.shape}", gt_path)
             masks[index], labelled[index] = gt, True
-    if raw.ndim != 3:
-        raise InputError(f"expected a sequence of frames, got a single image of shape {raw.shape}", seq_path)
     if max(case.ed, case.es) >= raw.shape[0]:
         raise InputError(f"ED/ES frame numbers exceed the {raw.shape[0]} frames of the file", seq_path)
     if masks.min() < 0 or masks.max() > 3:
