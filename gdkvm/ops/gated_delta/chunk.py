@@ -111,10 +111,12 @@ def chunk_gated_delta_triton(
     scale: float,
     initial_state: torch.Tensor | None = None,
     output_final_state: bool = False,
-    chunk_size: int = 64,
+    chunk_size: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The Triton path without validation (inputs as in ``chunk_gated_delta``); ``chunk_size`` in {16, 32, 64}
-    (smaller chunks only to keep interpreter tests fast)."""
+    """The Triton path without validation (inputs as in ``chunk_gated_delta``). ``chunk_size`` in {16, 32, 64};
+    None picks 64, or 32 for K > 128 (a 64 x 256 backward tile set would not fit in an H100's shared memory)."""
+    if chunk_size is None:
+        chunk_size = 64 if q.shape[-1] <= 128 else 32
     if chunk_size not in (16, 32, 64):
         raise InputError(f"chunk_size must be 16, 32 or 64, got {chunk_size}")
     return _ChunkGatedDelta.apply(q, k, v, g, beta, scale, initial_state, output_final_state, chunk_size)

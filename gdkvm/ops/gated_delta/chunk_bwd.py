@@ -14,7 +14,18 @@ import torch
 import triton
 import triton.language as tl
 
-from gdkvm.ops.gated_delta.chunk_fwd import _gate_cumsum, _rows, _vec, block_sizes, interpreting
+from gdkvm.ops.gated_delta.chunk_fwd import (
+    PARALLEL_CONFIGS,
+    STATE_CONFIGS,
+    _gate_cumsum,
+    _rows,
+    _vec,
+    autotuning,
+    block_sizes,
+    interpreting,
+    prec,
+    tuned,
+)
 
 
 @triton.jit
@@ -97,8 +108,8 @@ def _pairwise_bwd_channel(
 @triton.jit
 def _chunk_bwd_kernel(
     q_ptr, k_ptr, v_ptr, g_ptr, beta_ptr, t_ptr, hs_ptr, dhs_ptr, us_ptr, dus_ptr, do_ptr,
-    dq_ptr, dk_ptr, dv_ptr, dg_ptr, dbeta_ptr, scale, T, H, K, V, NT,
-    PER_CHANNEL: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    dq_ptr, dk_ptr, dv_ptr, dg_ptr, dbeta_ptr, scr_ptr, scale, T, H, K, V, NT,
+    PER_CHANNEL: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr,
 ):  # fmt: skip
     """Per chunk: dq, dk, dv (input dtype), dbeta and dg (fp32)."""
     i_t = tl.program_id(0)
@@ -144,7 +155,7 @@ def _chunk_bwd_kernel(
         dw -= tl.dot(du_dt, tl.trans(s_t))
         d_a += tl.dot(do_t, tl.trans(u_t))
         d_t += tl.dot(du_dt, tl.trans((v_t * bt[:, None]).to(dt)))
-        t_du = tl.dot(tl.trans(t_inv), du_t)
+        t_du = tl.dot(tl.trans(t_inv), du_t, input_precision=PREC)
         dbeta += tl.sum(t_du * v_t, 1)
         tl.store(dv_ptr + p_v, (t_du * bt[:, None]).to(dv_ptr.dtype.element_ty), mask=m_v)
         dgc += tl.sum(ds_t.to(tl.float32) * s_t.to(tl.float32), 1)
@@ -154,12 +165,12 @@ def _chunk_bwd_kernel(
     dG -= kt * dk
     dgc = tl.sum(kt * dk, 0) + tl.exp(G_last) * dgc
     kb = kt * e * bt[:, None]
-    d_t += tl.dot(dw, tl.trans(kb))
-    t_dw = tl.dot(tl.trans(t_inv), dw)
+    d_t += tl.dot(dw, tl.trans(kb), input_precision=PREC)
+    t_dw = tl.dot(tl.trans(t_inv), dw, input_precision=PREC)
     dk += t_dw * e * bt[:, None]
     dbeta += tl.sum(t_dw * e * kt, 1)
     dG += t_dw * kb
-    d_lower = -tl.dot(tl.trans(t_inv), tl.dot(d_t, tl.trans(t_inv)))
+    d_lower = -tl.dot(tl.trans(t_inv), tl.dot(d_t, tl.trans(t_inv), input_precision=PREC), input_precision=PREC)
     d_lower = tl.where(o_i[:, None] > o_i[None, :], d_lower, 0.0)
     d_kk = d_lower * bt[:, None]
     d_qk = tl.where(o_i[:, None] >= o_i[None, :], d_a * scale, 0.0)
@@ -182,8 +193,17 @@ def _chunk_bwd_kernel(
         dbeta += tl.sum(d_lower * p_kk, 1)
         m_kk = (d_kk * decay).to(dt)
         m_qk = (d_qk * decay).to(dt)
+        # Transposes go through a scratch round trip instead of tl.trans of an MMA-layout tile, the pattern that
+        # Hopper + triton 3.4-3.7.0 miscompiles in the equivalent FLA kernel (FLA issue #640).
+        p_scr = scr_ptr + th[:, None] * (2 * BT) + o_i[None, :]
+        tl.store(p_scr, m_kk, mask=mrow[:, None])
+        tl.store(p_scr + BT, m_qk, mask=mrow[:, None])
+        tl.debug_barrier()
+        p_scr_t = scr_ptr + th[None, :] * (2 * BT) + o_i[:, None]
+        m_kk_t = tl.load(p_scr_t, mask=mrow[None, :], other=0.0)
+        m_qk_t = tl.load(p_scr_t + BT, mask=mrow[None, :], other=0.0)
         kd = kt.to(dt)
-        dk += tl.dot(m_kk, kd) + tl.dot(tl.trans(m_kk), kd) + tl.dot(tl.trans(m_qk), qt.to(dt))
+        dk += tl.dot(m_kk, kd) + tl.dot(m_kk_t, kd) + tl.dot(m_qk_t, qt.to(dt))
         dq += tl.dot(m_qk, kd)
         x_kk = d_kk * p_kk
         x_qk = d_qk * p_qk
@@ -233,18 +253,30 @@ def chunk_bwd(
     dstates = torch.empty_like(saved["states"])
     dpseudo = torch.empty(v.shape, device=v.device, dtype=torch.float32)
     dh0 = torch.empty(batch, heads, key_dim, value_dim, device=q.device, dtype=torch.float32) if need_dh0 else None
-    _state_bwd_kernel[(triton.cdiv(value_dim, bv), batch * heads)](
+    args = (
         q, k, g, saved["w"], saved["a"], do, dht if dht is not None else dpseudo, dh0 if need_dh0 else dpseudo,
         dstates, dpseudo, scale, length, heads, key_dim, value_dim, n_chunks,
-        PER_CHANNEL=per_channel, HAS_DHT=dht is not None, STORE_DH0=need_dh0,
-        BT=chunk_size, BK=bk, BV=bv, num_warps=warps, num_stages=1 if interpreting() else 2,
     )  # fmt: skip
+    meta = dict(PER_CHANNEL=per_channel, HAS_DHT=dht is not None, STORE_DH0=need_dh0, BT=chunk_size, BK=bk)
+    if autotuning():
+        grid = lambda m: (triton.cdiv(value_dim, m["BV"]), batch * heads)  # noqa: E731
+        tuned(_state_bwd_kernel, "state_bwd", STATE_CONFIGS, True)[grid](*args, **meta)
+    else:
+        stages = 1 if interpreting() else 2
+        _state_bwd_kernel[(triton.cdiv(value_dim, bv), batch * heads)](
+            *args, **meta, BV=bv, num_warps=warps, num_stages=stages
+        )
     dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
     dg = torch.empty(g.shape, device=g.device, dtype=torch.float32)
     dbeta = torch.empty(beta.shape, device=beta.device, dtype=torch.float32)
-    _chunk_bwd_kernel[(n_chunks, batch * heads)](
+    scratch = torch.empty(batch, length, heads, 2 * chunk_size, device=q.device, dtype=q.dtype)
+    args = (
         q, k, v, g, beta, saved["t_inv"], saved["states"], dstates, saved["pseudo"], dpseudo, do,
-        dq, dk, dv, dg, dbeta, scale, length, heads, key_dim, value_dim, n_chunks,
-        PER_CHANNEL=per_channel, BT=chunk_size, BK=bk, BV=bv_prep, num_warps=warps,
+        dq, dk, dv, dg, dbeta, scratch, scale, length, heads, key_dim, value_dim, n_chunks,
     )  # fmt: skip
+    meta = dict(PER_CHANNEL=per_channel, BT=chunk_size, BK=bk, BV=bv_prep, PREC=prec(q.dtype))
+    if autotuning():
+        tuned(_chunk_bwd_kernel, "chunk_bwd", PARALLEL_CONFIGS, False)[(n_chunks, batch * heads)](*args, **meta)
+    else:
+        _chunk_bwd_kernel[(n_chunks, batch * heads)](*args, **meta, num_warps=warps)
     return dq, dk, dv, dg, dbeta, dh0

@@ -83,7 +83,7 @@ def _pairwise(q_ptr, k_ptr, g_ptr, th, mrow, qt, kt, G, K, PER_CHANNEL: tl.const
 
 
 @triton.jit
-def _solve_unit_lower(lower, t_ptr, tok0, i_h, H, n_valid, BT: tl.constexpr, BS: tl.constexpr):
+def _solve_unit_lower(lower, t_ptr, tok0, i_h, H, n_valid, BT: tl.constexpr, BS: tl.constexpr, PREC: tl.constexpr):
     """(I + L)^-1 of a strictly lower [BT, BT] fp32 tile L of the chunk whose first token is ``tok0`` (row index into
     [B*T]). The chunk's rows of t_ptr ([B*T, H, BT]) are scratch: L is stored there, each BS x BS diagonal block is
     inverted by forward substitution in fp32, and the blocks are merged with T = (I - N)(I + N^2) T_diag,
@@ -109,9 +109,9 @@ def _solve_unit_lower(lower, t_ptr, tok0, i_h, H, n_valid, BT: tl.constexpr, BS:
     tl.debug_barrier()
     t_diag = tl.load(p_full, mask=m2 & same, other=0.0).to(tl.float32)
     if BT > BS:
-        n = tl.dot(t_diag, tl.where(same, 0.0, lower))
-        m = t_diag + tl.dot(tl.dot(n, n), t_diag)
-        t_inv = m - tl.dot(n, m)
+        n = tl.dot(t_diag, tl.where(same, 0.0, lower), input_precision=PREC)
+        m = t_diag + tl.dot(tl.dot(n, n, input_precision=PREC), t_diag, input_precision=PREC)
+        t_inv = m - tl.dot(n, m, input_precision=PREC)
     else:
         t_inv = t_diag
     tl.debug_barrier()
@@ -122,6 +122,7 @@ def _solve_unit_lower(lower, t_ptr, tok0, i_h, H, n_valid, BT: tl.constexpr, BS:
 def _prep_kernel(
     q_ptr, k_ptr, v_ptr, g_ptr, beta_ptr, t_ptr, a_ptr, w_ptr, u_ptr, scale, T, H, K, V,
     PER_CHANNEL: tl.constexpr, BT: tl.constexpr, BS: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    PREC: tl.constexpr,
 ):  # fmt: skip
     """Per chunk: G, L, T = (I + L)^-1 (fp32, kept for the backward), A (input dtype), w and u (input dtype)."""
     i_t = tl.program_id(0)
@@ -143,7 +144,7 @@ def _prep_kernel(
     G, _ = _gate_cumsum(g_ptr, th, mrow, cols, mcol, K, PER_CHANNEL)
     p_kk, p_qk = _pairwise(q_ptr, k_ptr, g_ptr, th, mrow, qt, kt, G, K, PER_CHANNEL, BT)
     lower = tl.where(o_i[:, None] > o_i[None, :], bt[:, None] * p_kk, 0.0)
-    t_inv = _solve_unit_lower(lower, t_ptr, tok0, i_h, H, n_valid, BT, BS)
+    t_inv = _solve_unit_lower(lower, t_ptr, tok0, i_h, H, n_valid, BT, BS, PREC)
     m_t = mrow[:, None] & (o_i[None, :] < BT)
     tl.store(t_ptr + th[:, None] * BT + o_i[None, :], t_inv, mask=m_t)
     tl.store(a_ptr + th[:, None] * BT + o_i[None, :], (scale * p_qk).to(dt), mask=m_t)
@@ -208,6 +209,41 @@ def _state_fwd_kernel(
         tl.store(ht_ptr + i_bh.to(tl.int64) * K * V + p_s, state, mask=m_s)
 
 
+# Launch configurations tried on a GPU (the interpreter takes the heuristic one). BV trades parallelism (B*H*V/BV
+# programs on 132 SMs) against work per sequential step.
+STATE_CONFIGS = [
+    triton.Config({"BV": bv}, num_warps=warps, num_stages=stages)
+    for bv, warps, stages in ((16, 2, 2), (16, 4, 2), (32, 4, 2), (32, 4, 3), (64, 4, 2), (64, 8, 2))
+]
+PARALLEL_CONFIGS = [triton.Config({}, num_warps=warps) for warps in (4, 8)]
+_TUNED: dict[str, object] = {}
+
+
+def _prune_bv(configs: list, named_args: dict, **kwargs: object) -> list:
+    """Drops value tiles wider than V needs."""
+    widest = max(16, triton.next_power_of_2(int(named_args["V"])))
+    kept = [c for c in configs if c.kwargs.get("BV", 0) <= widest]
+    return kept or configs[:1]
+
+
+def autotuning() -> bool:
+    """Autotune on a GPU unless GDKVM_AUTOTUNE=0 (then the heuristic configuration of ``block_sizes`` is used)."""
+    return not interpreting() and os.environ.get("GDKVM_AUTOTUNE", "1") != "0"
+
+
+def tuned(kernel, name: str, configs: list, state_kernel: bool):
+    """The autotuned wrapper of ``kernel`` (built once, on first use, so importing compiles nothing)."""
+    if name not in _TUNED:
+        prune = {"early_config_prune": _prune_bv} if state_kernel else None
+        _TUNED[name] = triton.autotune(configs=configs, key=["H", "K", "V", "T"], prune_configs_by=prune)(kernel)
+    return _TUNED[name]
+
+
+def prec(dtype: torch.dtype) -> str:
+    """Input precision of fp32 tl.dot operands: IEEE for fp32 inputs, TF32 for 16-bit inputs (as FLA's solve)."""
+    return "ieee" if dtype == torch.float32 else "tf32"
+
+
 def block_sizes(key_dim: int, value_dim: int, batch_heads: int, chunk_size: int) -> tuple[int, int, int]:
     """(BK, BV of the state kernels, BV of the prep kernel). BK covers K whole (K <= 256); the state kernels split V
     finer when batch*heads alone gives too few programs to fill an H100 (132 SMs)."""
@@ -255,20 +291,32 @@ def chunk_fwd(
     w = torch.empty_like(k)
     u = torch.empty_like(v)
     warps = 4 if bk <= 64 else 8
-    _prep_kernel[(n_chunks, batch * heads)](
-        q, k, v, g, beta, t_inv, a, w, u, scale, length, heads, key_dim, value_dim,
-        PER_CHANNEL=per_channel, BT=chunk_size, BS=min(16, chunk_size), BK=bk, BV=bv_prep, num_warps=warps,
-    )  # fmt: skip
+    prep = dict(PER_CHANNEL=per_channel, BT=chunk_size, BS=min(16, chunk_size), BK=bk, BV=bv_prep, PREC=prec(q.dtype))
+    prep_args = (q, k, v, g, beta, t_inv, a, w, u, scale, length, heads, key_dim, value_dim)
+    if autotuning():
+        tuned(_prep_kernel, "prep", PARALLEL_CONFIGS, False)[(n_chunks, batch * heads)](*prep_args, **prep)
+    else:
+        _prep_kernel[(n_chunks, batch * heads)](*prep_args, **prep, num_warps=warps)
     o = torch.empty_like(v)
     final = torch.empty(batch, heads, key_dim, value_dim, device=q.device, dtype=torch.float32)
     states = torch.empty(batch, n_chunks, heads, key_dim, value_dim, device=q.device, dtype=q.dtype) if save else None
     pseudo = torch.empty_like(v) if save else None
-    _state_fwd_kernel[(triton.cdiv(value_dim, bv), batch * heads)](
+    args = (
         q, k, g, w, u, a, initial_state if initial_state is not None else final, o, final,
         states if save else o, pseudo if save else o, scale, length, heads, key_dim, value_dim, n_chunks,
-        PER_CHANNEL=per_channel, HAS_H0=initial_state is not None, STORE_HT=output_final_state, SAVE=save,
-        BT=chunk_size, BK=bk, BV=bv, num_warps=warps, num_stages=1 if interpreting() else 2,
     )  # fmt: skip
+    meta = dict(
+        PER_CHANNEL=per_channel, HAS_H0=initial_state is not None, STORE_HT=output_final_state, SAVE=save,
+        BT=chunk_size, BK=bk,
+    )  # fmt: skip
+    if autotuning():
+        grid = lambda m: (triton.cdiv(value_dim, m["BV"]), batch * heads)  # noqa: E731
+        tuned(_state_fwd_kernel, "state_fwd", STATE_CONFIGS, True)[grid](*args, **meta)
+    else:
+        stages = 1 if interpreting() else 2
+        _state_fwd_kernel[(triton.cdiv(value_dim, bv), batch * heads)](
+            *args, **meta, BV=bv, num_warps=warps, num_stages=stages
+        )
     return {
         "o": o,
         "final_state": final if output_final_state else None,
