@@ -131,8 +131,9 @@ def _check_tracing(rows: np.ndarray, frame: float, num_frames: int, shape: tuple
         return "row_count"
     if not (np.isfinite(rows).all() and math.isfinite(frame)) or frame != int(frame) or frame < 0:
         return "not_a_number"
-    xs, ys = rows[:, 0::2], rows[:, 1::2]  # pixel centres at integers: the image spans [-0.5, side - 0.5]
-    if xs.min() < -0.5 or ys.min() < -0.5 or xs.max() > shape[1] - 0.5 or ys.max() > shape[0] - 0.5:
+    # Pixel centres at integers: the image spans [-0.5, side - 0.5]; half a pixel of slack beyond that.
+    xs, ys = rows[:, 0::2], rows[:, 1::2]
+    if xs.min() < -1.0 or ys.min() < -1.0 or xs.max() > shape[1] or ys.max() > shape[0]:
         return "out_of_frame"
     if num_frames > 0 and frame >= num_frames:
         return "frame_beyond_video"
