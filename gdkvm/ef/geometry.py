@@ -6,10 +6,12 @@ and looking the mask up at the nearest pixel.
 
 Mitral base rules (``LVGeometry.base_rule`` says which one was used):
 
-- ``"la"``: the LV contour points within 1.5 pixels of the left atrium (CAMUS label 3); the base points are the two
-  of them farthest apart (the ends of the LV/LA interface, where the annulus meets the myocardium).
+- ``"la"``: the LV contour points within 1.5 pixels of the left atrium (CAMUS label 3), together with every LV
+  contour point within 1.5 pixels of the straight line fitted through them (an LA narrower than the base touches
+  only its middle); the base points are the two of them farthest apart (the annulus, where LV, LA and myocardium
+  meet).
 - ``"myocardium"``: without an LA label but with a myocardium label (2), the LV contour points *not* next to the
-  myocardium form the open basal side; again the farthest pair.
+  myocardium form the open basal side; extended along their line and the farthest pair taken, as above.
 - ``"geometric"``: masks with the LV only. The base is the longest chord that is within 45 degrees of the image
   rows, at least a quarter of the LV's column extent long, and whose shorter contour arc stays within
   ``max(1 px, 3 % of the chord)`` of it (the flat basal side). This assumes the usual apical orientation (base
@@ -164,6 +166,20 @@ def _geometric_base(contour: np.ndarray) -> tuple[int, int]:
     return bottom, bottom
 
 
+def _extend_along_line(points: np.ndarray, sel: np.ndarray, tol: float) -> np.ndarray:
+    """Indices of all contour points within ``tol`` of the line fitted (PCA) through ``points[sel]``.
+
+    An LA narrower than the LV base touches only the middle of the base; the base itself is the whole straight
+    stretch of the LV contour along that interface.
+    """
+    p = points[sel]
+    centre = p.mean(axis=0)
+    _, _, vt = np.linalg.svd(p - centre, full_matrices=False)
+    normal = np.array([-vt[0, 1], vt[0, 0]])
+    on_line = np.abs((points - centre) @ normal) <= tol
+    return np.union1d(sel, np.nonzero(on_line)[0])
+
+
 def mitral_base(
     contour_px: np.ndarray, labels: np.ndarray | None, sp: np.ndarray, *, lv_label: int = Structure.LV
 ) -> tuple[np.ndarray, str]:
@@ -187,6 +203,7 @@ def mitral_base(
             near = _near_label(contour_px, labels, int(label), 1.5)
             sel = np.nonzero(near if want else ~near)[0]
             if len(sel) >= 2:
+                sel = _extend_along_line(phys, sel, 1.5 * float(sp.max()))
                 a, b = _farthest_pair(phys[sel])
                 if np.linalg.norm(phys[sel[a]] - phys[sel[b]]) >= 3.0 * float(sp.max()):
                     return phys[[sel[a], sel[b]]], rule
