@@ -12,8 +12,10 @@ import triton
 import triton.language as tl
 
 from gdkvm.ops.frame.triton_fwd import (
+    TUNING,
     block_sizes,
     dot_precision,
+    fit,
     gate_logits,
     gram,
     head_expander,
@@ -228,17 +230,18 @@ def frame_bwd(
     dwa = torch.zeros(b, t, dv_, heads, **f32)
     dalog = torch.empty(b, heads, **f32)
     ddt = torch.empty(b, heads, **f32)
-    bk, bv, bh = block_sizes(dk_, dv_, heads)
+    bk, bv, bh = block_sizes(dk_, dv_, heads, TUNING["bwd_state_tile"])
     bwd_recurrence_kernel[(b,)](
         kk, kv, kdo, states, *params, ds, du, dg, dwb, dwa, dalog, ddt, t, dk_, dv_, heads, dv_ // heads,
-        HAS_H0=has_h0, BK=bk, BV=bv, BH=bh, PREC=serial_precision(k.device), num_warps=8,
+        HAS_H0=has_h0, BK=bk, BV=bv, BH=bh, PREC=serial_precision(k.device), num_warps=TUNING["bwd_warps"],
     )  # fmt: skip
     prec = dot_precision(k.dtype, k.device)
     dk = torch.empty_like(k)
     dv = torch.empty_like(v)
-    bn = 64 if bk <= 64 else 32
+    bn = fit(TUNING["dkdv_tile"] if bk <= 64 else TUNING["dkdv_tile_k128"], bk)
     dkdv_kernel[(b * t, triton.cdiv(n, bn))](
-        k, v, do, states, du, dg, dk, dv, t, n, dk_, dv_, BK=bk, BN=bn, BV=min(bv, 64), PREC=prec, num_warps=4
-    )
+        k, v, do, states, du, dg, dk, dv, t, n, dk_, dv_, BK=bk, BN=bn, BV=32, PREC=prec,
+        num_warps=TUNING["dkdv_warps"],
+    )  # fmt: skip
     dh0 = ds[:, 0] if has_h0 else None
     return dk, dv, dwb.sum((0, 1)), dwa.sum((0, 1)), dalog.sum(0), ddt.sum(0), dh0

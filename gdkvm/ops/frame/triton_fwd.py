@@ -29,10 +29,40 @@ def serial_precision(device: torch.device) -> str:
     return "tf32x3" if device.type == "cuda" else "ieee"
 
 
-def block_sizes(dk: int, dv: int, heads: int) -> tuple[int, int, int]:
+# Launch configuration. Tile budgets are element counts of the largest [BK, BV] (or [BN, BK]) fp32 tile of a kernel;
+# chosen from ptxas register/spill reports for sm_90 with Triton 3.6 (README.md). bench/ops_frame.py --sweep times
+# alternatives on a GPU.
+TUNING: dict[str, int] = {
+    "fwd_state_tile": 2048,  # Dk64: BV 32 (560 B spilled), Dk128: BV 16 (780 B)
+    "fwd_warps": 8,
+    "bwd_state_tile": 1024,  # BV 16 (916 B / 2808 B; BV 64 spills 5.1 KB)
+    "bwd_warps": 8,
+    "gram_tile": 4096,  # BN = BY = 64 at Dk64, 32 at Dk128; no spills with 8 warps
+    "gram_warps": 8,
+    "readout_tile": 4096,
+    "readout_warps": 4,
+    "dkdv_tile": 4096,  # BN 64 at Dk64 (352 B)
+    "dkdv_tile_k128": 2048,  # BN 16 at Dk128 (728 B; BN 32 spills 24 KB)
+    "dkdv_warps": 8,
+    "step_tile": 2048,
+    "step_warps": 4,
+}
+
+
+def pad_k(dk: int) -> int:
+    """Padded key width BK (power of two, >= 16 for tl.dot)."""
+    return max(16, triton.next_power_of_2(dk))
+
+
+def fit(budget: int, bk: int, cap: int = 64) -> int:
+    """Largest power of two <= cap with bk * it <= budget, and at least 16."""
+    return max(16, min(cap, budget // bk))
+
+
+def block_sizes(dk: int, dv: int, heads: int, budget: int) -> tuple[int, int, int]:
     """(BK, BV, BH): padded key width, value tile of the serial kernels, padded head count; all >= 16 for tl.dot."""
-    bk = max(16, triton.next_power_of_2(dk))
-    bv = max(16, min(triton.next_power_of_2(dv), 4096 // bk))
+    bk = pad_k(dk)
+    bv = fit(budget, bk, max(16, triton.next_power_of_2(dv)))
     bh = max(16, triton.next_power_of_2(heads))
     return bk, bv, bh
 
@@ -240,12 +270,13 @@ def gram(k: torch.Tensor, y: torch.Tensor, *, with_kk: bool) -> tuple[torch.Tens
     dy = y.shape[-1]
     ky = torch.empty(b, t, dk, dy, device=k.device, dtype=torch.float32)
     kk = torch.empty(b, t, dk, dk, device=k.device, dtype=torch.float32) if with_kk else ky
-    bk = max(16, triton.next_power_of_2(dk))
-    by = 64 if bk <= 64 else 32
-    bn = 64 if bk <= 64 else 32
+    bk = pad_k(dk)
+    by = bn = fit(TUNING["gram_tile"], bk)
     grid = (b * t, triton.cdiv(dy, by) + int(with_kk))
     prec = dot_precision(k.dtype, k.device)
-    gram_kernel[grid](k, y, ky, kk, n, dk, dy, WITH_KK=with_kk, BK=bk, BN=bn, BY=by, PREC=prec, num_warps=4)
+    gram_kernel[grid](
+        k, y, ky, kk, n, dk, dy, WITH_KK=with_kk, BK=bk, BN=bn, BY=by, PREC=prec, num_warps=TUNING["gram_warps"]
+    )
     return ky, (kk if with_kk else None)
 
 
@@ -279,16 +310,16 @@ def frame_fwd(
     dv = v.shape[-1]
     kv, kk = gram(k, v, with_kk=True)
     states = torch.empty(b, t + 1, dk, dv, device=k.device, dtype=torch.float32)
-    bk, bv, bh = block_sizes(dk, dv, heads)
+    bk, bv, bh = block_sizes(dk, dv, heads, TUNING["fwd_state_tile"])
     h0 = initial_state if initial_state is not None else states
     fwd_recurrence_kernel[(b,)](
         kk, kv, h0, w_beta, w_alpha, a_log, dt_bias, states, t, dk, dv, heads, dv // heads,
         HAS_H0=initial_state is not None, BK=bk, BV=bv, BH=bh, PREC=serial_precision(k.device),
-        num_warps=8,
+        num_warps=TUNING["fwd_warps"],
     )  # fmt: skip
     prec = dot_precision(k.dtype, k.device)
     o = torch.empty_like(v)
-    bn = 64 if bk <= 64 else 32
-    grid = (b * t, triton.cdiv(n, bn), triton.cdiv(dv, 64))
-    readout_kernel[grid](k, states, o, t, n, dk, dv, BK=bk, BN=bn, BV=64, PREC=prec, num_warps=4)
+    bn = bvo = fit(TUNING["readout_tile"], bk)
+    grid = (b * t, triton.cdiv(n, bn), triton.cdiv(dv, bvo))
+    readout_kernel[grid](k, states, o, t, n, dk, dv, BK=bk, BN=bn, BV=bvo, PREC=prec, num_warps=TUNING["readout_warps"])
     return o, states, kk, kv

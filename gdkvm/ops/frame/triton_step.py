@@ -12,10 +12,13 @@ import triton
 import triton.language as tl
 
 from gdkvm.ops.frame.triton_fwd import (
+    TUNING,
     dot_precision,
+    fit,
     gate_logits,
     head_expander,
     kt_y_tile,
+    pad_k,
     serial_precision,
     softplus,
 )
@@ -88,15 +91,15 @@ def frame_step(
     """
     b, n, dk = k_t.shape
     dv = v_t.shape[-1]
-    bk = max(16, triton.next_power_of_2(dk))
-    bv = 64 if bk <= 64 else 32
+    bk = pad_k(dk)
+    bv = bn = fit(TUNING["step_tile"], bk)
     bh = max(16, triton.next_power_of_2(heads))
     o = torch.empty_like(v_t)
     new_state = torch.empty(b, dk, dv, device=k_t.device, dtype=torch.float32)
     h0 = state if state is not None else new_state
     step_kernel[(b, triton.cdiv(dv, bv))](
         k_t, v_t, h0, w_beta, w_alpha, a_log, dt_bias, o, new_state, n, dk, dv, heads, dv // heads,
-        HAS_H0=state is not None, BK=bk, BN=64 if bk <= 64 else 32, BV=bv, BH=bh,
-        PREC=dot_precision(k_t.dtype, k_t.device), SPREC=serial_precision(k_t.device), num_warps=4,
+        HAS_H0=state is not None, BK=bk, BN=bn, BV=bv, BH=bh, PREC=dot_precision(k_t.dtype, k_t.device),
+        SPREC=serial_precision(k_t.device), num_warps=TUNING["step_warps"],
     )  # fmt: skip
     return o, new_state
