@@ -164,3 +164,14 @@ def test_camus_official_variant() -> None:
 
 def test_method_enum() -> None:
     assert Method("camus").needs_two_views and not Method("discs").needs_two_views
+
+
+def test_narrow_la_still_gives_the_whole_base() -> None:
+    # an LA only 30 px wide under a 70 px base: the base is the whole flat LV side, not just the LA contact
+    labels = half_ellipse(256, 256, base_row=180.0, col=128.0, length=90.0, radius=35.0)
+    yy, xx = np.mgrid[:256, :256]
+    labels[(((yy - 196.0) / 16.0) ** 2 + ((xx - 128.0) / 15.0) ** 2 <= 1) & (yy > 180)] = 3
+    g = lv_geometry(labels)
+    assert g.base_rule == "la"
+    assert abs(g.base[0, 1] - g.base[1, 1]) >= 65.0
+    assert g.base_mid == pytest.approx([180.5, 128.0], abs=1.0)
