@@ -85,6 +85,9 @@ def test_ef_biplane_half_sequence(camus_root, capsys) -> None:
         pytest.param(["ef", "{d}/clip.npy", "--masks", "{d}/clip.npy"], "unknown frame rate", id="no_fps"),
         pytest.param(["ef", "{d}/clip.npy", "--masks", "{d}/clip.npy", "--method", "biplane"], "A2C", id="no_a2c"),
         pytest.param(["ef", "{d}/clip.npy"], "--masks", id="no_source"),
+        pytest.param(
+            ["ef", "{d}/clip.npy", "--a2c", "{d}/clip.npy", "--masks", "{d}/clip.npy"], "--masks-a2c", id="a2c"
+        ),
         pytest.param(["ef", "{d}/clip.npy", "--masks", "{d}/short.npy", "--fps", "50"], "no beat found", id="short"),
         pytest.param(["ef", "{d}/clip.npy", "--masks", "{d}/frac.npy", "--fps", "50"], "integer", id="fractional"),
         pytest.param(["ef", "{d}/clip.npy", "--masks", "{d}/clip.txt", "--fps", "50"], "mask file type", id="suffix"),

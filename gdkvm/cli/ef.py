@@ -162,6 +162,8 @@ def main_ef(argv: list[str]) -> int:
         raise InputError("give --masks MASKS (label volume of the clip) or --ckpt CKPT (segment it)", args.input)
     if args.masks_a2c and not args.masks:
         raise InputError("--masks-a2c needs --masks for the A4C view", args.masks_a2c)
+    if args.a2c and args.masks and not args.masks_a2c:
+        raise InputError("with --masks, give the A2C clip's label volume as --masks-a2c", args.a2c)
     two = bool(args.masks_a2c or (args.a2c and args.ckpt))
     if args.method in ("biplane", "camus") and not two:
         raise InputError(f"the {args.method} method needs the A2C view: give --a2c (and --masks-a2c)", args.input)
