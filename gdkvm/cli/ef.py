@@ -144,9 +144,9 @@ def _view(args, clip: str, masks_path: str | None, fps_arg: float | None, label:
         fps = fps_arg if fps_arg is not None else fps_file
         source = clip
     if not (masks == args.lv_label).any():
-        raise InputError(
-            f"empty masks: no LV (label {args.lv_label}) in any of the {len(masks)} frames ({label})", source
-        )
+        found = ", ".join(str(v) for v in np.unique(masks)[:8])
+        msg = f"empty masks: no LV (label {args.lv_label}) in any of the {len(masks)} frames of the {label} view"
+        raise InputError(f"{msg} (labels found: {found}; see --lv-label)", source)
     return {"masks": masks, "spacing": tuple(args.spacing) if args.spacing else spacing, "fps": fps, "source": source}
 
 
