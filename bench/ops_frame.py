@@ -19,7 +19,8 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gdkvm.ops import frame_gated_delta  # noqa: E402
+from gdkvm.ops import frame_gated_delta, frame_gated_delta_step  # noqa: E402
+from gdkvm.ops.frame.triton_fwd import TUNING  # noqa: E402
 
 SHAPES = {  # name: (B, T, N); Dk, Dv, H are the paper's 64, 256, 8
     "B10T10N256": (10, 10, 256),
@@ -185,6 +186,46 @@ def run(args: argparse.Namespace) -> list[dict]:
     return rows
 
 
+SWEEP = {  # knob -> values tried, one knob at a time, the others at their defaults
+    "fwd": [("fwd_state_tile", (1024, 2048, 4096)), ("fwd_warps", (4, 8))],
+    "fwdbwd": [("bwd_state_tile", (1024, 2048, 4096)), ("bwd_warps", (4, 8)), ("dkdv_warps", (4, 8))],
+    "step": [("step_tile", (1024, 2048, 4096)), ("step_warps", (4, 8))],
+}
+
+
+def _step_clip(k: torch.Tensor, v: torch.Tensor, *params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    state, outs = None, []
+    for t in range(k.shape[1]):
+        o_t, state = frame_gated_delta_step(k[:, t], v[:, t], *params, heads=HEADS, state=state, backend="triton")
+        outs.append(o_t)
+    return torch.stack(outs, dim=1), state
+
+
+def sweep(args: argparse.Namespace) -> list[dict]:
+    """Time our kernels under alternative launch configurations (TUNING) and check each against the eager loop."""
+    rows = []
+    defaults = dict(TUNING)
+    for name in ("B10T10N256", "B1T200N64"):
+        b, t, n = SHAPES[name]
+        inputs = make_inputs(b, t, n, torch.float32)
+        with torch.no_grad():
+            ref = paper_loop(*inputs)[0]
+        for mode, knobs in SWEEP.items():
+            fn = _step_clip if mode == "step" else ours
+            for knob, values in knobs:
+                for value in values:
+                    TUNING.update(defaults)
+                    TUNING[knob] = value
+                    with torch.no_grad():
+                        err = rel_rms(fn(*inputs)[0], ref)
+                    ms, peak = measure(fn, inputs, "fwd" if mode == "step" else mode, args.warmup, args.rep)
+                    row = {"shape": name, "mode": mode, "knob": knob, "value": value, "ms": ms, "rel_err": err}
+                    rows.append(row)
+                    print(f"sweep {name:11s} {mode:6s} {knob:15s}={value:5d}: {ms:8.4f} ms  err {err:.1e}", flush=True)
+    TUNING.update(defaults)
+    return rows
+
+
 def format_table(rows: list[dict], header: bool = True) -> str:
     cols = [
         ("shape", "{}", 26), ("mode", "{}", 6), ("eager_ms", "{:.3f}", 9), ("compiled_ms", "{:.3f}", 11),
@@ -217,6 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--warmup", type=int, default=25, help="do_bench warm-up, ms")
     parser.add_argument("--rep", type=int, default=100, help="do_bench measuring time, ms")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
+    parser.add_argument("--sweep", action="store_true", help="also time our kernels under other launch configs")
     return parser
 
 
@@ -224,6 +266,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = build_parser().parse_args(argv)
     print("frame rule:", environment(), flush=True)
     rows = run(args)
+    if args.sweep:
+        rows += sweep(args)
     if args.json is not None:
         args.json.write_text(json.dumps(rows, indent=1))
     return rows
