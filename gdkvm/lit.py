@@ -167,6 +167,13 @@ class GDKVMSystem(LightningModule):
             labels = getattr(self.trainer.datamodule, "labels", None) if self.trainer.datamodule is not None else None
             if isinstance(labels, (list, tuple)) and labels and all(isinstance(x, str) for x in labels):
                 self.class_names = list(labels)
+        data_classes = getattr(self.trainer.datamodule, "num_classes", None)
+        net_classes = getattr(self.net, "num_classes", None)
+        if isinstance(data_classes, int) and isinstance(net_classes, int) and data_classes != net_classes:
+            raise GdkvmError(
+                f"the network predicts {net_classes} class(es) but the data have {data_classes} "
+                f"(labels {getattr(self.trainer.datamodule, 'labels', '?')}): set model.net.init_args.num_classes"
+            )
 
     # ----------------------------------------------------------------------------------------------- steps
     def _shared_step(self, batch: dict, stage: str) -> tuple[dict, torch.Tensor]:

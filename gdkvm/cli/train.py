@@ -2,9 +2,10 @@
 
 One YAML is enough: ``gdkvm fit --config configs/experiment/synthetic_camus.yaml``. Config groups can be layered
 (``--trainer configs/trainer/cpu.yaml``, ``--model.net configs/model/small.yaml``, ``--data configs/data/camus.yaml``)
-and single values overridden (``--trainer.max_steps 100``, ``--data.root /data/camus``). ``--ckpt_path last``
-resumes a killed run; for ``validate``/``test``/``predict``, ``--ckpt_path X.ckpt`` rebuilds the network from the
-checkpoint's saved hyper-parameters, so only the data config is needed.
+and single values overridden (``--trainer.max_steps 100``, ``--data.root /data/camus``).
+``--ckpt_path last`` (or ``best``) means the newest such checkpoint under the trainer's ``default_root_dir``, so
+``gdkvm fit ... --ckpt_path last`` resumes a killed run. For ``validate``/``test``/``predict``, ``--ckpt_path X.ckpt``
+rebuilds the network from the checkpoint's saved hyper-parameters, so only the data config is needed.
 
 ``gdkvm test`` writes ``metrics.json`` and ``per_case.csv`` to the run's log folder (see `gdkvm.lit`) and prints a
 summary table; ``gdkvm predict`` writes one ``<case id>.npz`` (``masks`` [T, H, W] uint8 label ids, ``probs``
@@ -25,6 +26,7 @@ from lightning.pytorch import LightningDataModule
 from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.cli import LightningCLI
 
+from gdkvm.errors import InputError
 from gdkvm.lit import GDKVMSystem, meta_values
 
 logger = logging.getLogger(__name__)
@@ -70,10 +72,49 @@ class MaskWriter(BasePredictionWriter):
             np.savez_compressed(path, masks=masks, probs=probs[i].numpy().astype(np.float16))
 
 
+def resolve_ckpt_alias(root: str | Path, alias: str) -> Path | None:
+    """Newest ``last*.ckpt`` (alias ``last``) or ``best*.ckpt`` (alias ``best``) anywhere under ``root``, or None.
+
+    Lightning looks for ``last`` only in the current run's checkpoint folder, which is new for every run; this finds
+    the previous runs' checkpoints of the same experiment (same ``default_root_dir``).
+    """
+    found = [p for p in Path(root).rglob(f"{alias}*.ckpt") if p.is_file()]
+    return max(found, key=lambda p: p.stat().st_mtime) if found else None
+
+
 class GdkvmCLI(LightningCLI):
-    """LightningCLI with gdkvm's defaults: data given as ``class_path``, the optimizer inside `GDKVMSystem`."""
+    """LightningCLI with gdkvm's defaults: data given as ``class_path``, the optimizer inside `GDKVMSystem`.
+
+    ``--ckpt_path last`` / ``--ckpt_path best`` mean the newest such checkpoint under the trainer's
+    ``default_root_dir`` (any earlier run of the experiment).
+    """
+
+    def _resolve_ckpt(self) -> None:
+        config = self.config_init[self.subcommand]
+        alias = config.get("ckpt_path")
+        if alias not in ("last", "best"):
+            return
+        root = Path(self.trainer.default_root_dir)
+        path = resolve_ckpt_alias(root, alias)
+        if path is None and self.subcommand == "fit" and alias == "last":
+            logger.warning("no last*.ckpt under %s: training starts from scratch", root)
+        elif path is None:
+            raise InputError(f"no {alias}*.ckpt checkpoint found under this folder (trainer.default_root_dir)", root)
+        else:
+            logger.info("--ckpt_path %s -> %s", alias, path)
+        config["ckpt_path"] = None if path is None else str(path)
+
+    def before_fit(self) -> None:
+        self._resolve_ckpt()
+
+    def before_validate(self) -> None:
+        self._resolve_ckpt()
+
+    def before_test(self) -> None:
+        self._resolve_ckpt()
 
     def before_predict(self) -> None:
+        self._resolve_ckpt()
         out = Path(self.trainer.log_dir or self.trainer.default_root_dir) / "predictions"
         if not any(isinstance(cb, BasePredictionWriter) for cb in self.trainer.callbacks):
             self.trainer.callbacks.append(MaskWriter(out))
@@ -108,8 +149,12 @@ def format_table(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def run_cli(subcommand: str, argv: list[str]) -> GdkvmCLI:
-    """Run one LightningCLI sub-command with ``argv`` (e.g. ``["--config", "x.yaml"]``) and return the CLI."""
+def run_cli(subcommand: str | None, argv: list[str]) -> GdkvmCLI:
+    """Run one LightningCLI sub-command with ``argv`` (e.g. ``["--config", "x.yaml"]``) and return the CLI.
+
+    With ``subcommand=None`` the configuration is only parsed and instantiated (``cli.model``, ``cli.datamodule``,
+    ``cli.trainer``), nothing runs.
+    """
     # we pass argv on purpose (the dispatcher strips "gdkvm <command>"); Lightning warns when sys.argv is non-empty
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
     return GdkvmCLI(
@@ -119,7 +164,8 @@ def run_cli(subcommand: str, argv: list[str]) -> GdkvmCLI:
         auto_configure_optimizers=False,
         save_config_kwargs={"overwrite": True},
         parser_kwargs={"prog": "gdkvm"},
-        args=[subcommand, *argv],
+        args=list(argv) if subcommand is None else [subcommand, *argv],
+        run=subcommand is not None,
     )
 
 
