@@ -20,6 +20,7 @@ CAMUS_PARAMS = [
     {"L": 85.0, "b": 28.0, "c": 24.0, "k_l": 0.9, "k_r": 0.85, "order": "ES->ED"},
     {"L": 75.0, "b": 22.0, "c": 20.0, "k_l": 0.8, "k_r": 0.6},
     {"L": 80.0, "b": 25.0, "c": 22.0, "k_l": 0.85, "k_r": 0.75, "drop": "2CH_half_sequence_gt"},
+    {"L": 95.0, "b": 25.0, "c": 22.0, "k_l": 0.85, "k_r": 0.75},  # the apex leaves the image at ED
 ]
 
 
@@ -131,7 +132,9 @@ def test_ef_eval_camus_gt(camus_root, tmp_path, capsys) -> None:
     assert biplane["vs_truth"]["n"] == 3 and biplane["vs_truth"]["mae"] < 1.0
     assert metrics["methods"]["discs"]["vs_truth"]["n"] == 4
     rows = _rows(out / "per_case.csv")
-    assert len(rows) == 4 * 4
+    assert len(rows) == 5 * 4
+    cut = [r for r in rows if r["case_id"] == "patient0005"]
+    assert all(r["ef"] == "" and "image border" in r["status"] for r in cut)
     broken = [r for r in rows if r["case_id"] == "patient0004" and r["method"] == "biplane"][0]
     assert broken["ef"] == "" and "patient0004_2CH_half_sequence_gt.nii.gz" in broken["status"]
     reversed_case = [r for r in rows if r["case_id"] == "patient0002" and r["method"] == "biplane"][0]
