@@ -114,9 +114,10 @@ def chunk_gated_delta_triton(
     chunk_size: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The Triton path without validation (inputs as in ``chunk_gated_delta``). ``chunk_size`` in {16, 32, 64};
-    None picks 64, or 32 for K > 128 (a 64 x 256 backward tile set would not fit in an H100's shared memory)."""
+    None picks 64, or 32 for K > 128 (K > 64 with fp32 inputs): larger backward tiles would not fit in an H100's
+    shared memory."""
     if chunk_size is None:
-        chunk_size = 64 if q.shape[-1] <= 128 else 32
+        chunk_size = 64 if q.shape[-1] <= (64 if q.dtype == torch.float32 else 128) else 32
     if chunk_size not in (16, 32, 64):
         raise InputError(f"chunk_size must be 16, 32 or 64, got {chunk_size}")
     return _ChunkGatedDelta.apply(q, k, v, g, beta, scale, initial_state, output_final_state, chunk_size)
