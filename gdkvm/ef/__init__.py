@@ -1,7 +1,10 @@
-"""Ejection fraction from LV masks: geometry, volumes, beat detection, reports (pure numpy, no model, no I/O).
+"""Ejection fraction from LV masks: geometry, volumes, beat detection, reports.
 
-``compute_ef`` is the one-call API; the submodules hold the pieces (``geometry``, ``volumes``,
-``camus_official``, ``beats``, ``report``).
+``compute_ef`` (``pipeline``) is the one-call API. The modules imported here are pure numpy/scipy (no model, no
+I/O): ``contour`` (marching squares), ``geometry`` (area, contour, mitral base, apex, long axis, disc diameters),
+``volumes`` (method of discs single-plane and biplane, area-length), ``camus_official`` (the official CAMUS biplane
+script with its quirks), ``beats`` (ED/ES from the area curve), ``report`` (dataclasses, JSON and table text).
+``gdkvm.ef.evaluate`` (not imported here) reads data sets and writes ``ef-eval``'s outputs.
 """
 
 from __future__ import annotations
