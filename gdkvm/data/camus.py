@@ -17,7 +17,9 @@ order with ``ed_index`` 0 and ``es_index`` at the end; ``meta["stored_order"]`` 
 from __future__ import annotations
 
 import logging
+import os
 import re
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -261,6 +263,34 @@ def load_case(case: CamusCase) -> tuple[np.ndarray, np.ndarray, np.ndarray, tupl
     return frames, masks, labelled, spacing, "ED->ES"
 
 
+def cached_case(case: CamusCase, size: int, cache_dir: Path) -> tuple:
+    """:func:`load_case` resized to ``size``, through an ``.npz`` cache keyed by the source files' size and mtime.
+
+    Returns:
+        frames [N, size, size] uint8, masks [N, size, size] uint8, labelled [N] bool, native (row, col) spacing,
+        stored_order, and the native (H, W).
+    """
+    sources = sorted([*case.folder.glob(f"{case.patient}_{case.view}_*"), case.folder / f"Info_{case.view}.cfg"])
+    key = ";".join(f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in sources if p.is_file())
+    path = cache_dir / f"camus{case.release}_{case.patient}_{case.view}_{size}.npz"
+    if path.is_file():
+        try:
+            with np.load(path) as z:
+                if str(z["key"]) == key:
+                    spacing, shape = tuple(z["spacing"].tolist()), tuple(z["shape"].tolist())
+                    return z["frames"], z["masks"], z["labelled"], spacing, str(z["order"]), shape
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+            logger.debug("rebuilding unreadable cache entry %s", path)
+    frames, masks, labelled, spacing, order = load_case(case)
+    small = np.rint(resize_frames(frames, size) * 255.0).astype(np.uint8)
+    small_masks, shape = resize_masks(masks, size), (int(frames.shape[1]), int(frames.shape[2]))
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
+    np.savez(tmp, frames=small, masks=small_masks, labelled=labelled, spacing=np.array(spacing), order=order,
+             shape=np.array(shape), key=key)  # fmt: skip
+    os.replace(tmp, path)  # atomic: concurrent workers never read a half-written entry
+    return small, small_masks, labelled, spacing, order, shape
+
+
 class CamusDataset(Dataset):
     """CAMUS clips, one sample per (patient, view), as dicts of the shared clip contract.
 
@@ -275,6 +305,9 @@ class CamusDataset(Dataset):
         transform: optional callable applied to the finished sample dict (e.g. :class:`ClipTransform`).
         fold: 2019 release only: use the cross-validation lists ``listSubGroups/subGroup<fold>_<split>.txt``
             (1..10) instead of ``database_split/``.
+        cache_dir: optional folder for a decoded cache: each (patient, view) is stored once, resized to ``size``,
+            as an uncompressed ``.npz`` (frames rounded to uint8), which skips the gzip decoding of the NIfTI files
+            on later epochs. Entries are rebuilt when a source file changes. None (default) writes nothing.
 
     A sample holds ``frames`` [T, 1, size, size] float32 in [0, 1], ``masks`` [T, size, size] int64,
     ``labelled`` [T] bool, ``spacing`` [2] float32 (row, col) mm and ``meta`` (id, patient, view, ed_index,
@@ -292,6 +325,7 @@ class CamusDataset(Dataset):
         mode: str = "clip",
         transform: Callable[[dict], dict] | None = None,
         fold: int | None = None,
+        cache_dir: str | Path | None = None,
     ) -> None:
         if split not in (*SPLITS, "all"):
             raise ValueError(f"split must be one of {(*SPLITS, 'all')}, got {split!r}")
@@ -303,6 +337,9 @@ class CamusDataset(Dataset):
         if mode == "clip" and num_frames < 2:
             raise ValueError(f"num_frames must be >= 2 in clip mode, got {num_frames}")
         self.transform = transform
+        self.cache_dir = None if cache_dir is None else Path(cache_dir).expanduser()
+        if self.cache_dir is not None:
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
         self.release, self.base = find_layout(root)
         if fold is not None and self.release != "2019":
             raise InputError(f"fold={fold} selects 2019 cross-validation lists, but this is the 2023 release", root)
@@ -321,7 +358,11 @@ class CamusDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, object]:
         case = self.cases[index]
-        frames, masks, labelled, spacing, stored_order = load_case(case)
+        if self.cache_dir is None:
+            frames, masks, labelled, spacing, stored_order = load_case(case)
+            orig = (int(frames.shape[1]), int(frames.shape[2]))
+        else:  # already at self.size; the resizes below are then no-ops
+            frames, masks, labelled, spacing, stored_order, orig = cached_case(case, self.size, self.cache_dir)
         n = frames.shape[0]
         ed, es = (case.ed, case.es) if stored_order == "ED->ES" else (n - 1 - case.ed, n - 1 - case.es)
         idx = sample_indices(ed, es, self.num_frames) if self.mode == "clip" else np.arange(n)
@@ -337,8 +378,8 @@ class CamusDataset(Dataset):
             "release": case.release,
             "image_quality": case.quality,
             "fps": case.fps,
-            "orig_height": int(frames.shape[1]),
-            "orig_width": int(frames.shape[2]),
+            "orig_height": orig[0],
+            "orig_width": orig[1],
             "num_source_frames": int(n),
             "stored_order": stored_order,
         }
@@ -346,7 +387,7 @@ class CamusDataset(Dataset):
             resize_frames(frames[idx], self.size),
             self.lut[resize_masks(masks[idx], self.size)],
             labelled[idx],
-            resized_spacing(spacing, frames.shape[1:3], self.size),
+            resized_spacing(spacing, orig, self.size),
             meta,
         )
         return self.transform(sample) if self.transform is not None else sample

@@ -114,6 +114,7 @@ class EchoDataModule(L.LightningDataModule):
         seed: seed of the synthetic data, the shuffling and the augmentation draws.
         mode: "clip" or "full" for the training split.
         eval_mode: "clip" or "full" for the validation, test and predict splits.
+        cache_dir: CAMUS only: folder for decoded, resized cases (see :class:`CamusDataset`); None caches nothing.
 
     Batches: ``frames`` [B, T, 1, H, W] float32, ``masks`` [B, T, H, W] int64, ``labelled`` [B, T] bool,
     ``spacing`` [B, 2] float32, ``meta`` dict of lists/tensors.
@@ -134,6 +135,7 @@ class EchoDataModule(L.LightningDataModule):
         seed: int = 0,
         mode: str = "clip",
         eval_mode: str = "clip",
+        cache_dir: str | None = None,
     ) -> None:
         super().__init__()
         if dataset not in DATASETS:
@@ -145,13 +147,15 @@ class EchoDataModule(L.LightningDataModule):
         check_mode(eval_mode)
         if batch_size < 1 or (batch_size > 1 and "full" in (mode, eval_mode)):
             raise ValueError(f"batch_size must be >= 1, and 1 in full mode (clips differ in length); got {batch_size}")
+        if cache_dir is not None and dataset != "camus":
+            raise ValueError("cache_dir applies to CAMUS only (EchoNet clips decode just the frames they need)")
         if synthetic < 0 or num_workers < 0:
             raise ValueError(f"synthetic and num_workers must be >= 0, got {synthetic} and {num_workers}")
         self.save_hyperparameters()
         self.dataset, self.root_arg, self.synthetic, self.seed = dataset, root, synthetic, seed
         self.num_frames, self.size, self.labels, self.views = num_frames, size, tuple(labels), tuple(views)
         self.batch_size, self.num_workers, self.augment = batch_size, num_workers, augment
-        self.mode, self.eval_mode = mode, eval_mode
+        self.mode, self.eval_mode, self.cache_dir = mode, eval_mode, cache_dir
         self.datasets: dict[str, Dataset] = {}
 
     @property
@@ -174,7 +178,9 @@ class EchoDataModule(L.LightningDataModule):
         transform = ClipTransform(seed=self.seed) if augment else None
         common = {"split": split, "num_frames": self.num_frames, "size": self.size, "mode": mode}
         if self.dataset == "camus":
-            return CamusDataset(self.root, views=self.views, labels=self.labels, transform=transform, **common)
+            return CamusDataset(
+                self.root, views=self.views, labels=self.labels, transform=transform, cache_dir=self.cache_dir, **common
+            )
         return EchoNetDataset(self.root, transform=transform, **common)
 
     def setup(self, stage: str | None = None) -> None:

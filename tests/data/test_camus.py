@@ -286,3 +286,31 @@ def test_synthetic_2019(tmp_path: Path) -> None:
     fold = CamusDataset(root, split="val", fold=2, size=32)
     listed = (root / "listSubGroups" / "subGroup2_validation.txt").read_text().split()
     assert sorted({c.patient for c in fold.cases}) == sorted(listed)
+
+
+def test_decoded_cache(synth_2023: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    import gdkvm.data.camus as camus
+
+    plain = CamusDataset(synth_2023, split="val", num_frames=6, size=48)
+    cached = CamusDataset(synth_2023, split="val", num_frames=6, size=48, cache_dir=tmp_path / "cache")
+    first = [cached[i] for i in range(len(cached))]  # builds the entries
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == len(cached) and not list((tmp_path / "cache").glob(".*"))
+    for a, b in zip([plain[i] for i in range(len(plain))], first):
+        assert torch.equal(a["masks"], b["masks"]) and torch.equal(a["labelled"], b["labelled"])
+        assert float((a["frames"] - b["frames"]).abs().max()) <= 0.5 / 255 + 1e-6  # uint8 rounding only
+        assert torch.equal(a["spacing"], b["spacing"]) and a["meta"] == b["meta"]
+
+    def no_decoding(case: object) -> None:
+        raise RuntimeError("decoded again")
+
+    monkeypatch.setattr(camus, "load_case", no_decoding)
+    for i in range(len(cached)):  # served from the cache
+        assert torch.equal(cached[i]["frames"], first[i]["frames"])
+    case = cached.cases[0]
+    source = case.folder / f"{case.patient}_{case.view}_half_sequence.nii.gz"
+    stat = source.stat()
+    os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # a changed source rebuilds its entry
+    with pytest.raises(RuntimeError, match="decoded again"):
+        cached[0]

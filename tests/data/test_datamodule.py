@@ -32,8 +32,8 @@ def _echonet(root: Path) -> Path:
 
 
 def test_camus_batches(tmp_path: Path) -> None:
-    dm = EchoDataModule("camus", root=str(_camus(tmp_path)), num_frames=4, size=32, labels=("lv", "myo", "la"),
-                        batch_size=3, num_workers=0)  # fmt: skip
+    dm = EchoDataModule("camus", root=str(_camus(tmp_path / "c")), num_frames=4, size=32, labels=("lv", "myo", "la"),
+                        batch_size=3, num_workers=0, cache_dir=str(tmp_path / "cache"))  # fmt: skip
     dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))
     assert batch["frames"].shape == (3, 4, 1, 32, 32) and batch["frames"].dtype == torch.float32
@@ -45,6 +45,7 @@ def test_camus_batches(tmp_path: Path) -> None:
     assert val["frames"].shape[0] == 2  # patient0004, two views
     dm.setup("test")
     assert len(dm.datasets["test"]) == 2
+    assert len(list((tmp_path / "cache").glob("*.npz"))) >= 5  # the decoded cache was used
 
 
 def test_echonet_batches_with_workers(tmp_path: Path) -> None:
@@ -108,6 +109,8 @@ def test_full_mode_needs_batch_one(tmp_path: Path) -> None:
 def test_bad_arguments(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="dataset must be one of"):
         EchoDataModule("kaggle", root=str(tmp_path))
+    with pytest.raises(ValueError, match="CAMUS only"):
+        EchoDataModule("echonet", root=str(tmp_path), cache_dir=str(tmp_path / "cache"))
     with pytest.raises(ValueError, match="only has LV"):
         EchoDataModule("echonet", root=str(tmp_path), labels=("lv", "la"))
     dm = EchoDataModule("camus", root=str(tmp_path / "nothing"), num_workers=0)
