@@ -33,7 +33,7 @@ def read_masks(path: str | Path) -> tuple[np.ndarray, tuple[float, float] | None
     """Read a label volume: NIfTI / MetaImage / NRRD (with spacing from the header) or .npy / .npz (no spacing).
 
     Returns:
-        masks [T, H, W] int64 label ids (a 2D image is one frame), and (row, col) spacing in mm or None.
+        masks [T, H, W] integer label ids (a 2D image is one frame), and (row, col) spacing in mm or None.
 
     Raises:
         InputError: missing or unreadable file, wrong shape, non-integer or negative labels, no LV anywhere.
@@ -67,7 +67,7 @@ def read_masks(path: str | Path) -> tuple[np.ndarray, tuple[float, float] | None
         raise InputError("masks must hold integer label ids (0 background, 1 LV, ...), found fractional values", path)
     if arr.min() < 0:
         raise InputError(f"masks hold a negative label ({arr.min()})", path)
-    return arr.astype(np.int64), spacing
+    return (arr if np.issubdtype(arr.dtype, np.integer) else arr.astype(np.int64)), spacing
 
 
 def _ef_parser() -> argparse.ArgumentParser:
@@ -120,7 +120,7 @@ def _segment_file(path: str, ckpt: str, device: str | None) -> tuple[np.ndarray,
     except ImportError as err:
         raise GdkvmError(f"model loading not available ({err}); pass --masks instead") from None
     seg = segment_clip(path, segmenter, size=model_input_size(model))
-    return seg.labels.astype(np.int64), seg.clip.fps, seg.clip.spacing
+    return seg.labels, seg.clip.fps, seg.clip.spacing
 
 
 def _view(args, clip: str, masks_path: str | None, fps_arg: float | None, label: str) -> dict:

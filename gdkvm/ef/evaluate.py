@@ -277,7 +277,7 @@ def evaluate_echonet(
                 masks = np.stack([rasterize(p, (v.height, v.width), size) for p in (v.ed_polygon, v.es_polygon)])
                 full = None
             else:
-                full = segment(read_gray_frames(v.path, None)).astype(np.int64)
+                full = segment(read_gray_frames(v.path, None))
                 masks = full[[v.ed, v.es]]
         except (GdkvmError, ValueError) as err:
             rows += _fail_rows(v.name, methods, str(err), v.ef, true)

@@ -25,9 +25,10 @@ def _check_masks(masks: np.ndarray, name: str) -> np.ndarray:
     masks = np.asarray(masks)
     if masks.ndim != 3:
         raise ValueError(f"{name} must be a label volume [T, H, W], got shape {masks.shape}")
-    if not np.issubdtype(masks.dtype, np.integer) and not np.issubdtype(masks.dtype, np.bool_):
-        if not np.array_equal(masks, np.round(masks)):
-            raise ValueError(f"{name} must hold integer label ids, got non-integer values")
+    if np.issubdtype(masks.dtype, np.integer) or np.issubdtype(masks.dtype, np.bool_):
+        return masks  # no copy: a long DICOM clip's label volume can be large
+    if not np.array_equal(masks, np.round(masks)):
+        raise ValueError(f"{name} must hold integer label ids, got non-integer values")
     return masks.astype(np.int64)
 
 
