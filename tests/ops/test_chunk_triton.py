@@ -77,11 +77,26 @@ def test_streaming_two_calls_equals_one_call() -> None:
 
 
 def test_no_grad_forward_matches() -> None:
-    x = make_inputs(1, 30, 1, 16, 16, per_channel=False)
+    x = {name: t.requires_grad_() for name, t in make_inputs(1, 30, 1, 16, 16, per_channel=False).items()}
     with torch.no_grad():
         o, _ = chunk_gated_delta_triton(**x, scale=0.25, chunk_size=16)
-    o_ref, _ = naive_recurrent_gated_delta(**x, scale=0.25)
+        o_ref, _ = naive_recurrent_gated_delta(**x, scale=0.25)
+    assert not o.requires_grad
     assert rel_rms(o_ref, o) < OUT_TOL
+
+
+def test_only_final_state_in_loss() -> None:
+    # The gradient of an unused output arrives as zeros; the state path alone must still be right.
+    x = make_inputs(1, 37, 2, 16, 12, per_channel=False)
+    grads = []
+    for fn, kw in ((naive_recurrent_gated_delta, {}), (chunk_gated_delta_triton, {"chunk_size": 16})):
+        xs = {name: t.clone().requires_grad_() for name, t in x.items()}
+        _, state = fn(**xs, scale=0.25, output_final_state=True, **kw)
+        state.square().sum().backward()
+        grads.append({name: t.grad for name, t in xs.items()})
+    assert grads[0]["q"] is None and torch.count_nonzero(grads[1]["q"]) == 0  # q only reaches o
+    for name in ("k", "v", "g", "beta"):
+        assert rel_rms(grads[0][name], grads[1][name]) < GRAD_TOL, name
 
 
 def test_bad_chunk_size_is_rejected() -> None:

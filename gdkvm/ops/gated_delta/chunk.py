@@ -73,13 +73,12 @@ class _ChunkGatedDelta(torch.autograd.Function):
     backward replays nothing sequential except its own reverse pass."""
 
     @staticmethod
-    def forward(ctx, q, k, v, g, beta, scale, initial_state, output_final_state, chunk_size):  # noqa: D102
+    def forward(ctx, q, k, v, g, beta, scale, initial_state, output_final_state, chunk_size, save):  # noqa: D102
         from gdkvm.ops.gated_delta.chunk_fwd import chunk_fwd
 
         q, k, v, beta = (x.contiguous() for x in (q, k, v, beta))
         g32 = g.float().contiguous()
         h0 = None if initial_state is None else initial_state.float().contiguous()
-        save = any(ctx.needs_input_grad)
         out = chunk_fwd(q, k, v, g32, beta, scale, h0, output_final_state, save, chunk_size=chunk_size)
         if save:
             ctx.save_for_backward(q, k, v, g32, beta, out["t_inv"], out["a"], out["w"], out["states"], out["pseudo"])
@@ -98,7 +97,7 @@ class _ChunkGatedDelta(torch.autograd.Function):
             saved, q, k, v, g32, beta, scale, do.to(q.dtype).contiguous(), dht, h0_dtype is not None, chunk_size
         )
         dh0 = None if dh0 is None else dh0.to(h0_dtype)
-        return dq, dk, dv, dg.to(g_dtype), dbeta.to(beta_dtype), None, dh0, None, None
+        return dq, dk, dv, dg.to(g_dtype), dbeta.to(beta_dtype), None, dh0, None, None, None
 
 
 def chunk_gated_delta_triton(
@@ -120,7 +119,10 @@ def chunk_gated_delta_triton(
         chunk_size = 64 if q.shape[-1] <= (64 if q.dtype == torch.float32 else 128) else 32
     if chunk_size not in (16, 32, 64):
         raise InputError(f"chunk_size must be 16, 32 or 64, got {chunk_size}")
-    return _ChunkGatedDelta.apply(q, k, v, g, beta, scale, initial_state, output_final_state, chunk_size)
+    inputs = (q, k, v, g, beta, initial_state)
+    # Under no_grad, Function.forward still sees needs_input_grad; decide here whether the backward state is kept.
+    save = torch.is_grad_enabled() and any(x is not None and x.requires_grad for x in inputs)
+    return _ChunkGatedDelta.apply(q, k, v, g, beta, scale, initial_state, output_final_state, chunk_size, save)
 
 
 def chunk_gated_delta(
