@@ -18,6 +18,8 @@ SHAPES = [
     pytest.param((2, 4, 19, 12, 30, 3), id="B2T4N19Dk12Dv30H3"),
     pytest.param((1, 2, 70, 20, 96, 4), id="B1T2N70Dk20Dv96H4"),
     pytest.param((1, 3, 20, 70, 40, 20), id="B1T3N20Dk70Dv40H20"),
+    pytest.param((1, 3, 13, 64, 64, 2), id="B1T3N13Dk64Dv64H2-head-tiles"),  # value tiles inside one head
+    pytest.param((2, 2, 9, 64, 128, 2), id="B2T2N9Dk64Dv128H2-head-tiles"),
 ]
 
 
@@ -77,7 +79,11 @@ def test_no_final_state_requested() -> None:
     assert rel_rms(o, ref) <= TOL
 
 
-@pytest.mark.parametrize("shape", [(2, 3, 21, 16, 32, 2), (1, 2, 40, 70, 80, 5)], ids=["Dk16Dv32", "Dk70Dv80"])
+@pytest.mark.parametrize(
+    "shape",
+    [(2, 3, 21, 16, 32, 2), (1, 2, 40, 70, 80, 5), (1, 2, 7, 64, 64, 2)],
+    ids=["Dk16Dv32", "Dk70Dv80", "Dk64H2"],
+)
 @pytest.mark.parametrize("with_state", [False, True], ids=["no_h0", "h0"])
 def test_streaming_step_equals_whole_clip(with_state: bool, shape: tuple) -> None:
     b, t_len, n, dk, dv, h = shape

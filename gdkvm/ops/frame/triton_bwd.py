@@ -14,11 +14,12 @@ import triton.language as tl
 from gdkvm.ops.frame.triton_fwd import (
     TUNING,
     block_sizes,
+    collapse_to_heads,
     dot_precision,
+    expand_gates,
     fit,
     gate_logits,
     gram,
-    head_expander,
     serial_precision,
     softplus,
 )
@@ -27,7 +28,7 @@ from gdkvm.ops.frame.triton_fwd import (
 @triton.jit
 def _bwd_frame_pass2(
     prev, gram_t, kv_t, kdo_t, ds_in, ds_out, du_t, beta, alpha, DK, DV, HD,
-    BK: tl.constexpr, BV: tl.constexpr, BH: tl.constexpr, PREC: tl.constexpr,
+    BK: tl.constexpr, BV: tl.constexpr, BH: tl.constexpr, HEAD_TILE: tl.constexpr, PREC: tl.constexpr,
 ):  # fmt: skip
     """Value-tile sweep of one frame: store dU_t and the direct part of dS_{t-1}; return dG_t, dalpha, dbeta."""
     rk = tl.arange(0, BK)
@@ -42,17 +43,15 @@ def _bwd_frame_pass2(
         s_t = tl.load(prev + rk[None, :] * DV + rv[:, None], mask=(rk[None, :] < DK) & (rv[:, None] < DV), other=0.0)
         kv = tl.load(kv_t + offs, mask=mask, other=0.0)
         dst = tl.load(ds_in + offs, mask=mask, other=0.0) + tl.load(kdo_t + offs, mask=mask, other=0.0)
-        bx = tl.dot(beta, head_expander(j0, DV, HD, BV, BH, False), input_precision=PREC)
-        ax = tl.dot(alpha, head_expander(j0, DV, HD, BV, BH, False), input_precision=PREC)
+        bx, ax = expand_gates(beta, alpha, j0, DV, HD, BV, BH, HEAD_TILE, PREC)
         gs = tl.dot(gram_t, s, input_precision=PREC)
         dm = ax * dst
         dgs = -bx * dm
         tl.store(du_t + offs, bx * dst, mask=mask)
         dgram += tl.dot(dgs, s_t, input_precision=PREC)
         tl.store(ds_out + offs, dm + tl.dot(gram_t, dgs, input_precision=PREC), mask=mask)
-        collapse = head_expander(j0, DV, HD, BV, BH, True)
-        dalpha += tl.dot(dst * (s - bx * gs), collapse, input_precision=PREC)
-        dbeta += tl.dot(dst * kv - dm * gs, collapse, input_precision=PREC)
+        dalpha += collapse_to_heads(dst * (s - bx * gs), j0, DV, HD, BV, BH, HEAD_TILE, PREC)
+        dbeta += collapse_to_heads(dst * kv - dm * gs, j0, DV, HD, BV, BH, HEAD_TILE, PREC)
     return dgram, dalpha, dbeta
 
 
@@ -87,7 +86,8 @@ def bwd_recurrence_kernel(
     kk_ptr, kv_ptr, kdo_ptr, states_ptr, wb_ptr, wa_ptr, alog_ptr, dt_ptr,
     ds_ptr, du_ptr, dg_ptr, dwb_ptr, dwa_ptr, dalog_ptr, ddt_ptr,
     T, DK, DV, H, HD,
-    HAS_H0: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, BH: tl.constexpr, PREC: tl.constexpr,
+    HAS_H0: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, BH: tl.constexpr, HEAD_TILE: tl.constexpr,
+    PREC: tl.constexpr,
 ):  # fmt: skip
     """Reverse walk over the frames of one batch element. Grid: (B,).
 
@@ -120,7 +120,7 @@ def bwd_recurrence_kernel(
         gram_t = tl.load(kk_ptr + frame * DK * DK + rk[:, None] * DK + rk[None, :], mask=gmask, other=0.0)
         dgram, dalpha, dbeta = _bwd_frame_pass2(
             prev, gram_t, kv_ptr + frame * DK * DV, kdo_ptr + frame * DK * DV, ds_a, ds_b, du_ptr + frame * DK * DV,
-            beta, alpha, DK, DV, HD, BK, BV, BH, PREC,
+            beta, alpha, DK, DV, HD, BK, BV, BH, HEAD_TILE, PREC,
         )  # fmt: skip
         tl.store(dg_ptr + frame * DK * DK + rk[:, None] * DK + rk[None, :], dgram, mask=gmask)
         dg_log = tl.where(valid, dalpha * alpha, 0.0)
@@ -233,7 +233,8 @@ def frame_bwd(
     bk, bv, bh = block_sizes(dk_, dv_, heads, TUNING["bwd_state_tile"])
     bwd_recurrence_kernel[(b,)](
         kk, kv, kdo, states, *params, ds, du, dg, dwb, dwa, dalog, ddt, t, dk_, dv_, heads, dv_ // heads,
-        HAS_H0=has_h0, BK=bk, BV=bv, BH=bh, PREC=serial_precision(k.device), num_warps=TUNING["bwd_warps"],
+        HAS_H0=has_h0, BK=bk, BV=bv, BH=bh, HEAD_TILE=(dv_ // heads) % bv == 0, PREC=serial_precision(k.device),
+        num_warps=TUNING["bwd_warps"],
     )  # fmt: skip
     prec = dot_precision(k.dtype, k.device)
     dk = torch.empty_like(k)

@@ -128,6 +128,37 @@ def head_expander(j0, DV, HD, BV: tl.constexpr, BH: tl.constexpr, TRANSPOSED: tl
 
 
 @triton.jit
+def expand_gates(
+    beta, alpha, j0, DV, HD, BV: tl.constexpr, BH: tl.constexpr, HEAD_TILE: tl.constexpr, PREC: tl.constexpr
+):
+    """Gates [BK, BH] -> their values on value channels j0..j0+BV.
+
+    With HEAD_TILE (HD % BV == 0) the tile lies inside head j0 // HD: the gate columns are picked exactly (select and
+    sum over BH) and returned as [BK, 1] for broadcasting; otherwise a one-hot dot gives [BK, BV].
+    """
+    if HEAD_TILE:
+        sel = (tl.arange(0, BH) == j0 // HD)[None, :]
+        bx = tl.sum(tl.where(sel, beta, 0.0), axis=1)[:, None]
+        ax = tl.sum(tl.where(sel, alpha, 0.0), axis=1)[:, None]
+    else:
+        expand = head_expander(j0, DV, HD, BV, BH, False)
+        bx = tl.dot(beta, expand, input_precision=PREC)
+        ax = tl.dot(alpha, expand, input_precision=PREC)
+    return bx, ax
+
+
+@triton.jit
+def collapse_to_heads(x, j0, DV, HD, BV: tl.constexpr, BH: tl.constexpr, HEAD_TILE: tl.constexpr, PREC: tl.constexpr):
+    """Sum x [BK, BV] (value channels j0..j0+BV) over each head's channels: [BK, BH]."""
+    if HEAD_TILE:
+        sel = (tl.arange(0, BH) == j0 // HD)[None, :]
+        out = tl.where(sel, tl.sum(x, axis=1)[:, None], 0.0)
+    else:
+        out = tl.dot(x, head_expander(j0, DV, HD, BV, BH, True), input_precision=PREC)
+    return out
+
+
+@triton.jit
 def gate_logits_tile(s, wb_ptr, wa_ptr, j0, DV, H, BV: tl.constexpr, BH: tl.constexpr, PREC: tl.constexpr):
     """Contribution of the state columns j0..j0+BV, s [BK, BV] fp32, to S W_beta and S W_alpha; W [DV, H]."""
     rv = j0 + tl.arange(0, BV)
@@ -163,7 +194,8 @@ def softplus(x):
 @triton.jit
 def fwd_recurrence_kernel(
     kk_ptr, kv_ptr, h0_ptr, wb_ptr, wa_ptr, alog_ptr, dt_ptr, states_ptr, T, DK, DV, H, HD,
-    HAS_H0: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, BH: tl.constexpr, PREC: tl.constexpr,
+    HAS_H0: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, BH: tl.constexpr, HEAD_TILE: tl.constexpr,
+    PREC: tl.constexpr,
 ):  # fmt: skip
     """Walk all T frames of one batch element: states[b, t + 1] = S_t from states[b, t], K^T K and K^T V.
 
@@ -208,9 +240,7 @@ def fwd_recurrence_kernel(
             mask = (rk[:, None] < DK) & (rv[None, :] < DV)
             s = tl.load(prev + offs, mask=mask, other=0.0)
             kv = tl.load(kv_ptr + (b * T + t) * DK * DV + offs, mask=mask, other=0.0)
-            expand = head_expander(j0, DV, HD, BV, BH, False)
-            bx = tl.dot(beta, expand, input_precision=PREC)
-            ax = tl.dot(alpha, expand, input_precision=PREC)
+            bx, ax = expand_gates(beta, alpha, j0, DV, HD, BV, BH, HEAD_TILE, PREC)
             gs = tl.dot(gram, s, input_precision=PREC)
             s_new = ax * (s - bx * gs) + bx * kv
             tl.store(prev + DK * DV + offs, s_new, mask=mask)
@@ -314,8 +344,8 @@ def frame_fwd(
     h0 = initial_state if initial_state is not None else states
     fwd_recurrence_kernel[(b,)](
         kk, kv, h0, w_beta, w_alpha, a_log, dt_bias, states, t, dk, dv, heads, dv // heads,
-        HAS_H0=initial_state is not None, BK=bk, BV=bv, BH=bh, PREC=serial_precision(k.device),
-        num_warps=TUNING["fwd_warps"],
+        HAS_H0=initial_state is not None, BK=bk, BV=bv, BH=bh, HEAD_TILE=(dv // heads) % bv == 0,
+        PREC=serial_precision(k.device), num_warps=TUNING["fwd_warps"],
     )  # fmt: skip
     prec = dot_precision(k.dtype, k.device)
     o = torch.empty_like(v)

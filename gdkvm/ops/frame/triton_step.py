@@ -14,9 +14,9 @@ import triton.language as tl
 from gdkvm.ops.frame.triton_fwd import (
     TUNING,
     dot_precision,
+    expand_gates,
     fit,
     gate_logits,
-    head_expander,
     kt_y_tile,
     pad_k,
     serial_precision,
@@ -28,7 +28,7 @@ from gdkvm.ops.frame.triton_fwd import (
 def step_kernel(
     k_ptr, v_ptr, h0_ptr, wb_ptr, wa_ptr, alog_ptr, dt_ptr, o_ptr, out_state_ptr, N, DK, DV, H, HD,
     HAS_H0: tl.constexpr, BK: tl.constexpr, BN: tl.constexpr, BV: tl.constexpr, BH: tl.constexpr,
-    PREC: tl.constexpr, SPREC: tl.constexpr,
+    HEAD_TILE: tl.constexpr, PREC: tl.constexpr, SPREC: tl.constexpr,
 ):  # fmt: skip
     """One frame for batch element b and value tile j. Grid: (B, cdiv(DV, BV)).
 
@@ -48,9 +48,8 @@ def step_kernel(
         pb, pa = gate_logits(prev, wb_ptr, wa_ptr, DK, DV, H, BK, BV, BH, SPREC)
         rate = tl.exp(tl.load(alog_ptr + rh, mask=rh < H, other=0.0))
         dt = tl.load(dt_ptr + rh, mask=rh < H, other=0.0)
-        expand = head_expander(j0, DV, HD, BV, BH, False)
-        bx = tl.dot(tl.sigmoid(pb), expand, input_precision=SPREC)
-        ax = tl.dot(tl.exp(-rate[None, :] * softplus(pa + dt[None, :])), expand, input_precision=SPREC)
+        alpha = tl.exp(-rate[None, :] * softplus(pa + dt[None, :]))
+        bx, ax = expand_gates(tl.sigmoid(pb), alpha, j0, DV, HD, BV, BH, HEAD_TILE, SPREC)
         gram = kt_y_tile(k_base, k_base, N, DK, DK, 0, BK, BN, BK, PREC)
         s = tl.load(prev + offs, mask=mask, other=0.0)
         gs = tl.dot(gram, s, input_precision=SPREC)
@@ -99,7 +98,7 @@ def frame_step(
     h0 = state if state is not None else new_state
     step_kernel[(b, triton.cdiv(dv, bv))](
         k_t, v_t, h0, w_beta, w_alpha, a_log, dt_bias, o, new_state, n, dk, dv, heads, dv // heads,
-        HAS_H0=state is not None, BK=bk, BN=bn, BV=bv, BH=bh, PREC=dot_precision(k_t.dtype, k_t.device),
-        SPREC=serial_precision(k_t.device), num_warps=TUNING["step_warps"],
+        HAS_H0=state is not None, BK=bk, BN=bn, BV=bv, BH=bh, HEAD_TILE=(dv // heads) % bv == 0,
+        PREC=dot_precision(k_t.dtype, k_t.device), SPREC=serial_precision(k_t.device), num_warps=TUNING["step_warps"],
     )  # fmt: skip
     return o, new_state
