@@ -9,7 +9,9 @@ Recipe (reference/echo-data-and-ef.md section 3.3):
    it, which counts only when the curve actually rises to it inside the clip (else "partial beat");
 4. beats whose ED-ES change is below ``min_amplitude`` times the robust range (a diastolic notch, a flutter) are
    kept but rejected ("tiny prominence");
-5. a curve whose robust range is below ``flat_threshold`` of its median has no beat (``NoBeatFoundError``).
+5. a curve whose robust range is below ``flat_threshold`` of its median has no beat (``NoBeatFoundError``);
+6. frames where the LV almost vanished (area below ``dropout_fraction`` of the median: a segmentation dropout) are
+   interpolated for detection and never chosen as ED or ES.
 
 The frames stay on the smoothed curve: moving them to the raw curve's extremum would pick the noisiest frames (a
 segmentation one pixel too large at ED and too small at ES inflates EF by several points; measured 7.4 vs 1.2 EF
@@ -18,6 +20,7 @@ points mean error on jittered synthetic clips).
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 
@@ -28,6 +31,8 @@ from scipy.signal import find_peaks
 from gdkvm.errors import GdkvmError
 
 __all__ = ["BeatFrames", "NoBeatFoundError", "detect_beats", "smooth_curve"]
+
+logger = logging.getLogger(__name__)
 
 PARTIAL = "partial beat: the clip starts after ED (no rise to the ED maximum)"
 TINY = "tiny prominence: the ED-ES area change is small against the curve's range"
@@ -94,6 +99,7 @@ def detect_beats(
     min_prominence: float = 0.15,
     min_amplitude: float = 0.35,
     flat_threshold: float = 0.05,
+    dropout_fraction: float = 0.25,
 ) -> list[BeatFrames]:
     """ED/ES pairs of every systole in an LV area curve.
 
@@ -105,6 +111,8 @@ def detect_beats(
         min_prominence: minimum ES prominence for a candidate, as a fraction of the robust range.
         min_amplitude: minimum ED-ES change of an accepted beat, as a fraction of the robust range.
         flat_threshold: robust range below this fraction of the median area means no beat.
+        dropout_fraction: frames with an area below this fraction of the median are treated as segmentation
+            dropouts: interpolated for detection and never chosen as ED or ES.
 
     Returns:
         the beats in time order; rejected ones (partial, tiny prominence) carry a ``reason``.
@@ -116,10 +124,9 @@ def detect_beats(
     area = _check(area, fps)
     if len(area) < 3:
         raise NoBeatFoundError(f"no beat found: the clip has only {len(area)} frame(s)")
+    area, dropped = _fill_dropouts(area, dropout_fraction)
     s = smooth_curve(area, fps, smooth_s=smooth_s)
     med = float(np.median(s))
-    if med <= 0:
-        raise NoBeatFoundError("no beat found: the LV is empty in most frames")
     rng = float(np.percentile(s, 95) - np.percentile(s, 5))
     if rng < flat_threshold * med:
         raise NoBeatFoundError(
@@ -143,5 +150,35 @@ def detect_beats(
             reason = PARTIAL
         elif amplitude < min_amplitude:
             reason = TINY
-        beats.append(BeatFrames(ed=int(ed), es=int(es), amplitude=float(amplitude), reason=reason))
+        ed, es = _off_dropouts(int(ed), dropped), _off_dropouts(int(es), dropped)
+        beats.append(BeatFrames(ed=ed, es=es, amplitude=float(amplitude), reason=reason))
     return beats
+
+
+def _fill_dropouts(area: np.ndarray, fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """Interpolate frames whose area is below ``fraction`` of the median (a segmentation that lost the LV).
+
+    Returns:
+        ([T] curve for detection, [T] bool dropped frames).
+
+    Raises:
+        NoBeatFoundError: the LV is empty in most frames.
+    """
+    med = float(np.median(area))
+    if med <= 0:
+        raise NoBeatFoundError("no beat found: the LV is empty in most frames")
+    dropped = area < fraction * med
+    if not dropped.any():
+        return area, dropped
+    idx = np.arange(len(area))
+    logger.info("%d of %d frames have almost no LV (area < %.0f %% of the median): interpolated for beat detection",
+                int(dropped.sum()), len(area), 100 * fraction)  # fmt: skip
+    return np.interp(idx, idx[~dropped], area[~dropped]), dropped
+
+
+def _off_dropouts(t: int, dropped: np.ndarray) -> int:
+    """The nearest frame to ``t`` that is not a dropout (``t`` itself when it is fine)."""
+    if not dropped[t]:
+        return t
+    good = np.nonzero(~dropped)[0]
+    return int(good[np.argmin(np.abs(good - t))])

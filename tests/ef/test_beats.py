@@ -172,3 +172,16 @@ def test_beats_on_generated_clip(seed: int, jitter: bool) -> None:
         assert min(abs(b.es - e) for e in info["es_frames"]) <= (4 if jitter else 1)
         assert min(abs(b.ed - e) for e in info["ed_frames"]) <= (4 if jitter else 1)
     assert report.summary.mean == pytest.approx(info["ef"], abs=3.0)
+
+
+def test_segmentation_dropouts_are_bridged() -> None:
+    area, es_true = area_curve(50.0, [72.0] * 5)
+    clean = detect_beats(area, 50.0)
+    holes = area.copy()
+    holes[[b.es for b in clean[:2]]] = 0.0  # the model lost the LV exactly at two ES frames
+    holes[[5, 6, 60]] = 3.0
+    beats = detect_beats(holes, 50.0)
+    assert len(beats) == len(clean)
+    for b, c in zip(beats, clean):
+        assert holes[b.es] > 0.25 * np.median(area) and holes[b.ed] > 0.25 * np.median(area)
+        assert abs(b.es - c.es) <= 1 and abs(b.ed - c.ed) <= 1
