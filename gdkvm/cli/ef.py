@@ -119,7 +119,15 @@ def _segment_file(path: str, ckpt: str, device: str | None) -> tuple[np.ndarray,
         segmenter, model = build_segmenter(ckpt, device)
     except ImportError as err:
         raise GdkvmError(f"model loading not available ({err}); pass --masks instead") from None
-    seg = segment_clip(path, segmenter, size=model_input_size(model))
+    from tqdm import tqdm
+
+    with tqdm(desc=f"segmenting {Path(path).name}", unit="frame", file=sys.stderr) as bar:
+
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        seg = segment_clip(path, segmenter, size=model_input_size(model), progress=progress)
     return seg.labels, seg.clip.fps, seg.clip.spacing
 
 
