@@ -23,7 +23,7 @@ import torch
 from lightning.pytorch import LightningModule
 from torch import nn
 
-from gdkvm.checkpoint import model_spec
+from gdkvm.checkpoint import build_from_spec, model_spec
 from gdkvm.errors import GdkvmError
 from gdkvm.metrics.segmentation import Phase, SegmentationMetrics, write_report
 from gdkvm.model.losses import SegmentationLoss
@@ -140,6 +140,8 @@ class GDKVMSystem(LightningModule):
         super().__init__()
         if net is None:
             raise GdkvmError("GDKVMSystem needs a network: give model.net in the config, or --ckpt_path a checkpoint")
+        if isinstance(net, dict):  # a spec, as `load_from_checkpoint` passes it back for a system built in Python
+            net = build_from_spec(net)
         with warnings.catch_warnings():  # Lightning warns about a module in the hparams; it is replaced below
             warnings.filterwarnings("ignore", message=".*is an instance of `nn.Module`.*")
             self.save_hyperparameters()  # under LightningCLI, "net" is saved as its {class_path, init_args}
@@ -284,12 +286,14 @@ class GDKVMSystem(LightningModule):
         opt = torch.optim.AdamW(
             self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay, betas=tuple(hp.betas), eps=hp.eps
         )
-        total = int(self.trainer.estimated_stepping_batches) if self.trainer is not None else 1
-        if not math.isfinite(total) or total <= 0:
-            total = max(hp.milestones or (1,)) if hp.scheduler == "multistep" else 1
+        total = float(self.trainer.estimated_stepping_batches) if self.trainer is not None else 1.0
+        if not math.isfinite(total) or total <= 0:  # unbounded run: cosine needs a length
+            if hp.scheduler == "cosine":
+                raise GdkvmError("the cosine schedule needs trainer.max_steps or trainer.max_epochs")
+            total = 1.0
 
         def factor(step: int) -> float:
-            return lr_factor(step, total, hp.scheduler, hp.warmup_steps, hp.milestones, hp.gamma, hp.min_lr_ratio)
+            return lr_factor(step, int(total), hp.scheduler, hp.warmup_steps, hp.milestones, hp.gamma, hp.min_lr_ratio)
 
         sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step", "frequency": 1}}

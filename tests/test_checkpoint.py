@@ -46,6 +46,13 @@ def test_load_model_rebuilds_identical_network(trained):
     assert model_spec(net) == model_spec(system.net)  # tuples come back as lists, values equal
 
 
+def test_lightning_load_from_checkpoint_of_a_python_built_system(trained):
+    system, path = trained
+    again = GDKVMSystem.load_from_checkpoint(path, map_location="cpu")
+    assert isinstance(again.net, GDKVM) and again.hparams["lr"] == 1e-3
+    torch.testing.assert_close(again.net.state_dict(), system.net.state_dict())
+
+
 def test_weights_file_and_default_name(trained, tmp_path, monkeypatch):
     system, _ = trained
     monkeypatch.setattr(ckpt_mod, "WEIGHTS_DIR", tmp_path / "weights")

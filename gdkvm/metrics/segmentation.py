@@ -188,7 +188,8 @@ def _summary_of(rows: Sequence[dict]) -> dict[str, float]:
 def summarize(rows: Sequence[dict], class_names: Sequence[str]) -> dict[str, float]:
     """Summary metrics of a set of rows (see module docstring for the conventions).
 
-    Keys are ``{metric}`` over all labelled frames and ``{metric}_ED`` / ``{metric}_ES`` over the ED / ES frames,
+    Keys are ``{metric}`` over all labelled frames, ``{metric}_ED`` / ``{metric}_ES`` over the ED / ES frames and
+    ``{metric}_EDES`` over both (the papers' "mDice" when other frames are labelled too, as in CAMUS 2023),
     where metric is ``dice``, ``dice_pooled``, ``iou``, ``iou_pooled``, ``hd95_mm``, ``assd_mm`` (frames with known
     spacing), ``hd95_px``, ``assd_px`` (frames without), ``n_images`` (frame-class pairs), ``n_empty_pred``,
     ``n_empty_gt``, ``n_both_empty``, ``n_distance_undefined``. With more than one class, the same keys are repeated
@@ -208,8 +209,8 @@ def summarize(rows: Sequence[dict], class_names: Sequence[str]) -> dict[str, flo
     if len(class_names) > 1:
         prefixes += [(f"{name}/", [r for r in rows if r["class_name"] == name]) for name in class_names]
     for prefix, group in prefixes:
-        for suffix, phase in (("", None), ("_ED", Phase.ED.value), ("_ES", Phase.ES.value)):
-            sub = group if phase is None else [r for r in group if r["phase"] == phase]
+        for suffix, phases in (("", None), ("_ED", ("ED",)), ("_ES", ("ES",)), ("_EDES", ("ED", "ES"))):
+            sub = group if phases is None else [r for r in group if r["phase"] in phases]
             if not sub:
                 continue
             for key, value in _summary_of(sub).items():

@@ -98,7 +98,7 @@ def test_pooled_versus_mean_dice_and_phases():
     assert summary["dice"] == pytest.approx(0.5)
     assert summary["dice_pooled"] == pytest.approx(32 / 36)
     assert summary["iou_pooled"] == pytest.approx(16 / 20)
-    assert summary["dice_ED"] == 1.0 and summary["dice_ES"] == 0.0
+    assert summary["dice_ED"] == 1.0 and summary["dice_ES"] == 0.0 and summary["dice_EDES"] == pytest.approx(0.5)
     assert summary["n_empty_pred"] == 1 and summary["n_empty_pred_ED"] == 0 and summary["n_empty_pred_ES"] == 1
     assert summary["n_distance_undefined"] == 1
     assert summary["hd95_px"] == 0.0  # the mean covers the defined image only, the other one is counted
@@ -119,7 +119,7 @@ def test_empty_ground_truth_counts_and_rows():
     summary = m.aggregate()
     assert math.isnan(summary["dice"]) and summary["n_empty_gt"] == 1 and summary["n_both_empty"] == 1
     assert math.isnan(summary["dice_pooled"]) is False and summary["dice_pooled"] == 0.0  # 0 / 16
-    assert "dice_ED" not in summary
+    assert "dice_ED" not in summary and "dice_EDES" not in summary
     rows = m.rows()
     assert [r["phase"] for r in rows] == ["other", "other"] and rows[0]["pred_pixels"] == 16
     m.reset()
@@ -140,3 +140,23 @@ def test_summarize_without_rows_and_length_check():
     assert summarize([], ["lv"]) == {}
     with pytest.raises(ValueError, match="case_ids"):
         SegmentationMetrics(["lv"])(square(2, 2)[None], square(2, 2)[None], None, ["a", "b"], [0], ["ED"])
+
+
+def _gather_worker(rank: int, init_file: str, out_file: str) -> None:
+    torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    m = SegmentationMetrics(["lv"])
+    # rank 0 scores cases a, b; rank 1 scores c and again b (a padding sampler's duplicate)
+    ids = ["a", "b"] if rank == 0 else ["c", "b"]
+    m(torch.stack([square(2, 2), EMPTY]), torch.stack([square(2, 2), square(2, 2)]), None, ids, [0, 0], ["ED", "ED"])
+    summary = m.aggregate()
+    if rank == 0:
+        torch.save(summary, out_file)
+    torch.distributed.destroy_process_group()
+
+
+@pytest.mark.slow  # two spawned processes each import torch and MONAI
+def test_rows_are_gathered_across_ranks_without_duplicates(tmp_path):
+    torch.multiprocessing.spawn(_gather_worker, args=(str(tmp_path / "init"), str(tmp_path / "out.pt")), nprocs=2)
+    summary = torch.load(tmp_path / "out.pt")
+    assert summary["n_images"] == 3  # a, b, c (b once)
+    assert summary["n_empty_pred"] == 1 and summary["dice"] == pytest.approx(2 / 3)
