@@ -35,6 +35,7 @@ from gdkvm.data.sampling import (
     label_lut,
     make_sample,
     nan_if_missing,
+    relabel,
     resize_frames,
     resize_masks,
     resized_spacing,
@@ -385,7 +386,7 @@ class CamusDataset(Dataset):
         }
         sample = make_sample(
             resize_frames(frames[idx], self.size),
-            self.lut[resize_masks(masks[idx], self.size)],
+            relabel(resize_masks(masks[idx], self.size), self.lut),
             labelled[idx],
             resized_spacing(spacing, orig, self.size),
             meta,

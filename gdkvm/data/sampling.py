@@ -56,6 +56,12 @@ def label_lut(labels: Sequence[str]) -> np.ndarray:
     return lut
 
 
+def relabel(masks: np.ndarray, lut: np.ndarray) -> np.ndarray:
+    """Apply a :func:`label_lut` table to uint8 masks of any shape (OpenCV's LUT, much faster than indexing)."""
+    flat = np.ascontiguousarray(masks, dtype=np.uint8).reshape(-1, masks.shape[-1] if masks.ndim else 1)
+    return cv2.LUT(flat, lut).reshape(masks.shape)
+
+
 def sample_indices(ed: int, es: int, num_frames: int) -> np.ndarray:
     """Indices of ``num_frames`` frames spread uniformly from ED to ES, whichever comes first in time.
 
@@ -90,12 +96,15 @@ def resize_frames(frames: np.ndarray, size: int) -> np.ndarray:
     Returns:
         [T, size, size] float32 in [0, 1] (uint8 input is divided by 255; float input is clipped to [0, 1]).
     """
-    out = np.empty((frames.shape[0], size, size), dtype=np.float32)
     h, w = frames.shape[1:3]
-    interp = cv2.INTER_AREA if (h >= 2 * size and w >= 2 * size) else cv2.INTER_LINEAR
-    for t, frame in enumerate(frames):
-        src = frame if frame.dtype == np.uint8 else frame.astype(np.float32, copy=False)
-        out[t] = cv2.resize(src, (size, size), interpolation=interp) if (h, w) != (size, size) else src
+    if (h, w) == (size, size):
+        out = frames.astype(np.float32)
+    else:
+        out = np.empty((frames.shape[0], size, size), dtype=np.float32)
+        interp = cv2.INTER_AREA if (h >= 2 * size and w >= 2 * size) else cv2.INTER_LINEAR
+        for t, frame in enumerate(frames):
+            src = frame if frame.dtype == np.uint8 else frame.astype(np.float32, copy=False)
+            out[t] = cv2.resize(src, (size, size), interpolation=interp)
     if frames.dtype == np.uint8:
         out *= 1.0 / 255.0
     else:
