@@ -28,8 +28,10 @@ from gdkvm.data.echonet import EchoNetDataset
 from gdkvm.data.transforms import ClipTransform
 
 
-def clips_per_second(dataset: Dataset, workers: int, batch_size: int, min_clips: int) -> float:
-    """Clips per second over at least ``min_clips`` clips (cycling the data), after one untimed batch."""
+def clips_per_second(dataset: Dataset, workers: int, batch_size: int, min_clips: int) -> tuple[float, float]:
+    """Clips per wall-clock second and per CPU second of this process, over at least ``min_clips`` clips (cycling
+    the data), after one untimed batch. The CPU rate only means something with 0 workers (the work then runs here);
+    it is what one idle core would give, whatever else loads the machine."""
     loader = DataLoader(
         dataset,
         batch_size=batch_size,
@@ -39,7 +41,7 @@ def clips_per_second(dataset: Dataset, workers: int, batch_size: int, min_clips:
         persistent_workers=workers > 0,
         generator=torch.Generator().manual_seed(0),
     )
-    iterator, done, started = iter(loader), 0, None
+    iterator, done, started, cpu = iter(loader), 0, None, 0.0
     while done < min_clips:
         try:
             batch = next(iterator)
@@ -47,10 +49,10 @@ def clips_per_second(dataset: Dataset, workers: int, batch_size: int, min_clips:
             iterator = iter(loader)
             continue
         if started is None:
-            started = time.perf_counter()  # the first batch pays for worker start-up
+            started, cpu = time.perf_counter(), time.process_time()  # the first batch pays for worker start-up
             continue
         done += batch["frames"].shape[0]
-    return done / (time.perf_counter() - started)
+    return done / (time.perf_counter() - started), done / max(time.process_time() - cpu, 1e-9)
 
 
 def make_data(tmp: Path, patients: int, videos: int) -> tuple[Path, Path]:
@@ -84,15 +86,16 @@ def _datasets(camus: Path, echonet: Path, cache: Path) -> list[tuple[str, int, b
 
 def run(camus: Path, echonet: Path, cache: Path, workers: list[int], min_clips: int, batch_size: int) -> list[str]:
     """Benchmark rows as Markdown table lines (CAMUS also with the decoded cache, filled before timing)."""
-    rows = ["| loader | size | frames | augment | cache | workers | clips/s |", "|---|---|---|---|---|---|---|"]
+    rows = ["| loader | size | frames | augment | cache | workers | clips/s | clips/CPU-s |", "|---" * 8 + "|"]
     for name, size, augment, cached, dataset in _datasets(camus, echonet, cache):
         if cached:
             for i in range(len(dataset)):
                 dataset[i]  # fill the cache (not timed)
         for n in workers:
-            rate = clips_per_second(dataset, n, batch_size, min_clips)
+            rate, cpu_rate = clips_per_second(dataset, n, batch_size, min_clips)
             flags = f"{'yes' if augment else 'no'} | {'yes' if cached else 'no'}"
-            rows.append(f"| {name} | {size} | 10 | {flags} | {n} | {rate:.1f} |")
+            per_cpu = f"{cpu_rate:.1f}" if n == 0 else "-"
+            rows.append(f"| {name} | {size} | 10 | {flags} | {n} | {rate:.1f} | {per_cpu} |")
             print(rows[-1], flush=True)
     return rows
 
@@ -108,7 +111,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}, load {load:.1f}")
     with tempfile.TemporaryDirectory(prefix="gdkvm-bench-") as tmp:
         camus, echonet = args.camus, args.echonet
         if camus is None or echonet is None:
