@@ -356,21 +356,21 @@ def write_outputs(rows: list[CaseRow], out_dir: str | Path, *, primary: str, inf
     exist). Returns the metrics dict."""
     import json
 
-    from gdkvm.ef.report import _clean
+    from gdkvm.ef.report import to_jsonable
     from gdkvm.plots import bland_altman_plot, scatter_plot
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     write_per_case(rows, out / "per_case.csv")
     metrics = {**info, "primary_method": primary, "methods": agreement(rows)}
-    (out / "ef_metrics.json").write_text(json.dumps(_clean(metrics), indent=2) + "\n", encoding="utf-8")
+    (out / "ef_metrics.json").write_text(json.dumps(to_jsonable(metrics), indent=2) + "\n", encoding="utf-8")
     sel = [r for r in rows if r.method == primary]
     pred = np.array([r.ef for r in sel])
-    targets = [("reference", np.array([r.ef_reference for r in sel]), "")]
-    targets.append(("true", np.array([r.ef_true for r in sel]), "_truth"))
-    targets = [t for t in targets if np.isfinite(t[1]).any()]
-    if targets and not targets[0][2] == "":
-        targets = [(targets[0][0], targets[0][1], "")]
+    ref, true = np.array([r.ef_reference for r in sel]), np.array([r.ef_true for r in sel])
+    has_ref, has_true = bool(np.isfinite(ref).any()), bool(np.isfinite(true).any())
+    targets = [("reference", ref, "")] if has_ref or not has_true else [("true", true, "")]
+    if has_ref and has_true:
+        targets.append(("true", true, "_truth"))
     name = info.get("data", "")
     for label, ref, suffix in targets:
         title = f"{name} {info.get('split', '')}: EF by {primary} vs {label} EF"

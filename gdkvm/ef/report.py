@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Beat", "EFReport", "EFSummary", "format_table", "summarize"]
+__all__ = ["Beat", "EFReport", "EFSummary", "format_table", "summarize", "to_jsonable"]
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,7 @@ class EFReport:
 
     def to_dict(self, *, with_areas: bool = False) -> dict[str, Any]:
         """A JSON-ready dict (NaN becomes None; the area curve only on request)."""
-        out = _clean(asdict(self))
+        out = to_jsonable(asdict(self))
         if not with_areas:
             out.pop("areas")
         return out
@@ -97,11 +97,12 @@ class EFReport:
         return json.dumps(self.to_dict(with_areas=with_areas), indent=indent)
 
 
-def _clean(obj: Any) -> Any:
+def to_jsonable(obj: Any) -> Any:
+    """Nested dicts/lists with numpy scalars made plain and NaN/inf made None (JSON has no NaN)."""
     if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
+        return {k: to_jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
+        return [to_jsonable(v) for v in obj]
     if isinstance(obj, (float, np.floating)):
         return None if not math.isfinite(float(obj)) else float(obj)
     if isinstance(obj, np.integer):
