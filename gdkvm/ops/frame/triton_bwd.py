@@ -81,7 +81,7 @@ def _bwd_frame_pass3(
         tl.store(ds_out + offs, ds, mask=mask)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["T", "H", "HD"])  # sizes that vary between calls: one compile
 def bwd_recurrence_kernel(
     kk_ptr, kv_ptr, kdo_ptr, states_ptr, wb_ptr, wa_ptr, alog_ptr, dt_ptr,
     ds_ptr, du_ptr, dg_ptr, dwb_ptr, dwa_ptr, dalog_ptr, ddt_ptr,
@@ -147,7 +147,7 @@ def bwd_recurrence_kernel(
     tl.store(ddt_ptr + b * H + rh, ddt, mask=rh < H)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["T", "N"])  # sizes that vary between calls: one compile
 def dkdv_kernel(
     k_ptr, v_ptr, do_ptr, states_ptr, du_ptr, dg_ptr, dk_ptr, dv_ptr, T, N, DK, DV,
     BK: tl.constexpr, BN: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr,

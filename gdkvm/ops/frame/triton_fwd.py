@@ -81,7 +81,7 @@ def kt_y_tile(x_ptr, y_ptr, N, DK, DY, col0, BK: tl.constexpr, BN: tl.constexpr,
     return acc
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["N"])  # sizes that vary between calls: one compile
 def gram_kernel(
     k_ptr,
     y_ptr,
@@ -191,7 +191,7 @@ def softplus(x):
     return tl.maximum(x, 0.0) + tl.log(1.0 + tl.exp(-tl.abs(x)))
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["T", "H", "HD"])  # sizes that vary between calls: one compile
 def fwd_recurrence_kernel(
     kk_ptr, kv_ptr, h0_ptr, wb_ptr, wa_ptr, alog_ptr, dt_ptr, states_ptr, T, DK, DV, H, HD,
     HAS_H0: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, BH: tl.constexpr, HEAD_TILE: tl.constexpr,
@@ -250,7 +250,7 @@ def fwd_recurrence_kernel(
         tl.debug_barrier()
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["T", "N"])  # sizes that vary between calls: one compile
 def readout_kernel(
     k_ptr,
     states_ptr,

@@ -24,7 +24,7 @@ from gdkvm.ops.frame.triton_fwd import (
 )
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["N", "H", "HD"])  # sizes that vary between calls: one compile
 def step_kernel(
     k_ptr, v_ptr, h0_ptr, wb_ptr, wa_ptr, alog_ptr, dt_ptr, o_ptr, out_state_ptr, N, DK, DV, H, HD,
     HAS_H0: tl.constexpr, BK: tl.constexpr, BN: tl.constexpr, BV: tl.constexpr, BH: tl.constexpr,
