@@ -3,7 +3,8 @@
 The network comes in as ``net`` (LightningCLI writes it as ``net: {class_path: gdkvm.model.GDKVM, init_args: ...}``);
 its spec is kept in the hyper-parameters, so a checkpoint alone rebuilds it (`gdkvm.checkpoint.load_model`).
 
-Logged keys: ``train/loss``, ``train/ce``, ``train/dice_loss``, ``train/aux``, ``train/lr`` per step;
+Logged keys: ``train/loss``, ``train/ce``, ``train/dice_loss``, ``train/aux``, ``train/lr``, ``train/clips_per_s``
+(and ``train/peak_mem_gib`` on CUDA) per step;
 ``val/loss`` and ``val/<metric>``, ``test/loss`` and ``test/<metric>`` per epoch, where ``<metric>`` is every key of
 `gdkvm.metrics.segmentation.summarize` (``dice``, ``dice_ED``, ``dice_pooled_ES``, ``hd95_mm``, ``n_empty_pred``...).
 At the end of a test run, ``metrics.json`` and ``per_case.csv`` are written to the run's log folder.
@@ -14,6 +15,7 @@ from __future__ import annotations
 import inspect
 import logging
 import math
+import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -193,7 +195,19 @@ class GDKVMSystem(LightningModule):
             {"train/ce": losses["ce"], "train/dice_loss": losses["dice"], "train/aux": losses["aux"]}, batch_size=bs
         )
         self.log("train/lr", self.optimizers().param_groups[0]["lr"], batch_size=bs)
+        self._log_speed(bs)
         return losses["loss"]
+
+    def _log_speed(self, batch_size: int) -> None:
+        """``train/clips_per_s`` (all ranks, between consecutive steps, data loading included) and, on CUDA,
+        ``train/peak_mem_gib`` (this rank's peak allocated memory)."""
+        now = time.perf_counter()
+        last, self._last_step_time = getattr(self, "_last_step_time", None), now
+        if last is not None and now > last:
+            self.log("train/clips_per_s", batch_size * self.trainer.world_size / (now - last), batch_size=batch_size)
+        if self.device.type == "cuda":
+            peak = torch.cuda.max_memory_allocated(self.device) / 2**30
+            self.log("train/peak_mem_gib", peak, batch_size=batch_size)
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         self._eval_step(batch, "val")
@@ -265,6 +279,7 @@ class GDKVMSystem(LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         self._log_summary("val")
+        self._last_step_time = None  # the next step's interval would include this validation
 
     def on_test_epoch_end(self) -> None:
         self.test_summary, self.test_rows = self._log_summary("test")

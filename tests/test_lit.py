@@ -79,7 +79,8 @@ def test_fit_logs_and_test_writes_report(tmp_path):
     trainer = _trainer(tmp_path, max_steps=2, limit_val_batches=1, num_sanity_val_steps=0)
     trainer.fit(system, data)
     logged = trainer.callback_metrics
-    for key in ("train/loss", "train/ce", "train/dice_loss", "train/aux", "train/lr", "val/loss", "val/dice"):
+    keys = ("train/loss", "train/ce", "train/dice_loss", "train/aux", "train/lr", "train/clips_per_s", "val/dice")
+    for key in (*keys, "val/loss", "val/dice_EDES", "val/dice_pooled"):
         assert key in logged, key
     assert logged["train/aux"] > 0  # GDKVM's auxiliary logits are used
     assert "val/hd95_mm" in logged and "val/n_empty_pred_ED" in logged

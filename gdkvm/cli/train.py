@@ -112,6 +112,7 @@ class GdkvmCLI(LightningCLI):
 
     def before_test(self) -> None:
         self._resolve_ckpt()
+        self.config_init["test"]["verbose"] = False  # our table is printed after the run; every key is in metrics.json
 
     def before_predict(self) -> None:
         self._resolve_ckpt()
