@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Source this on the GPU machine (repo root as cwd): installs, from wheels carried in .whl/, only the Python packages
+# its image lacks, into /tmp/site, and puts that and the repo on PYTHONPATH. Prints what it installed.
+missing=()
+need() {  # need MODULE WHEEL_GLOB...
+  local mod=$1; shift
+  python3 -c "import $mod" 2>/dev/null && return
+  for g in "$@"; do compgen -G ".whl/$g" >/dev/null && missing+=(.whl/$g); done
+}
+need lightning 'lightning-*.whl'
+need lightning_utilities 'lightning_utilities-*.whl'
+need torchmetrics 'torchmetrics-*.whl'
+need jsonargparse 'jsonargparse-*.whl'
+need docstring_parser 'docstring_parser-*.whl'
+need typeshed_client 'typeshed_client-*.whl' 'importlib_resources-*.whl'
+need monai 'monai-*.whl'
+need SimpleITK 'simpleitk-*.whl'
+need albumentations 'albumentations-*.whl' 'albucore-*.whl' 'stringzilla-*.whl' 'simsimd-*.whl'
+need pydantic 'pydantic-*.whl' 'pydantic_core-*.whl' 'annotated_types-*.whl' 'typing_inspection-*.whl'
+need yaml 'pyyaml-*.whl'
+need tqdm 'tqdm-*.whl'
+need einops 'einops-*.whl'
+need fla 'fla_core-*.whl'
+if [ ${#missing[@]} -gt 0 ]; then
+  # shellcheck disable=SC2068
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site ${missing[@]} \
+    && echo "installed: ${missing[*]}"
+fi
+export PYTHONPATH=$PWD:/tmp/site:${PYTHONPATH:-} PYTHONUNBUFFERED=1
