@@ -24,6 +24,7 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
         p.add_argument("--overwrite", action="store_true", help="write into a non-empty folder (nothing is deleted)")
     camus.add_argument("--patients", type=int, default=4, help="number of patients (default 4)")
+    camus.add_argument("--workers", type=int, default=1, help="processes writing patients in parallel (default 1)")
     camus.add_argument("--release", choices=("2019", "2023"), default="2023", help="layout (default 2023)")
     camus.add_argument("--height", type=int, nargs=2, default=(352, 616), metavar=("MIN", "MAX"),
                        help="image heights in pixels (default 352 616; e.g. 64 96 for quick tests)")  # fmt: skip
@@ -54,7 +55,7 @@ def main(argv: list[str]) -> int:
     try:
         if args.format == "camus":
             root = synth_camus(args.out, args.patients, args.seed, args.release, args.overwrite,
-                               height=tuple(args.height), frames=tuple(args.frames))  # fmt: skip
+                               height=tuple(args.height), frames=tuple(args.frames), workers=args.workers)  # fmt: skip
             with (root / "truth.csv").open() as fh:
                 reversed_ = sum(r["stored_order"] == "ES->ED" for r in csv.DictReader(fh))
             what = f"{args.patients} CAMUS {args.release} patients x 2 views ({reversed_} stored ES->ED)"

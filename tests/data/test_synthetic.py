@@ -175,3 +175,12 @@ def test_camus_2019_layout(tmp_path: Path) -> None:
     assert (
         sum(len((root / "listSubGroups" / f"subGroup{g}_testing.txt").read_text().split()) for g in range(1, 11)) == 3
     )
+
+
+def test_parallel_workers_write_the_same_files(tmp_path):
+    serial = synth_camus(tmp_path / "serial", patients=3, seed=5, height=(64, 80), frames=(4, 6))
+    parallel = synth_camus(tmp_path / "parallel", patients=3, seed=5, height=(64, 80), frames=(4, 6), workers=2)
+    files = sorted(p.relative_to(serial) for p in serial.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(parallel) for p in parallel.rglob("*") if p.is_file())
+    for rel in files:
+        assert (serial / rel).read_bytes() == (parallel / rel).read_bytes(), rel

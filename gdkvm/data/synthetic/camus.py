@@ -20,7 +20,9 @@ real release, so that reading them backwards gives ED..ES in time order.
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -184,6 +186,17 @@ def _write_splits(root: Path, release: str, splits: dict[str, str]) -> None:
             (folder / f"subGroup{g + 1}_{part}.txt").write_text("".join(f"{p}\n" for p in names))
 
 
+def _patient_rows(
+    root: Path, seed: int, release: str, splits: dict[str, str], height: tuple[int, int], frames: tuple[int, int],
+    reversed_fraction: float, k: int,
+) -> list[dict[str, str]]:
+    """Write patient k; its truth rows (a top-level function so worker processes can run it)."""
+    return _patient(
+        root, k, seed, release, splits[f"patient{k:04d}"],
+        height=height, frames=frames, reversed_fraction=reversed_fraction,
+    )  # fmt: skip
+
+
 def synth_camus(
     out: str | Path,
     patients: int = 4,
@@ -194,6 +207,7 @@ def synth_camus(
     height: tuple[int, int] = (352, 616),
     frames: tuple[int, int] = (10, 30),
     reversed_fraction: float = 0.25,
+    workers: int = 1,
 ) -> Path:
     """Write ``patients`` synthetic CAMUS patients (both views) in the layout of ``release``.
 
@@ -207,6 +221,7 @@ def synth_camus(
         frames: inclusive range of the number of frames per half sequence (drawn from a 35-60 fps rate and the
             systole length, then clipped to this range).
         reversed_fraction: probability that a half sequence is stored ES -> ED.
+        workers: processes writing patients in parallel (the output is the same for any number).
 
     Returns:
         The output folder.
@@ -222,12 +237,13 @@ def synth_camus(
                          f"{patients}, {frames}, {height}")  # fmt: skip
     root = prepare_output(out, overwrite)
     splits = {f"patient{k:04d}": split_of(k - 1, SPLIT_NAMES, 10) for k in range(1, patients + 1)}
-    rows: list[dict[str, str]] = []
-    for k in range(1, patients + 1):
-        rows += _patient(
-            root, k, seed, release, splits[f"patient{k:04d}"],
-            height=height, frames=frames, reversed_fraction=reversed_fraction,
-        )  # fmt: skip
+    one = partial(_patient_rows, root, seed, release, splits, height, frames, reversed_fraction)
+    if workers > 1 and patients > 1:
+        with ProcessPoolExecutor(max_workers=min(workers, patients)) as pool:
+            per_patient = list(pool.map(one, range(1, patients + 1)))
+    else:
+        per_patient = [one(k) for k in range(1, patients + 1)]
+    rows = [row for block in per_patient for row in block]
     _write_splits(root, release, splits)
     write_csv(root / "truth.csv", TRUTH_COLUMNS, rows)
     reversed_count = sum(r["stored_order"] == "ES->ED" for r in rows)
