@@ -111,6 +111,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    torch.set_num_threads(1)  # as in DataLoader workers; spinning intra-op threads would also blur the CPU-time column
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}, load {load:.1f}")
     with tempfile.TemporaryDirectory(prefix="gdkvm-bench-") as tmp:
