@@ -125,12 +125,8 @@ def _chunk_bwd_kernel(
     th = (tok0 + o_i) * H + i_h
     m_k = mrow[:, None] & mcol[None, :]
     chunk_kv = ((i_b.to(tl.int64) * NT + i_t) * H + i_h) * K * V
-    kt = tl.load(k_ptr + th[:, None] * K + cols[None, :], mask=m_k, other=0.0).to(tl.float32)
-    qt = tl.load(q_ptr + th[:, None] * K + cols[None, :], mask=m_k, other=0.0).to(tl.float32)
     bt = tl.load(beta_ptr + th, mask=mrow, other=0.0).to(tl.float32)
     t_inv = tl.load(t_ptr + th[:, None] * BT + o_i[None, :], mask=mrow[:, None], other=0.0)
-    G, G_last = _gate_cumsum(g_ptr, th, mrow, cols, mcol, K, PER_CHANNEL)
-    e = tl.exp(_rows(G, PER_CHANNEL))
     dq = tl.zeros([BT, BK], dtype=tl.float32)
     dkbar = tl.zeros([BT, BK], dtype=tl.float32)
     dw = tl.zeros([BT, BK], dtype=tl.float32)
@@ -159,6 +155,11 @@ def _chunk_bwd_kernel(
         dbeta += tl.sum(t_du * v_t, 1)
         tl.store(dv_ptr + p_v, (t_du * bt[:, None]).to(dv_ptr.dtype.element_ty), mask=m_v)
         dgc += tl.sum(ds_t.to(tl.float32) * s_t.to(tl.float32), 1)
+    # Loaded only now, to keep the V loop's register footprint small.
+    kt = tl.load(k_ptr + th[:, None] * K + cols[None, :], mask=m_k, other=0.0).to(tl.float32)
+    qt = tl.load(q_ptr + th[:, None] * K + cols[None, :], mask=m_k, other=0.0).to(tl.float32)
+    G, G_last = _gate_cumsum(g_ptr, th, mrow, cols, mcol, K, PER_CHANNEL)
+    e = tl.exp(_rows(G, PER_CHANNEL))
     dq = dq * e * scale
     dG = qt * dq
     dk = dkbar * tl.exp(_rows(G_last - G, PER_CHANNEL))

@@ -58,27 +58,22 @@ def _vec(x, PER_CHANNEL: tl.constexpr):
 
 
 @triton.jit
-def _pairwise(q_ptr, k_ptr, g_ptr, th, mrow, qt, kt, G, K, PER_CHANNEL: tl.constexpr, BT: tl.constexpr):
-    """Decayed products P_kk[i, j] = k_i^T diag(e^{G_i - G_j}) k_j and P_qk (q_i instead of k_i), zero above the
-    diagonal; [BT, BT] fp32 each. Per-head gate: tensor-core Gram times e^{G_i - G_j}. Per-channel gate: exact sum of
-    rank-1 tiles over key channels (columns reloaded from memory, G columns rebuilt by cumsum)."""
+def _pairwise_channel(q_ptr, k_ptr, g_ptr, th, mrow, K, BT: tl.constexpr):
+    """Per-key-channel gate: P_kk[i, j] = k_i^T diag(e^{G_i - G_j}) k_j and P_qk (q_i instead of k_i) for i >= j,
+    zero above; [BT, BT] fp32 each. The decay cannot leave the channel sum, so this is an exact sum of rank-1 tiles
+    over channels (columns reloaded from memory, G columns rebuilt by cumsum), on CUDA cores."""
     o_i = tl.arange(0, BT)
     causal = o_i[:, None] >= o_i[None, :]
-    if PER_CHANNEL:
-        p_kk = tl.zeros([BT, BT], dtype=tl.float32)
-        p_qk = tl.zeros([BT, BT], dtype=tl.float32)
-        for c in range(K):
-            k_c = tl.load(k_ptr + th * K + c, mask=mrow, other=0.0).to(tl.float32)
-            q_c = tl.load(q_ptr + th * K + c, mask=mrow, other=0.0).to(tl.float32)
-            g_c = tl.cumsum(tl.load(g_ptr + th * K + c, mask=mrow, other=0.0).to(tl.float32), 0)
-            e = tl.exp(tl.where(causal, g_c[:, None] - g_c[None, :], float("-inf")))
-            ke = k_c[None, :] * e
-            p_kk += k_c[:, None] * ke
-            p_qk += q_c[:, None] * ke
-    else:
-        e = tl.exp(tl.where(causal, G[:, None] - G[None, :], float("-inf")))
-        p_kk = tl.dot(kt, tl.trans(kt)) * e
-        p_qk = tl.dot(qt, tl.trans(kt)) * e
+    p_kk = tl.zeros([BT, BT], dtype=tl.float32)
+    p_qk = tl.zeros([BT, BT], dtype=tl.float32)
+    for c in range(K):
+        k_c = tl.load(k_ptr + th * K + c, mask=mrow, other=0.0).to(tl.float32)
+        q_c = tl.load(q_ptr + th * K + c, mask=mrow, other=0.0).to(tl.float32)
+        g_c = tl.cumsum(tl.load(g_ptr + th * K + c, mask=mrow, other=0.0).to(tl.float32), 0)
+        e = tl.exp(tl.where(causal, g_c[:, None] - g_c[None, :], float("-inf")))
+        ke = k_c[None, :] * e
+        p_kk += k_c[:, None] * ke
+        p_qk += q_c[:, None] * ke
     return p_kk, p_qk
 
 
@@ -107,9 +102,11 @@ def _solve_unit_lower(lower, t_ptr, tok0, i_h, H, n_valid, BT: tl.constexpr, BS:
         p_blk = t_ptr + ((tok0 + b * BS + o_s[:, None]) * H + i_h) * BT + b * BS + o_s[None, :]
         tl.store(p_blk, t_b, mask=(b * BS + o_s < n_valid)[:, None] & (o_s[None, :] < BS))
     tl.debug_barrier()
-    t_diag = tl.load(p_full, mask=m2 & same, other=0.0).to(tl.float32)
+    # Diagonal blocks now hold T_diag, the others still hold L: reload instead of keeping L live in registers.
+    t_full = tl.load(p_full, mask=m2, other=0.0).to(tl.float32)
+    t_diag = tl.where(same, t_full, 0.0)
     if BT > BS:
-        n = tl.dot(t_diag, tl.where(same, 0.0, lower), input_precision=PREC)
+        n = tl.dot(t_diag, tl.where(same, 0.0, t_full), input_precision=PREC)
         m = t_diag + tl.dot(tl.dot(n, n, input_precision=PREC), t_diag, input_precision=PREC)
         t_inv = m - tl.dot(n, m, input_precision=PREC)
     else:
@@ -138,16 +135,22 @@ def _prep_kernel(
     mcol = cols < K
     th = (tok0 + o_i) * H + i_h
     m_k = mrow[:, None] & mcol[None, :]
+    m_t = mrow[:, None] & (o_i[None, :] < BT)
+    p_t = th[:, None] * BT + o_i[None, :]
     kt = tl.load(k_ptr + th[:, None] * K + cols[None, :], mask=m_k, other=0.0)
-    qt = tl.load(q_ptr + th[:, None] * K + cols[None, :], mask=m_k, other=0.0)
     bt = tl.load(beta_ptr + th, mask=mrow, other=0.0).to(tl.float32)
     G, _ = _gate_cumsum(g_ptr, th, mrow, cols, mcol, K, PER_CHANNEL)
-    p_kk, p_qk = _pairwise(q_ptr, k_ptr, g_ptr, th, mrow, qt, kt, G, K, PER_CHANNEL, BT)
+    if PER_CHANNEL:
+        p_kk, p_qk = _pairwise_channel(q_ptr, k_ptr, g_ptr, th, mrow, K, BT)
+        tl.store(a_ptr + p_t, (scale * p_qk).to(dt), mask=m_t)
+    else:
+        decay = tl.exp(tl.where(o_i[:, None] >= o_i[None, :], G[:, None] - G[None, :], float("-inf")))
+        qt = tl.load(q_ptr + th[:, None] * K + cols[None, :], mask=m_k, other=0.0)
+        tl.store(a_ptr + p_t, (tl.dot(qt, tl.trans(kt)) * decay * scale).to(dt), mask=m_t)
+        p_kk = tl.dot(kt, tl.trans(kt)) * decay
     lower = tl.where(o_i[:, None] > o_i[None, :], bt[:, None] * p_kk, 0.0)
     t_inv = _solve_unit_lower(lower, t_ptr, tok0, i_h, H, n_valid, BT, BS, PREC)
-    m_t = mrow[:, None] & (o_i[None, :] < BT)
-    tl.store(t_ptr + th[:, None] * BT + o_i[None, :], t_inv, mask=m_t)
-    tl.store(a_ptr + th[:, None] * BT + o_i[None, :], (scale * p_qk).to(dt), mask=m_t)
+    tl.store(t_ptr + p_t, t_inv, mask=m_t)
     t_dt = t_inv.to(dt)
     kb = (kt.to(tl.float32) * tl.exp(_rows(G, PER_CHANNEL)) * bt[:, None]).to(dt)
     tl.store(w_ptr + th[:, None] * K + cols[None, :], tl.dot(t_dt, kb).to(dt), mask=m_k)
