@@ -121,7 +121,10 @@ def test_format_table():
     lines = table.splitlines()
     assert lines[0].split() == ["metric", "all", "ED", "ES"]
     assert lines[1].split() == ["Dice", "(mean)", "0.9000", "0.9100", "-"]
-    assert "HD95 mm" in table and "Dice (pooled)" not in table
+    assert "HD95 mm" in table and "Dice (pooled)" not in table and "Dice lv" not in table
+    several = format_table({"dice": 0.8, "lv/dice": 0.9, "lv/dice_ES": 0.85, "la/dice": 0.7})
+    assert several.splitlines()[-2].split() == ["Dice", "la", "0.7000", "-", "-"]
+    assert several.splitlines()[-1].split() == ["Dice", "lv", "0.9000", "-", "0.8500"]
 
 
 # ----------------------------------------------------------------------------------------------- configs

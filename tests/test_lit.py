@@ -117,3 +117,10 @@ def test_schedule_and_optimizer_are_wired(tmp_path):
     assert type(opt).__name__ == "AdamW" and opt.param_groups[0]["weight_decay"] == 1e-3
     assert opt.param_groups[0]["lr"] == pytest.approx(5e-4)  # 3 steps done, milestone 2 passed
     assert math.isclose(trainer.lr_scheduler_configs[0].scheduler.get_last_lr()[0], 5e-4)
+
+
+def test_class_count_mismatch_is_a_clear_error(tmp_path):
+    data = DiscDataModule(train=2, val=2, size=32, frames=2, batch_size=2)
+    data.num_classes, data.labels = 3, ("lv", "myo", "la")
+    with pytest.raises(GdkvmError, match="predicts 1 class"):
+        _trainer(tmp_path, max_steps=1).fit(GDKVMSystem(build_model("small")), data)

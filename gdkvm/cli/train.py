@@ -140,9 +140,12 @@ def _fmt(value: Any) -> str:
 
 
 def format_table(summary: dict[str, Any]) -> str:
-    """A plain-text table of the main test metrics: rows metric, columns all / ED / ES (absent cells ``-``)."""
+    """A plain-text table of the main test metrics: rows metric (plus the Dice of each class when there are several),
+    columns all / ED / ES (absent cells ``-``)."""
     lines = [f"{'metric':<16}{'all':>10}{'ED':>10}{'ES':>10}"]
-    for label, key in _TABLE_ROWS:
+    classes = sorted({k.split("/", 1)[0] for k in summary if k.endswith("/dice")})
+    rows = list(_TABLE_ROWS) + [(f"Dice {name}", f"{name}/dice") for name in classes]
+    for label, key in rows:
         cells = [summary.get(key), summary.get(f"{key}_ED"), summary.get(f"{key}_ES")]
         if all(c is None for c in cells):
             continue
