@@ -59,8 +59,8 @@ def _state_bwd_kernel(
         m_v = mrow[:, None] & (cv < V)[None, :]
         chunk_bh = (i_b.to(tl.int64) * NT + i_t) * H + i_h
         tl.store(dhs_ptr + chunk_bh * K * V + p_s, dstate.to(dhs_ptr.dtype.element_ty), mask=m_s)
-        kt = tl.load(k_ptr + th[:, None] * K + cols[None, :], mask=m_k, other=0.0).to(tl.float32)
-        qt = tl.load(q_ptr + th[:, None] * K + cols[None, :], mask=m_k, other=0.0).to(tl.float32)
+        kt = tl.load(k_ptr + th[:, None] * K + cols[None, :], mask=m_k, other=0.0)
+        qt = tl.load(q_ptr + th[:, None] * K + cols[None, :], mask=m_k, other=0.0)
         wt = tl.load(w_ptr + th[:, None] * K + cols[None, :], mask=m_k, other=0.0)
         at = tl.load(a_ptr + th[:, None] * BT + o_i[None, :], mask=mrow[:, None], other=0.0)
         dot_ = tl.load(do_ptr + th[:, None] * V + cv[None, :], mask=m_v, other=0.0)
@@ -275,9 +275,9 @@ def chunk_bwd(
         q, k, v, g, beta, saved["t_inv"], saved["states"], dstates, saved["pseudo"], dpseudo, do,
         dq, dk, dv, dg, dbeta, scratch, scale, length, heads, key_dim, value_dim, n_chunks,
     )  # fmt: skip
-    meta = dict(PER_CHANNEL=per_channel, BT=chunk_size, BK=bk, BV=bv_prep, PREC=prec(q.dtype))
+    meta = dict(PER_CHANNEL=per_channel, BT=chunk_size, BK=bk, BV=min(bv_prep, 32), PREC=prec(q.dtype))
     if autotuning():
         tuned(_chunk_bwd_kernel, "chunk_bwd", PARALLEL_CONFIGS, False)[(n_chunks, batch * heads)](*args, **meta)
     else:
-        _chunk_bwd_kernel[(n_chunks, batch * heads)](*args, **meta, num_warps=warps)
+        _chunk_bwd_kernel[(n_chunks, batch * heads)](*args, **meta, num_warps=8)  # 4 warps spill heavily on sm_90
     return dq, dk, dv, dg, dbeta, dh0

@@ -192,8 +192,8 @@ def _state_fwd_kernel(
         if SAVE:
             chunk_bh = (i_b.to(tl.int64) * NT + i_t) * H + i_h
             tl.store(hs_ptr + chunk_bh * K * V + p_s, state.to(hs_ptr.dtype.element_ty), mask=m_s)
-        kt = tl.load(k_ptr + th[:, None] * K + cols[None, :], mask=m_k, other=0.0).to(tl.float32)
-        qt = tl.load(q_ptr + th[:, None] * K + cols[None, :], mask=m_k, other=0.0).to(tl.float32)
+        kt = tl.load(k_ptr + th[:, None] * K + cols[None, :], mask=m_k, other=0.0)
+        qt = tl.load(q_ptr + th[:, None] * K + cols[None, :], mask=m_k, other=0.0)
         wt = tl.load(w_ptr + th[:, None] * K + cols[None, :], mask=m_k, other=0.0)
         ut = tl.load(u_ptr + th[:, None] * V + cv[None, :], mask=m_v, other=0.0).to(tl.float32)
         at = tl.load(a_ptr + th[:, None] * BT + o_i[None, :], mask=mrow[:, None], other=0.0)
@@ -299,7 +299,7 @@ def chunk_fwd(
     if autotuning():
         tuned(_prep_kernel, "prep", PARALLEL_CONFIGS, False)[(n_chunks, batch * heads)](*prep_args, **prep)
     else:
-        _prep_kernel[(n_chunks, batch * heads)](*prep_args, **prep, num_warps=warps)
+        _prep_kernel[(n_chunks, batch * heads)](*prep_args, **prep, num_warps=8)  # 4 warps spill on sm_90
     o = torch.empty_like(v)
     final = torch.empty(batch, heads, key_dim, value_dim, device=q.device, dtype=torch.float32)
     states = torch.empty(batch, n_chunks, heads, key_dim, value_dim, device=q.device, dtype=q.dtype) if save else None
