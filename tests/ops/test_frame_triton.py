@@ -65,6 +65,18 @@ def test_triton_matches_reference(shape: tuple, with_state: bool) -> None:
     assert_match(run(inp, "triton"), run(inp, "naive"), TOL)
 
 
+@pytest.mark.parametrize("with_state", [False, True], ids=["no_h0", "h0"])
+@pytest.mark.parametrize("shape", SHAPES)
+def test_inference_forward_matches_reference(shape: tuple, with_state: bool) -> None:
+    """Without gradients the states overwrite K^T V in place (a separate code path)."""
+    b, t, n, dk, dv, h = shape
+    inp = make_inputs(b=b, t=t, n=n, dk=dk, dv=dv, heads=h, with_state=with_state)
+    with torch.no_grad():
+        o, final = frame_gated_delta(**inp, output_final_state=True, backend="triton")
+    o_ref, final_ref = frame_gated_delta(**inp, output_final_state=True, backend="naive")
+    assert rel_rms(o, o_ref) <= TOL and rel_rms(final, final_ref) <= TOL
+
+
 @pytest.mark.parametrize("loss_on", ["o", "state"])
 def test_gradients_from_one_output_only(loss_on: str) -> None:
     inp = make_inputs(b=2, t=3, n=13, dk=16, dv=32, heads=4, with_state=True)

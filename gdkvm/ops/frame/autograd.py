@@ -81,9 +81,13 @@ def frame_gated_delta_triton(
     Returns:
         o: [B, T, N, Dv] (dtype of k) and the final state [B, Dk, Dv] fp32 (or None).
     """
-    return FrameGatedDeltaFunction.apply(
-        k, v, w_beta, w_alpha, a_log, dt_bias, initial_state, heads, output_final_state
-    )
+    inputs = (k, v, w_beta, w_alpha, a_log, dt_bias, initial_state)
+    if torch.is_grad_enabled() and any(x is not None and x.requires_grad for x in inputs):
+        return FrameGatedDeltaFunction.apply(*inputs, heads, output_final_state)
+    h0 = None if initial_state is None else initial_state.to(torch.float32).contiguous()
+    params = _params(w_beta, w_alpha, a_log, dt_bias)
+    o, states, _, _ = frame_fwd(k.contiguous(), v.contiguous(), *params, heads, h0, save=False)
+    return o, (states[:, -1].contiguous() if output_final_state else None)
 
 
 @torch.no_grad()

@@ -194,41 +194,52 @@ def softplus(x):
 @triton.jit(do_not_specialize=["T", "H", "HD"])  # sizes that vary between calls: one compile
 def fwd_recurrence_kernel(
     kk_ptr, kv_ptr, h0_ptr, wb_ptr, wa_ptr, alog_ptr, dt_ptr, states_ptr, T, DK, DV, H, HD,
-    HAS_H0: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, BH: tl.constexpr, HEAD_TILE: tl.constexpr,
-    PREC: tl.constexpr,
+    HAS_H0: tl.constexpr, IN_PLACE: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, BH: tl.constexpr,
+    HEAD_TILE: tl.constexpr, PREC: tl.constexpr,
 ):  # fmt: skip
-    """Walk all T frames of one batch element: states[b, t + 1] = S_t from states[b, t], K^T K and K^T V.
+    """Walk all T frames of one batch element: S_t from S_{t-1}, K_t^T K_t and K_t^T V_t.
 
     One sweep over the value tiles per frame: each new tile of S_t is stored and at once folded into the gate logits
-    S_t W of the next frame. Grid: (B,). kk [B, T, DK, DK], kv [B, T, DK, DV], h0 [B, DK, DV],
-    states [B, T + 1, DK, DV], all fp32.
+    S_t W of the next frame. Grid: (B,). kk [B, T, DK, DK], kv [B, T, DK, DV], h0 [B, DK, DV], all fp32.
+    Checkpoint layout: states [B, T + 1, DK, DV] (slot 0 = h0, slot t + 1 = S_t). IN_PLACE (no backward): S_t
+    overwrites kv[b, t] (states_ptr is ignored), which saves a state-sized buffer per frame.
     """
     b = tl.program_id(0).to(tl.int64)
     rk = tl.arange(0, BK)
     rh = tl.arange(0, BH)
     rate = tl.exp(tl.load(alog_ptr + rh, mask=rh < H, other=0.0))
     dt = tl.load(dt_ptr + rh, mask=rh < H, other=0.0)
-    st_base = states_ptr + b * (T + 1) * DK * DV
+    kv_base = kv_ptr + b * T * DK * DV
+    if IN_PLACE:
+        st_base = kv_base  # S_t at slot t
+        slot = 0
+    else:
+        st_base = states_ptr + b * (T + 1) * DK * DV  # S_t at slot t + 1
+        slot = 1
     t_start = 1
-    src = kv_ptr + b * T * DK * DV
+    prev = st_base + slot * DK * DV  # S_0 = K_0^T V_0
     if HAS_H0:
         t_start = 0
-        src = h0_ptr + b * DK * DV
+        prev = h0_ptr + b * DK * DV
     pb = tl.zeros((BK, BH), dtype=tl.float32)
     pa = tl.zeros((BK, BH), dtype=tl.float32)
     for j0 in range(0, DV, BV):
         rv = j0 + tl.arange(0, BV)
         offs = rk[:, None] * DV + rv[None, :]
         mask = (rk[:, None] < DK) & (rv[None, :] < DV)
-        s = tl.load(src + offs, mask=mask, other=0.0)
-        tl.store(st_base + t_start * DK * DV + offs, s, mask=mask)
+        if HAS_H0:
+            s = tl.load(prev + offs, mask=mask, other=0.0)
+        else:
+            s = tl.load(kv_base + offs, mask=mask, other=0.0)
+        if not IN_PLACE:
+            tl.store(st_base + t_start * DK * DV + offs, s, mask=mask)  # slot 0 = h0, or slot 1 = S_0
         db, da = gate_logits_tile(s, wb_ptr, wa_ptr, j0, DV, H, BV, BH, PREC)
         pb += db
         pa += da
     tl.debug_barrier()
     gmask = (rk[:, None] < DK) & (rk[None, :] < DK)
     for t in range(t_start, T):
-        prev = st_base + t * DK * DV
+        out = st_base + (t + slot) * DK * DV
         beta = tl.sigmoid(pb)
         alpha = tl.exp(-rate[None, :] * softplus(pa + dt[None, :]))
         gram = tl.load(kk_ptr + (b * T + t) * DK * DK + rk[:, None] * DK + rk[None, :], mask=gmask, other=0.0)
@@ -239,18 +250,21 @@ def fwd_recurrence_kernel(
             offs = rk[:, None] * DV + rv[None, :]
             mask = (rk[:, None] < DK) & (rv[None, :] < DV)
             s = tl.load(prev + offs, mask=mask, other=0.0)
-            kv = tl.load(kv_ptr + (b * T + t) * DK * DV + offs, mask=mask, other=0.0)
+            kv = tl.load(kv_base + t * DK * DV + offs, mask=mask, other=0.0)
             bx, ax = expand_gates(beta, alpha, j0, DV, HD, BV, BH, HEAD_TILE, PREC)
             gs = tl.dot(gram, s, input_precision=PREC)
             s_new = ax * (s - bx * gs) + bx * kv
-            tl.store(prev + DK * DV + offs, s_new, mask=mask)
+            if IN_PLACE:
+                tl.debug_barrier()  # every thread has read its kv elements before any overwrites them
+            tl.store(out + offs, s_new, mask=mask)
             db, da = gate_logits_tile(s_new, wb_ptr, wa_ptr, j0, DV, H, BV, BH, PREC)
             pb += db
             pa += da
+        prev = out
         tl.debug_barrier()
 
 
-@triton.jit(do_not_specialize=["T", "N"])  # sizes that vary between calls: one compile
+@triton.jit(do_not_specialize=["T", "N", "SLOTS"])  # sizes that vary between calls: one compile
 def readout_kernel(
     k_ptr,
     states_ptr,
@@ -259,6 +273,7 @@ def readout_kernel(
     N,
     DK,
     DV,
+    SLOTS,
     BK: tl.constexpr,
     BN: tl.constexpr,
     BV: tl.constexpr,
@@ -266,7 +281,7 @@ def readout_kernel(
 ):
     """o[b, t] = K_t S_t for one (frame, pixel tile, value tile). Grid: (B*T, cdiv(N, BN), cdiv(DV, BV)).
 
-    k [B, T, N, DK], states [B, T + 1, DK, DV] fp32, o [B, T, N, DV] (dtype of k).
+    k [B, T, N, DK], o [B, T, N, DV] (dtype of k); states [B, SLOTS, DK, DV] fp32 with S_t at slot t + SLOTS - T.
     """
     bt = tl.program_id(0).to(tl.int64)
     rn = tl.program_id(1) * BN + tl.arange(0, BN)
@@ -277,7 +292,7 @@ def readout_kernel(
     kt = tl.load(
         k_ptr + bt * N * DK + rn[:, None] * DK + rk[None, :], mask=(rn[:, None] < N) & (rk[None, :] < DK), other=0.0
     )
-    s_base = states_ptr + (b * (T + 1) + t + 1) * DK * DV
+    s_base = states_ptr + (b * SLOTS + t + SLOTS - T) * DK * DV
     s = tl.load(s_base + rk[:, None] * DV + rv[None, :], mask=(rk[:, None] < DK) & (rv[None, :] < DV), other=0.0)
     o = tl.dot(kt.to(tl.float32), s, input_precision=PREC)
     omask = (rn[:, None] < N) & (rv[None, :] < DV)
@@ -319,7 +334,8 @@ def frame_fwd(
     dt_bias: torch.Tensor,
     heads: int,
     initial_state: torch.Tensor | None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    save: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """Forward of the frame rule on Triton.
 
     Args:
@@ -329,27 +345,34 @@ def frame_fwd(
         a_log, dt_bias: [H] contiguous fp32.
         heads: H.
         initial_state: [B, Dk, Dv] contiguous fp32, or None.
+        save: keep what the backward needs; without it the states overwrite K^T V in place (less memory).
 
     Returns:
         o: [B, T, N, Dv] in the dtype of k.
-        states: [B, T + 1, Dk, Dv] fp32; slot 0 the initial state (unset without one), slot t + 1 = S_t.
-        kk: [B, T, Dk, Dk] fp32 Gram matrices K_t^T K_t (reused by the backward).
-        kv: [B, T, Dk, Dv] fp32 K_t^T V_t (reused by the backward).
+        states: fp32, last slot = final state. With save [B, T + 1, Dk, Dv] (slot 0 the initial state, unset
+            without one; slot t + 1 = S_t), else [B, T, Dk, Dv] (slot t = S_t).
+        kk: [B, T, Dk, Dk] fp32 Gram matrices K_t^T K_t for the backward, or None without save.
+        kv: [B, T, Dk, Dv] fp32 K_t^T V_t for the backward, or None without save.
     """
     b, t, n, dk = k.shape
     dv = v.shape[-1]
     kv, kk = gram(k, v, with_kk=True)
-    states = torch.empty(b, t + 1, dk, dv, device=k.device, dtype=torch.float32)
+    states = torch.empty(b, t + 1, dk, dv, device=k.device, dtype=torch.float32) if save else kv
     bk, bv, bh = block_sizes(dk, dv, heads, TUNING["fwd_state_tile"])
     h0 = initial_state if initial_state is not None else states
     fwd_recurrence_kernel[(b,)](
         kk, kv, h0, w_beta, w_alpha, a_log, dt_bias, states, t, dk, dv, heads, dv // heads,
-        HAS_H0=initial_state is not None, BK=bk, BV=bv, BH=bh, HEAD_TILE=(dv // heads) % bv == 0,
-        PREC=serial_precision(k.device), num_warps=TUNING["fwd_warps"],
+        HAS_H0=initial_state is not None, IN_PLACE=not save, BK=bk, BV=bv, BH=bh,
+        HEAD_TILE=(dv // heads) % bv == 0, PREC=serial_precision(k.device), num_warps=TUNING["fwd_warps"],
     )  # fmt: skip
+    if not save:
+        kk = kv = None  # free the Gram matrices before the output is allocated
     prec = dot_precision(k.dtype, k.device)
     o = torch.empty_like(v)
     bn = bvo = fit(TUNING["readout_tile"], bk)
     grid = (b * t, triton.cdiv(n, bn), triton.cdiv(dv, bvo))
-    readout_kernel[grid](k, states, o, t, n, dk, dv, BK=bk, BN=bn, BV=bvo, PREC=prec, num_warps=TUNING["readout_warps"])
+    readout_kernel[grid](
+        k, states, o, t, n, dk, dv, states.shape[1], BK=bk, BN=bn, BV=bvo, PREC=prec,
+        num_warps=TUNING["readout_warps"],
+    )  # fmt: skip
     return o, states, kk, kv
