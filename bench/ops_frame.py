@@ -197,7 +197,12 @@ def run(args: argparse.Namespace) -> list[dict]:
 
 SWEEP = {  # knob -> values tried, one knob at a time, the others at their defaults
     "fwd": [("fwd_state_tile", (1024, 2048, 4096)), ("fwd_warps", (4, 8))],
-    "fwdbwd": [("bwd_state_tile", (1024, 2048, 4096)), ("bwd_warps", (4, 8)), ("dkdv_warps", (4, 8))],
+    "fwdbwd": [
+        ("bwd_state_tile", (1024, 2048, 4096)),
+        ("bwd_light_tile", (1024, 4096, 8192)),
+        ("bwd_warps", (4, 8)),
+        ("dkdv_warps", (4, 8)),
+    ],
     "step": [("step_tile", (1024, 2048, 4096)), ("step_warps", (4, 8))],
 }
 

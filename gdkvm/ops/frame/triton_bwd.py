@@ -86,8 +86,8 @@ def bwd_recurrence_kernel(
     kk_ptr, kv_ptr, kdo_ptr, states_ptr, wb_ptr, wa_ptr, alog_ptr, dt_ptr,
     ds_ptr, du_ptr, dg_ptr, dwb_ptr, dwa_ptr, dalog_ptr, ddt_ptr,
     T, DK, DV, H, HD,
-    HAS_H0: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, BH: tl.constexpr, HEAD_TILE: tl.constexpr,
-    PREC: tl.constexpr,
+    HAS_H0: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, BVW: tl.constexpr, BH: tl.constexpr,
+    HEAD_TILE: tl.constexpr, PREC: tl.constexpr,
 ):  # fmt: skip
     """Reverse walk over the frames of one batch element. Grid: (B,).
 
@@ -112,7 +112,7 @@ def bwd_recurrence_kernel(
         t = T - 1 - i
         frame = b * T + t
         prev = states_ptr + (b * (T + 1) + t) * DK * DV
-        pb, pa = gate_logits(prev, wb_ptr, wa_ptr, DK, DV, H, BK, BV, BH, PREC)
+        pb, pa = gate_logits(prev, wb_ptr, wa_ptr, DK, DV, H, BK, BVW, BH, PREC)
         beta = tl.sigmoid(pb)
         g = -rate[None, :] * softplus(pa + dt[None, :])
         alpha = tl.exp(g)
@@ -131,12 +131,12 @@ def bwd_recurrence_kernel(
         tl.debug_barrier()
         w_off = frame * DV * H
         _bwd_frame_pass3(
-            prev, wb_ptr, wa_ptr, ds_b, ds_a, dwb_ptr + w_off, dwa_ptr + w_off, dpb, dpa, DK, DV, H, BK, BV, BH, PREC
+            prev, wb_ptr, wa_ptr, ds_b, ds_a, dwb_ptr + w_off, dwa_ptr + w_off, dpb, dpa, DK, DV, H, BK, BVW, BH, PREC
         )
         tl.debug_barrier()
     if not HAS_H0:
-        for j0 in range(0, DV, BV):
-            rv = j0 + tl.arange(0, BV)
+        for j0 in range(0, DV, BVW):
+            rv = j0 + tl.arange(0, BVW)
             offs = rk[:, None] * DV + rv[None, :]
             mask = (rk[:, None] < DK) & (rv[None, :] < DV)
             ds = tl.load(ds_a + offs, mask=mask, other=0.0) + tl.load(
@@ -233,7 +233,8 @@ def frame_bwd(
     bk, bv, bh = block_sizes(dk_, dv_, heads, TUNING["bwd_state_tile"])
     bwd_recurrence_kernel[(b,)](
         kk, kv, kdo, states, *params, ds, du, dg, dwb, dwa, dalog, ddt, t, dk_, dv_, heads, dv_ // heads,
-        HAS_H0=has_h0, BK=bk, BV=bv, BH=bh, HEAD_TILE=(dv_ // heads) % bv == 0, PREC=serial_precision(k.device),
+        HAS_H0=has_h0, BK=bk, BV=bv, BVW=block_sizes(dk_, dv_, heads, TUNING["bwd_light_tile"])[1], BH=bh,
+        HEAD_TILE=(dv_ // heads) % bv == 0, PREC=serial_precision(k.device),
         num_warps=TUNING["bwd_warps"],
     )  # fmt: skip
     prec = dot_precision(k.dtype, k.device)
