@@ -90,18 +90,23 @@ def _solve_unit_lower(lower, t_ptr, tok0, i_h, H, n_valid, BT: tl.constexpr, BS:
     p_full = t_ptr + ((tok0 + o_i[:, None]) * H + i_h) * BT + o_i[None, :]
     tl.store(p_full, lower, mask=m2)
     tl.debug_barrier()
-    for b in tl.static_range(BT // BS):
-        t_b = tl.zeros([BS, BS], dtype=tl.float32)
-        for r in range(1, BS):
-            p_row = t_ptr + ((tok0 + b * BS + r) * H + i_h) * BT + b * BS + o_s
-            a = tl.load(p_row, mask=(o_s < r) & (o_s * 0 + b * BS + r < n_valid), other=0.0).to(tl.float32)
-            new = -tl.sum(a[:, None] * (t_b + tl.where(o_s[:, None] == o_s[None, :], 1.0, 0.0)), 0)
-            t_b = tl.where((o_s == r)[:, None], new[None, :], t_b)
-        t_b += tl.where(o_s[:, None] == o_s[None, :], 1.0, 0.0)
-        tl.debug_barrier()
-        p_blk = t_ptr + ((tok0 + b * BS + o_s[:, None]) * H + i_h) * BT + b * BS + o_s[None, :]
-        tl.store(p_blk, t_b, mask=(b * BS + o_s < n_valid)[:, None] & (o_s[None, :] < BS))
+    # All NB = BT / BS diagonal blocks are solved together as one [NB, BS, BS] tile (15 steps, not 60).
+    NB: tl.constexpr = BT // BS
+    o_b = tl.arange(0, NB)
+    row_b = tok0 + o_b * BS  # first token of each block, [NB]
+    eye = tl.where(o_s[:, None] == o_s[None, :], 1.0, 0.0)
+    t_b = tl.zeros([NB, BS, BS], dtype=tl.float32)
+    for r in range(1, BS):
+        p_row = t_ptr + ((row_b[:, None] + r) * H + i_h) * BT + o_b[:, None] * BS + o_s[None, :]
+        m_row = (o_s[None, :] < r) & ((o_b[:, None] * BS + r) < n_valid)
+        a = tl.load(p_row, mask=m_row, other=0.0).to(tl.float32)  # row r of each block's L, [NB, BS]
+        new = -tl.sum(a[:, :, None] * (t_b + eye[None, :, :]), 1)
+        t_b = tl.where((o_s == r)[None, :, None], new[:, None, :], t_b)
+    t_b += eye[None, :, :]
     tl.debug_barrier()
+    p_blk = t_ptr + ((row_b[:, None, None] + o_s[None, :, None]) * H + i_h) * BT + o_b[:, None, None] * BS
+    m_blk = ((o_b[:, None, None] * BS + o_s[None, :, None]) < n_valid) & (o_s[None, None, :] < BS)
+    tl.store(p_blk + o_s[None, None, :], t_b, mask=m_blk)
     # Diagonal blocks now hold T_diag, the others still hold L: reload instead of keeping L live in registers.
     t_full = tl.load(p_full, mask=m2, other=0.0).to(tl.float32)
     t_diag = tl.where(same, t_full, 0.0)
