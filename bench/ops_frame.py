@@ -199,7 +199,7 @@ SWEEP = {  # knob -> values tried, one knob at a time, the others at their defau
     "fwd": [("fwd_state_tile", (1024, 2048, 4096)), ("fwd_warps", (4, 8))],
     "fwdbwd": [
         ("bwd_state_tile", (1024, 2048, 4096)),
-        ("bwd_light_tile", (1024, 4096, 8192)),
+        ("bwd_light_tile", (1024, 2048, 4096, 8192)),
         ("bwd_warps", (4, 8)),
         ("dkdv_warps", (4, 8)),
     ],

@@ -36,7 +36,7 @@ TUNING: dict[str, int] = {
     "fwd_state_tile": 2048,  # Dk64: BV 32 (560 B spilled), Dk128: BV 16 (780 B)
     "fwd_warps": 8,
     "bwd_state_tile": 1024,  # main sweep: BV 16 (916 B / 2808 B; BV 64 spills 5.1 KB)
-    "bwd_light_tile": 4096,  # gate-logit and dW sweeps: BV 64 at Dk64
+    "bwd_light_tile": 2048,  # gate-logit and dW sweeps: BV 32 at Dk64 (1.1 KB; BV 64: 2.1 KB)
     "bwd_warps": 8,
     "gram_tile": 4096,  # BN = BY = 64 at Dk64, 32 at Dk128; no spills with 8 warps
     "gram_warps": 8,
