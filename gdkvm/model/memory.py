@@ -174,6 +174,7 @@ class LKVAMemory(nn.Module):
         o, new_state = chunk_gated_delta(
             keys.reshape(b, seq, h, dk), keys.reshape(b, seq, h, dk), vals.reshape(b, seq, h, dh),
             gs.reshape(b, seq, h), betas.reshape(b, seq, h), scale=1.0, initial_state=state, output_final_state=True,
+            backend=self.backend,
         )  # fmt: skip
         o = o.view(b, t, 2, n, h * dh)[:, :, 1]
         return o.float(), new_state

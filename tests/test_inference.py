@@ -1,0 +1,125 @@
+"""VideoSegmenter: input forms, batch of clips, equality with the clip forward, constant memory on long clips."""
+
+from __future__ import annotations
+
+import gc
+import tracemalloc
+
+import numpy as np
+import psutil
+import pytest
+import torch
+
+from gdkvm.errors import InputError
+from gdkvm.inference import VideoSegmenter
+from gdkvm.model import build_model
+
+
+@pytest.fixture(scope="module")
+def model() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return build_model("small").eval()
+
+
+@pytest.mark.parametrize("value_feedback", [True, False], ids=["feedback", "parallel"])
+def test_segment_equals_clip_forward(value_feedback: bool) -> None:
+    net = build_model("small", value_feedback=value_feedback, num_classes=3).eval()
+    frames = torch.rand(2, 6, 1, 32, 48)
+    with torch.no_grad():
+        expected = net(frames).softmax(dim=2)
+    probs = VideoSegmenter(net).segment(frames)
+    assert probs.shape == (2, 6, 4, 32, 48)
+    assert (probs - expected).abs().max() < 1e-4
+
+
+def test_single_clip_forms_agree(model: torch.nn.Module) -> None:
+    rng = np.random.default_rng(0)
+    clip_u8 = rng.integers(0, 256, size=(4, 32, 32), dtype=np.uint8)
+    seg = VideoSegmenter(model)
+    a = seg.segment(clip_u8)  # [T, H, W] uint8 numpy
+    b = seg.segment(torch.from_numpy(clip_u8).float().div(255)[:, None])  # [T, 1, H, W] float torch
+    c = seg.segment(torch.from_numpy(clip_u8)[None, :, None])  # [1, T, 1, H, W] batch of one
+    assert a.shape == (4, 2, 32, 32) and c.shape == (1, 4, 2, 32, 32)
+    assert (a - b).abs().max() < 1e-5 and (a - c[0]).abs().max() < 1e-5
+    assert torch.allclose(a.sum(dim=1), torch.ones(4, 32, 32), atol=1e-5)
+
+
+def test_step_by_step_equals_segment(model: torch.nn.Module) -> None:
+    clip = torch.rand(5, 32, 32)
+    seg = VideoSegmenter(model)
+    whole = seg.segment(clip)
+    seg.reset()
+    steps = torch.stack([seg.step(frame) for frame in clip])  # [H, W] frames
+    assert (steps - whole).abs().max() < 1e-6
+    seg.reset()
+    assert seg.state is None
+
+
+def test_batch_of_clips_equals_clips_one_by_one(model: torch.nn.Module) -> None:
+    clips = torch.rand(3, 4, 1, 32, 32)
+    seg = VideoSegmenter(model)
+    batch = seg.segment(clips)
+    for i in range(3):
+        assert (seg.segment(clips[i]) - batch[i]).abs().max() < 1e-4
+
+
+@pytest.mark.parametrize(
+    "frames, match",
+    [
+        (torch.rand(3, 30, 32), "multiples of 16"),
+        (torch.rand(3, 32, 32, 3), "grayscale"),
+        (torch.rand(3, 32, 32) * 255, r"\[0, 1\]"),
+        (np.zeros((3, 32, 32), dtype=np.int32), "uint8 or float"),
+        (torch.zeros(0, 32, 32), "no frames"),
+        ([[0.0]], "numpy array or torch tensor"),
+    ],
+    ids=["size", "rgb", "range", "int32", "empty", "list"],
+)
+def test_bad_input_raises_input_error(model: torch.nn.Module, frames: object, match: str) -> None:
+    with pytest.raises(InputError, match=match):
+        VideoSegmenter(model).segment(frames)
+
+
+def test_size_change_needs_reset(model: torch.nn.Module) -> None:
+    seg = VideoSegmenter(model)
+    seg.step(torch.rand(32, 32))
+    with pytest.raises(InputError, match="reset"):
+        seg.step(torch.rand(48, 32))
+    seg.reset()
+    assert seg.step(torch.rand(48, 32)).shape == (2, 48, 32)
+
+
+def _state_bytes(state: dict[str, torch.Tensor]) -> int:
+    return sum(t.numel() * t.element_size() for t in state.values())
+
+
+@pytest.mark.parametrize("update_rule", ["frame", "token"])
+def test_thousand_frames_keep_memory_flat(update_rule: str) -> None:
+    """1000 streamed frames: the state keeps its size, no graph is kept, and neither Python nor process memory grows."""
+    torch.manual_seed(0)
+    net = build_model(
+        "small", update_rule=update_rule, embed_dim=16, ff_dim=16, num_queries=4, sensory_dim=8, full_res_dim=4
+    ).eval()
+    seg = VideoSegmenter(net)
+    frames = torch.rand(50, 1, 32, 32)
+    proc = psutil.Process()
+
+    def run(n: int) -> None:
+        for t in range(n):
+            seg.step(frames[t % 50])
+
+    run(200)
+    state_bytes = _state_bytes(seg.state)
+    gc.collect()
+    rss0 = proc.memory_info().rss
+    tracemalloc.start()
+    snap0 = tracemalloc.take_snapshot()
+    run(800)
+    gc.collect()
+    growth = sum(s.size_diff for s in tracemalloc.take_snapshot().compare_to(snap0, "filename"))
+    tracemalloc.stop()
+    rss_growth = proc.memory_info().rss - rss0
+    assert _state_bytes(seg.state) == state_bytes
+    assert all(not t.requires_grad and t.grad_fn is None for t in seg.state.values())
+    assert growth < 256 * 1024, f"python heap grew by {growth} B over 800 frames"
+    assert rss_growth < 8 * 2**20, f"process memory grew by {rss_growth / 2**20:.1f} MiB over 800 frames"
