@@ -197,3 +197,47 @@ def test_write_video_failure_leaves_target_and_no_partial_file(tmp_path: Path, m
         write_video(path, _moving_square(3, 16, 16), 10)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["keep.mp4"]
+
+
+@pytest.mark.browser
+@pytest.mark.timeout(120)
+def test_chromium_plays_write_video_output(tmp_path: Path) -> None:
+    """Chromium's <video> decodes the mp4: size, duration, and the pixels of a frame drawn to a canvas."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    chromium = Path("/usr/bin/chromium")
+    if not chromium.exists():
+        pytest.skip("needs Debian chromium at /usr/bin/chromium")
+    frames = np.full((30, 64, 96), 30, dtype=np.uint8)
+    frames[:, 16:48, 48:] = 220  # right half of the middle band bright
+    write_video(tmp_path / "v.mp4", frames, 25)
+    (tmp_path / "index.html").write_text('<video id="v" src="v.mp4" muted></video><canvas id="c"></canvas>')
+    script = """() => new Promise((resolve) => {
+      const v = document.getElementById("v");
+      const report = () => {
+        const c = document.getElementById("c");
+        c.width = v.videoWidth; c.height = v.videoHeight;
+        const ctx = c.getContext("2d");
+        ctx.drawImage(v, 0, 0);
+        resolve({w: v.videoWidth, h: v.videoHeight, d: v.duration, err: v.error && v.error.code,
+                 dark: ctx.getImageData(10, 32, 1, 1).data[0], bright: ctx.getImageData(80, 32, 1, 1).data[0]});
+      };
+      v.addEventListener("seeked", report, {once: true});
+      v.addEventListener("error", report, {once: true});
+      setTimeout(() => resolve({err: "timeout", state: v.readyState}), 20000);
+      if (v.readyState >= 2) { v.currentTime = 0.5; }
+      else { v.addEventListener("loadeddata", () => { v.currentTime = 0.5; }, {once: true}); }
+    })"""
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(chromium), args=["--no-sandbox", "--allow-file-access-from-files"]
+        )
+        try:
+            page = browser.new_page()
+            page.goto((tmp_path / "index.html").as_uri())
+            result = page.evaluate(script)
+        finally:
+            browser.close()
+    assert result["err"] is None
+    assert (result["w"], result["h"]) == (96, 64)
+    assert result["d"] == pytest.approx(30 / 25, abs=0.05)
+    assert abs(result["dark"] - 30) < 12 and abs(result["bright"] - 220) < 12
