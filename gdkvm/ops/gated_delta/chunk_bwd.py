@@ -39,7 +39,7 @@ def _state_bwd_kernel(
     i_bh = tl.program_id(1)
     i_b = i_bh // H
     i_h = i_bh % H
-    dt = q_ptr.dtype.element_ty
+    dt = w_ptr.dtype.element_ty  # operand dtype of the tensor-core products
     cols = tl.arange(0, BK)
     cv = i_v * BV + tl.arange(0, BV)
     o_i = tl.arange(0, BT)
@@ -63,7 +63,7 @@ def _state_bwd_kernel(
         qt = tl.load(q_ptr + th[:, None] * K + cols[None, :], mask=m_k, other=0.0)
         wt = tl.load(w_ptr + th[:, None] * K + cols[None, :], mask=m_k, other=0.0)
         at = tl.load(a_ptr + th[:, None] * BT + o_i[None, :], mask=mrow[:, None], other=0.0)
-        dot_ = tl.load(do_ptr + th[:, None] * V + cv[None, :], mask=m_v, other=0.0)
+        dot_ = tl.load(do_ptr + th[:, None] * V + cv[None, :], mask=m_v, other=0.0).to(dt)
         G, G_last = _gate_cumsum(g_ptr, th, mrow, cols, mcol, K, PER_CHANNEL)
         kbar = (kt * tl.exp(_rows(G_last - G, PER_CHANNEL))).to(dt)
         dpseudo = tl.dot(tl.trans(at), dot_) + tl.dot(kbar, dstate.to(dt))
@@ -116,7 +116,7 @@ def _chunk_bwd_kernel(
     i_bh = tl.program_id(1)
     i_b = i_bh // H
     i_h = i_bh % H
-    dt = q_ptr.dtype.element_ty
+    dt = hs_ptr.dtype.element_ty  # operand dtype of the tensor-core products
     tok0 = i_b.to(tl.int64) * T + i_t * BT
     o_i = tl.arange(0, BT)
     cols = tl.arange(0, BK)
@@ -143,7 +143,7 @@ def _chunk_bwd_kernel(
         ds_t = tl.load(dhs_ptr + chunk_kv + cols[:, None] * V + cv[None, :], mask=m_s, other=0.0)
         u_t = tl.load(us_ptr + p_v, mask=m_v, other=0.0)
         du_t = tl.load(dus_ptr + p_v, mask=m_v, other=0.0).to(tl.float32)
-        do_t = tl.load(do_ptr + p_v, mask=m_v, other=0.0)
+        do_t = tl.load(do_ptr + p_v, mask=m_v, other=0.0).to(dt)
         v_t = tl.load(v_ptr + p_v, mask=m_v, other=0.0).to(tl.float32)
         du_dt = du_t.to(dt)
         dq += tl.dot(do_t, tl.trans(s_t))
@@ -189,11 +189,12 @@ def _chunk_bwd_kernel(
         tl.store(dg_ptr + th[:, None] * K + cols[None, :], dg, mask=m_k)
     else:
         decay = tl.exp(tl.where(o_i[:, None] >= o_i[None, :], G[:, None] - G[None, :], float("-inf")))
-        p_kk = tl.dot(kt.to(dt), tl.trans(kt.to(dt))) * decay
-        p_qk = tl.dot(qt.to(dt), tl.trans(kt.to(dt))) * decay
+        pdt = q_ptr.dtype.element_ty  # the pairwise products stay in the input dtype (shared-memory budget)
+        p_kk = tl.dot(kt.to(pdt), tl.trans(kt.to(pdt))) * decay
+        p_qk = tl.dot(qt.to(pdt), tl.trans(kt.to(pdt))) * decay
         dbeta += tl.sum(d_lower * p_kk, 1)
-        m_kk = (d_kk * decay).to(dt)
-        m_qk = (d_qk * decay).to(dt)
+        m_kk = (d_kk * decay).to(pdt)
+        m_qk = (d_qk * decay).to(pdt)
         # Transposes go through a scratch round trip instead of tl.trans of an MMA-layout tile, the pattern that
         # Hopper + triton 3.4-3.7.0 miscompiles in the equivalent FLA kernel (FLA issue #640).
         p_scr = scr_ptr + th[:, None] * (2 * BT) + o_i[None, :]
@@ -203,8 +204,8 @@ def _chunk_bwd_kernel(
         p_scr_t = scr_ptr + th[None, :] * (2 * BT) + o_i[:, None]
         m_kk_t = tl.load(p_scr_t, mask=mrow[None, :], other=0.0)
         m_qk_t = tl.load(p_scr_t + BT, mask=mrow[None, :], other=0.0)
-        kd = kt.to(dt)
-        dk += tl.dot(m_kk, kd) + tl.dot(m_kk_t, kd) + tl.dot(m_qk_t, qt.to(dt))
+        kd = kt.to(pdt)
+        dk += tl.dot(m_kk, kd) + tl.dot(m_kk_t, kd) + tl.dot(m_qk_t, qt.to(pdt))
         dq += tl.dot(m_qk, kd)
         x_kk = d_kk * p_kk
         x_qk = d_qk * p_qk
