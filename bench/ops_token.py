@@ -155,35 +155,68 @@ def rel_rms(ref: torch.Tensor, got: torch.Tensor) -> float:
     return ((ref - got).pow(2).mean().sqrt() / ref.pow(2).mean().sqrt().clamp_min(1e-30)).item()
 
 
-def bench_shape(name: str, args: argparse.Namespace, with_fla: bool) -> dict[str, object]:
-    shape = SHAPES[name]
-    batch, length, heads, key_dim, value_dim = shape
-    inputs = make_inputs(shape)
-    row: dict[str, object] = {"shape": name}
-    row["ours_fwd_ms"] = time_case(ours, inputs, "fwd", args.warmup, args.rep)
-    row["ours_fwdbwd_ms"] = time_case(ours, inputs, "fwdbwd", args.warmup, args.rep)
-    token_heads = batch * length * heads
-    row["ours_fwd_ns_th"] = row["ours_fwd_ms"] * 1e6 / token_heads
-    row["ours_fwdbwd_ns_th"] = row["ours_fwdbwd_ms"] * 1e6 / token_heads
-    row["floor_fwd_us"], row["floor_fwdbwd_us"] = floors_us(shape)
+def reference_o(inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+    """fp32 token-loop output on the same (bf16-rounded) inputs, for the accuracy columns."""
+    from gdkvm.ops.gated_delta import naive_recurrent_gated_delta
+
+    with torch.no_grad():
+        x = {n: t.float() for n, t in inputs.items()}
+        return naive_recurrent_gated_delta(x["q"], x["k"], x["v"], x["g"], x["beta"])[0]
+
+
+def time_ours(name: str, inputs: dict[str, torch.Tensor], args: argparse.Namespace, precision: str) -> dict:
+    """Our op in one precision mode ("high": fp32 intermediates, the default; "fast": bf16 intermediates)."""
+    batch, length, heads = SHAPES[name][:3]
+    previous = os.environ.get("GDKVM_TOKEN_PRECISION")
+    os.environ["GDKVM_TOKEN_PRECISION"] = precision
+    try:
+        row: dict[str, object] = {"shape": name, "precision": precision}
+        row["ours_fwd_ms"] = time_case(ours, inputs, "fwd", args.warmup, args.rep)
+        row["ours_fwdbwd_ms"] = time_case(ours, inputs, "fwdbwd", args.warmup, args.rep)
+        with torch.no_grad():
+            row["o"] = ours(**inputs)[0]
+    finally:
+        if previous is None:
+            os.environ.pop("GDKVM_TOKEN_PRECISION", None)
+        else:
+            os.environ["GDKVM_TOKEN_PRECISION"] = previous
+    for mode in ("fwd", "fwdbwd"):
+        row[f"ours_{mode}_ns_th"] = row[f"ours_{mode}_ms"] * 1e6 / (batch * length * heads)
+    return row
+
+
+def bench_shape(name: str, args: argparse.Namespace, with_fla: bool) -> list[dict[str, object]]:
+    """Rows for one shape: ours in both precision modes, each against fla-core (if run) and the DESIGN.md anchors."""
+    inputs = make_inputs(SHAPES[name])
+    rows = [time_ours(name, inputs, args, precision) for precision in ("high", "fast")]
+    o_ref = None if getattr(args, "no_accuracy", False) else reference_o(inputs)
+    fla_res: dict[str, object] = {}
+    o_fla = None
     if with_fla:
         with tempfile.TemporaryDirectory() as tmp:
             out_path = str(Path(tmp) / "o.pt")
             fla_res = run_fla(name, out_path, args.warmup, args.rep)
             if Path(out_path).exists():
-                with torch.no_grad():
-                    o_ours = ours(**inputs)[0].cpu()
-                row["o_rel_rms_vs_fla"] = rel_rms(torch.load(out_path), o_ours)
+                o_fla = torch.load(out_path).cuda()
+    floors = floors_us(SHAPES[name])
+    for row in rows:
+        o = row.pop("o")
+        row["floor_fwd_us"], row["floor_fwdbwd_us"] = floors
+        if o_ref is not None:
+            row["o_rel_rms_vs_fp32"] = rel_rms(o_ref, o)
+        if o_fla is not None:
+            row["o_rel_rms_fla_vs_fp32"] = None if o_ref is None else rel_rms(o_ref, o_fla)
         for mode in ("fwd", "fwdbwd"):
-            theirs = fla_res[f"{mode}_ms"]
-            row[f"fla_{mode}_ms"] = theirs
+            theirs = fla_res.get(f"{mode}_ms")
+            if theirs is not None:
+                row[f"fla_{mode}_ms"] = theirs
             if isinstance(theirs, float):
                 row[f"speedup_{mode}"] = theirs / row[f"ours_{mode}_ms"]
-        row["target"] = TARGETS.get(key_dim)
-    if name in FLA_ANCHORS:
-        for mode, anchor in zip(("fwd", "fwdbwd"), FLA_ANCHORS[name]):
-            row[f"speedup_{mode}_vs_anchor"] = anchor / row[f"ours_{mode}_ms"]
-    return row
+        if name in FLA_ANCHORS:
+            for mode, anchor in zip(("fwd", "fwdbwd"), FLA_ANCHORS[name]):
+                row[f"speedup_{mode}_vs_anchor"] = anchor / row[f"ours_{mode}_ms"]
+        row["target"] = TARGETS.get(SHAPES[name][3])
+    return rows
 
 
 def fmt(x: object, spec: str = ".3f") -> str:
@@ -191,16 +224,18 @@ def fmt(x: object, spec: str = ".3f") -> str:
 
 
 def print_table(rows: list[dict[str, object]]) -> None:
-    head = ("shape", "ours fwd", "fla fwd", "x", "ours f+b", "fla f+b", "x", "x anchor f/fb", "ns/th fwd", "ns/th f+b",
-            "floor f/fb us", "o vs fla")  # fmt: skip
+    head = ("shape", "prec", "ours fwd", "fla fwd", "x", "ours f+b", "fla f+b", "x", "x anchor f/fb", "ns/th fwd",
+            "ns/th f+b", "floor f/fb us", "o err ours/fla")  # fmt: skip
     print(" | ".join(head))
     for r in rows:
         cells = [
-            str(r["shape"]), fmt(r["ours_fwd_ms"]), fmt(r.get("fla_fwd_ms")), fmt(r.get("speedup_fwd"), ".2f"),
-            fmt(r["ours_fwdbwd_ms"]), fmt(r.get("fla_fwdbwd_ms")), fmt(r.get("speedup_fwdbwd"), ".2f"),
+            str(r["shape"]), str(r["precision"]), fmt(r["ours_fwd_ms"]), fmt(r.get("fla_fwd_ms")),
+            fmt(r.get("speedup_fwd"), ".2f"), fmt(r["ours_fwdbwd_ms"]), fmt(r.get("fla_fwdbwd_ms")),
+            fmt(r.get("speedup_fwdbwd"), ".2f"),
             f"{fmt(r.get('speedup_fwd_vs_anchor'), '.2f')}/{fmt(r.get('speedup_fwdbwd_vs_anchor'), '.2f')}",
             fmt(r["ours_fwd_ns_th"], ".2f"), fmt(r["ours_fwdbwd_ns_th"], ".2f"),
-            f"{r['floor_fwd_us']:.0f}/{r['floor_fwdbwd_us']:.0f}", fmt(r.get("o_rel_rms_vs_fla"), ".1e"),
+            f"{r['floor_fwd_us']:.0f}/{r['floor_fwdbwd_us']:.0f}",
+            f"{fmt(r.get('o_rel_rms_vs_fp32'), '.1e')}/{fmt(r.get('o_rel_rms_fla_vs_fp32'), '.1e')}",
         ]  # fmt: skip
         print(" | ".join(cells), flush=True)
 
@@ -211,6 +246,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=int, default=25, help="do_bench warm-up (ms)")
     parser.add_argument("--rep", type=int, default=100, help="do_bench repetitions (ms)")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows to this JSON file")
+    parser.add_argument("--no-accuracy", action="store_true", help="skip the fp32 token-loop reference")
 
 
 def run(args: argparse.Namespace) -> list[dict[str, object]]:
@@ -225,8 +261,9 @@ def run(args: argparse.Namespace) -> list[dict[str, object]]:
           f"fla-core {'yes' if with_fla else 'not available'}", flush=True)  # fmt: skip
     rows = []
     for name in getattr(args, "shapes", list(SHAPES)):
-        rows.append(bench_shape(name, args, with_fla))
-        print(json.dumps(rows[-1]), flush=True)
+        for row in bench_shape(name, args, with_fla):
+            rows.append(row)
+            print(json.dumps(row), flush=True)
     print_table(rows)
     if getattr(args, "json", None):
         Path(args.json).write_text(json.dumps(rows, indent=1))

@@ -94,3 +94,20 @@ def test_gpu_no_grad_and_streaming() -> None:
         o2, s2 = chunk_gated_delta(**{n: t[:, 300:] for n, t in x.items()}, initial_state=s1, output_final_state=True)
     assert rel_rms(o_all, torch.cat([o1, o2], dim=1)) < OUT_TOL
     assert rel_rms(s_all, s2) < OUT_TOL
+
+
+def test_gpu_fast_precision_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GDKVM_TOKEN_PRECISION=fast keeps the intermediates in bf16 (FLA's choice): faster, about twice the error.
+    monkeypatch.setenv("GDKVM_TOKEN_PRECISION", "fast")
+    torch.manual_seed(0)
+    x = make_inputs(2, 1000, 4, 64, 64, per_channel=False, dtype=torch.bfloat16)
+    h0 = torch.randn(2, 4, 64, 64, device="cuda")
+    do = torch.randn(2, 1000, 4, 64, device="cuda")
+    dht = torch.randn(2, 4, 64, 64, device="cuda")
+    o_ref, s_ref, g_ref = run(naive_recurrent_gated_delta, {n: t.float() for n, t in x.items()}, h0, do, dht)
+    o, s, grads = run(chunk_gated_delta, x, h0, do, dht)
+    errors = {"o": rel_rms(o_ref, o), "state": rel_rms(s_ref, s)}
+    errors |= {f"d{name}": rel_rms(ref, grads[name]) for name, ref in g_ref.items()}
+    print("fast", errors)
+    assert errors["o"] < 2 * OUT_TOL and errors["state"] < 2 * OUT_TOL, errors
+    assert all(errors[f"d{name}"] < 2 * GRAD_TOL for name in g_ref), errors
