@@ -96,6 +96,13 @@ def test_gpu_no_grad_and_streaming() -> None:
     assert rel_rms(s_all, s2) < OUT_TOL
 
 
+def test_gpu_autotuned_configs(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The configurations the autotuner picks (run the file with GDKVM_AUTOTUNE=0 to save compile time elsewhere).
+    monkeypatch.setenv("GDKVM_AUTOTUNE", "1")
+    test_gpu_matches_fp32_oracle(2, 1000, 4, 64, 64, False, True, torch.bfloat16, 1.0, 0.0)
+    test_gpu_matches_fp32_oracle(2, 1500, 4, 128, 128, False, False, torch.bfloat16, 1.0, 0.5)
+
+
 def test_gpu_fast_precision_mode(monkeypatch: pytest.MonkeyPatch) -> None:
     # GDKVM_TOKEN_PRECISION=fast keeps the intermediates in bf16 (FLA's choice): faster, about twice the error.
     monkeypatch.setenv("GDKVM_TOKEN_PRECISION", "fast")

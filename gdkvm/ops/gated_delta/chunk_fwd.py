@@ -221,7 +221,7 @@ def _state_fwd_kernel(
 # programs on 132 SMs) against work per sequential step.
 STATE_CONFIGS = [
     triton.Config({"BV": bv}, num_warps=warps, num_stages=stages)
-    for bv, warps, stages in ((16, 2, 2), (16, 4, 2), (32, 4, 2), (32, 4, 3), (64, 4, 2), (64, 8, 2))
+    for bv, warps, stages in ((16, 4, 2), (32, 4, 2), (64, 4, 2), (64, 8, 2))
 ]
 PARALLEL_CONFIGS = [triton.Config({}, num_warps=warps) for warps in (4, 8)]
 _TUNED: dict[str, object] = {}
