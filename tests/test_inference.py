@@ -132,3 +132,17 @@ def test_thousand_frames_keep_memory_flat(update_rule: str) -> None:
     assert all(not t.requires_grad and t.grad_fn is None for t in seg.state.values())
     assert growth < 256 * 1024, f"python heap grew by {growth} B over 800 frames"
     assert rss_growth < 8 * 2**20, f"process memory grew by {rss_growth / 2**20:.1f} MiB over 800 frames"
+
+
+@pytest.mark.parametrize("update_rule", ["frame", "token"])
+def test_step_traces_as_one_graph(update_rule: str) -> None:
+    """``step`` has static shapes and no data-dependent branch: dynamo captures it whole (needed for CUDA graphs)."""
+    net = build_model("small", update_rule=update_rule).eval()
+    frames = torch.rand(2, 1, 32, 32)
+    compiled = torch.compile(net.step, fullgraph=True, backend="eager")
+    with torch.no_grad():
+        state = ref_state = net.init_state(1, 32, 32)
+        for frame in frames:
+            logits, state = compiled(frame[None], state)
+            ref, ref_state = net.step(frame[None], ref_state)
+            assert torch.allclose(logits, ref, atol=1e-5)
