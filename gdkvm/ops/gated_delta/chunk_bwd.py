@@ -106,29 +106,16 @@ def _pairwise_bwd_channel(
 
 
 @triton.jit
-def _chunk_bwd_kernel(
-    q_ptr, k_ptr, v_ptr, g_ptr, beta_ptr, t_ptr, hs_ptr, dhs_ptr, us_ptr, dus_ptr, do_ptr,
-    dq_ptr, dk_ptr, dv_ptr, dg_ptr, dbeta_ptr, scr_ptr, scale, T, H, K, V, NT,
-    PER_CHANNEL: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr,
+def _bwd_value_sweep(
+    v_ptr, hs_ptr, dhs_ptr, us_ptr, dus_ptr, do_ptr, dv_ptr, th, mrow, cols, mcol, chunk_kv, bt, t_inv, V,
+    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr,
 ):  # fmt: skip
-    """Per chunk: dq, dk, dv (input dtype), dbeta and dg (fp32)."""
-    i_t = tl.program_id(0)
-    i_bh = tl.program_id(1)
-    i_b = i_bh // H
-    i_h = i_bh % H
+    """Everything of the backward chunk pass that sums over value channels, one value tile at a time: dO S^T,
+    U dS'^T, dw = -dU S^T ([BT, BK] each), dA = dO U^T, dT (the du part) ([BT, BT]), dbeta (the du part) and
+    sum_v dS' * S ([BK]); dv is stored on the way."""
     dt = hs_ptr.dtype.element_ty  # operand dtype of the tensor-core products
-    tok0 = i_b.to(tl.int64) * T + i_t * BT
-    o_i = tl.arange(0, BT)
-    cols = tl.arange(0, BK)
-    mrow = o_i < T - i_t * BT
-    mcol = cols < K
-    th = (tok0 + o_i) * H + i_h
-    m_k = mrow[:, None] & mcol[None, :]
-    chunk_kv = ((i_b.to(tl.int64) * NT + i_t) * H + i_h) * K * V
-    bt = tl.load(beta_ptr + th, mask=mrow, other=0.0).to(tl.float32)
-    t_inv = tl.load(t_ptr + th[:, None] * BT + o_i[None, :], mask=mrow[:, None], other=0.0)
-    dq = tl.zeros([BT, BK], dtype=tl.float32)
-    dkbar = tl.zeros([BT, BK], dtype=tl.float32)
+    d_qs = tl.zeros([BT, BK], dtype=tl.float32)
+    d_kbar = tl.zeros([BT, BK], dtype=tl.float32)
     dw = tl.zeros([BT, BK], dtype=tl.float32)
     d_a = tl.zeros([BT, BT], dtype=tl.float32)
     d_t = tl.zeros([BT, BT], dtype=tl.float32)
@@ -146,8 +133,8 @@ def _chunk_bwd_kernel(
         do_t = tl.load(do_ptr + p_v, mask=m_v, other=0.0).to(dt)
         v_t = tl.load(v_ptr + p_v, mask=m_v, other=0.0).to(tl.float32)
         du_dt = du_t.to(dt)
-        dq += tl.dot(do_t, tl.trans(s_t))
-        dkbar += tl.dot(u_t, tl.trans(ds_t))
+        d_qs += tl.dot(do_t, tl.trans(s_t))
+        d_kbar += tl.dot(u_t, tl.trans(ds_t))
         dw -= tl.dot(du_dt, tl.trans(s_t))
         d_a += tl.dot(do_t, tl.trans(u_t))
         d_t += tl.dot(du_dt, tl.trans((v_t * bt[:, None]).to(dt)))
@@ -155,7 +142,62 @@ def _chunk_bwd_kernel(
         dbeta += tl.sum(t_du * v_t, 1)
         tl.store(dv_ptr + p_v, (t_du * bt[:, None]).to(dv_ptr.dtype.element_ty), mask=m_v)
         dgc += tl.sum(ds_t.to(tl.float32) * s_t.to(tl.float32), 1)
-    # Loaded only now, to keep the V loop's register footprint small.
+    return d_qs, d_kbar, dw, d_a, d_t, dbeta, dgc
+
+
+@triton.jit
+def _pairwise_bwd_head(kd, qd, G, d_kk, d_qk, d_lower, scr_ptr, th, mrow, BT: tl.constexpr):
+    """Per-head gate: gradients of P_kk and P_qk (kd, qd: [BT, BK] in the input dtype) into dq, dk ([BT, BK]),
+    the per-row dG ([BT]) and sum_j d_lower_ij P_kk_ij ([BT]). Tensor-core products."""
+    o_i = tl.arange(0, BT)
+    decay = tl.exp(tl.where(o_i[:, None] >= o_i[None, :], G[:, None] - G[None, :], float("-inf")))
+    p_kk = tl.dot(kd, tl.trans(kd)) * decay
+    p_qk = tl.dot(qd, tl.trans(kd)) * decay
+    m_kk = (d_kk * decay).to(kd.dtype)
+    m_qk = (d_qk * decay).to(kd.dtype)
+    # Transposes go through a scratch round trip instead of tl.trans of an MMA-layout tile, the pattern that
+    # Hopper + triton 3.4-3.7.0 miscompiles in the equivalent FLA kernel (FLA issue #640).
+    p_scr = scr_ptr + th[:, None] * (2 * BT) + o_i[None, :]
+    tl.store(p_scr, m_kk, mask=mrow[:, None])
+    tl.store(p_scr + BT, m_qk, mask=mrow[:, None])
+    tl.debug_barrier()
+    p_scr_t = scr_ptr + th[None, :] * (2 * BT) + o_i[:, None]
+    m_kk_t = tl.load(p_scr_t, mask=mrow[None, :], other=0.0)
+    m_qk_t = tl.load(p_scr_t + BT, mask=mrow[None, :], other=0.0)
+    dk = tl.dot(m_kk, kd) + tl.dot(m_kk_t, kd) + tl.dot(m_qk_t, qd)
+    dq = tl.dot(m_qk, kd)
+    x_kk = d_kk * p_kk
+    x_qk = d_qk * p_qk
+    dG = tl.sum(x_kk, 1) - tl.sum(x_kk, 0) + tl.sum(x_qk, 1) - tl.sum(x_qk, 0)
+    return dq, dk, dG, tl.sum(d_lower * p_kk, 1)
+
+
+@triton.jit
+def _chunk_bwd_kernel(
+    q_ptr, k_ptr, v_ptr, g_ptr, beta_ptr, t_ptr, hs_ptr, dhs_ptr, us_ptr, dus_ptr, do_ptr,
+    dq_ptr, dk_ptr, dv_ptr, dg_ptr, dbeta_ptr, scr_ptr, scale, T, H, K, V, NT,
+    PER_CHANNEL: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr,
+):  # fmt: skip
+    """Per chunk: dq, dk, dv (input dtype), dbeta and dg (fp32)."""
+    i_t = tl.program_id(0)
+    i_bh = tl.program_id(1)
+    i_b = i_bh // H
+    i_h = i_bh % H
+    tok0 = i_b.to(tl.int64) * T + i_t * BT
+    o_i = tl.arange(0, BT)
+    cols = tl.arange(0, BK)
+    mrow = o_i < T - i_t * BT
+    mcol = cols < K
+    th = (tok0 + o_i) * H + i_h
+    m_k = mrow[:, None] & mcol[None, :]
+    chunk_kv = ((i_b.to(tl.int64) * NT + i_t) * H + i_h) * K * V
+    bt = tl.load(beta_ptr + th, mask=mrow, other=0.0).to(tl.float32)
+    t_inv = tl.load(t_ptr + th[:, None] * BT + o_i[None, :], mask=mrow[:, None], other=0.0)
+    dq, dkbar, dw, d_a, d_t, dbeta, dgc = _bwd_value_sweep(
+        v_ptr, hs_ptr, dhs_ptr, us_ptr, dus_ptr, do_ptr, dv_ptr, th, mrow, cols, mcol, chunk_kv, bt, t_inv, V,
+        BT, BK, BV, PREC,
+    )  # fmt: skip
+    # Loaded only now, to keep the value sweep's register footprint small.
     kt = tl.load(k_ptr + th[:, None] * K + cols[None, :], mask=m_k, other=0.0).to(tl.float32)
     qt = tl.load(q_ptr + th[:, None] * K + cols[None, :], mask=m_k, other=0.0).to(tl.float32)
     G, G_last = _gate_cumsum(g_ptr, th, mrow, cols, mcol, K, PER_CHANNEL)
@@ -179,43 +221,19 @@ def _chunk_bwd_kernel(
         dq2, dk2, dG2, dbeta2 = _pairwise_bwd_channel(
             q_ptr, k_ptr, g_ptr, th, mrow, d_kk, d_qk, d_lower, cols, K, BT, BK
         )
-        dq += dq2
-        dk += dk2
-        dbeta += dbeta2
-        dG += dG2
-        dG += tl.where((o_i == BT - 1)[:, None], dgc[None, :], 0.0)
-        tot = tl.sum(dG, 0)
-        dg = tot[None, :] - tl.cumsum(dG, 0) + dG
+        dG += dG2 + tl.where((o_i == BT - 1)[:, None], dgc[None, :], 0.0)
+        dg = tl.sum(dG, 0)[None, :] - tl.cumsum(dG, 0) + dG  # reverse cumsum: G_i = sum_{r <= i} g_r
         tl.store(dg_ptr + th[:, None] * K + cols[None, :], dg, mask=m_k)
     else:
-        decay = tl.exp(tl.where(o_i[:, None] >= o_i[None, :], G[:, None] - G[None, :], float("-inf")))
         pdt = q_ptr.dtype.element_ty  # the pairwise products stay in the input dtype (shared-memory budget)
-        p_kk = tl.dot(kt.to(pdt), tl.trans(kt.to(pdt))) * decay
-        p_qk = tl.dot(qt.to(pdt), tl.trans(kt.to(pdt))) * decay
-        dbeta += tl.sum(d_lower * p_kk, 1)
-        m_kk = (d_kk * decay).to(pdt)
-        m_qk = (d_qk * decay).to(pdt)
-        # Transposes go through a scratch round trip instead of tl.trans of an MMA-layout tile, the pattern that
-        # Hopper + triton 3.4-3.7.0 miscompiles in the equivalent FLA kernel (FLA issue #640).
-        p_scr = scr_ptr + th[:, None] * (2 * BT) + o_i[None, :]
-        tl.store(p_scr, m_kk, mask=mrow[:, None])
-        tl.store(p_scr + BT, m_qk, mask=mrow[:, None])
-        tl.debug_barrier()
-        p_scr_t = scr_ptr + th[None, :] * (2 * BT) + o_i[:, None]
-        m_kk_t = tl.load(p_scr_t, mask=mrow[None, :], other=0.0)
-        m_qk_t = tl.load(p_scr_t + BT, mask=mrow[None, :], other=0.0)
-        kd = kt.to(pdt)
-        dk += tl.dot(m_kk, kd) + tl.dot(m_kk_t, kd) + tl.dot(m_qk_t, qt.to(pdt))
-        dq += tl.dot(m_qk, kd)
-        x_kk = d_kk * p_kk
-        x_qk = d_qk * p_qk
-        dGr = tl.sum(dG, 1) + tl.sum(x_kk, 1) - tl.sum(x_kk, 0) + tl.sum(x_qk, 1) - tl.sum(x_qk, 0)
-        dGr += tl.where(o_i == BT - 1, tl.sum(dgc, 0), 0.0)
+        kd, qd = kt.to(pdt), qt.to(pdt)
+        dq2, dk2, dG2, dbeta2 = _pairwise_bwd_head(kd, qd, G, d_kk, d_qk, d_lower, scr_ptr, th, mrow, BT)
+        dGr = tl.sum(dG, 1) + dG2 + tl.where(o_i == BT - 1, tl.sum(dgc, 0), 0.0)
         dg = tl.sum(dGr, 0) - tl.cumsum(dGr, 0) + dGr
         tl.store(dg_ptr + th, dg, mask=mrow)
-    tl.store(dq_ptr + th[:, None] * K + cols[None, :], dq.to(dq_ptr.dtype.element_ty), mask=m_k)
-    tl.store(dk_ptr + th[:, None] * K + cols[None, :], dk.to(dk_ptr.dtype.element_ty), mask=m_k)
-    tl.store(dbeta_ptr + th, dbeta, mask=mrow)
+    tl.store(dq_ptr + th[:, None] * K + cols[None, :], (dq + dq2).to(dq_ptr.dtype.element_ty), mask=m_k)
+    tl.store(dk_ptr + th[:, None] * K + cols[None, :], (dk + dk2).to(dk_ptr.dtype.element_ty), mask=m_k)
+    tl.store(dbeta_ptr + th, dbeta + dbeta2, mask=mrow)
 
 
 def chunk_bwd(
