@@ -11,6 +11,8 @@
 G is never stored: every kernel rebuilds it from g with a chunk-local cumsum. Pairwise decays e^{G_i - G_j} are only
 formed for i >= j (masked before exp), so nothing overflows. A per-key-channel gate (KDA) cannot be folded out of the
 Gram product; it is computed exactly as a sum over key channels of rank-1 tiles (CUDA cores, slower, any gate).
+Stored intermediates (w, u, A, U, per-chunk S) are fp32 by default, or the input dtype with
+GDKVM_TOKEN_PRECISION=fast; the kernels take their operand dtype from the buffers they are given.
 No ``tl.make_block_ptr``: pointer arithmetic and masks only, so the kernels also run under TRITON_INTERPRET=1.
 """
 
@@ -126,7 +128,8 @@ def _prep_kernel(
     PER_CHANNEL: tl.constexpr, BT: tl.constexpr, BS: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     PREC: tl.constexpr,
 ):  # fmt: skip
-    """Per chunk: G, L, T = (I + L)^-1 (fp32, kept for the backward), A (input dtype), w and u (input dtype)."""
+    """Per chunk: G, L, T = (I + L)^-1 (fp32, kept for the backward); A, w and u in the dtype of their buffers (the
+    intermediate dtype, see ``intermediate_dtype``)."""
     i_t = tl.program_id(0)
     i_bh = tl.program_id(1)
     i_b = i_bh // H
