@@ -55,6 +55,7 @@ class GDKVM(nn.Module):
         num_classes: C foreground classes (1 = LV cavity; 3 = LV, myocardium, LA). Logits have C + 1 channels.
         value_feedback: feed the previous frame's prediction into the value encoder and the decoder.
         update_rule: memory update, ``"frame"`` (paper's GDR) or ``"token"`` (pixel tokens, chunkwise op).
+        token_gate: token rule's log decay per head (``"head"``) or per head and key channel (``"channel"``).
         key_encoder: key encoder architecture (``resnet18|34|50|101``).
         key_width: stem/layer1 width of the key encoder (64 = standard).
         key_depths: blocks in layer1..3 of the key encoder (None: the architecture's).
@@ -84,6 +85,7 @@ class GDKVM(nn.Module):
         num_classes: int = 1,
         value_feedback: bool = True,
         update_rule: str = "frame",
+        token_gate: str = "head",
         key_encoder: str = "resnet50",
         key_width: int = 64,
         key_depths: tuple[int, int, int] | None = None,
@@ -120,7 +122,7 @@ class GDKVM(nn.Module):
         self.key_proj = KeyProjection(c16, pix_dim, key_dim)
         self.kpff = KPFF(key_dim, pix_dim)
         self.value_encoder = ValueEncoder(value_encoder, mask_ch, value_width, value_depths, pix_dim, value_dim)
-        self.memory = LKVAMemory(key_dim, value_dim, heads, update_rule, ops_backend)
+        self.memory = LKVAMemory(key_dim, value_dim, heads, update_rule, ops_backend, token_gate)
         self.value_sensory = SensoryUpdater([value_dim], sensory_dim, sensory_dim)
         self.summarizer = ObjectSummarizer(value_dim, embed_dim, num_queries)
         self.readout_fuse = nn.Conv2d(sensory_dim + mask_ch, value_dim, 1)

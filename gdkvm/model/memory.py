@@ -47,11 +47,24 @@ class LKVAMemory(nn.Module):
         value_dim: Dv, value channels.
         heads: H gate heads; head h owns value channels h*Dv/H .. (h+1)*Dv/H - 1.
         update_rule: ``"frame"`` or ``"token"`` (see the module docstring).
-        backend: backend of the frame-rule op (``"auto"``, ``"naive"``, ``"triton"``).
+        backend: backend of the ops (``"auto"``, ``"naive"``, ``"triton"``).
+        token_gate: token rule only: log decay per head (``"head"``, Gated DeltaNet) or per head and key channel
+            (``"channel"``, Kimi Delta Attention's diagonal decay).
     """
 
-    def __init__(self, key_dim: int, value_dim: int, heads: int, update_rule: str = "frame", backend: str = "auto"):
+    def __init__(
+        self,
+        key_dim: int,
+        value_dim: int,
+        heads: int,
+        update_rule: str = "frame",
+        backend: str = "auto",
+        token_gate: str = "head",
+    ) -> None:
         super().__init__()
+        if token_gate not in ("head", "channel"):
+            raise ValueError(f"token_gate must be 'head' or 'channel', got {token_gate!r}")
+        self.token_gate = token_gate
         if update_rule not in UPDATE_RULES:
             raise ValueError(f"update_rule must be one of {UPDATE_RULES}, got {update_rule!r}")
         if value_dim % heads:
@@ -66,7 +79,7 @@ class LKVAMemory(nn.Module):
             self.w_alpha = nn.Parameter(torch.randn(value_dim, heads) * 0.02)
         else:
             self.beta_proj = nn.Linear(value_dim, heads)
-            self.alpha_proj = nn.Linear(value_dim, heads)
+            self.alpha_proj = nn.Linear(value_dim, heads * (key_dim if token_gate == "channel" else 1))
             for lin in (self.beta_proj, self.alpha_proj):
                 nn.init.normal_(lin.weight, std=0.02)
                 nn.init.zeros_(lin.bias)
@@ -165,16 +178,32 @@ class LKVAMemory(nn.Module):
         b, t, n, dk = k.shape
         h, dh = self.heads, self.value_dim // self.heads
         beta = torch.sigmoid(self.beta_proj(v))  # [B, T, N, H]
-        g = -torch.exp(self.a_log) * F.softplus(self.alpha_proj(v) + self.dt_bias) / n  # [B, T, N, H]
+        g = self._token_log_decay(v, n)  # [B, T, N, H] or [B, T, N, H, Dk]
         keys = k.float()[:, :, None, :, None, :].expand(b, t, 2, n, h, dk)  # writes and reads share the keys
         vals = torch.stack([v.view(b, t, n, h, dh), torch.zeros_like(v).view(b, t, n, h, dh)], dim=2)
         betas = torch.stack([beta, torch.zeros_like(beta)], dim=2)
-        gs = torch.stack([g, torch.zeros_like(g)], dim=2)
+        gs = torch.stack([g, torch.zeros_like(g)], dim=2).flatten(0, 3)
         seq = t * 2 * n
         o, new_state = chunk_gated_delta(
             keys.reshape(b, seq, h, dk), keys.reshape(b, seq, h, dk), vals.reshape(b, seq, h, dh),
-            gs.reshape(b, seq, h), betas.reshape(b, seq, h), scale=1.0, initial_state=state, output_final_state=True,
-            backend=self.backend,
+            gs.unflatten(0, (b, seq)), betas.reshape(b, seq, h), scale=1.0, initial_state=state,
+            output_final_state=True, backend=self.backend,
         )  # fmt: skip
         o = o.view(b, t, 2, n, h * dh)[:, :, 1]
         return o.float(), new_state
+
+    def _token_log_decay(self, v: torch.Tensor, n: int) -> torch.Tensor:
+        """Per-token log decay -exp(A_log) * softplus(W_a v + dt_bias) / N (a whole frame decays like one frame step).
+
+        Args:
+            v: [B, T, N, Dv] values.
+            n: N, tokens per frame.
+
+        Returns:
+            [B, T, N, H] (``token_gate="head"``) or [B, T, N, H, Dk] (``"channel"``), <= 0.
+        """
+        logits = self.alpha_proj(v)
+        if self.token_gate == "channel":
+            logits = logits.unflatten(-1, (self.heads, self.key_dim))
+            return -torch.exp(self.a_log)[:, None] * F.softplus(logits + self.dt_bias[:, None]) / n
+        return -torch.exp(self.a_log) * F.softplus(logits + self.dt_bias) / n

@@ -38,9 +38,11 @@ def test_phi_and_state_shapes(rule: str) -> None:
         assert mem.init_state(2).shape == (2, 4, 16, 6)
 
 
-@pytest.mark.parametrize("rule", ["frame", "token"])
-def test_clip_write_equals_steps_and_read_after_write(rule: str) -> None:
-    mem = LKVAMemory(16, 24, 4, rule)
+@pytest.mark.parametrize(
+    "rule, gate", [("frame", "head"), ("token", "head"), ("token", "channel")], ids=["frame", "token", "token-kda"]
+)
+def test_clip_write_equals_steps_and_read_after_write(rule: str, gate: str) -> None:
+    mem = LKVAMemory(16, 24, 4, rule, token_gate=gate)
     k, v = _inputs(mem)
     state0 = mem.init_state(2)
     with torch.no_grad():
@@ -76,8 +78,9 @@ def test_token_rule_without_feedback_is_one_op_call_per_clip(monkeypatch: pytest
     assert len(calls) == 3  # value feedback: one call per frame, state carried
 
 
-def test_token_rule_gradients_reach_gates() -> None:
-    model = build_model("small", update_rule="token", value_feedback=True)
+@pytest.mark.parametrize("gate", ["head", "channel"])
+def test_token_rule_gradients_reach_gates(gate: str) -> None:
+    model = build_model("small", update_rule="token", value_feedback=True, token_gate=gate)
     logits, aux = model(torch.rand(1, 3, 1, 32, 32), return_aux=True)
     (logits.square().mean() + sum(a.square().mean() for a in aux.values())).backward()
     for name in ("memory.beta_proj.weight", "memory.alpha_proj.weight", "memory.a_log", "memory.dt_bias"):
