@@ -1,8 +1,15 @@
 """Token-rule kernels on a CUDA device at full sizes: bf16 (and fp32) inputs against the fp32 recurrent oracle run on
 the same rounded inputs. o and final state within relative RMS 5e-3, every gradient within 1e-2. Skipped without
-CUDA. Imports only torch, pytest and gdkvm.ops."""
+CUDA. Imports only torch, pytest and gdkvm.ops.
+
+tests/conftest.py sets TRITON_INTERPRET=1 unless it is already set, so run these with compiled kernels:
+``TRITON_INTERPRET=0 python3 -m pytest -q tests/ops/test_chunk_gpu.py`` (GDKVM_AUTOTUNE=0 saves compile time; one
+test turns autotuning back on).
+"""
 
 from __future__ import annotations
+
+import os
 
 import pytest
 import torch
@@ -14,6 +21,12 @@ pytestmark = pytest.mark.gpu
 
 OUT_TOL = 5e-3
 GRAD_TOL = 1e-2
+
+
+@pytest.fixture(autouse=True)
+def _compiled_kernels() -> None:
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        pytest.fail("GPU tests must run compiled Triton kernels: set TRITON_INTERPRET=0")
 
 
 def rel_rms(ref: torch.Tensor, got: torch.Tensor) -> float:
