@@ -146,3 +146,20 @@ def test_step_traces_as_one_graph(update_rule: str) -> None:
             logits, state = compiled(frame[None], state)
             ref, ref_state = net.step(frame[None], ref_state)
             assert torch.allclose(logits, ref, atol=1e-5)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("update_rule", ["frame", "token"])
+def test_gpu_streaming_matches_clip_and_runs_compiled_bf16(update_rule: str) -> None:
+    """On CUDA (Triton ops): streaming == clip forward in fp32; bf16 autocast + CUDA graphs gives nearly the same."""
+    net = build_model("small", update_rule=update_rule, ops_backend="triton").cuda().eval()
+    frames = torch.rand(2, 6, 1, 64, 64, device="cuda")
+    with torch.no_grad():
+        expected = net(frames).softmax(dim=2)
+    probs = VideoSegmenter(net).segment(frames)
+    assert (probs - expected).abs().max() < 1e-3
+    fast = VideoSegmenter(net, amp=True, compile=True)
+    for _ in range(2):  # the second pass replays the recorded graphs
+        out = fast.segment(frames)
+    assert out.shape == expected.shape and torch.isfinite(out).all()
+    assert (out - expected).abs().mean() < 0.02
