@@ -168,7 +168,7 @@ def test_paper_experiments(name):
 
 @pytest.mark.parametrize(
     "experiment",
-    ["camus", "echonet", "synthetic_camus", "synthetic_echonet", "synthetic_camus_gpu"],
+    ["camus", "echonet", "synthetic_camus", "synthetic_echonet", "synthetic_camus_gpu", "default_model"],
 )
 def test_experiments_instantiate(experiment, tmp_path):
     args = ["--config", str(CONFIGS / "experiment" / f"{experiment}.yaml"),
