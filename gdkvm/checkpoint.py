@@ -103,8 +103,8 @@ def build_from_spec(spec: Any, source: str | Path | None = None) -> nn.Module:
         raise InputError(f"model arguments do not fit {class_path} ({err})", source) from err
 
 
-def _read(path: Path) -> tuple[dict, dict]:
-    """(spec, state_dict) of a Lightning checkpoint or a gdkvm weights file."""
+def _read(path: Path) -> tuple[dict, dict, int | None]:
+    """(spec, state_dict, input size or None) of a Lightning checkpoint or a gdkvm weights file."""
     if not path.is_file():
         raise InputError("no such checkpoint file", path)
     try:
@@ -114,13 +114,15 @@ def _read(path: Path) -> tuple[dict, dict]:
     if not isinstance(payload, dict) or not isinstance(payload.get("state_dict"), dict):
         raise InputError("not a Lightning checkpoint or gdkvm weights file (no state_dict)", path)
     if payload.get("format") == WEIGHTS_FORMAT:
-        return payload.get("model"), payload["state_dict"]
+        size = (payload.get("info") or {}).get("input_size")
+        return payload.get("model"), payload["state_dict"], size
     hparams = payload.get("hyper_parameters") or {}
     prefix = "net."
     state = {k[len(prefix) :]: v for k, v in payload["state_dict"].items() if k.startswith(prefix)}
     if not state:
         raise InputError("checkpoint holds no 'net.*' weights (not written by GDKVMSystem?)", path)
-    return hparams.get("net"), state
+    size = (payload.get("datamodule_hyper_parameters") or {}).get("size")
+    return hparams.get("net"), state, size
 
 
 def resolve_name(name: str) -> Path:
@@ -153,13 +155,14 @@ def load_model(path_or_name: str | Path, device: str | torch.device | None = Non
     text = str(path_or_name)
     is_name = isinstance(path_or_name, str) and "/" not in text and "\\" not in text and not Path(text).suffix
     path = resolve_name(text) if is_name and not Path(text).exists() else Path(path_or_name)
-    spec, state = _read(path)
+    spec, state, size = _read(path)
     net = build_from_spec(spec, path)
     state = {k: (v.float() if torch.is_floating_point(v) else v) for k, v in state.items()}
     try:
         net.load_state_dict(state, strict=True)
     except RuntimeError as err:
         raise InputError(f"weights do not fit the network described in the file: {err}", path) from err
+    net.input_size = int(size) if size else None  # square frame size it was trained at (used by gdkvm segment)
     logger.info("loaded %s from %s", spec["class_path"], path)
     return net.float().eval().to(device or "cpu")
 
