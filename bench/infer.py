@@ -73,7 +73,11 @@ def run(args: argparse.Namespace) -> list[dict]:
                     if gpu:
                         torch.cuda.reset_peak_memory_stats()
                     frames = args.frames if gpu else max(4, args.frames // (4 * batch))
-                    fps = time_stream(seg, batch, size, frames, args.warmup if gpu else 2, device)
+                    try:
+                        fps = time_stream(seg, batch, size, frames, args.warmup if gpu else 2, device)
+                    except Exception as err:  # keep the other rows; report the failure in the table
+                        print(f"{name} {size}px batch {batch} {mode}: failed ({type(err).__name__}: {err})"[:300])
+                        fps = float("nan")
                     peak = torch.cuda.max_memory_allocated() / 2**20 if gpu else float("nan")
                     row = {"model": name, "params_M": round(params, 2), "size": size, "batch": batch}
                     row.update(mode=mode, dtype="bf16" if gpu else "fp32", fps=round(fps, 1), peak_MiB=round(peak, 1))

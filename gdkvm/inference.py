@@ -84,8 +84,10 @@ class VideoSegmenter:
             torch.compiler.cudagraph_mark_step_begin()
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
             logits, state = self._step(x, self._state)
-        self._state = state
         prob = torch.softmax(logits.float(), dim=1)
+        if self.compiled:  # CUDA-graph outputs are overwritten by the next replay: keep our own copy of the state
+            state = {k: v.clone() for k, v in state.items()}
+        self._state = state
         return prob[0] if single else prob
 
     def iter_segment(self, frames: ArrayLike) -> Iterator[torch.Tensor]:
