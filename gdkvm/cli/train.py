@@ -30,6 +30,9 @@ from gdkvm.errors import InputError
 from gdkvm.lit import GDKVMSystem, meta_values
 
 logger = logging.getLogger(__name__)
+# Lightning adds its own stderr handler to the "lightning" logger; the CLI's root handler already prints everything,
+# so stop the double lines ("INFO: x" and "INFO lightning...: x").
+logging.getLogger("lightning").propagate = False
 
 #: Rows of the printed test table: (label, summary key prefix).
 _TABLE_ROWS = (
