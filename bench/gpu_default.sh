@@ -1,20 +1,29 @@
 #!/usr/bin/env bash
-# Train the bundled default model on one GPU (issue 8): synthetic CAMUS data, fit, held-out test, fp16 weights.
+# Train the bundled default model on one GPU (issue 8): synthetic CAMUS-format AND EchoNet-format data (generated
+# here with 16 processes, the same files configs/experiment/default_model.yaml would generate on first use), fit,
+# held-out test (overall and per source), fp16 weights and metadata.json.
 # Usage on the GPU machine, from the repo root: bash bench/gpu_default.sh OUTDIR
 set -uo pipefail
 OUTDIR=${1:-/tmp/gdkvm_gpu}
+CONFIG=configs/experiment/default_model.yaml
+WORKERS=${WORKERS:-16}
 mkdir -p "$OUTDIR"
 source bench/gpu_env.sh
 export TRITON_INTERPRET=0
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$OUTDIR/env.txt"
 python3 -c "import torch, triton, lightning; print('torch', torch.__version__, 'triton', triton.__version__, 'lightning', lightning.__version__)" | tee -a "$OUTDIR/env.txt"
 start=$(date +%s)
-python3 -m gdkvm.cli synth camus --out data/synthetic_camus_default --patients 300 --seed 1 --workers 14 2>&1 | tail -2
-echo "synth: $(( $(date +%s) - start )) s"
-python3 -m gdkvm.cli fit --config configs/experiment/default_model.yaml 2>&1 | grep -v "^\s*$" | tail -25 | tee "$OUTDIR/fit.txt"
+# counts, seed and folders as in $CONFIG (data.init_args); an existing non-empty folder is kept as it is
+[ -d data/synthetic_camus_default ] || python3 -m gdkvm.cli synth camus --out data/synthetic_camus_default \
+  --patients 300 --seed 1 --workers "$WORKERS" 2>&1 | tail -2
+[ -d data/synthetic_echonet_default ] || python3 -m gdkvm.cli synth echonet --out data/synthetic_echonet_default \
+  --videos 600 --seed 1 --workers "$WORKERS" 2>&1 | tail -2
+echo "synth: $(( $(date +%s) - start )) s" | tee "$OUTDIR/synth.txt"
+python3 -m gdkvm.cli fit --config "$CONFIG" 2>&1 | grep -v "^\s*$" | tail -25 | tee "$OUTDIR/fit.txt"
 echo "fit done: $(( $(date +%s) - start )) s"
-python3 -m gdkvm.cli test --config configs/experiment/default_model.yaml --ckpt_path best 2>&1 | tail -30 | tee "$OUTDIR/test.txt"
+python3 -m gdkvm.cli test --config "$CONFIG" --ckpt_path best 2>&1 | tail -40 | tee "$OUTDIR/test.txt"
 python3 bench/make_default.py runs/default_model --out "$OUTDIR/default.pt" --metadata "$OUTDIR/metadata.json"
 cp "$(ls -t runs/default_model/lightning_logs/*/metrics.csv | head -1)" "$OUTDIR/train_metrics.csv" 2>/dev/null
 cp "$(find runs/default_model -name metrics.json -printf '%T@ %p\n' | sort -n | tail -1 | cut -d' ' -f2)" "$OUTDIR/" 2>/dev/null
+cp "$(find runs/default_model -name per_case.csv -printf '%T@ %p\n' | sort -n | tail -1 | cut -d' ' -f2)" "$OUTDIR/" 2>/dev/null
 echo "total: $(( $(date +%s) - start )) s"

@@ -6,7 +6,9 @@ its spec is kept in the hyper-parameters, so a checkpoint alone rebuilds it (`gd
 Logged keys: ``train/loss``, ``train/ce``, ``train/dice_loss``, ``train/aux``, ``train/lr``, ``train/clips_per_s``
 (and ``train/peak_mem_gib`` on CUDA) per step;
 ``val/loss`` and ``val/<metric>``, ``test/loss`` and ``test/<metric>`` per epoch, where ``<metric>`` is every key of
-`gdkvm.metrics.segmentation.summarize` (``dice``, ``dice_ED``, ``dice_pooled_ES``, ``hd95_mm``, ``n_empty_pred``...).
+`gdkvm.metrics.segmentation.summarize` (``dice``, ``dice_ED``, ``dice_pooled_ES``, ``hd95_mm``, ``n_empty_pred``...);
+when the clips come from more than one data set (``meta["dataset"]``, e.g. `gdkvm.data.mixed.MixedEchoDataModule`),
+every key is also given per data set as ``<stage>/<dataset>/<metric>`` (``val/camus/dice``, ``test/echonet/dice``).
 At the end of a test run, ``metrics.json`` and ``per_case.csv`` are written to the run's log folder.
 """
 
@@ -27,7 +29,7 @@ from torch import nn
 
 from gdkvm.checkpoint import build_from_spec, model_spec
 from gdkvm.errors import GdkvmError
-from gdkvm.metrics.segmentation import Phase, SegmentationMetrics, write_report
+from gdkvm.metrics.segmentation import Phase, SegmentationMetrics, summarize, write_report
 from gdkvm.model.losses import SegmentationLoss
 
 logger = logging.getLogger(__name__)
@@ -267,7 +269,12 @@ class GDKVMSystem(LightningModule):
         if metric is None:
             return {}, []
         rows = metric.rows()
-        summary = metric.aggregate()
+        summary = summarize(rows, metric.class_names)
+        sources = sorted({r["dataset"] for r in rows if r["dataset"]})
+        if len(sources) > 1:  # mixed data (e.g. gdkvm.data.mixed): every key per source too, as "<source>/<key>"
+            for source in sources:
+                part = summarize([r for r in rows if r["dataset"] == source], metric.class_names)
+                summary.update({f"{source}/{k}": v for k, v in part.items()})
         metric.reset()
         values = {f"{stage}/{k}": float(v) for k, v in summary.items()}
         main = f"{stage}/dice"

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 import inspect
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -16,11 +18,14 @@ from gdkvm.checkpoint import load_model
 from gdkvm.cli import main
 from gdkvm.cli.train import format_table, resolve_ckpt_alias, run_cli
 from gdkvm.data.datamodule import EchoDataModule
+from gdkvm.data.mixed import MixedEchoDataModule
 from gdkvm.lit import GDKVMSystem
 from gdkvm.model import GDKVM, MODEL_PRESETS
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "configs"
 QUICK = str(CONFIGS / "experiment" / "synthetic_camus.yaml")
+CPU = str(CONFIGS / "trainer" / "cpu.yaml")
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +50,78 @@ def _args(root: Path, run_dir: Path, *extra: str) -> list[str]:
 
 def test_fit_fast_dev_run(camus_root, tmp_path):
     assert main(["fit", *_args(camus_root, tmp_path, "--trainer.fast_dev_run", "true")]) == 0
+
+
+@pytest.fixture(scope="module")
+def mixed_roots(tmp_path_factory) -> tuple[Path, Path]:
+    """Tiny synthetic sets of both formats: 4 CAMUS patients (4 train, 2 val, 2 test clips), 8 EchoNet videos."""
+    from gdkvm.data.synthetic import synth_camus, synth_echonet
+
+    base = tmp_path_factory.mktemp("mixed")
+    camus = synth_camus(base / "camus", patients=4, seed=0, height=(64, 80), frames=(4, 8))
+    return camus, synth_echonet(base / "echonet", videos=8, seed=0, frames=(32, 48))
+
+
+def _mixed_args(experiment: str, roots: tuple[Path, Path], run_dir: Path, *extra: str) -> list[str]:
+    """A mixed-data experiment on the CPU, shrunk: the small model, 32 px, 3 frames, batch 4, no workers."""
+    return [
+        "--config", str(CONFIGS / "experiment" / f"{experiment}.yaml"), "--trainer", CPU,
+        "--model.net", str(CONFIGS / "model" / "small.yaml"),
+        "--data.camus_root", str(roots[0]), "--data.echonet_root", str(roots[1]), "--data.camus_synthetic", "0",
+        "--data.echonet_synthetic", "0", "--data.size", "32", "--data.num_frames", "3", "--data.batch_size", "4",
+        "--data.num_workers", "0", "--data.cache_dir", "null",
+        "--trainer.default_root_dir", str(run_dir), "--trainer.enable_progress_bar", "false",
+        "--trainer.enable_model_summary", "false",
+        *extra,
+    ]  # fmt: skip
+
+
+def test_fit_fast_dev_run_mixed(mixed_roots, tmp_path):
+    assert main(["fit", *_mixed_args("synthetic_mixed", mixed_roots, tmp_path, "--trainer.fast_dev_run", "true")]) == 0
+
+
+def _load_make_default():
+    spec = importlib.util.spec_from_file_location("make_default", REPO / "bench" / "make_default.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_default_model_recipe_on_mixed_data(mixed_roots, tmp_path, capsys):
+    """The default-model experiment shrunk to 2 CPU steps: fit, test (overall + per source), bench/make_default.py."""
+    run = tmp_path / "run"
+    common = _mixed_args("default_model", mixed_roots, run, "--trainer.max_steps", "2",
+                         "--trainer.val_check_interval", "2")  # fmt: skip
+    assert main(["fit", *common]) == 0
+    capsys.readouterr()
+    assert main(["test", *common, "--ckpt_path", "best"]) == 0
+    out = capsys.readouterr().out
+    assert "Dice camus" in out and "Dice echonet" in out
+    report = json.loads(next(run.rglob("metrics.json")).read_text())["summary"]
+    for key in ("dice", "dice_ED", "dice_ES", "n_images"):
+        assert key in report and f"camus/{key}" in report and f"echonet/{key}" in report
+    # 2 CAMUS test clips x 3 labelled frames + 1 EchoNet clip x (ED, ES)
+    assert (report["camus/n_images"], report["echonet/n_images"], report["n_images"]) == (6, 2, 8)
+    assert "camus/hd95_mm" in report and "echonet/hd95_px" in report and "echonet/hd95_mm" not in report
+    rows = list(csv.DictReader(next(run.rglob("per_case.csv")).open()))
+    assert sorted({r["dataset"] for r in rows}) == ["camus", "echonet"]
+
+    make_default = _load_make_default()
+    make_default.main([str(run), "--out", str(tmp_path / "default.pt"), "--metadata", str(tmp_path / "metadata.json")])
+    meta = json.loads((tmp_path / "metadata.json").read_text())
+    assert meta["heldout_metrics"]["n_images"] == 8 and "camus/dice" not in meta["heldout_metrics"]
+    by_source = meta["heldout_metrics_by_source"]
+    assert set(by_source) == {"camus", "echonet"} and by_source["echonet"]["n_images"] == 2
+    assert f"CAMUS at {mixed_roots[0]} + EchoNet at {mixed_roots[1]}" in meta["training_data"]
+    synthetic = {"camus_synthetic": 300, "echonet_synthetic": 600, "views": ["2CH", "4CH"], "seed": 1, "size": 112}
+    assert make_default.describe_data(synthetic) == (
+        "300 synthetic CAMUS-format patients x 2 views + 600 synthetic EchoNet-format videos (seed 1, 112 px, "
+        "augmentation on)"
+    )
+    assert meta["heldout_cases"] == 3 and meta["training_config"] == "configs/experiment/default_model.yaml"
+    net = load_model(tmp_path / "default.pt")
+    with torch.no_grad():
+        assert net(torch.rand(1, 3, 1, 32, 32)).shape == (1, 3, 2, 32, 32)
 
 
 def _last_step(path: Path) -> int:
@@ -145,6 +222,10 @@ def test_model_configs_match_the_network():
 
 
 def test_data_configs_fit_the_datamodule():
+    mixed = _yaml(CONFIGS / "data" / "synthetic_mixed.yaml")
+    assert mixed["class_path"] == "gdkvm.data.mixed.MixedEchoDataModule"
+    assert set(mixed["init_args"]) == set(inspect.signature(MixedEchoDataModule.__init__).parameters) - {"self"}
+    assert mixed["init_args"]["camus_root"] != mixed["init_args"]["echonet_root"]
     params = set(inspect.signature(EchoDataModule.__init__).parameters) - {"self"}
     expected = {"camus": ("camus", 256), "echonet": ("echonet", 128)}
     for name in ("camus", "echonet", "synthetic_camus", "synthetic_echonet"):
@@ -168,12 +249,38 @@ def test_paper_experiments(name):
 
 @pytest.mark.parametrize(
     "experiment",
-    ["camus", "echonet", "synthetic_camus", "synthetic_echonet", "synthetic_camus_gpu", "default_model"],
-)
+    ["camus", "echonet", "synthetic_camus", "synthetic_echonet", "synthetic_camus_gpu", "synthetic_mixed",
+     "default_model"],
+)  # fmt: skip
 def test_experiments_instantiate(experiment, tmp_path):
     args = ["--config", str(CONFIGS / "experiment" / f"{experiment}.yaml"),
-            "--trainer", str(CONFIGS / "trainer" / "cpu.yaml"), "--trainer.default_root_dir", str(tmp_path),
+            "--trainer", CPU, "--trainer.default_root_dir", str(tmp_path),
             "--model.net", str(CONFIGS / "model" / "small.yaml")]  # fmt: skip
     cli = run_cli(None, args)
-    assert isinstance(cli.model.net, GDKVM) and isinstance(cli.datamodule, EchoDataModule)
+    mixed = experiment in ("synthetic_mixed", "default_model")
+    assert isinstance(cli.model.net, GDKVM)
+    assert isinstance(cli.datamodule, MixedEchoDataModule if mixed else EchoDataModule)
     assert cli.trainer.gradient_clip_val == 3.0 and cli.model.net.num_parameters() < 1_000_000
+
+
+def test_default_model_experiment():
+    """The bundled model's recipe: both synthetic formats, 112 px, LV, augmentation, bf16 on 1 GPU for 7 minutes;
+    bench/gpu_default.sh generates exactly the data the config names."""
+    path = CONFIGS / "experiment" / "default_model.yaml"
+    header = path.read_text().split("seed_everything")[0]
+    assert "bench/gpu_default.sh" in header and "gdkvm fit --config configs/experiment/default_model.yaml" in header
+    assert "SYNTHETIC" in header and "make_default.py" in header
+    cfg = _yaml(path)
+    data, trainer = cfg["data"]["init_args"], cfg["trainer"]
+    assert cfg["data"]["class_path"] == "gdkvm.data.mixed.MixedEchoDataModule"
+    assert cfg["model"]["net"] == "../model/default.yaml"
+    assert (data["camus_synthetic"], data["echonet_synthetic"], data["size"], data["augment"]) == (300, 600, 112, True)
+    assert data["num_workers"] == 12 and data["camus_root"] != data["echonet_root"]
+    assert (trainer["precision"], trainer["devices"], trainer["max_time"]) == ("bf16-mixed", 1, "00:00:07:00")
+    assert trainer["max_steps"] % trainer["val_check_interval"] == 0  # the last step is validated
+    script = (REPO / "bench" / "gpu_default.sh").read_text()
+    camus = re.search(r"synth camus --out (\S+)\s+\\?\s*--patients (\d+) --seed (\d+)", script)
+    echonet = re.search(r"synth echonet --out (\S+)\s+\\?\s*--videos (\d+) --seed (\d+)", script)
+    assert camus and camus.groups() == (data["camus_root"], str(data["camus_synthetic"]), str(data["seed"]))
+    assert echonet and echonet.groups() == (data["echonet_root"], str(data["echonet_synthetic"]), str(data["seed"]))
+    assert "--workers" in script and "make_default.py" in script and "default_model.yaml" in script

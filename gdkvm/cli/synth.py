@@ -23,8 +23,9 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--out", type=Path, required=True, help="output folder (created; must be empty)")
         p.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
         p.add_argument("--overwrite", action="store_true", help="write into a non-empty folder (nothing is deleted)")
+        p.add_argument("--workers", type=int, default=1, help="processes writing cases in parallel (default 1; "
+                       "the files are the same for any number)")  # fmt: skip
     camus.add_argument("--patients", type=int, default=4, help="number of patients (default 4)")
-    camus.add_argument("--workers", type=int, default=1, help="processes writing patients in parallel (default 1)")
     camus.add_argument("--release", choices=("2019", "2023"), default="2023", help="layout (default 2023)")
     camus.add_argument("--height", type=int, nargs=2, default=(352, 616), metavar=("MIN", "MAX"),
                        help="image heights in pixels (default 352 616; e.g. 64 96 for quick tests)")  # fmt: skip
@@ -62,7 +63,7 @@ def main(argv: list[str]) -> int:
             summary = _summary(root, "patient")
         else:
             root = synth_echonet(args.out, args.videos, args.seed, args.overwrite, frames=tuple(args.frames),
-                                 untraced=args.untraced, malformed=args.malformed)  # fmt: skip
+                                 untraced=args.untraced, malformed=args.malformed, workers=args.workers)  # fmt: skip
             what = f"{args.videos} EchoNet videos ({args.untraced} untraced, {args.malformed} malformed)"
             summary = _summary(root, "FileName")
     except InputError:

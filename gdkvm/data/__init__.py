@@ -1,4 +1,4 @@
-"""Echo data: CAMUS and EchoNet-Dynamic loaders, clip readers, augmentation, the DataModule, synthetic data.
+"""Echo data: CAMUS and EchoNet-Dynamic loaders, clip readers, augmentation, the DataModules, synthetic data.
 
 Names resolve lazily, so ``import gdkvm.data`` stays cheap (Lightning, albumentations and SimpleITK load only when
 the class that needs them is used).
@@ -15,6 +15,7 @@ _EXPORTS = {
     "ClipTransform": "gdkvm.data.transforms",
     "EchoDataModule": "gdkvm.data.datamodule",
     "collate_clips": "gdkvm.data.datamodule",
+    "MixedEchoDataModule": "gdkvm.data.mixed",
     "LABEL_IDS": "gdkvm.data.sampling",
     "sample_indices": "gdkvm.data.sampling",
     "read_clip": "gdkvm.data.io",

@@ -62,8 +62,10 @@ def resolve_root(dataset: str, root: str | Path | None, synthetic: int) -> Path:
     )
 
 
-def ensure_synthetic(dataset: str, root: Path, count: int, seed: int) -> bool:
+def ensure_synthetic(dataset: str, root: Path, count: int, seed: int, workers: int = 1) -> bool:
     """Generate ``count`` synthetic patients/videos into ``root`` when it is missing or empty.
+
+    ``workers`` processes render the cases in parallel (the files are the same for any number).
 
     Returns:
         True when data were generated, False when ``root`` already held files (it is then left untouched).
@@ -79,10 +81,11 @@ def ensure_synthetic(dataset: str, root: Path, count: int, seed: int) -> bool:
         "generating %d synthetic %s %s into %s", count, dataset, "patients" if dataset == "camus" else "videos", root
     )
     try:
+        parallel = {"workers": workers} if workers > 1 else {}
         if dataset == "camus":
-            synth_camus(tmp, patients=count, seed=seed)
+            synth_camus(tmp, patients=count, seed=seed, **parallel)
         else:
-            synth_echonet(tmp, videos=count, seed=seed)
+            synth_echonet(tmp, videos=count, seed=seed, **parallel)
         try:
             if root.exists():
                 root.rmdir()  # empty, checked above

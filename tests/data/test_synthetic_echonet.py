@@ -114,3 +114,12 @@ def test_video_independent_of_count_and_overwrite(tmp_path: Path, echonet: Path)
         synth_echonet(small, videos=1, frames=FRAMES)
     with pytest.raises(ValueError, match="exceeds"):
         synth_echonet(tmp_path / "bad", videos=1, frames=FRAMES, untraced=1, malformed=1)
+
+
+def test_workers_write_the_same_files(tmp_path: Path, echonet: Path) -> None:
+    parallel = synth_echonet(tmp_path / "par", videos=5, seed=4, frames=FRAMES, untraced=1, malformed=1,
+                             ed_first_fraction=0.5, workers=2)  # fmt: skip
+    for name in ("FileList.csv", "VolumeTracings.csv", "truth.csv"):
+        assert (parallel / name).read_bytes() == (echonet / name).read_bytes(), name
+    for video in sorted((echonet / "Videos").glob("*.avi")):
+        assert (parallel / "Videos" / video.name).read_bytes() == video.read_bytes(), video.name

@@ -16,6 +16,8 @@ format) lists the true volumes, every ED/ES frame, the traced frames and which q
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -143,6 +145,26 @@ def _truth_row(name: str, split: str, v: dict, pair: tuple[int, int] | None, qui
     }  # fmt: skip
 
 
+def _video_files(
+    root: Path, seed: int, frame_range: tuple[int, int], ed_first_fraction: float, quirks: dict[int, str], k: int
+) -> tuple[dict[str, str], list[dict[str, str]], dict[str, str]]:
+    """Render and write video k; its FileList row, VolumeTracings rows and truth row (a top-level function so
+    worker processes can run it; video k depends only on ``seed`` and ``k``)."""
+    rng = np.random.default_rng((seed, k, 2))
+    name = f"0X{int(rng.integers(0, 2**62)):016X}"
+    v = _video(rng, frame_range)
+    pair = _traced_pair(v["ed"], v["es"], bool(rng.random() < ed_first_fraction))
+    pair = pair or _traced_pair(v["ed"], v["es"], True) or _traced_pair(v["ed"], v["es"], False)
+    split = split_of(k, ("TRAIN", "VAL", "TEST"), 8)
+    _write_avi(root / "Videos" / f"{name}.avi", v["frames"], v["fps"])
+    heart = v["heart"]
+    row = {"FileName": name, "EF": fmt(heart.ef), "ESV": fmt(heart.esv_ml), "EDV": fmt(heart.edv_ml),
+           "FrameHeight": str(SIZE), "FrameWidth": str(SIZE), "FPS": str(v["fps"]),
+           "NumberOfFrames": str(len(v["frames"])), "Split": split}  # fmt: skip
+    quirk = quirks.get(k, "")
+    return row, _rows_for(name, v, pair, quirk), _truth_row(name, split, v, pair, quirk)
+
+
 def synth_echonet(
     out: str | Path,
     videos: int = 4,
@@ -153,6 +175,7 @@ def synth_echonet(
     untraced: int = 0,
     malformed: int = 0,
     ed_first_fraction: float = 0.2,
+    workers: int = 1,
 ) -> Path:
     """Write ``videos`` synthetic EchoNet-Dynamic videos with their FileList and VolumeTracings.
 
@@ -182,21 +205,15 @@ def synth_echonet(
     order = np.random.default_rng((seed, 3)).permutation(videos)
     quirks = {int(k): "untraced" for k in order[:untraced]}
     quirks.update({int(k): "wrong_row_count" for k in order[untraced : untraced + malformed]})
-    files, tracings, truth = [], [], []
-    for k in range(videos):
-        rng = np.random.default_rng((seed, k, 2))
-        name = f"0X{int(rng.integers(0, 2**62)):016X}"
-        v = _video(rng, frames)
-        pair = _traced_pair(v["ed"], v["es"], bool(rng.random() < ed_first_fraction))
-        pair = pair or _traced_pair(v["ed"], v["es"], True) or _traced_pair(v["ed"], v["es"], False)
-        split = split_of(k, ("TRAIN", "VAL", "TEST"), 8)
-        _write_avi(root / "Videos" / f"{name}.avi", v["frames"], v["fps"])
-        heart = v["heart"]
-        files.append({"FileName": name, "EF": fmt(heart.ef), "ESV": fmt(heart.esv_ml), "EDV": fmt(heart.edv_ml),
-                      "FrameHeight": str(SIZE), "FrameWidth": str(SIZE), "FPS": str(v["fps"]),
-                      "NumberOfFrames": str(len(v["frames"])), "Split": split})  # fmt: skip
-        tracings += _rows_for(name, v, pair, quirks.get(k, ""))
-        truth.append(_truth_row(name, split, v, pair, quirks.get(k, "")))
+    one = partial(_video_files, root, seed, frames, ed_first_fraction, quirks)
+    if workers > 1 and videos > 1:
+        with ProcessPoolExecutor(max_workers=min(workers, videos)) as pool:
+            per_video = list(pool.map(one, range(videos), chunksize=max(1, videos // (8 * workers))))
+    else:
+        per_video = [one(k) for k in range(videos)]
+    files = [f for f, _, _ in per_video]
+    tracings = [row for _, rows, _ in per_video for row in rows]
+    truth = [t for _, _, t in per_video]
     write_csv(root / "FileList.csv", FILELIST_COLUMNS, files)
     write_csv(root / "VolumeTracings.csv", TRACING_COLUMNS, tracings)
     write_csv(root / "truth.csv", TRUTH_COLUMNS, truth)
