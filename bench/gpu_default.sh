@@ -18,10 +18,11 @@ start=$(date +%s)
   --patients 300 --seed 1 --workers "$WORKERS" 2>&1 | tail -2
 [ -d data/synthetic_echonet_default ] || python3 -m gdkvm.cli synth echonet --out data/synthetic_echonet_default \
   --videos 600 --seed 1 --workers "$WORKERS" 2>&1 | tail -2
-echo "synth: $(( $(date +%s) - start )) s" | tee "$OUTDIR/synth.txt"
-python3 -m gdkvm.cli fit --config "$CONFIG" 2>&1 | grep -v "^\s*$" | tail -25 | tee "$OUTDIR/fit.txt"
+echo "synth: $(( $(date +%s) - start )) s" | tee -a "$OUTDIR/env.txt"
+# FRAME_BACKEND=naive trains with the torch reference of the frame-rule op (make_default.py ships "auto" either way)
+python3 -m gdkvm.cli fit --config "$CONFIG" --model.net.init_args.ops_backend "${FRAME_BACKEND:-auto}" 2>&1 | grep -v "^\s*$" | tail -25 | tee "$OUTDIR/fit.txt"
 echo "fit done: $(( $(date +%s) - start )) s"
-python3 -m gdkvm.cli test --config "$CONFIG" --ckpt_path best 2>&1 | tail -40 | tee "$OUTDIR/test.txt"
+python3 -m gdkvm.cli test --config "$CONFIG" --model.net.init_args.ops_backend "${FRAME_BACKEND:-auto}" --ckpt_path best 2>&1 | tail -40 | tee "$OUTDIR/test.txt"
 python3 bench/make_default.py runs/default_model --out "$OUTDIR/default.pt" --metadata "$OUTDIR/metadata.json"
 cp "$(ls -t runs/default_model/lightning_logs/*/metrics.csv | head -1)" "$OUTDIR/train_metrics.csv" 2>/dev/null
 cp "$(find runs/default_model -name metrics.json -printf '%T@ %p\n' | sort -n | tail -1 | cut -d' ' -f2)" "$OUTDIR/" 2>/dev/null

@@ -71,6 +71,8 @@ def main(argv: list[str] | None = None) -> None:
     data = payload.get("datamodule_hyper_parameters") or {}
     metrics = json.loads(newest(args.run, "metrics.json").read_text())
     net = load_model(ckpt)
+    if isinstance(getattr(net, "config", None), dict) and "ops_backend" in net.config:
+        net.config["ops_backend"] = "auto"  # the shipped model picks its op backend where it runs, whatever trained it
     overall, by_source = split_sources(metrics.get("summary", {}))
     info = {
         "input_size": int(data.get("size", 112)),
