@@ -1,7 +1,8 @@
 """What the browser demo computes for one request: segment, EF beat by beat, plots and downloadable files.
 
-The Gradio page (``app/app.py``) only lays out widgets and calls :func:`analyze`; everything here is plain library code,
-testable without a browser.
+The Gradio page (``app/app.py``) only lays out widgets and calls :func:`safe_analyze`; everything here is plain library
+code, testable without a browser. The model is loaded once per process (:func:`get_model`); every request gets its own
+streaming state and its own output folder.
 """
 
 from __future__ import annotations
@@ -9,12 +10,20 @@ from __future__ import annotations
 import csv
 import logging
 import os
+import re
+import shutil
 import tempfile
 import threading
+import time
+import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import av
 import matplotlib
+import pydicom
+import SimpleITK as sitk
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -22,14 +31,27 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from gdkvm.data.dicom import DICOM_SUFFIXES, is_dicom_file  # noqa: E402
+from gdkvm.data.io import ITK_SUFFIXES, SUPPORTED_SUFFIXES, read_clip  # noqa: E402
+from gdkvm.data.video import VIDEO_SUFFIXES  # noqa: E402
 from gdkvm.ef import EFReport, NoBeatFoundError, compute_ef  # noqa: E402
 from gdkvm.errors import GdkvmError, InputError  # noqa: E402
-from gdkvm.segment import Segmentation, model_input_size, segment_clip, write_segmentation  # noqa: E402
+from gdkvm.segment import Segmentation, model_input_size, segment_frames, write_segmentation  # noqa: E402
 
 log = logging.getLogger(__name__)
 
 MAX_FRAMES = 3000
 """Longest clip the demo accepts (about a minute at 50 fps); longer uploads get a readable error."""
+
+MAX_PIXELS = 400_000_000
+"""Largest clip the demo decodes, frames x height x width (400 MB of 8-bit frames, several times that while it works).
+Checked from the file's header before any pixel is decoded, so a huge upload cannot exhaust the server's memory."""
+
+VIEWS = ("A4C", "A2C")
+"""Apical views the page offers for the uploaded clip."""
+
+KEEP_OUTPUTS_S = 3600.0
+"""Request folders older than this (seconds) are removed when a new request starts (Gradio keeps its own copies)."""
 
 EXAMPLES = {
     "synthetic A4C, 3 beats, EF ~60% (mp4)": {"seed": 11, "view": "4CH", "ef": 60.0, "heart_rate": 72.0},
@@ -38,8 +60,11 @@ EXAMPLES = {
 }
 """Bundled examples: written on first use from the synthetic generator (deterministic), never downloaded."""
 
+BEAT_HEADERS = ["beat", "ED frame", "ES frame", "EDV", "ESV", "EF (%)", "status"]
+
 _MODELS: dict[tuple[str, str], torch.nn.Module] = {}
 _MODELS_LOCK = threading.Lock()
+_ABS_PATH = re.compile(r"(?<![\w.])(?:/[^\s/:'\"]+)+/([^\s/:'\"]+)")
 
 
 def get_model(ckpt: str, device: torch.device) -> torch.nn.Module:
@@ -51,6 +76,20 @@ def get_model(ckpt: str, device: torch.device) -> torch.nn.Module:
         if key not in _MODELS:
             _MODELS[key] = load_model(ckpt, device=device)
         return _MODELS[key]
+
+
+def checkpoint_choices(ckpts: str | Sequence[str] = ("default",)) -> list[str]:
+    """The models the page offers: the given checkpoints (first = preselected), then ``default`` and any other file
+    in the bundled weights folder. The page offers only these, so a visitor cannot make the server open other files."""
+    from gdkvm.checkpoint import WEIGHTS_DIR
+
+    given = [ckpts] if isinstance(ckpts, str) else list(ckpts)
+    bundled = sorted(p.stem for p in WEIGHTS_DIR.glob("*.pt"))
+    out: list[str] = []
+    for c in [*given, "default", *bundled]:
+        if str(c) not in out:
+            out.append(str(c))
+    return out
 
 
 def example_clips(folder: str | Path | None = None, *, fps: float = 50.0, size: int = 112) -> dict[str, Path]:
@@ -70,16 +109,106 @@ def example_clips(folder: str | Path | None = None, *, fps: float = 50.0, size: 
         if not path.is_file():
             frames = int(round(3.2 * 60.0 / spec["heart_rate"] * fps))
             clip, _, _ = make_clip(
-                spec["seed"],
-                view=spec["view"],
-                size=(size, size),
-                frames=frames,
-                fps=fps,
-                ef=spec["ef"],
+                spec["seed"], view=spec["view"], size=(size, size), frames=frames, fps=fps, ef=spec["ef"],
                 heart_rate=spec["heart_rate"],
-            )
+            )  # fmt: skip
             write_video(path, clip, fps)
         out[name] = path
+    return out
+
+
+def example_view(name: str | None) -> str:
+    """The view (``A4C``/``A2C``) of a bundled example, by its name."""
+    return "A2C" if name in EXAMPLES and EXAMPLES[name]["view"] == "2CH" else "A4C"
+
+
+def clip_extent(path: str | Path) -> tuple[int, int, int] | None:
+    """``(frames, height, width)`` from the file's header, without decoding pixels; None when the header does not
+    tell or cannot be read (the reader's own checks then apply)."""
+    name = Path(path).name.lower()
+    try:
+        if name.endswith(VIDEO_SUFFIXES):
+            with av.open(str(path)) as container:
+                stream = container.streams.video[0]
+                rate = float(stream.average_rate or 0)
+                frames = int(stream.frames or 0) or int((container.duration or 0) / av.time_base * rate)
+                return frames, stream.codec_context.height, stream.codec_context.width
+        if name.endswith(ITK_SUFFIXES):
+            reader = sitk.ImageFileReader()
+            reader.SetFileName(str(path))
+            reader.ReadImageInformation()
+            size = reader.GetSize()  # (x, y, t, ...)
+            return int(np.prod(size[2:], dtype=np.int64)) if len(size) > 2 else 1, size[1], size[0]
+        if name.endswith(DICOM_SUFFIXES) or is_dicom_file(path):
+            ds = pydicom.dcmread(str(path), stop_before_pixels=True)
+            return int(ds.get("NumberOfFrames", 1) or 1), int(ds.Rows), int(ds.Columns)
+    except Exception:  # unreadable header: read_clip names the problem
+        return None
+    return None
+
+
+def _check_frames(t: int, path: str | Path) -> None:
+    if t > MAX_FRAMES:
+        raise InputError(f"clip has {t} frames; the demo takes at most {MAX_FRAMES} (trim it)", path)
+
+
+def check_clip_limits(path: str | Path) -> None:
+    """Refuse, before decoding, a clip longer than :data:`MAX_FRAMES` or bigger than :data:`MAX_PIXELS`.
+
+    Raises:
+        InputError: the clip is too long or too large, in words (frames, size, the limit).
+    """
+    extent = clip_extent(path)
+    if extent is None:
+        return
+    t, h, w = extent
+    _check_frames(t, path)
+    if t * h * w > MAX_PIXELS:
+        raise InputError(
+            f"clip is too large for the demo ({t} frames of {w}x{h} pixels); it takes up to "
+            f"{MAX_PIXELS // 1_000_000} million pixels in all (trim or downsample it)",
+            path,
+        )
+
+
+def gather_upload(files: str | Path | Sequence[str | Path], dest: str | Path) -> Path:
+    """The clip to read from one upload: a single file, or a MetaImage header with its data file.
+
+    Uploads land in separate folders, so several files are copied side by side into ``dest`` first (an ``.mhd``
+    finds its ``.raw`` there).
+
+    Raises:
+        InputError: no file, or several files none of which is a clip header.
+    """
+    paths = [Path(files)] if isinstance(files, (str, Path)) else [Path(f) for f in files if f]
+    if not paths:
+        raise InputError("no file was uploaded")
+    if len(paths) == 1:
+        return paths[0]
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    copies = [Path(shutil.copy2(p, dest / p.name)) for p in paths]
+    heads = [p for p in copies if p.name.lower().endswith(SUPPORTED_SUFFIXES)]
+    if not heads:
+        names = ", ".join(p.name for p in paths)
+        raise InputError(f"none of the uploaded files ({names}) is a clip (.avi, .mp4, .dcm, .nii.gz or .mhd)")
+    return next((p for p in heads if p.suffix.lower() == ".mhd"), heads[0])
+
+
+def request_dir(root: str | Path | None = None) -> Path:
+    """A fresh folder for one request's files under ``root`` (default ``$TMPDIR/gdkvm_demo``); folders older than
+    :data:`KEEP_OUTPUTS_S` are removed on the way."""
+    root = Path(root or Path(tempfile.gettempdir()) / "gdkvm_demo")
+    root.mkdir(parents=True, exist_ok=True)
+    now = time.time()
+    for old in root.iterdir():
+        try:
+            if now - old.stat().st_mtime > KEEP_OUTPUTS_S:
+                shutil.rmtree(old, ignore_errors=True)
+        except OSError:  # removed by a concurrent request
+            pass
+    out = root / uuid.uuid4().hex
+    out.mkdir()
     return out
 
 
@@ -88,15 +217,19 @@ class Analysis:
     """Everything the page shows for one request.
 
     Attributes:
-        segmentation: the A4C (or only) clip's masks.
+        segmentation: the uploaded (shown) clip's masks.
+        view: its view, ``A4C`` or ``A2C``.
+        second: the other view's masks (biplane), or None.
         report: EF per beat and summary, or None when no beat was found (``message`` says why).
-        overlay: path of the overlay mp4 (H.264).
-        files: downloadable files (masks .nii.gz, areas CSV, EF CSV).
+        overlay: path of the shown clip's overlay mp4 (H.264, plays in browsers).
+        files: downloadable files (masks .nii.gz and areas CSV per clip, EF CSV).
         figure: LV area curve with ED/ES marked.
         message: one line for the user (EF summary, or why there is none).
     """
 
     segmentation: Segmentation
+    view: str
+    second: Segmentation | None
     report: EFReport | None
     overlay: Path
     files: list[Path]
@@ -104,7 +237,9 @@ class Analysis:
     message: str
 
 
-def plot_area_curve(areas: np.ndarray, report: EFReport | None, *, fps: float | None, unit: str) -> Figure:
+def plot_area_curve(
+    areas: np.ndarray, report: EFReport | None, *, fps: float | None, unit: str, view: str = "A4C"
+) -> Figure:
     """LV area per frame with the ED (red) and ES (blue) frames of every beat; rejected beats dashed.
 
     Args:
@@ -112,17 +247,21 @@ def plot_area_curve(areas: np.ndarray, report: EFReport | None, *, fps: float | 
         report: the EF report (its beats are marked), or None.
         fps: frames per second (x axis in seconds when known, else frames).
         unit: area unit for the y label.
+        view: the view the areas come from; ``A2C`` marks the beats' A2C frames of a biplane report.
     """
-    fig, ax = plt.subplots(figsize=(7.0, 3.2), dpi=100)
+    fig, ax = plt.subplots(figsize=(8.0, 2.8), dpi=100)
     x = np.arange(len(areas)) / fps if fps else np.arange(len(areas))
     ax.plot(x, areas, color="0.2", lw=1.5, label="LV area")
+    a2c = view == "A2C" and report is not None and report.views == "A4C+A2C"
     for i, beat in enumerate(report.beats if report else []):
+        ed, es = (beat.ed_a2c, beat.es_a2c) if a2c else (beat.ed, beat.es)
         style = "-" if beat.accepted else "--"
-        ax.axvline(x[beat.ed], color="tab:red", ls=style, lw=1, label="ED" if i == 0 else None)
-        ax.axvline(x[beat.es], color="tab:blue", ls=style, lw=1, label="ES" if i == 0 else None)
+        for t, color, name in ((ed, "tab:red", "ED"), (es, "tab:blue", "ES")):
+            if t is not None and 0 <= t < len(x):
+                ax.axvline(x[t], color=color, ls=style, lw=1, label=name if i == 0 else None)
     ax.set_xlabel("time (s)" if fps else "frame")
     ax.set_ylabel(f"LV area ({unit})")
-    title = "LV area"
+    title = f"LV area ({view})"
     if report is not None and report.summary.mean is not None:
         title += f" - EF {report.summary.mean:.1f}% over {report.summary.n_accepted} beat(s)"
     ax.set_title(title)
@@ -132,7 +271,7 @@ def plot_area_curve(areas: np.ndarray, report: EFReport | None, *, fps: float | 
 
 
 def beat_rows(report: EFReport | None) -> list[list[object]]:
-    """Per-beat table rows: beat, ED frame, ES frame, EDV, ESV, EF, status."""
+    """Per-beat table rows: beat, ED frame, ES frame (of the A4C or only clip), EDV, ESV, EF, status."""
     if report is None:
         return []
     rows = []
@@ -142,90 +281,110 @@ def beat_rows(report: EFReport | None) -> list[list[object]]:
     return rows
 
 
-BEAT_HEADERS = ["beat", "ED frame", "ES frame", "EDV", "ESV", "EF (%)", "status"]
-
-
 def _write_ef_csv(path: Path, report: EFReport | None) -> Path:
     with path.open("w", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow([*BEAT_HEADERS, "unit", "method"])
+        writer.writerow([*BEAT_HEADERS, "unit", "method", "views"])
         for row in beat_rows(report):
-            writer.writerow([*row, report.unit, report.method])
+            writer.writerow([*row, report.unit, report.method, report.views])
     return path
 
 
-def _ef(seg: Segmentation, seg_a2c: Segmentation | None, fps: float | None) -> tuple[EFReport | None, str]:
+def _ef(seg4: Segmentation, seg2: Segmentation | None, fps: float | None, view: str) -> tuple[EFReport | None, str]:
+    """EF of the A4C clip (or the only clip, of view ``view``) and optionally its A2C partner, and the summary line."""
     try:
         report = compute_ef(
-            seg.labels,
-            spacing=seg.clip.spacing,
+            seg4.labels,
+            spacing=seg4.clip.spacing,
             fps=fps,
-            masks_a2c=None if seg_a2c is None else seg_a2c.labels,
-            spacing_a2c=None if seg_a2c is None else seg_a2c.clip.spacing,
-            fps_a2c=None if seg_a2c is None else (seg_a2c.clip.fps or fps),
+            masks_a2c=None if seg2 is None else seg2.labels,
+            spacing_a2c=None if seg2 is None else seg2.clip.spacing,
+            fps_a2c=None if seg2 is None else (seg2.clip.fps or fps),
         )
-    except NoBeatFoundError as err:
-        return None, f"No EF: {err}"
-    except ValueError as err:  # e.g. no frame rate to detect beats with
+    except (NoBeatFoundError, ValueError) as err:  # no beat, or no frame rate to detect beats with
         return None, f"No EF: {err}"
     s = report.summary
     if s.mean is None:
         return report, f"No beat passed the checks ({s.n_beats} found); see the table for the reasons."
     spread = f" (median {s.median:.1f}, SD {s.sd:.1f})" if s.sd is not None else ""
-    return report, f"EF {s.mean:.1f}%{spread} over {s.n_accepted} beat(s), {report.method}, {report.views}"
+    views = report.views if seg2 is not None else view
+    return report, f"EF {s.mean:.1f}%{spread} over {s.n_accepted} beat(s), {report.method}, {views}"
 
 
 def analyze(
-    path: str | Path,
+    path: str | Path | Sequence[str | Path],
     *,
+    view: str = "A4C",
+    second_path: str | Path | Sequence[str | Path] | None = None,
     ckpt: str = "default",
-    a2c_path: str | Path | None = None,
     fps: float | None = None,
     device: str | torch.device | None = None,
     out_dir: str | Path | None = None,
     progress=None,
 ) -> Analysis:
-    """Segment one clip (and optionally its A2C partner), compute the EF and write the downloads.
+    """Segment one clip (and optionally the other apical view of the same heart), compute the EF, write downloads.
 
     Args:
-        path: the A4C (or only) clip: .avi, .mp4, .nii.gz, .mhd or DICOM.
-        ckpt: checkpoint path or ``default``.
-        a2c_path: optional A2C clip for biplane EF.
+        path: the clip to show: .avi, .mp4, .nii.gz, .mhd (with its .raw: pass both) or DICOM.
+        view: its view, ``A4C`` or ``A2C`` (a single clip gives single-plane EF whatever its view).
+        second_path: optional clip of the other view, for biplane EF.
+        ckpt: checkpoint path or bundled name (``default``).
         fps: frame rate to use when the file has none (overrides nothing the file states).
         device: torch device (default: GPU when present).
-        out_dir: where to write (default: a fresh temporary folder).
+        out_dir: where to write (default: a fresh folder from :func:`request_dir`).
         progress: ``progress(fraction, desc=...)`` callable (Gradio's Progress fits).
 
     Raises:
         GdkvmError: bad input (named file and problem), no usable model.
     """
-    dev = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model = get_model(ckpt, dev)
     from gdkvm.inference import VideoSegmenter
 
+    if view not in VIEWS:
+        raise InputError(f"view must be one of {', '.join(VIEWS)}, got {view!r}")
+    out = Path(out_dir) if out_dir else request_dir()
+    other = "A2C" if view == "A4C" else "A4C"
+    clips = [(gather_upload(path, out / "input"), view)]
+    if second_path:
+        clips.append((gather_upload(second_path, out / "input2"), other))
+    read = []
+    for clip_path, label in clips:  # a bad file fails here, before the model is loaded
+        check_clip_limits(clip_path)
+        clip = read_clip(clip_path)
+        _check_frames(len(clip.frames), clip_path)  # again: the header may understate it
+        read.append((clip, label))
+    if progress is not None:
+        progress(0.0, desc="loading the model")
+    dev = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model = get_model(ckpt, dev)
     size = model_input_size(model)
-    out = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="gdkvm_demo_"))
-    clips = [Path(path)] + ([Path(a2c_path)] if a2c_path else [])
-    segs = []
-    for n, clip_path in enumerate(clips):
-        label = "A4C" if n == 0 else "A2C"
+    segs: dict[str, Segmentation] = {}
+    for n, (clip, label) in enumerate(read):
 
-        def step(done: int, total: int, n: int = n, label: str = label, src: Path = clip_path) -> None:
-            if total > MAX_FRAMES:
-                raise InputError(f"clip has {total} frames; the demo takes at most {MAX_FRAMES}", src)
+        def step(done: int, total: int, n: int = n, label: str = label) -> None:
             if progress is not None:
-                progress((n + done / total) / len(clips), desc=f"segmenting {label}: frame {done}/{total}")
+                progress((n + done / total) / len(read), desc=f"segmenting {label}: frame {done}/{total}")
 
-        segs.append(segment_clip(clip_path, VideoSegmenter(model, device=dev), size=size, progress=step))
-    seg = segs[0]
+        labels, lv_prob = segment_frames(clip.frames, VideoSegmenter(model, device=dev), size=size, progress=step)
+        segs[label] = Segmentation(clip=clip, labels=labels, lv_prob=lv_prob)
+    seg, second = segs[view], segs.get(other)
     use_fps = seg.clip.fps or fps
-    report, message = _ef(seg, segs[1] if len(segs) > 1 else None, use_fps)
+    seg4, seg2 = (segs["A4C"], segs["A2C"]) if second is not None else (seg, None)
+    report, message = _ef(seg4, seg2, seg4.clip.fps or fps, view)
     if use_fps is None and report is None:
         message += " (the file states no frame rate: enter one to detect beats)"
     paths = write_segmentation(seg, out, overwrite=True)
-    files = [paths["masks"], paths["areas"], _write_ef_csv(out / "ef_beats.csv", report)]
-    fig = plot_area_curve(seg.lv_area, report, fps=use_fps, unit=seg.area_unit)
-    return Analysis(seg, report, paths["overlay"], files, fig, message)
+    files = [paths["masks"], paths["areas"]]
+    if second is not None:
+        more = write_segmentation(second, out / other, overwrite=True)
+        files += [more["masks"], more["areas"]]
+    files.append(_write_ef_csv(out / "ef_beats.csv", report))
+    fig = plot_area_curve(seg.lv_area, report, fps=use_fps, unit=seg.area_unit, view=view)
+    return Analysis(seg, view, second, report, paths["overlay"], files, fig, message)
+
+
+def readable_error(err: BaseException) -> str:
+    """One line for the page: the error with server folders stripped from file paths (only file names stay)."""
+    return _ABS_PATH.sub(r"\1", str(err))
 
 
 def safe_analyze(*args, **kwargs) -> tuple[Analysis | None, str]:
@@ -233,7 +392,9 @@ def safe_analyze(*args, **kwargs) -> tuple[Analysis | None, str]:
     try:
         return analyze(*args, **kwargs), ""
     except GdkvmError as err:
-        return None, f"Error: {err}"
+        return None, f"Error: {readable_error(err)}"
+    except MemoryError:
+        return None, "Error: the clip does not fit in the server's memory; trim or downsample it"
     except Exception as err:  # a corrupt upload can fail deep inside a decoder: report it, keep serving
         log.exception("demo request failed")
-        return None, f"Error: could not process this upload ({type(err).__name__}: {err})"
+        return None, f"Error: could not process this upload ({type(err).__name__}: {readable_error(err)})"

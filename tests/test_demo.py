@@ -46,10 +46,15 @@ def client(server, tmp_path_factory):
     return Client(server[0], verbose=False, download_files=str(tmp_path_factory.mktemp("downloads")))
 
 
-def _predict(client, clip):
+def _predict(client, clip, *, view="A4C", second=None, model=None):
+    """One /segment call; the model box keeps its preselected value unless ``model`` is given."""
     from gradio_client import handle_file
 
-    return client.predict(handle_file(str(clip)), None, None, "A4C", None, "", api_name="/segment")
+    kwargs = {"model_ckpt": model} if model is not None else {}
+    other = None if second is None else [handle_file(str(second))]
+    return client.predict(
+        upload=[handle_file(str(clip))], example=None, second=other, view=view, fps=None, api_name="/segment", **kwargs
+    )
 
 
 def _duration(path) -> float:
@@ -74,13 +79,28 @@ def test_api_bad_upload_shows_error_and_server_keeps_serving(client, tmp_path):
     bad = tmp_path / "corrupt.avi"
     bad.write_bytes(b"RIFF\x00\x00\x00\x00AVI garbage")
     *_, status = _predict(client, bad)
-    assert status.startswith("Error:") and "corrupt.avi" in status
+    assert status.startswith("Error: corrupt.avi:") and "/tmp" not in status, status  # file name, not server folders
     wrong_type = tmp_path / "notes.txt"
     wrong_type.write_text("hello")
     with pytest.raises(Exception, match="Invalid file type"):  # refused by the upload widget, readable in the page
         _predict(client, wrong_type)
     clip = next(iter(example_clips().values()))
     assert _predict(client, clip)[-1].startswith("EF ")
+
+
+def test_api_biplane_and_a2c_view(client):
+    clips = list(example_clips().values())
+    a4c, a2c = clips[0], clips[2]
+    video, plot, table, files, status = _predict(client, a2c, view="A2C", second=a4c)
+    assert status.startswith("EF ") and status.endswith("biplane, A4C+A2C"), status
+    names = sorted(str(f).rsplit("/", 1)[-1] for f in files)
+    assert sum(n.endswith("_masks.nii.gz") for n in names) == 2, names
+    assert "example3_2CH_seed13_overlay" in str(video["video"] if isinstance(video, dict) else video)
+
+
+def test_api_refuses_models_not_offered(client, tmp_path):
+    with pytest.raises(Exception, match="not in the list of choices|unknown model"):
+        _predict(client, next(iter(example_clips().values())), model=str(tmp_path / "other.pt"))
 
 
 def test_eight_concurrent_requests_all_answered(client):
