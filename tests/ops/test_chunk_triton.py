@@ -103,3 +103,100 @@ def test_bad_chunk_size_is_rejected() -> None:
     x = make_inputs(1, 8, 1, 16, 16, per_channel=False)
     with pytest.raises(ValueError, match="chunk_size"):
         chunk_gated_delta_triton(**x, scale=0.25, chunk_size=48)
+
+
+@pytest.fixture()
+def gpu_like_dot(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Makes the interpreter's tl.dot and bf16 rounding behave like the GPU's: bf16 operands are decoded (the
+    interpreter keeps bf16 as raw uint16 bits and would multiply those), fp32 operands are truncated to TF32 (10-bit
+    mantissa) unless the dot asks for IEEE, as Hopper's tensor cores do by default, and fp32 -> bf16 rounds to
+    nearest even (the interpreter truncates)."""
+    import numpy as np
+    import triton.language as tl
+    from triton.runtime import interpreter
+
+    def as_f32(handle) -> np.ndarray:
+        if handle.dtype.scalar == tl.bfloat16:
+            return (handle.data.astype(np.uint32) << 16).view(np.float32)
+        return handle.data.astype(np.float32)
+
+    def create_dot(self, a, b, d, input_precision, max_num_imprecise_acc):  # noqa: ARG001
+        a_data, b_data = as_f32(a), as_f32(b)
+        if a.dtype.scalar == tl.float32 and "IEEE" not in str(input_precision).upper():
+            a_data = (a_data.view(np.uint32) & np.uint32(0xFFFFE000)).view(np.float32)
+            b_data = (b_data.view(np.uint32) & np.uint32(0xFFFFE000)).view(np.float32)
+        return interpreter.TensorHandle(np.matmul(a_data, b_data, dtype=np.float32) + d.data, d.dtype.scalar)
+
+    original_cast = interpreter.InterpreterBuilder.cast_impl
+
+    def cast_impl(self, src, dst_type):
+        # The interpreter truncates fp32 -> bf16; the GPU rounds to nearest even.
+        if src.dtype.scalar == tl.float32 and dst_type.scalar == tl.bfloat16:
+            bits = src.data.astype(np.float32).view(np.uint32).astype(np.uint64)
+            bits = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16
+            return interpreter.TensorHandle(bits.astype(np.uint16), dst_type.scalar)
+        return original_cast(self, src, dst_type)
+
+    monkeypatch.setattr(interpreter.InterpreterBuilder, "create_dot", create_dot)
+    monkeypatch.setattr(interpreter.InterpreterBuilder, "cast_impl", cast_impl)
+
+
+BF16_CASES = [
+    pytest.param(150, 64, 48, False, True, "high", id="T150-K64-V48-head-h0"),
+    pytest.param(150, 64, 48, False, True, "fast", id="T150-K64-V48-head-h0-fast"),
+    pytest.param(90, 40, 24, True, False, "high", id="T90-K40-V24-chan"),
+]
+
+
+@pytest.mark.parametrize(("length", "key_dim", "value_dim", "per_channel", "with_h0", "precision"), BF16_CASES)
+def test_bf16_inputs_with_gpu_like_products(
+    gpu_like_dot, monkeypatch: pytest.MonkeyPatch, length, key_dim, value_dim, per_channel, with_h0, precision
+) -> None:
+    # bf16 inputs at chunk 64 with TF32 products, as on the GPU (the interpreter alone cannot run bf16 dots).
+    monkeypatch.setenv("GDKVM_TOKEN_PRECISION", precision)
+    x = make_inputs(1, length, 2, key_dim, value_dim, per_channel=per_channel, dtype=torch.bfloat16)
+    h0 = torch.randn(1, 2, key_dim, value_dim) if with_h0 else None
+    do = torch.randn(1, length, 2, value_dim)
+    dht = torch.randn(1, 2, key_dim, value_dim)
+    o_ref, s_ref, g_ref = _run(naive_recurrent_gated_delta, {n: t.float() for n, t in x.items()}, h0, do, dht)
+    o, s, grads = _run(chunk_gated_delta_triton, x, h0, do, dht, scale=key_dim**-0.5, chunk_size=64)
+    factor = 2 if precision == "fast" else 1
+    assert o.dtype == torch.bfloat16
+    assert rel_rms(o_ref, o) < factor * OUT_TOL
+    assert rel_rms(s_ref, s) < factor * OUT_TOL
+    for name, ref in g_ref.items():
+        assert rel_rms(ref, grads[name]) < factor * GRAD_TOL, f"d{name}: {rel_rms(ref, grads[name]):.3g}"
+
+
+INTERMEDIATE_CASES = [
+    pytest.param(140, 64, 40, 64, False, torch.float32, id="T140-K64-V40-C64-head-fp32"),
+    pytest.param(140, 64, 40, 64, False, torch.bfloat16, id="T140-K64-V40-C64-head-bf16"),
+    pytest.param(75, 24, 20, 32, True, torch.float32, id="T75-K24-V20-C32-chan-fp32"),
+]
+
+
+@pytest.mark.parametrize(("length", "key_dim", "value_dim", "chunk", "per_channel", "dtype"), INTERMEDIATE_CASES)
+def test_each_launch_matches_chunk_reference(
+    gpu_like_dot, length, key_dim, value_dim, chunk, per_channel, dtype
+) -> None:
+    # Per-kernel twins (FLA's test_gdn_kernels model): every stored intermediate against the float64 chunk reference.
+    from gdkvm.ops.gated_delta.chunk_bwd import launch_state_bwd
+    from gdkvm.ops.gated_delta.chunk_fwd import launch_prep, launch_state_fwd
+    from gdkvm.ops.gated_delta.naive import chunk_reference_intermediates
+
+    x = make_inputs(2, length, 2, key_dim, value_dim, per_channel=per_channel, dtype=dtype)
+    h0 = torch.randn(2, 2, key_dim, value_dim)
+    do = torch.randn(2, length, 2, value_dim).to(dtype)
+    dht = torch.randn(2, 2, key_dim, value_dim)
+    scale = key_dim**-0.5
+    ref = chunk_reference_intermediates(**x, scale=scale, initial_state=h0, chunk_size=chunk, do=do, dht=dht)
+    g32 = x["g"].float()
+    prep = launch_prep(x["q"], x["k"], x["v"], g32, x["beta"], scale, chunk)
+    fwd = launch_state_fwd(x["q"], x["k"], g32, prep, value_dim, scale, h0, True, True, chunk)
+    saved = {**prep, **fwd}
+    bwd = launch_state_bwd(x["q"], x["k"], g32, saved, value_dim, scale, do, dht, True, chunk)
+    got = {**prep, **fwd, **bwd}
+    tol = 2e-3 if dtype == torch.float32 else 1e-2  # TF32 products; bf16 rounding of o
+    for name in ("t_inv", "a", "w", "u", "states", "pseudo", "o", "final_state", "dstates", "dpseudo", "dh0"):
+        assert got[name].shape == ref[name].shape, name
+        assert rel_rms(ref[name], got[name]) < tol, f"{name}: {rel_rms(ref[name], got[name]):.3g}"

@@ -100,6 +100,12 @@ class _ChunkGatedDelta(torch.autograd.Function):
         return dq, dk, dv, dg.to(g_dtype), dbeta.to(beta_dtype), None, dh0, None, None, None
 
 
+def default_chunk_size(key_dim: int, dtype: torch.dtype) -> int:
+    """64, or 32 for K > 128 (K > 64 with fp32 inputs): larger backward tiles would not fit in an H100's shared
+    memory."""
+    return 64 if key_dim <= (64 if dtype == torch.float32 else 128) else 32
+
+
 def chunk_gated_delta_triton(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -116,7 +122,7 @@ def chunk_gated_delta_triton(
     None picks 64, or 32 for K > 128 (K > 64 with fp32 inputs): larger backward tiles would not fit in an H100's
     shared memory."""
     if chunk_size is None:
-        chunk_size = 64 if q.shape[-1] <= (64 if q.dtype == torch.float32 else 128) else 32
+        chunk_size = default_chunk_size(q.shape[-1], q.dtype)
     if chunk_size not in (16, 32, 64):
         raise InputError(f"chunk_size must be 16, 32 or 64, got {chunk_size}")
     inputs = (q, k, v, g, beta, initial_state)

@@ -21,8 +21,8 @@ from gdkvm.ops.gated_delta.chunk_fwd import (
     _rows,
     _vec,
     autotuning,
-    block_sizes,
-    interpreting,
+    block_k,
+    heuristic,
     prec,
     tuned,
 )
@@ -236,6 +236,78 @@ def _chunk_bwd_kernel(
     tl.store(dbeta_ptr + th, dbeta + dbeta2, mask=mrow)
 
 
+def launch_state_bwd(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    g: torch.Tensor,
+    saved: dict[str, torch.Tensor | None],
+    value_dim: int,
+    scale: float,
+    do: torch.Tensor,
+    dht: torch.Tensor | None,
+    need_dh0: bool,
+    chunk_size: int = 64,
+) -> dict[str, torch.Tensor | None]:
+    """Launch 3 (reverse over chunks): dstates [B, NT, H, K, V] (gradient of the state leaving each chunk, intermediate
+    dtype), dpseudo = dU [B, T, H, V] fp32 and dh0 [B, H, K, V] fp32 (None unless ``need_dh0``)."""
+    batch, length, heads, key_dim = k.shape
+    n_chunks = triton.cdiv(length, chunk_size)
+    dstates = torch.empty_like(saved["states"])
+    dpseudo = torch.empty(batch, length, heads, value_dim, device=q.device, dtype=torch.float32)
+    dh0 = torch.empty(batch, heads, key_dim, value_dim, device=q.device, dtype=torch.float32) if need_dh0 else None
+    args = (
+        q, k, g, saved["w"], saved["a"], do, dht if dht is not None else dpseudo, dh0 if need_dh0 else dpseudo,
+        dstates, dpseudo, scale, length, heads, key_dim, value_dim, n_chunks,
+    )  # fmt: skip
+    meta = dict(
+        PER_CHANNEL=g.dim() == 4, HAS_DHT=dht is not None, STORE_DH0=need_dh0, BT=chunk_size, BK=block_k(key_dim)
+    )  # fmt: skip
+    if autotuning():
+        grid = lambda m: (triton.cdiv(value_dim, m["BV"]), batch * heads)  # noqa: E731
+        tuned(_state_bwd_kernel, "state_bwd", STATE_CONFIGS, True)[grid](*args, **meta)
+    else:
+        cfg = heuristic("state", key_dim, value_dim, batch * heads)
+        _state_bwd_kernel[(triton.cdiv(value_dim, cfg["BV"]), batch * heads)](
+            *args, **meta, BV=cfg["BV"], num_warps=cfg["num_warps"], num_stages=cfg["num_stages"]
+        )
+    return {"dstates": dstates, "dpseudo": dpseudo, "dh0": dh0}
+
+
+def launch_chunk_bwd(
+    saved: dict[str, torch.Tensor | None],
+    state_grads: dict[str, torch.Tensor | None],
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    g: torch.Tensor,
+    beta: torch.Tensor,
+    scale: float,
+    do: torch.Tensor,
+    chunk_size: int = 64,
+) -> tuple[torch.Tensor, ...]:
+    """Launch 4 (parallel over chunks): dq, dk [B, T, H, K], dv [B, T, H, V] (dtype of q), dg (shape of g) and
+    dbeta [B, T, H] fp32."""
+    batch, length, heads, key_dim = k.shape
+    value_dim = v.shape[-1]
+    n_chunks = triton.cdiv(length, chunk_size)
+    dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+    dg = torch.empty(g.shape, device=g.device, dtype=torch.float32)
+    dbeta = torch.empty(beta.shape, device=beta.device, dtype=torch.float32)
+    scratch = torch.empty(batch, length, heads, 2 * chunk_size, device=q.device, dtype=q.dtype)
+    args = (
+        q, k, v, g, beta, saved["t_inv"], saved["states"], state_grads["dstates"], saved["pseudo"],
+        state_grads["dpseudo"], do, dq, dk, dv, dg, dbeta, scratch, scale, length, heads, key_dim, value_dim, n_chunks,
+    )  # fmt: skip
+    cfg = heuristic("chunk_bwd", key_dim, value_dim, batch * heads)
+    meta = dict(PER_CHANNEL=g.dim() == 4, BT=chunk_size, BK=block_k(key_dim), BV=cfg["BV"], PREC=prec(q.dtype))
+    grid = (n_chunks, batch * heads)
+    if autotuning():
+        tuned(_chunk_bwd_kernel, "chunk_bwd", PARALLEL_CONFIGS, False)[grid](*args, **meta)
+    else:
+        _chunk_bwd_kernel[grid](*args, **meta, num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
+    return dq, dk, dv, dg, dbeta
+
+
 def chunk_bwd(
     saved: dict[str, torch.Tensor | None],
     q: torch.Tensor,
@@ -264,39 +336,6 @@ def chunk_bwd(
         dq, dk [B, T, H, K], dv [B, T, H, V] (dtype of q); dg (shape of g) and dbeta [B, T, H] fp32;
         dh0 [B, H, K, V] fp32 or None.
     """
-    batch, length, heads, key_dim = k.shape
-    value_dim = v.shape[-1]
-    n_chunks = triton.cdiv(length, chunk_size)
-    per_channel = g.dim() == 4
-    bk, bv, bv_prep = block_sizes(key_dim, value_dim, batch * heads, chunk_size)
-    warps = 4 if bk <= 64 else 8
-    dstates = torch.empty_like(saved["states"])
-    dpseudo = torch.empty(v.shape, device=v.device, dtype=torch.float32)
-    dh0 = torch.empty(batch, heads, key_dim, value_dim, device=q.device, dtype=torch.float32) if need_dh0 else None
-    args = (
-        q, k, g, saved["w"], saved["a"], do, dht if dht is not None else dpseudo, dh0 if need_dh0 else dpseudo,
-        dstates, dpseudo, scale, length, heads, key_dim, value_dim, n_chunks,
-    )  # fmt: skip
-    meta = dict(PER_CHANNEL=per_channel, HAS_DHT=dht is not None, STORE_DH0=need_dh0, BT=chunk_size, BK=bk)
-    if autotuning():
-        grid = lambda m: (triton.cdiv(value_dim, m["BV"]), batch * heads)  # noqa: E731
-        tuned(_state_bwd_kernel, "state_bwd", STATE_CONFIGS, True)[grid](*args, **meta)
-    else:
-        stages = 1 if interpreting() else 2
-        _state_bwd_kernel[(triton.cdiv(value_dim, bv), batch * heads)](
-            *args, **meta, BV=bv, num_warps=warps, num_stages=stages
-        )
-    dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
-    dg = torch.empty(g.shape, device=g.device, dtype=torch.float32)
-    dbeta = torch.empty(beta.shape, device=beta.device, dtype=torch.float32)
-    scratch = torch.empty(batch, length, heads, 2 * chunk_size, device=q.device, dtype=q.dtype)
-    args = (
-        q, k, v, g, beta, saved["t_inv"], saved["states"], dstates, saved["pseudo"], dpseudo, do,
-        dq, dk, dv, dg, dbeta, scratch, scale, length, heads, key_dim, value_dim, n_chunks,
-    )  # fmt: skip
-    meta = dict(PER_CHANNEL=per_channel, BT=chunk_size, BK=bk, BV=min(bv_prep, 32), PREC=prec(q.dtype))
-    if autotuning():
-        tuned(_chunk_bwd_kernel, "chunk_bwd", PARALLEL_CONFIGS, False)[(n_chunks, batch * heads)](*args, **meta)
-    else:
-        _chunk_bwd_kernel[(n_chunks, batch * heads)](*args, **meta, num_warps=8)  # 4 warps spill heavily on sm_90
-    return dq, dk, dv, dg, dbeta, dh0
+    state_grads = launch_state_bwd(q, k, g, saved, v.shape[-1], scale, do, dht, need_dh0, chunk_size)
+    grads = launch_chunk_bwd(saved, state_grads, q, k, v, g, beta, scale, do, chunk_size)
+    return (*grads, state_grads["dh0"])

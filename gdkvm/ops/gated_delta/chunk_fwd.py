@@ -109,6 +109,10 @@ def _solve_unit_lower(lower, t_ptr, tok0, i_h, H, n_valid, BT: tl.constexpr, BS:
     p_blk = t_ptr + ((row_b[:, None, None] + o_s[None, :, None]) * H + i_h) * BT + o_b[:, None, None] * BS
     m_blk = ((o_b[:, None, None] * BS + o_s[None, :, None]) < n_valid) & (o_s[None, None, :] < BS)
     tl.store(p_blk + o_s[None, None, :], t_b, mask=m_blk)
+    # The [NB, BS, BS] store and the [BT, BT] reload below map elements to different threads (other warps): without
+    # this barrier a warp can read a diagonal block before the warp that owns it has written T_diag there, and gets
+    # the stale L block (a GPU-only race; the interpreter runs the program serially).
+    tl.debug_barrier()
     # Diagonal blocks now hold T_diag, the others still hold L: reload instead of keeping L live in registers.
     t_full = tl.load(p_full, mask=m2, other=0.0).to(tl.float32)
     t_diag = tl.where(same, t_full, 0.0)
@@ -220,32 +224,43 @@ def _state_fwd_kernel(
         tl.store(ht_ptr + i_bh.to(tl.int64) * K * V + p_s, state, mask=m_s)
 
 
-# Launch configurations tried on a GPU (the interpreter takes the heuristic one). BV trades parallelism (B*H*V/BV
-# programs on 132 SMs) against work per sequential step.
+# Launch configurations. On a GPU the autotuner picks among these (pruned to what fits an H100's 227 KB of shared
+# memory per block, see ``_prune``); with GDKVM_AUTOTUNE=0 or under the interpreter ``heuristic`` picks one. BV trades
+# parallelism (B*H*V/BV programs on 132 SMs) against work per sequential step. Shared memory measured by compiling
+# for sm_90 (triton 3.9, bf16 inputs, fp32 intermediates): state kernels 82 KB (K 64, BV 16), 127 KB (K 128, BV 16),
+# 180 KB (K 128, BV 64), 82-107 KB (K 256, chunk 32, BV 32); prep 37-49 KB; chunk backward 90 KB (K 64), 156 KB
+# (K 128), 98 KB (K 256, chunk 32).
 STATE_CONFIGS = [
     triton.Config({"BV": bv}, num_warps=warps, num_stages=stages)
-    for bv, warps, stages in ((16, 4, 2), (32, 4, 2), (64, 4, 2), (64, 8, 2))
+    for bv, warps, stages in ((16, 4, 2), (32, 4, 2), (64, 4, 2), (32, 8, 2), (64, 8, 2))
 ]
 PARALLEL_CONFIGS = [triton.Config({}, num_warps=warps) for warps in (4, 8)]
 _TUNED: dict[str, object] = {}
 
 
-def _prune_bv(configs: list, named_args: dict, **kwargs: object) -> list:
-    """Drops value tiles wider than V needs."""
-    widest = max(16, triton.next_power_of_2(int(named_args["V"])))
-    kept = [c for c in configs if c.kwargs.get("BV", 0) <= widest]
+def _state_bv_cap(key_dim: int) -> int:
+    """Widest value tile of the state kernels for a key dimension: the [K, BV] fp32 state lives in registers and the
+    [K, BV] operand tiles in shared memory, so BV shrinks as K grows."""
+    return 64 if key_dim <= 128 else 32
+
+
+def _prune(configs: list, named_args: dict, **kwargs: object) -> list:
+    """Drops value tiles wider than V needs or than K allows, and 8 warps at K > 128 (register pressure)."""
+    value_dim, key_dim = int(named_args["V"]), int(named_args["K"])
+    widest = min(_state_bv_cap(key_dim), max(16, triton.next_power_of_2(value_dim)))
+    kept = [c for c in configs if c.kwargs.get("BV", 0) <= widest and (key_dim <= 128 or c.num_warps <= 4)]
     return kept or configs[:1]
 
 
 def autotuning() -> bool:
-    """Autotune on a GPU unless GDKVM_AUTOTUNE=0 (then the heuristic configuration of ``block_sizes`` is used)."""
+    """Autotune on a GPU unless GDKVM_AUTOTUNE=0 (then the heuristic configuration of ``heuristic`` is used)."""
     return not interpreting() and os.environ.get("GDKVM_AUTOTUNE", "1") != "0"
 
 
 def tuned(kernel, name: str, configs: list, state_kernel: bool):
     """The autotuned wrapper of ``kernel`` (built once, on first use, so importing compiles nothing)."""
     if name not in _TUNED:
-        prune = {"early_config_prune": _prune_bv} if state_kernel else None
+        prune = {"early_config_prune": _prune} if state_kernel else None
         _TUNED[name] = triton.autotune(configs=configs, key=["H", "K", "V", "T"], prune_configs_by=prune)(kernel)
     return _TUNED[name]
 
@@ -265,15 +280,101 @@ def prec(dtype: torch.dtype) -> str:
     return "ieee" if dtype == torch.float32 else "tf32"
 
 
-def block_sizes(key_dim: int, value_dim: int, batch_heads: int, chunk_size: int) -> tuple[int, int, int]:
-    """(BK, BV of the state kernels, BV of the prep kernel). BK covers K whole (K <= 256); the state kernels split V
-    finer when batch*heads alone gives too few programs to fill an H100 (132 SMs)."""
+def heuristic(kernel: str, key_dim: int, value_dim: int, batch_heads: int) -> dict[str, int]:
+    """Launch configuration without autotuning: {"BV", "num_warps", "num_stages"} for kernel "prep", "state" (both
+    sequential passes) or "chunk_bwd". BK always covers K whole (K <= 256). The state passes use 4 warps and split V
+    finer while batch*heads alone gives too few programs to fill an H100 (132 SMs); the parallel kernels use 8 warps
+    (4 spill heavily on sm_90)."""
     bk = max(16, triton.next_power_of_2(key_dim))
-    bv = min(64, max(16, triton.next_power_of_2(value_dim)))
-    while bv > 16 and batch_heads * triton.cdiv(value_dim, bv) < 132:
-        bv //= 2
-    bv_prep = min(64 if bk <= 128 else 32, max(16, triton.next_power_of_2(value_dim)))
-    return bk, bv, bv_prep
+    widest = max(16, triton.next_power_of_2(value_dim))
+    if kernel == "state":
+        bv = min(_state_bv_cap(key_dim), widest)
+        while bv > 16 and batch_heads * triton.cdiv(value_dim, bv) < 132:
+            bv //= 2
+        return {"BV": bv, "num_warps": 4, "num_stages": 1 if interpreting() else 2}
+    if kernel == "prep":
+        return {"BV": min(64 if bk <= 128 else 32, widest), "num_warps": 8, "num_stages": 1 if interpreting() else 3}
+    if kernel == "chunk_bwd":
+        return {"BV": min(32, widest), "num_warps": 8, "num_stages": 1 if interpreting() else 3}
+    raise ValueError(f"unknown kernel {kernel!r}")
+
+
+def block_k(key_dim: int) -> int:
+    """Key tile: K whole, padded to a power of two (at least 16, the smallest tl.dot dimension)."""
+    return max(16, triton.next_power_of_2(key_dim))
+
+
+def launch_prep(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    g: torch.Tensor,
+    beta: torch.Tensor,
+    scale: float,
+    chunk_size: int = 64,
+) -> dict[str, torch.Tensor]:
+    """Launch 1 (parallel over chunks): t_inv [B, T, H, C] fp32, a [B, T, H, C], w [B, T, H, K], u [B, T, H, V] in the
+    intermediate dtype. Inputs contiguous; g fp32 [B, T, H] or [B, T, H, K]."""
+    batch, length, heads, key_dim = k.shape
+    value_dim = v.shape[-1]
+    n_chunks = triton.cdiv(length, chunk_size)
+    inter = intermediate_dtype(q.dtype)
+    t_inv = torch.empty(batch, length, heads, chunk_size, device=q.device, dtype=torch.float32)
+    a = torch.empty(batch, length, heads, chunk_size, device=q.device, dtype=inter)
+    w = torch.empty(k.shape, device=q.device, dtype=inter)
+    u = torch.empty(v.shape, device=q.device, dtype=inter)
+    cfg = heuristic("prep", key_dim, value_dim, batch * heads)
+    meta = dict(
+        PER_CHANNEL=g.dim() == 4, BT=chunk_size, BS=min(16, chunk_size), BK=block_k(key_dim), BV=cfg["BV"],
+        PREC=prec(q.dtype),
+    )  # fmt: skip
+    args = (q, k, v, g, beta, t_inv, a, w, u, scale, length, heads, key_dim, value_dim)
+    grid = (n_chunks, batch * heads)
+    if autotuning():
+        tuned(_prep_kernel, "prep", PARALLEL_CONFIGS, False)[grid](*args, **meta)
+    else:
+        _prep_kernel[grid](*args, **meta, num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
+    return {"t_inv": t_inv, "a": a, "w": w, "u": u}
+
+
+def launch_state_fwd(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    g: torch.Tensor,
+    prep: dict[str, torch.Tensor],
+    value_dim: int,
+    scale: float,
+    initial_state: torch.Tensor | None,
+    output_final_state: bool,
+    save: bool,
+    chunk_size: int = 64,
+) -> dict[str, torch.Tensor | None]:
+    """Launch 2 (sequential over chunks): o [B, T, H, V] (dtype of q), the final state [B, H, K, V] fp32 (or None) and,
+    with ``save``, the states entering each chunk [B, NT, H, K, V] and U [B, T, H, V] (intermediate dtype)."""
+    batch, length, heads, key_dim = k.shape
+    n_chunks = triton.cdiv(length, chunk_size)
+    w, u, a = prep["w"], prep["u"], prep["a"]
+    o = torch.empty(batch, length, heads, value_dim, device=q.device, dtype=q.dtype)
+    final = torch.empty(batch, heads, key_dim, value_dim, device=q.device, dtype=torch.float32)
+    states = torch.empty(batch, n_chunks, heads, key_dim, value_dim, device=q.device, dtype=w.dtype) if save else None
+    pseudo = torch.empty(batch, length, heads, value_dim, device=q.device, dtype=w.dtype) if save else None
+    args = (
+        q, k, g, w, u, a, initial_state if initial_state is not None else final, o, final,
+        states if save else o, pseudo if save else o, scale, length, heads, key_dim, value_dim, n_chunks,
+    )  # fmt: skip
+    meta = dict(
+        PER_CHANNEL=g.dim() == 4, HAS_H0=initial_state is not None, STORE_HT=output_final_state, SAVE=save,
+        BT=chunk_size, BK=block_k(key_dim),
+    )  # fmt: skip
+    if autotuning():
+        grid = lambda m: (triton.cdiv(value_dim, m["BV"]), batch * heads)  # noqa: E731
+        tuned(_state_fwd_kernel, "state_fwd", STATE_CONFIGS, True)[grid](*args, **meta)
+    else:
+        cfg = heuristic("state", key_dim, value_dim, batch * heads)
+        _state_fwd_kernel[(triton.cdiv(value_dim, cfg["BV"]), batch * heads)](
+            *args, **meta, BV=cfg["BV"], num_warps=cfg["num_warps"], num_stages=cfg["num_stages"]
+        )
+    return {"o": o, "final_state": final if output_final_state else None, "states": states, "pseudo": pseudo}
 
 
 def chunk_fwd(
@@ -302,49 +403,6 @@ def chunk_fwd(
         dict with o [B, T, H, V] (dtype of q), final_state [B, H, K, V] fp32 or None, and the saved tensors
         t_inv [B, T, H, C] fp32, a [B, T, H, C], w [B, T, H, K], states, pseudo (None unless ``save``).
     """
-    batch, length, heads, key_dim = k.shape
-    value_dim = v.shape[-1]
-    n_chunks = triton.cdiv(length, chunk_size)
-    per_channel = g.dim() == 4
-    bk, bv, bv_prep = block_sizes(key_dim, value_dim, batch * heads, chunk_size)
-    inter = intermediate_dtype(q.dtype)
-    t_inv = torch.empty(batch, length, heads, chunk_size, device=q.device, dtype=torch.float32)
-    a = torch.empty(batch, length, heads, chunk_size, device=q.device, dtype=inter)
-    w = torch.empty(k.shape, device=q.device, dtype=inter)
-    u = torch.empty(v.shape, device=q.device, dtype=inter)
-    warps = 4 if bk <= 64 else 8
-    prep = dict(PER_CHANNEL=per_channel, BT=chunk_size, BS=min(16, chunk_size), BK=bk, BV=bv_prep, PREC=prec(q.dtype))
-    prep_args = (q, k, v, g, beta, t_inv, a, w, u, scale, length, heads, key_dim, value_dim)
-    if autotuning():
-        tuned(_prep_kernel, "prep", PARALLEL_CONFIGS, False)[(n_chunks, batch * heads)](*prep_args, **prep)
-    else:
-        _prep_kernel[(n_chunks, batch * heads)](*prep_args, **prep, num_warps=8)  # 4 warps spill on sm_90
-    o = torch.empty_like(v)
-    final = torch.empty(batch, heads, key_dim, value_dim, device=q.device, dtype=torch.float32)
-    states = torch.empty(batch, n_chunks, heads, key_dim, value_dim, device=q.device, dtype=inter) if save else None
-    pseudo = torch.empty(v.shape, device=q.device, dtype=inter) if save else None
-    args = (
-        q, k, g, w, u, a, initial_state if initial_state is not None else final, o, final,
-        states if save else o, pseudo if save else o, scale, length, heads, key_dim, value_dim, n_chunks,
-    )  # fmt: skip
-    meta = dict(
-        PER_CHANNEL=per_channel, HAS_H0=initial_state is not None, STORE_HT=output_final_state, SAVE=save,
-        BT=chunk_size, BK=bk,
-    )  # fmt: skip
-    if autotuning():
-        grid = lambda m: (triton.cdiv(value_dim, m["BV"]), batch * heads)  # noqa: E731
-        tuned(_state_fwd_kernel, "state_fwd", STATE_CONFIGS, True)[grid](*args, **meta)
-    else:
-        stages = 1 if interpreting() else 2
-        _state_fwd_kernel[(triton.cdiv(value_dim, bv), batch * heads)](
-            *args, **meta, BV=bv, num_warps=warps, num_stages=stages
-        )
-    return {
-        "o": o,
-        "final_state": final if output_final_state else None,
-        "t_inv": t_inv,
-        "a": a,
-        "w": w,
-        "states": states,
-        "pseudo": pseudo,
-    }
+    prep = launch_prep(q, k, v, g, beta, scale, chunk_size)
+    out = launch_state_fwd(q, k, g, prep, v.shape[-1], scale, initial_state, output_final_state, save, chunk_size)
+    return {**out, "t_inv": prep["t_inv"], "a": prep["a"], "w": prep["w"]}

@@ -152,3 +152,94 @@ def _chunk_step(
     k_bar = k * (last - big_g).exp()
     new_state = last.transpose(-1, -2).exp() * state + k_bar.transpose(-1, -2) @ pseudo
     return o, new_state
+
+
+def chunk_reference_intermediates(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    g: torch.Tensor,
+    beta: torch.Tensor,
+    *,
+    scale: float,
+    initial_state: torch.Tensor | None = None,
+    chunk_size: int = 64,
+    do: torch.Tensor | None = None,
+    dht: torch.Tensor | None = None,
+) -> dict[str, torch.Tensor]:
+    """Every intermediate of the Triton kernels, in float64 and in the kernels' buffer layouts, for per-kernel checks.
+
+    Forward: t_inv and a [B, T, H, C] (row i of a chunk, columns j < chunk length, zero elsewhere), w [B, T, H, K],
+    u and pseudo (U) [B, T, H, V], states (entering each chunk) [B, NT, H, K, V], o [B, T, H, V], final_state
+    [B, H, K, V]. With ``do`` (and optionally ``dht``): dstates (gradient of the state leaving each chunk)
+    [B, NT, H, K, V], dpseudo (dU) [B, T, H, V] and dh0 [B, H, K, V], by the backward recurrence of README.md.
+    """
+    f64 = torch.float64
+    batch, length, heads, key_dim = k.shape
+    value_dim = v.shape[-1]
+    n_chunks = -(-length // chunk_size)
+    qf, kf, vf = (x.to(f64).transpose(1, 2) for x in (q, k, v))  # [B, H, T, D]
+    gf = _per_channel_gate(g.to(f64), key_dim).transpose(1, 2)
+    bf = beta.to(f64).transpose(1, 2)
+    state = q.new_zeros(batch, heads, key_dim, value_dim, dtype=f64)
+    if initial_state is not None:
+        state = initial_state.to(f64).clone()
+    dev = q.device
+    out = {
+        "t_inv": torch.zeros(batch, heads, length, chunk_size, dtype=f64, device=dev),
+        "a": torch.zeros(batch, heads, length, chunk_size, dtype=f64, device=dev),
+        "w": torch.zeros(batch, heads, length, key_dim, dtype=f64, device=dev),
+        "u": torch.zeros(batch, heads, length, value_dim, dtype=f64, device=dev),
+        "pseudo": torch.zeros(batch, heads, length, value_dim, dtype=f64, device=dev),
+        "o": torch.zeros(batch, heads, length, value_dim, dtype=f64, device=dev),
+        "states": torch.zeros(batch, heads, n_chunks, key_dim, value_dim, dtype=f64, device=dev),
+    }
+    per_chunk = []
+    for c in range(n_chunks):
+        sl = slice(c * chunk_size, min((c + 1) * chunk_size, length))
+        size = sl.stop - sl.start
+        qc, kc, vc, gc, bc = qf[:, :, sl], kf[:, :, sl], vf[:, :, sl], gf[:, :, sl], bf[:, :, sl]
+        big_g = gc.cumsum(dim=2)
+        causal = torch.ones(size, size, dtype=torch.bool, device=dev).tril()
+        diff = big_g[:, :, :, None, :] - big_g[:, :, None, :, :]
+        decay = torch.where(causal[:, :, None], diff, torch.full_like(diff, float("-inf"))).exp()
+        kk = torch.einsum("bhik,bhjk,bhijk->bhij", kc, kc, decay)
+        qk = torch.einsum("bhik,bhjk,bhijk->bhij", qc, kc, decay)
+        eye = torch.eye(size, dtype=f64, device=dev)
+        lower = bc[..., None] * kk.tril(-1)
+        t_inv = torch.linalg.solve_triangular(eye + lower, eye.expand_as(lower), upper=False, unitriangular=True)
+        gate = big_g.exp()
+        w = t_inv @ (bc[..., None] * kc * gate)
+        u = t_inv @ (bc[..., None] * vc)
+        a = scale * qk
+        out["states"][:, :, c] = state
+        pseudo = u - w @ state
+        out["o"][:, :, sl] = (scale * qc * gate) @ state + a @ pseudo
+        last = big_g[:, :, -1:, :]
+        k_bar = kc * (last - big_g).exp()
+        state = last.transpose(-1, -2).exp() * state + k_bar.transpose(-1, -2) @ pseudo
+        out["t_inv"][:, :, sl, :size] = t_inv
+        out["a"][:, :, sl, :size] = a
+        out["w"][:, :, sl], out["u"][:, :, sl], out["pseudo"][:, :, sl] = w, u, pseudo
+        per_chunk.append((sl, qc * gate * scale, a, w, k_bar, last))
+    out["final_state"] = state
+    if do is not None:
+        dof = do.to(f64).transpose(1, 2)
+        dstate = torch.zeros_like(state) if dht is None else dht.to(f64).clone()
+        out["dstates"] = torch.zeros_like(out["states"])
+        out["dpseudo"] = torch.zeros_like(out["pseudo"])
+        for c in reversed(range(n_chunks)):
+            sl, qe, a, w, k_bar, last = per_chunk[c]
+            out["dstates"][:, :, c] = dstate
+            dpseudo = a.transpose(-1, -2) @ dof[:, :, sl] + k_bar @ dstate
+            out["dpseudo"][:, :, sl] = dpseudo
+            dstate = last.transpose(-1, -2).exp() * dstate + qe.transpose(-1, -2) @ dof[:, :, sl]
+            dstate = dstate - w.transpose(-1, -2) @ dpseudo
+        out["dh0"] = dstate
+    for name in ("t_inv", "a", "w", "u", "pseudo", "o", "dpseudo"):
+        if name in out:
+            out[name] = out[name].transpose(1, 2)  # [B, T, H, *]
+    for name in ("states", "dstates"):
+        if name in out:
+            out[name] = out[name].transpose(1, 2)  # [B, NT, H, K, V]
+    return out
