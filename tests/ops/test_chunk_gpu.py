@@ -131,3 +131,35 @@ def test_gpu_fast_precision_mode(monkeypatch: pytest.MonkeyPatch) -> None:
     print("fast", errors)
     assert errors["o"] < 2 * OUT_TOL and errors["state"] < 2 * OUT_TOL, errors
     assert all(errors[f"d{name}"] < 2 * GRAD_TOL for name in g_ref), errors
+
+
+@pytest.mark.parametrize(
+    ("batch", "length", "heads", "key_dim", "value_dim"),
+    [(2, 1000, 4, 64, 64), (2, 1500, 4, 128, 128), (1, 300, 2, 256, 96)],
+    ids=["K64", "K128", "K256"],
+)
+def test_gpu_each_launch_matches_chunk_reference(batch, length, heads, key_dim, value_dim) -> None:
+    # Per-kernel twins on the GPU: each stored intermediate against the float64 chunk reference (bf16 inputs, fp32
+    # intermediates, TF32 products). A race inside a program shows up here as a bad T / w / u before o.
+    from gdkvm.ops.gated_delta.chunk import default_chunk_size
+    from gdkvm.ops.gated_delta.chunk_bwd import launch_state_bwd
+    from gdkvm.ops.gated_delta.chunk_fwd import launch_prep, launch_state_fwd
+    from gdkvm.ops.gated_delta.naive import chunk_reference_intermediates
+
+    torch.manual_seed(0)
+    x = make_inputs(batch, length, heads, key_dim, value_dim, per_channel=False, dtype=torch.bfloat16)
+    h0 = torch.randn(batch, heads, key_dim, value_dim, device="cuda")
+    do = torch.randn(batch, length, heads, value_dim, device="cuda").bfloat16()
+    dht = torch.randn(batch, heads, key_dim, value_dim, device="cuda")
+    scale, chunk = key_dim**-0.5, default_chunk_size(key_dim, torch.bfloat16)
+    ref = chunk_reference_intermediates(**x, scale=scale, initial_state=h0, chunk_size=chunk, do=do, dht=dht)
+    prep = launch_prep(x["q"], x["k"], x["v"], x["g"], x["beta"], scale, chunk)
+    fwd = launch_state_fwd(x["q"], x["k"], x["g"], prep, value_dim, scale, h0, True, True, chunk)
+    bwd = launch_state_bwd(x["q"], x["k"], x["g"], {**prep, **fwd}, value_dim, scale, do, dht, True, chunk)
+    got = {**prep, **fwd, **bwd}
+    errors = {
+        name: rel_rms(ref[name], got[name])
+        for name in ("t_inv", "a", "w", "u", "states", "pseudo", "o", "final_state", "dstates", "dpseudo", "dh0")
+    }
+    print(errors)
+    assert all(e < 1e-2 for e in errors.values()), errors
