@@ -13,6 +13,7 @@ exporter would also need ``onnxscript``). The frame size S and the batch size B 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import logging
 import os
 import tempfile
@@ -102,6 +103,18 @@ def _onnx_workarounds(opset: int) -> Iterator[None]:
         torch.onnx.unregister_custom_op_symbolic("aten::repeat_interleave", opset)
 
 
+def require_onnx(export: bool = True, runtime: bool = False) -> None:
+    """Raise a one-line ``GdkvmError`` when ``onnx`` (to export) or ``onnxruntime`` (to run a file) is missing.
+
+    Neither is a dependency of gdkvm itself (both are in its ``test`` extra).
+    """
+    wanted = [name for name, needed in (("onnx", export), ("onnxruntime", runtime)) if needed]
+    missing = [name for name in wanted if importlib.util.find_spec(name) is None]
+    if missing:
+        raise GdkvmError(f"ONNX {'export' if export else 'inference'} needs {' and '.join(missing)}: "
+                         f"pip install {' '.join(missing)}")  # fmt: skip
+
+
 def check_out_path(path: str | Path, overwrite: bool = False) -> Path:
     """Refuse an output path that exists (unless ``overwrite``), is a folder, or lies in a folder we cannot write.
 
@@ -141,6 +154,8 @@ def export_model(
     """
     if fmt not in FORMATS:
         raise InputError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if fmt == "onnx":
+        require_onnx()
     path = check_out_path(path, overwrite)
     model = model.cpu().float().eval()
     names = state_names(model, size)
@@ -193,10 +208,9 @@ def load_runner(path: str | Path, fmt: str) -> Callable[[list[np.ndarray]], list
                 return [t.numpy() for t in module(*[torch.from_numpy(x) for x in inputs])]
 
         return run_ts
-    try:
-        import onnxruntime as ort
-    except ImportError as err:  # pragma: no cover - onnxruntime is in the test extra
-        raise GdkvmError("running an ONNX export needs onnxruntime (pip install onnxruntime)") from err
+    require_onnx(export=False, runtime=True)
+    import onnxruntime as ort
+
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     names = [i.name for i in session.get_inputs()]
     return lambda inputs: session.run(None, dict(zip(names, inputs)))

@@ -87,6 +87,7 @@ def test_onnx_graph_has_state_in_and_out(default_model, default_exports) -> None
         return [d.dim_value for d in v.type.tensor_type.shape.dim]
 
     state = initial_state(default_model, default_model.input_size)
+    assert not any(a.any() for a in state), "a runtime starts a clip from all-zero state tensors (README, model card)"
     for value_in, value_out, arr in zip(graph.graph.input[1:], graph.graph.output[1:], state):
         assert dims(value_in) == dims(value_out) == list(arr.shape)
 
@@ -143,3 +144,13 @@ def test_cli_export_verifies_and_needs_force(tmp_path, capsys) -> None:
     with pytest.raises(SystemExit) as err:
         main(["export", "--format", "tflite", "--out", str(tmp_path / "x")])
     assert err.value.code == 2 and "invalid choice: 'tflite'" in capsys.readouterr().err
+
+
+def test_onnx_without_onnx_installed_says_what_to_install(tmp_path, capsys, monkeypatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnx" else real(name, *a))
+    assert main(["export", "--format", "onnx", "--out", str(tmp_path / "m.onnx")]) == 2
+    assert "ONNX export needs onnx: pip install onnx" in capsys.readouterr().err
+    assert not (tmp_path / "m.onnx").exists()

@@ -13,7 +13,7 @@ import argparse
 import numpy as np
 
 from gdkvm.errors import GdkvmError, InputError
-from gdkvm.export import FORMATS, check_out_path, export_model, state_names, verify_export
+from gdkvm.export import FORMATS, check_out_path, export_model, require_onnx, state_names, verify_export
 from gdkvm.segment import model_input_size
 
 
@@ -38,7 +38,9 @@ def main(argv: list[str]) -> int:
     args = p.parse_args(argv)
     if args.size is not None and (args.size < 16 or args.size % 16):
         raise InputError(f"--size must be a positive multiple of 16, got {args.size}")
-    check_out_path(args.out, args.force)  # fail before loading anything
+    if args.format == "onnx":
+        require_onnx(runtime=args.verify_frames > 0)  # fail before loading anything
+    check_out_path(args.out, args.force)
     from gdkvm.checkpoint import load_model
 
     model = load_model(args.ckpt, device="cpu")
