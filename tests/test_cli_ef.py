@@ -85,7 +85,6 @@ def test_ef_biplane_half_sequence(camus_root, capsys) -> None:
         pytest.param(["ef", "{d}/clip.npy", "--masks", "{d}/empty.npy", "--fps", "50"], "empty masks", id="empty"),
         pytest.param(["ef", "{d}/clip.npy", "--masks", "{d}/clip.npy"], "unknown frame rate", id="no_fps"),
         pytest.param(["ef", "{d}/clip.npy", "--masks", "{d}/clip.npy", "--method", "biplane"], "A2C", id="no_a2c"),
-        pytest.param(["ef", "{d}/clip.npy"], "--masks", id="no_source"),
         pytest.param(
             ["ef", "{d}/clip.npy", "--a2c", "{d}/clip.npy", "--masks", "{d}/clip.npy"], "--masks-a2c", id="a2c"
         ),
@@ -112,6 +111,20 @@ def test_ef_model_path_fails_cleanly(tmp_path, capsys) -> None:
     path = _write_nii(tmp_path / "clip.nii.gz", masks)
     rc, _, err = _run(capsys, "ef", str(path), "--ckpt", str(tmp_path / "missing.ckpt"), "--device", "cpu")
     assert rc == 2 and err.startswith("gdkvm ef: error:")
+
+
+def test_ef_without_ckpt_uses_the_bundled_model(tmp_path, capsys) -> None:
+    """`gdkvm ef CLIP` with neither --masks nor --ckpt segments the clip with the default model (issue 8)."""
+    from gdkvm.data.io import write_video
+    from gdkvm.data.synthetic import make_clip
+
+    frames, _, info = make_clip(3, size=(112, 112), frames=90, fps=50.0, ef=60.0, heart_rate=75.0)
+    clip = write_video(tmp_path / "clip.mp4", frames, fps=50.0)
+    rc, out, err = _run(capsys, "ef", str(clip), "--device", "cpu", "--json")
+    assert rc == 0, err
+    report = json.loads(out)
+    assert report["summary"]["n_accepted"] >= 1
+    assert report["summary"]["mean"] == pytest.approx(info["ef"], abs=12.0)
 
 
 def _rows(path: Path) -> list[dict]:

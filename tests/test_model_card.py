@@ -40,9 +40,14 @@ def metrics_table(meta: dict) -> str:
             if f"dice{suffix}" not in metrics:
                 continue
             n = metrics.get(f"n_images{suffix}", "")
-            cells = [f"{metrics[key + suffix]:.{digits}f}" for key, _, digits in COLUMNS]
+            cells = [_cell(metrics.get(key + suffix), digits) for key, _, digits in COLUMNS]
             lines.append("| " + " | ".join([prefix + name, str(n), *cells]) + " |")
     return "\n".join(lines)
+
+
+def _cell(value: float | None, digits: int) -> str:
+    """A table cell; "n/a" where the metric is undefined (EchoNet has no pixel spacing, so no distances in mm)."""
+    return "n/a" if value is None or value != value else f"{value:.{digits}f}"
 
 
 @pytest.fixture(scope="module")

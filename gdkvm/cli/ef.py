@@ -78,7 +78,7 @@ def _ef_parser() -> argparse.ArgumentParser:
     p.add_argument("input", help="A4C clip (video, NIfTI/MetaImage, DICOM); with --masks it gives fps/spacing only")
     p.add_argument("--a2c", help="A2C clip of the same patient (biplane)")
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--ckpt", help="segment the clip(s) with this checkpoint (or 'default')")
+    src.add_argument("--ckpt", help="segment the clip(s) with this checkpoint (default: the bundled 'default' model)")
     src.add_argument("--masks", help="label volume [T, H, W] of INPUT (.nii.gz, .mhd, .npy, ...; LV = 1)")
     p.add_argument("--masks-a2c", help="label volume of the A2C clip")
     p.add_argument("--method", choices=[m.value for m in Method], help="default: biplane with two views, else discs")
@@ -167,7 +167,7 @@ def main_ef(argv: list[str]) -> int:
     """``gdkvm ef``: print the per-beat table and summary (or JSON); see the module docstring for exit codes."""
     args = _ef_parser().parse_args(argv)
     if args.ckpt is None and args.masks is None:
-        raise InputError("give --masks MASKS (label volume of the clip) or --ckpt CKPT (segment it)", args.input)
+        args.ckpt = "default"  # no masks given: segment the clip(s) with the bundled model
     if args.masks_a2c and not args.masks:
         raise InputError("--masks-a2c needs --masks for the A4C view", args.masks_a2c)
     if args.a2c and args.masks and not args.masks_a2c:
