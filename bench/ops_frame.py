@@ -196,15 +196,28 @@ def run(args: argparse.Namespace) -> list[dict]:
 
 
 SWEEP = {  # knob -> values tried, one knob at a time, the others at their defaults
-    "fwd": [("fwd_state_tile", (1024, 2048, 4096)), ("fwd_warps", (4, 8))],
+    "fwd": [
+        ("fast_path", (0, 1)),
+        ("fast_warps", (4, 8)),
+        ("fast_slice", (16, 32, 64)),
+        ("fast_prec", ("tf32x3", "tf32", "ieee")),
+        ("fast_psum_dot", (0, 1)),
+        ("fwd_state_tile", (1024, 2048, 4096)),
+        ("gram_tile", (2048, 4096)),
+        ("gram_warps", (4, 8)),
+        ("readout_tile", (2048, 4096, 8192)),
+        ("readout_warps", (4, 8)),
+    ],
     "fwdbwd": [
         ("bwd_state_tile", (1024, 2048, 4096)),
         ("bwd_light_tile", (1024, 2048, 4096, 8192)),
         ("bwd_warps", (4, 8)),
+        ("dkdv_tile", (2048, 4096)),
         ("dkdv_warps", (4, 8)),
     ],
     "step": [("step_tile", (1024, 2048, 4096)), ("step_warps", (4, 8))],
 }
+SWEEP_MAX_ERR = 1e-3  # a config whose output is further than this from the fp32 eager loop is never "best"
 
 
 def _step_clip(k: torch.Tensor, v: torch.Tensor, *params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -216,10 +229,12 @@ def _step_clip(k: torch.Tensor, v: torch.Tensor, *params: torch.Tensor) -> tuple
 
 
 def sweep(args: argparse.Namespace) -> list[dict]:
-    """Time our kernels under alternative launch configurations (TUNING) and check each against the eager loop."""
+    """Time our kernels under alternative launch configurations (TUNING), one knob at a time, each checked against
+    the fp32 eager loop; prints the best value of each knob per shape and a TUNING line to paste."""
     rows = []
     defaults = dict(TUNING)
-    for name in ("B10T10N256", "B1T200N64"):
+    best: dict[str, dict] = {}
+    for name in args.sweep_shapes:
         b, t, n = SHAPES[name]
         inputs = make_inputs(b, t, n, torch.float32)
         with torch.no_grad():
@@ -230,13 +245,31 @@ def sweep(args: argparse.Namespace) -> list[dict]:
                 for value in values:
                     TUNING.update(defaults)
                     TUNING[knob] = value
-                    with torch.no_grad():
-                        err = rel_rms(fn(*inputs)[0], ref)
-                    ms, peak = measure(fn, inputs, "fwd" if mode == "step" else mode, args.warmup, args.rep)
+                    try:
+                        with torch.no_grad():
+                            err = rel_rms(fn(*inputs)[0], ref)
+                        ms, _ = measure(fn, inputs, "fwd" if mode == "step" else mode, args.warmup, args.rep)
+                    except Exception as exc:  # noqa: BLE001  (a config that does not compile is reported, not fatal)
+                        print(f"sweep {name:11s} {mode:6s} {knob:15s}={value!s:7s}: failed: {exc!r:.200}", flush=True)
+                        continue
                     row = {"shape": name, "mode": mode, "knob": knob, "value": value, "ms": ms, "rel_err": err}
                     rows.append(row)
-                    print(f"sweep {name:11s} {mode:6s} {knob:15s}={value:5d}: {ms:8.4f} ms  err {err:.1e}", flush=True)
+                    ok = err <= SWEEP_MAX_ERR
+                    print(
+                        f"sweep {name:11s} {mode:6s} {knob:15s}={value!s:7s}: {ms:8.4f} ms  err {err:.1e}"
+                        + ("" if ok else "  (too inaccurate)"),
+                        flush=True,
+                    )
+                    key = f"{name}/{knob}"
+                    if ok and (key not in best or ms < best[key]["ms"]):
+                        best[key] = row
     TUNING.update(defaults)
+    suggestion = dict(defaults)
+    for key, row in best.items():
+        print(f"best {key:32s} = {row['value']!s:7s} ({row['ms']:.4f} ms, default {defaults[row['knob']]!s})")
+        if key.startswith(args.sweep_shapes[0] + "/"):
+            suggestion[row["knob"]] = row["value"]
+    print("suggested TUNING (from the first sweep shape):", json.dumps(suggestion), flush=True)
     return rows
 
 
@@ -273,14 +306,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rep", type=int, default=100, help="do_bench measuring time, ms")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
     parser.add_argument("--sweep", action="store_true", help="also time our kernels under other launch configs")
+    parser.add_argument("--sweep-only", action="store_true", help="only the sweep (no eager/compiled table)")
+    parser.add_argument(
+        "--sweep-shapes", nargs="+", default=["B10T10N256", "B1T200N64"], choices=list(SHAPES), help="sweep these"
+    )
+    parser.add_argument(
+        "--tuning", default=None, help="JSON object of TUNING overrides for the whole run, e.g. '{\"fast_warps\": 4}'"
+    )
     return parser
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
     args = build_parser().parse_args(argv)
     print("frame rule:", environment(), flush=True)
-    rows = run(args)
-    if args.sweep:
+    if args.tuning:
+        TUNING.update(json.loads(args.tuning))
+        print("TUNING overrides:", args.tuning, flush=True)
+    rows = [] if args.sweep_only else run(args)
+    if args.sweep or args.sweep_only:
         rows += sweep(args)
     if args.json is not None:
         args.json.write_text(json.dumps(rows, indent=1))

@@ -37,6 +37,11 @@ CASES = [  # (B, T, N, Dk, Dv, H), dtype, with initial state; a spread that keep
     pytest.param((3, 7, 100, 48, 96, 6), F32, False, id="B3T7N100Dk48Dv96H6-fp32"),
     pytest.param((3, 7, 100, 48, 96, 6), F32, True, id="B3T7N100Dk48Dv96H6-fp32-h0"),
     pytest.param((1, 100, 256, 64, 256, 8), F32, False, id="B1T100N256-fp32"),
+    pytest.param((1, 1, 196, 128, 512, 8), F32, False, id="B1T1N196Dk128Dv512-fp32"),
+    pytest.param((1, 1, 196, 128, 512, 8), BF16, True, id="B1T1N196Dk128Dv512-bf16-h0"),
+    pytest.param((2, 5, 37, 70, 80, 5), F32, True, id="B2T5N37Dk70Dv80H5-fp32-h0"),  # one-program recurrence
+    pytest.param((2, 5, 20, 70, 40, 20), F32, False, id="B2T5N20Dk70Dv40H20-fp32"),  # shared-memory fallback
+    pytest.param((2, 4, 50, 16, 32, 1), F32, True, id="B2T4N50Dk16Dv32H1-fp32-h0"),
 ]
 
 
@@ -137,3 +142,51 @@ def test_auto_backend_is_triton_on_cuda() -> None:
         o_auto, _ = frame_gated_delta(**inp)
         o_tri, _ = frame_gated_delta(**inp, backend="triton")
     assert torch.equal(o_auto, o_tri)
+
+
+@pytest.mark.parametrize("shape", [(3, 7, 100, 48, 96, 6), (1, 1, 196, 128, 512, 8)], ids=["N100Dk48Dv96H6", "T1N196"])
+def test_inputs_in_nan_guard_bands(shape: tuple) -> None:
+    """Inputs are views into NaN-filled buffers: a read past any input makes results NaN; guard bands stay NaN."""
+    inp = make_inputs(shape, torch.float32, with_state=True)
+    guarded, buffers = {}, {}
+    for name, x in inp.items():
+        if isinstance(x, torch.Tensor):
+            buf = torch.full((x.numel() + 2 * 4096,), float("nan"), device=x.device)
+            guarded[name] = buf[4096 : 4096 + x.numel()].view(x.shape).copy_(x).requires_grad_(True)
+            buffers[name] = buf
+        else:
+            guarded[name] = x
+    o, final = frame_gated_delta(**guarded, output_final_state=True, backend="triton")
+    (o.sum() + final.sum()).backward()
+    o_ref, final_ref = frame_gated_delta(**inp, output_final_state=True, backend="naive")
+    assert rel_rms(o.detach(), o_ref) <= 1e-3 and rel_rms(final.detach(), final_ref) <= 1e-3
+    for name in NAMES:
+        assert torch.isfinite(guarded[name].grad).all(), f"d{name} has NaN: a read past an input"
+    for name, buf in buffers.items():
+        assert torch.isnan(torch.cat([buf[:4096], buf[-4096:]])).all(), f"a kernel wrote into the guard band of {name}"
+
+
+def test_no_narrow_tf32_wgmma() -> None:
+    """Triton 3.6 emits ``wgmma m64n8k8`` for TF32 dots split too finely over warpgroups, and that instruction reads
+    shared memory out of bounds (triton-lang/triton#10629; the illegal memory access this suite once hit). Every frame
+    kernel compiled so far (run after the other tests) must be free of it."""
+    from gdkvm.ops.frame import triton_bwd, triton_fwd, triton_step
+
+    for shape in [(2, 3, 100, 48, 96, 6), (2, 3, 64, 16, 32, 2), (1, 2, 64, 128, 512, 8)]:
+        run(make_inputs(shape, torch.float32, True), "triton", upcast=False)
+    kernels = [
+        triton_fwd.gram_kernel, triton_fwd.fwd_recurrence_kernel, triton_fwd.fwd_parallel_kernel,
+        triton_fwd.readout_kernel, triton_bwd.bwd_recurrence_kernel, triton_bwd.dkdv_kernel, triton_step.step_kernel,
+    ]  # fmt: skip
+    seen, bad = 0, []
+    for fn in kernels:
+        for entry in getattr(fn, "device_caches", {}).values():
+            cache = entry[0] if isinstance(entry, tuple) else entry
+            for compiled in getattr(cache, "values", lambda: [])():
+                ptx = compiled.asm.get("ptx", "") if hasattr(compiled, "asm") else ""
+                seen += 1
+                if "m64n8k8.f32.tf32" in ptx:
+                    bad.append(fn.__name__)
+    if seen == 0:
+        pytest.skip("this Triton keeps no compiled kernels where the test looks")
+    assert not bad, f"kernels with wgmma m64n8k8 TF32: {sorted(set(bad))}"

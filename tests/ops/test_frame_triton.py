@@ -20,7 +20,18 @@ SHAPES = [
     pytest.param((1, 3, 20, 70, 40, 20), id="B1T3N20Dk70Dv40H20"),
     pytest.param((1, 3, 13, 64, 64, 2), id="B1T3N13Dk64Dv64H2-head-tiles"),  # value tiles inside one head
     pytest.param((2, 2, 9, 64, 128, 2), id="B2T2N9Dk64Dv128H2-head-tiles"),
+    pytest.param((2, 3, 10, 48, 96, 6), id="B2T3N10Dk48Dv96H6-parallel"),  # parallel recurrence, padded heads and keys
 ]
+
+
+@pytest.mark.parametrize("with_state", [False, True], ids=["no_h0", "h0"])
+def test_one_program_recurrence_matches_reference(with_state: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fallback recurrence at a shape the parallel one would take."""
+    from gdkvm.ops.frame.triton_fwd import TUNING
+
+    monkeypatch.setitem(TUNING, "fast_path", 0)
+    inp = make_inputs(b=2, t=3, n=10, dk=48, dv=96, heads=6, with_state=with_state)
+    assert_match(run(inp, "triton"), run(inp, "naive"), TOL)
 
 
 def rel_rms(x: torch.Tensor, ref: torch.Tensor) -> float:
@@ -128,5 +139,8 @@ def test_auto_uses_reference_on_cpu_and_triton_limits() -> None:
     big = make_inputs(b=1, t=1, n=3, dk=130, dv=16, heads=2)
     with pytest.raises(InputError, match=r"Dk <= 128 and Dv <= 512, got Dk=130"):
         frame_gated_delta(**big, backend="triton")
+    many = make_inputs(b=1, t=1, n=3, dk=16, dv=128, heads=128)
+    with pytest.raises(InputError, match=r"heads <= 64, got 128"):
+        frame_gated_delta(**many, backend="triton")
     with pytest.raises(InputError, match="float32 or bfloat16"):
         frame_gated_delta(**make_inputs(dtype=torch.float64), backend="triton")

@@ -19,6 +19,7 @@ logger = logging.getLogger(__name__)
 BACKENDS = ("auto", "naive", "triton")
 TRITON_MAX_DK = 128
 TRITON_MAX_DV = 512
+TRITON_MAX_HEADS = 64  # more heads need [Dk, H] gate tiles beyond an H100's shared memory at Dk = 128
 _IO_DTYPES = (torch.float32, torch.bfloat16)
 
 
@@ -76,20 +77,24 @@ def _check_kv(k: object, v: object, ndim: int, names: tuple[str, str], layout: t
         raise InputError(f"{names[0]} is on {k.device} but {names[1]} is on {v.device}")
 
 
-def _resolve_backend(backend: str, k: torch.Tensor, dk: int, dv: int) -> str:
+def _resolve_backend(backend: str, k: torch.Tensor, dk: int, dv: int, heads: int) -> str:
     if backend not in BACKENDS:
         raise InputError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    too_big = dk > TRITON_MAX_DK or dv > TRITON_MAX_DV or heads > TRITON_MAX_HEADS
     if backend == "auto":
         backend = "triton" if k.is_cuda and k.dtype in _IO_DTYPES and _triton_available() else "naive"
-        if backend == "triton" and (dk > TRITON_MAX_DK or dv > TRITON_MAX_DV):
-            logger.warning("Dk=%d, Dv=%d exceed the Triton kernels' limits; using the torch reference", dk, dv)
+        if backend == "triton" and too_big:
+            logger.warning(
+                "Dk=%d, Dv=%d, heads=%d exceed the Triton kernels' limits; using the torch reference", dk, dv, heads
+            )
             backend = "naive"
     if backend == "triton":
         if k.dtype not in _IO_DTYPES:
             raise InputError(f"backend='triton' takes float32 or bfloat16 k and v, got {k.dtype}")
-        if dk > TRITON_MAX_DK or dv > TRITON_MAX_DV:
+        if too_big:
             raise InputError(
                 f"backend='triton' supports Dk <= {TRITON_MAX_DK} and Dv <= {TRITON_MAX_DV}, got Dk={dk}, Dv={dv}"
+                f" (and heads <= {TRITON_MAX_HEADS}, got {heads})"
             )
         if not k.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
             raise InputError("backend='triton' on CPU tensors needs TRITON_INTERPRET=1 set before gdkvm is imported")
@@ -148,7 +153,7 @@ def frame_gated_delta(
     _check_gates(dv, heads, w_beta, w_alpha, a_log, dt_bias, k.device)
     if initial_state is not None:
         _check_tensor("initial_state", initial_state, (b, dk, dv), k.device)
-    if _resolve_backend(backend, k, dk, dv) == "naive":
+    if _resolve_backend(backend, k, dk, dv, heads) == "naive":
         return frame_gated_delta_naive(
             k,
             v,
@@ -211,7 +216,7 @@ def frame_gated_delta_step(
     _check_gates(dv, heads, w_beta, w_alpha, a_log, dt_bias, k_t.device)
     if state is not None:
         _check_tensor("state", state, (b, dk, dv), k_t.device)
-    if _resolve_backend(backend, k_t, dk, dv) == "naive":
+    if _resolve_backend(backend, k_t, dk, dv, heads) == "naive":
         with torch.no_grad():
             return frame_gated_delta_step_naive(k_t, v_t, w_beta, w_alpha, a_log, dt_bias, heads=heads, state=state)
     from gdkvm.ops.frame.autograd import frame_gated_delta_step_triton

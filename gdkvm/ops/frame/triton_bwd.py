@@ -20,6 +20,8 @@ from gdkvm.ops.frame.triton_fwd import (
     fit,
     gate_logits,
     gram,
+    launch,
+    safe_warps,
     serial_precision,
     softplus,
 )
@@ -219,7 +221,7 @@ def frame_bwd(
     """
     b, t, n, dk_ = k.shape
     dv_ = v.shape[-1]
-    kdo, _ = gram(k, do, with_kk=False)
+    kdo, _, _ = gram(k, do, with_kk=False)
     f32 = {"device": k.device, "dtype": torch.float32}
     ds = torch.zeros(b, 2, dk_, dv_, **f32)
     if dfinal is not None:
@@ -230,20 +232,21 @@ def frame_bwd(
     dwa = torch.zeros(b, t, dv_, heads, **f32)
     dalog = torch.empty(b, heads, **f32)
     ddt = torch.empty(b, heads, **f32)
-    bk, bv, bh = block_sizes(dk_, dv_, heads, TUNING["bwd_state_tile"])
-    bwd_recurrence_kernel[(b,)](
+    bk, bv, bh = block_sizes(dk_, dv_, heads, int(TUNING["bwd_state_tile"]))
+    bvw = block_sizes(dk_, dv_, heads, int(TUNING["bwd_light_tile"]))[1]
+    launch(
+        bwd_recurrence_kernel, (b,),
         kk, kv, kdo, states, *params, ds, du, dg, dwb, dwa, dalog, ddt, t, dk_, dv_, heads, dv_ // heads,
-        HAS_H0=has_h0, BK=bk, BV=bv, BVW=block_sizes(dk_, dv_, heads, TUNING["bwd_light_tile"])[1], BH=bh,
-        HEAD_TILE=(dv_ // heads) % bv == 0, PREC=serial_precision(k.device),
-        num_warps=TUNING["bwd_warps"],
+        HAS_H0=has_h0, BK=bk, BV=bv, BVW=bvw, BH=bh, HEAD_TILE=(dv_ // heads) % bv == 0,
+        PREC=serial_precision(k.device), num_warps=safe_warps(int(TUNING["bwd_warps"]), bk, min(bv, bvw, bh)),
     )  # fmt: skip
-    prec = dot_precision(k.dtype, k.device)
     dk = torch.empty_like(k)
     dv = torch.empty_like(v)
-    bn = fit(TUNING["dkdv_tile"] if bk <= 64 else TUNING["dkdv_tile_k128"], bk)
-    dkdv_kernel[(b * t, triton.cdiv(n, bn))](
-        k, v, do, states, du, dg, dk, dv, t, n, dk_, dv_, BK=bk, BN=bn, BV=32, PREC=prec,
-        num_warps=TUNING["dkdv_warps"],
+    bn = fit(int(TUNING["dkdv_tile"] if bk <= 64 else TUNING["dkdv_tile_k128"]), bk)
+    launch(
+        dkdv_kernel, (b * t, triton.cdiv(n, bn)),
+        k, v, do, states, du, dg, dk, dv, t, n, dk_, dv_, BK=bk, BN=bn, BV=32, PREC=dot_precision(k.dtype, k.device),
+        num_warps=safe_warps(int(TUNING["dkdv_warps"]), bn, min(bk, 32)),
     )  # fmt: skip
     dh0 = ds[:, 0] if has_h0 else None
     return dk, dv, dwb.sum((0, 1)), dwa.sum((0, 1)), dalog.sum(0), ddt.sum(0), dh0

@@ -2,8 +2,9 @@
 
 The state recurrence is the only serial part. Everything that does not depend on the state (K_t^T K_t and K_t^T V_t
 for all frames, the GEMMs over the N pixels) runs first as one parallel launch on tensor cores, the recurrence then
-walks all T frames of a batch element in ONE program (only Dk x Dk x Dv work per frame), and the readout
-O_t = K_t S_t runs in parallel over (frame, pixel tile, value tile). See README.md for the layout and numerics.
+walks all T frames in one launch (``fwd_parallel_kernel``: one program per batch element and value slice, each also
+carrying the per-head gate projections; ``fwd_recurrence_kernel``, the fallback: one program per batch element), and
+the readout O_t = K_t S_t runs in parallel over (frame, pixel tile, value tile). See README.md.
 
 States are written for every frame to ``states [B, T + 1, Dk, Dv]`` (slot 0 = initial state, slot t + 1 = S_t), which
 is the readout's input and the backward's checkpoint.
@@ -29,25 +30,59 @@ def serial_precision(device: torch.device) -> str:
     return "tf32x3" if device.type == "cuda" else "ieee"
 
 
-# Launch configuration. Tile budgets are element counts of the largest [BK, BV] (or [BN, BK]) fp32 tile of a kernel;
-# chosen from ptxas register/spill reports for sm_90 with Triton 3.6 (README.md). bench/ops_frame.py --sweep times
-# alternatives on a GPU.
-TUNING: dict[str, int] = {
-    "fwd_state_tile": 2048,  # Dk64: BV 32 (560 B spilled), Dk128: BV 16 (780 B)
-    "fwd_warps": 8,
-    "bwd_state_tile": 1024,  # main sweep: BV 16 (916 B / 2808 B; BV 64 spills 5.1 KB)
-    "bwd_light_tile": 2048,  # gate-logit and dW sweeps: BV 32 at Dk64 (1.1 KB; BV 64: 2.1 KB)
-    "bwd_warps": 8,
-    "gram_tile": 4096,  # BN = BY = 64 at Dk64, 32 at Dk128; no spills with 8 warps
+# Launch configuration, one table (bench/ops_frame.py --sweep times alternatives on a GPU and prints the best).
+# Tile budgets are element counts of the largest [BK, BV] (or [BN, BK]) fp32 tile of a kernel. Every warp count is
+# capped by ``safe_warps`` (see there) whatever this table says.
+TUNING: dict[str, int | str] = {
+    "fast_path": 1,  # 0: always use the one-program-per-clip recurrence (for tests and the sweep)
+    "fast_slice": 32,  # value columns per program of the parallel recurrence (a power of two dividing Dv/H)
+    "fast_warps": 8,
+    "fast_prec": "tf32x3",  # tl.dot precision of the parallel recurrence on CUDA: "tf32x3" or "ieee"
+    "fast_psum_dot": 0,  # 1: head sums of Q by a 0/1 matrix product instead of a reshape and sum
+    "fwd_state_tile": 2048,
+    "fwd_warps": 4,
+    "bwd_state_tile": 1024,
+    "bwd_light_tile": 2048,
+    "bwd_warps": 4,
+    "gram_tile": 4096,
     "gram_warps": 8,
     "readout_tile": 4096,
     "readout_warps": 4,
-    "dkdv_tile": 4096,  # BN 64 at Dk64 (352 B)
-    "dkdv_tile_k128": 2048,  # BN 16 at Dk128 (728 B; BN 32 spills 24 KB)
+    "dkdv_tile": 4096,
+    "dkdv_tile_k128": 2048,
     "dkdv_warps": 8,
     "step_tile": 2048,
     "step_warps": 4,
 }
+
+
+def safe_warps(warps: int, m: int, n: int) -> int:
+    """Cap num_warps so that no tensor-core instruction of a dot [m, k] x [k, n] is narrower than 16 columns.
+
+    Triton 3.6 splits a TF32 dot with m >= 64 over warpgroups along n (instruction width n * m / 16 / warps) and then
+    emits ``wgmma m64n8k8`` for widths of 8, which reads shared memory past the operand (triton-lang/triton#10629:
+    an illegal memory access on an H100, depending on how shared memory is packed). ``n`` is the narrowest dot of
+    the kernel; the result is a power of two >= 4 (one warpgroup).
+    """
+    warps = max(4, int(warps))
+    if m >= 64:
+        while warps > 4 and n * (m // 16) < 16 * warps:
+            warps //= 2
+    return warps
+
+
+def launch(kernel: triton.JITFunction, grid: tuple[int, ...], *args: object, **kwargs: object) -> None:
+    """Launch; if the compiled kernel needs more shared memory than the device has (Triton raises OutOfResources
+    before anything runs), retry with fp32 FMA dots (``PREC="ieee"``: no 3xTF32 operand copies), then 4 warps."""
+    ieee = {key: "ieee" for key in ("PREC", "SPREC") if kwargs.get(key) in ("tf32x3", "tf32")}
+    retries = [{}, ieee, {**ieee, "num_warps": 4}] if ieee else [{}, {"num_warps": 4}]
+    for i, change in enumerate(retries):
+        try:
+            kernel[grid](*args, **{**kwargs, **change})
+            return
+        except triton.runtime.errors.OutOfResources:
+            if i == len(retries) - 1:
+                raise
 
 
 def pad_k(dk: int) -> int:
@@ -57,7 +92,7 @@ def pad_k(dk: int) -> int:
 
 def fit(budget: int, bk: int, cap: int = 64) -> int:
     """Largest power of two <= cap with bk * it <= budget, and at least 16."""
-    return max(16, min(cap, budget // bk))
+    return max(16, min(cap, triton.next_power_of_2(max(1, budget // bk) + 1) // 2))
 
 
 def block_sizes(dk: int, dv: int, heads: int, budget: int) -> tuple[int, int, int]:
@@ -66,6 +101,20 @@ def block_sizes(dk: int, dv: int, heads: int, budget: int) -> tuple[int, int, in
     bv = fit(budget, bk, max(16, triton.next_power_of_2(dv)))
     bh = max(16, triton.next_power_of_2(heads))
     return bk, bv, bh
+
+
+def fast_layout(dk: int, dv: int, heads: int) -> tuple[int, int] | None:
+    """(BH, BV) of the parallel recurrence (``fwd_parallel_kernel``), or None where it does not apply.
+
+    It applies for H <= 8 heads of a power-of-two width Dv/H >= 16 (the paper's 8 x 32 included): the per-head gate
+    projections Q = [BK, BH * BH] (BH = padded head count, BQ = BH^2 >= 16) are then small, and a value slice of BV
+    columns lies inside one head.
+    """
+    hd = dv // heads
+    if not TUNING["fast_path"] or heads > 8 or hd < 16 or hd & (hd - 1):
+        return None
+    bh = max(4, triton.next_power_of_2(heads))
+    return bh, min(hd, max(16, triton.next_power_of_2(int(TUNING["fast_slice"]))))
 
 
 @triton.jit
@@ -82,34 +131,53 @@ def kt_y_tile(x_ptr, y_ptr, N, DK, DY, col0, BK: tl.constexpr, BN: tl.constexpr,
     return acc
 
 
-@triton.jit(do_not_specialize=["N"])  # sizes that vary between calls: one compile
-def gram_kernel(
-    k_ptr,
-    y_ptr,
-    ky_ptr,
-    kk_ptr,
-    N,
-    DK,
-    DY,
-    WITH_KK: tl.constexpr,
-    BK: tl.constexpr,
-    BN: tl.constexpr,
-    BY: tl.constexpr,
-    PREC: tl.constexpr,
-):
-    """Per frame bt: ky[bt] = K^T Y (column tile per program) and, in the last column program, kk[bt] = K^T K.
+@triton.jit
+def head_block_weights(w_ptr, c0, DV, H, HD, BC: tl.constexpr, BH: tl.constexpr):
+    """W [DV, H] restricted to each head's rows, for value rows c0..c0+BC: [BC, BH * BH] fp32 with element
+    (c, h * BH + h') = W[c0 + c, h'] where row c0 + c belongs to head h, else 0. X @ it gives per-head projections."""
+    rc = c0 + tl.arange(0, BC)
+    rq = tl.arange(0, BH * BH)
+    qh = rq // BH
+    qp = rq % BH
+    mask = (rc[:, None] < DV) & ((rc[:, None] // HD) == qh[None, :]) & (qp[None, :] < H)
+    return tl.load(w_ptr + rc[:, None] * H + qp[None, :], mask=mask, other=0.0)
 
-    Grid: (B*T, cdiv(DY, BY) + WITH_KK). k [BT, N, DK], y [BT, N, DY], ky [BT, DK, DY] fp32, kk [BT, DK, DK] fp32.
+
+@triton.jit(do_not_specialize=["N", "H", "HD", "NCOL"])  # sizes that vary between calls: one compile
+def gram_kernel(
+    k_ptr, y_ptr, ky_ptr, kk_ptr, wb_ptr, wa_ptr, r_ptr, N, DK, DY, H, HD, NCOL, CW,
+    WITH_KK: tl.constexpr, WITH_R: tl.constexpr, BK: tl.constexpr, BN: tl.constexpr, BY: tl.constexpr,
+    BH: tl.constexpr, PREC: tl.constexpr,
+):  # fmt: skip
+    """Per frame bt: ky[bt] = K^T Y, kk[bt] = K^T K (program NCOL, with WITH_KK) and the per-head gate projections of
+    K^T Y (WITH_R): r[bt, :, 0, h * BH + h'] = (K^T Y)[:, head h] W_beta[head h, h'], r[bt, :, 1, ...] the same with
+    W_alpha.
+
+    Grid: (B*T, NCOL + WITH_KK). Program pc < NCOL owns columns pc*CW .. pc*CW+CW-1 (with WITH_R exactly head pc:
+    CW = HD) in sub-tiles of BY. k [BT, N, DK], y [BT, N, DY], ky [BT, DK, DY], kk [BT, DK, DK], r [BT, DK, 2, BH*BH]
+    (entries of padded heads are not written), all fp32 but k and y.
     """
     bt = tl.program_id(0).to(tl.int64)
     pc = tl.program_id(1)
     k_base = k_ptr + bt * N * DK
     rk = tl.arange(0, BK)
-    if pc * BY < DY:
-        ky = kt_y_tile(k_base, y_ptr + bt * N * DY, N, DK, DY, pc * BY, BK, BN, BY, PREC)
-        ry = pc * BY + tl.arange(0, BY)
-        ky_mask = (rk[:, None] < DK) & (ry[None, :] < DY)
-        tl.store(ky_ptr + bt * DK * DY + rk[:, None] * DY + ry[None, :], ky, mask=ky_mask)
+    if pc < NCOL:
+        rb = tl.zeros((BK, BH * BH), dtype=tl.float32)
+        ra = tl.zeros((BK, BH * BH), dtype=tl.float32)
+        for c0 in range(pc * CW, tl.minimum(pc * CW + CW, DY), BY):
+            ky = kt_y_tile(k_base, y_ptr + bt * N * DY, N, DK, DY, c0, BK, BN, BY, PREC)
+            ry = c0 + tl.arange(0, BY)
+            ky_mask = (rk[:, None] < DK) & (ry[None, :] < DY)
+            tl.store(ky_ptr + bt * DK * DY + rk[:, None] * DY + ry[None, :], ky, mask=ky_mask)
+            if WITH_R:
+                rb += tl.dot(ky, head_block_weights(wb_ptr, c0, DY, H, HD, BY, BH), input_precision=PREC)
+                ra += tl.dot(ky, head_block_weights(wa_ptr, c0, DY, H, HD, BY, BH), input_precision=PREC)
+        if WITH_R:
+            rq = tl.arange(0, BH * BH)
+            r_mask = (rk[:, None] < DK) & ((rq[None, :] // BH) == pc) & ((rq[None, :] % BH) < H)
+            r_offs = bt * DK * 2 * BH * BH + rk[:, None] * 2 * BH * BH + rq[None, :]
+            tl.store(r_ptr + r_offs, rb, mask=r_mask)
+            tl.store(r_ptr + r_offs + BH * BH, ra, mask=r_mask)
     elif WITH_KK:
         kk = kt_y_tile(k_base, k_base, N, DK, DK, 0, BK, BN, BK, PREC)
         kk_mask = (rk[:, None] < DK) & (rk[None, :] < DK)
@@ -265,6 +333,96 @@ def fwd_recurrence_kernel(
         tl.debug_barrier()
 
 
+@triton.jit(do_not_specialize=["T", "H", "HD"])  # sizes that vary between calls: one compile
+def fwd_parallel_kernel(
+    kk_ptr, kv_ptr, r_ptr, h0_ptr, wb_ptr, wa_ptr, alog_ptr, dt_ptr, states_ptr, T, DK, DV, H, HD,
+    HAS_H0: tl.constexpr, IN_PLACE: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, BH: tl.constexpr,
+    PREC: tl.constexpr, PSUM_DOT: tl.constexpr,
+):  # fmt: skip
+    """All T frames of value slice j (BV columns inside one head) of batch element b. Grid: (B, DV / BV).
+
+    The gates of frame t need S_{t-1} W over all DV columns, which no single slice has. So every program also carries
+    the per-head gate projections Q[k, h * BH + h'] = sum over the columns c of head h of S[k, c] W[c, h'] (one block
+    for W_beta, one for W_alpha; S W = sum over h of Q). Gates are constant over a head's columns, so Q follows the
+    state's own rule with R_t = per-head projections of K_t^T V_t (from the pre-pass):
+        Q_t = A (Q_{t-1} - B (G_t Q_{t-1})) + B R_t     (A, B: the head-h gates on the columns of block h)
+    and no program needs another's data. P = Q Msum puts S W[:, h] on every column of block h (Msum is 0/1).
+    kk [B,T,DK,DK], kv [B,T,DK,DV], r [B,T,DK,2,BH*BH], h0 [B,DK,DV], states as in fwd_recurrence_kernel.
+    """
+    b = tl.program_id(0).to(tl.int64)
+    j0 = tl.program_id(1) * BV
+    BQ: tl.constexpr = BH * BH
+    rk = tl.arange(0, BK)
+    rv = j0 + tl.arange(0, BV)
+    rq = tl.arange(0, BQ)
+    qh = rq // BH
+    s_offs = rk[:, None] * DV + rv[None, :]
+    s_mask = (rk[:, None] < DK) & (rv[None, :] < DV)
+    q_offs = rk[:, None] * 2 * BQ + rq[None, :]
+    q_mask = (rk[:, None] < DK) & (qh[None, :] < H) & ((rq[None, :] % BH) < H)
+    g_offs = rk[:, None] * DK + rk[None, :]
+    g_mask = (rk[:, None] < DK) & (rk[None, :] < DK)
+    msum = ((rq[:, None] % BH) == qh[None, :]).to(tl.float32)  # (Q Msum)[:, h*BH + h'] = sum_h2 Q[:, h2*BH + h]
+    rate = tl.exp(tl.load(alog_ptr + qh, mask=qh < H, other=0.0))[None, :]
+    dt = tl.load(dt_ptr + qh, mask=qh < H, other=0.0)[None, :]
+    own = (rq == (j0 // HD) * BH)[None, :]  # a column of block "head of this slice"
+    rh = tl.arange(0, BH)
+    rate_h = tl.exp(tl.load(alog_ptr + rh, mask=rh < H, other=0.0))[None, :]
+    dt_h = tl.load(dt_ptr + rh, mask=rh < H, other=0.0)[None, :]
+    own_h = (rh == j0 // HD)[None, :]
+    kv_b = kv_ptr + b * T * DK * DV
+    r_b = r_ptr + b * T * DK * 2 * BQ
+    if IN_PLACE:
+        st_base = kv_b  # S_t at slot t
+        slot = 0
+    else:
+        st_base = states_ptr + b * (T + 1) * DK * DV  # S_t at slot t + 1
+        slot = 1
+    if HAS_H0:
+        t_start = 0
+        h0_b = h0_ptr + b * DK * DV
+        s = tl.load(h0_b + s_offs, mask=s_mask, other=0.0)
+        qb = tl.zeros((BK, BQ), dtype=tl.float32)
+        qa = tl.zeros((BK, BQ), dtype=tl.float32)
+        for c0 in range(0, DV, BV):
+            rc = c0 + tl.arange(0, BV)
+            x = tl.load(h0_b + rk[:, None] * DV + rc[None, :], mask=(rk[:, None] < DK) & (rc[None, :] < DV), other=0.0)
+            qb += tl.dot(x, head_block_weights(wb_ptr, c0, DV, H, HD, BV, BH), input_precision=PREC)
+            qa += tl.dot(x, head_block_weights(wa_ptr, c0, DV, H, HD, BV, BH), input_precision=PREC)
+    else:
+        t_start = 1
+        s = tl.load(kv_b + s_offs, mask=s_mask, other=0.0)  # S_0 = K_0^T V_0
+        qb = tl.load(r_b + q_offs, mask=q_mask, other=0.0)
+        qa = tl.load(r_b + BQ + q_offs, mask=q_mask, other=0.0)
+    if not IN_PLACE:
+        tl.store(st_base + t_start * DK * DV + s_offs, s, mask=s_mask)  # slot 0 = h0, or slot 1 = S_0
+    for t in range(t_start, T):
+        gram = tl.load(kk_ptr + (b * T + t) * DK * DK + g_offs, mask=g_mask, other=0.0)
+        if PSUM_DOT:
+            beta = tl.sigmoid(tl.dot(qb, msum, input_precision=PREC))
+            alpha = tl.exp(-rate * softplus(tl.dot(qa, msum, input_precision=PREC) + dt))
+            beta_s = tl.sum(tl.where(own, beta, 0.0), axis=1)[:, None]
+            alpha_s = tl.sum(tl.where(own, alpha, 0.0), axis=1)[:, None]
+        else:
+            beta_h = tl.sigmoid(tl.sum(tl.reshape(qb, (BK, BH, BH)), axis=1))  # [BK, BH]: S W_beta
+            alpha_h = tl.exp(-rate_h * softplus(tl.sum(tl.reshape(qa, (BK, BH, BH)), axis=1) + dt_h))
+            beta_s = tl.sum(tl.where(own_h, beta_h, 0.0), axis=1)[:, None]
+            alpha_s = tl.sum(tl.where(own_h, alpha_h, 0.0), axis=1)[:, None]
+            beta = tl.reshape(tl.broadcast_to(beta_h[:, :, None], (BK, BH, BH)), (BK, BQ))
+            alpha = tl.reshape(tl.broadcast_to(alpha_h[:, :, None], (BK, BH, BH)), (BK, BQ))
+        # one block at a time (short live ranges): R_t and U_t are loaded where they are used
+        r_t = r_b + t * DK * 2 * BQ
+        gq = tl.dot(gram, qb, input_precision=PREC)
+        qb = alpha * (qb - beta * gq) + beta * tl.load(r_t + q_offs, mask=q_mask, other=0.0)
+        gq = tl.dot(gram, qa, input_precision=PREC)
+        qa = alpha * (qa - beta * gq) + beta * tl.load(r_t + BQ + q_offs, mask=q_mask, other=0.0)
+        gs = tl.dot(gram, s, input_precision=PREC)
+        s = alpha_s * (s - beta_s * gs) + beta_s * tl.load(kv_b + t * DK * DV + s_offs, mask=s_mask, other=0.0)
+        if IN_PLACE:
+            tl.debug_barrier()  # every thread has read its U_t elements before any overwrites them
+        tl.store(st_base + (t + slot) * DK * DV + s_offs, s, mask=s_mask)
+
+
 @triton.jit(do_not_specialize=["T", "N", "SLOTS"])  # sizes that vary between calls: one compile
 def readout_kernel(
     k_ptr,
@@ -300,30 +458,56 @@ def readout_kernel(
     tl.store(o_ptr + bt * N * DV + rn[:, None] * DV + rv[None, :], o.to(o_ptr.dtype.element_ty), mask=omask)
 
 
-def gram(k: torch.Tensor, y: torch.Tensor, *, with_kk: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """K^T Y (and K^T K) per frame.
+def gram(
+    k: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    with_kk: bool,
+    gates: tuple[torch.Tensor, torch.Tensor, int, int] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """K^T Y (and K^T K, and the per-head gate projections of K^T Y) per frame.
 
     Args:
         k: [B, T, N, Dk] contiguous.
         y: [B, T, N, Dy] contiguous, same dtype.
         with_kk: also compute K^T K.
+        gates: (w_beta, w_alpha, heads, BH) to also compute r = per-head projections (``fwd_parallel_kernel``);
+            Dy / heads must be a power of two >= 16.
 
     Returns:
         ky: [B, T, Dk, Dy] fp32.
         kk: [B, T, Dk, Dk] fp32, or None.
+        r: [B, T, Dk, 2, BH * BH] fp32 (entries of padded heads unset), or None.
     """
     b, t, n, dk = k.shape
     dy = y.shape[-1]
-    ky = torch.empty(b, t, dk, dy, device=k.device, dtype=torch.float32)
-    kk = torch.empty(b, t, dk, dk, device=k.device, dtype=torch.float32) if with_kk else ky
+    f32 = {"device": k.device, "dtype": torch.float32}
+    ky = torch.empty(b, t, dk, dy, **f32)
+    kk = torch.empty(b, t, dk, dk, **f32) if with_kk else ky
     bk = pad_k(dk)
-    by = bn = fit(TUNING["gram_tile"], bk)
-    grid = (b * t, triton.cdiv(dy, by) + int(with_kk))
-    prec = dot_precision(k.dtype, k.device)
-    gram_kernel[grid](
-        k, y, ky, kk, n, dk, dy, WITH_KK=with_kk, BK=bk, BN=bn, BY=by, PREC=prec, num_warps=TUNING["gram_warps"]
-    )
-    return ky, (kk if with_kk else None)
+    bn = fit(int(TUNING["gram_tile"]), bk)
+    if gates is None:
+        wb = wa = r = ky
+        heads, bh, by = 1, 4, bn
+        cw, ncol = by, triton.cdiv(dy, by)
+    else:
+        wb, wa, heads, bh = gates
+        r = torch.empty(b, t, dk, 2, bh * bh, **f32)
+        cw, ncol = dy // heads, heads
+        by = min(cw, bn)
+    warps = safe_warps(int(TUNING["gram_warps"]), bk, min(by, bk, bh * bh if gates is not None else by))
+    launch(
+        gram_kernel, (b * t, ncol + int(with_kk)),
+        k, y, ky, kk, wb, wa, r, n, dk, dy, heads, max(1, dy // heads), ncol, cw,
+        WITH_KK=with_kk, WITH_R=gates is not None, BK=bk, BN=bn, BY=by, BH=bh,
+        PREC=dot_precision(k.dtype, k.device), num_warps=warps,
+    )  # fmt: skip
+    return ky, (kk if with_kk else None), (r if gates is not None else None)
+
+
+def serial_fast_precision(device: torch.device) -> str:
+    """``tl.dot`` precision of ``fwd_parallel_kernel``: TUNING["fast_prec"] on CUDA, exact fp32 elsewhere."""
+    return str(TUNING["fast_prec"]) if device.type == "cuda" else "ieee"
 
 
 def frame_fwd(
@@ -357,23 +541,40 @@ def frame_fwd(
     """
     b, t, n, dk = k.shape
     dv = v.shape[-1]
-    kv, kk = gram(k, v, with_kk=True)
+    bk = pad_k(dk)
+    fast = fast_layout(dk, dv, heads)
+    has_h0 = initial_state is not None
+    if fast is None:
+        kv, kk, _ = gram(k, v, with_kk=True)
+    else:
+        bh, bv = fast
+        kv, kk, r = gram(k, v, with_kk=True, gates=(w_beta, w_alpha, heads, bh))
     states = torch.empty(b, t + 1, dk, dv, device=k.device, dtype=torch.float32) if save else kv
-    bk, bv, bh = block_sizes(dk, dv, heads, TUNING["fwd_state_tile"])
-    h0 = initial_state if initial_state is not None else states
-    fwd_recurrence_kernel[(b,)](
-        kk, kv, h0, w_beta, w_alpha, a_log, dt_bias, states, t, dk, dv, heads, dv // heads,
-        HAS_H0=initial_state is not None, IN_PLACE=not save, BK=bk, BV=bv, BH=bh,
-        HEAD_TILE=(dv // heads) % bv == 0, PREC=serial_precision(k.device), num_warps=TUNING["fwd_warps"],
-    )  # fmt: skip
+    h0 = initial_state if has_h0 else states
+    if fast is None:
+        _, bv, bh = block_sizes(dk, dv, heads, int(TUNING["fwd_state_tile"]))
+        launch(
+            fwd_recurrence_kernel, (b,),
+            kk, kv, h0, w_beta, w_alpha, a_log, dt_bias, states, t, dk, dv, heads, dv // heads,
+            HAS_H0=has_h0, IN_PLACE=not save, BK=bk, BV=bv, BH=bh, HEAD_TILE=(dv // heads) % bv == 0,
+            PREC=serial_precision(k.device), num_warps=safe_warps(int(TUNING["fwd_warps"]), bk, min(bv, bh)),
+        )  # fmt: skip
+    else:
+        launch(
+            fwd_parallel_kernel, (b, dv // bv),
+            kk, kv, r, h0, w_beta, w_alpha, a_log, dt_bias, states, t, dk, dv, heads, dv // heads,
+            HAS_H0=has_h0, IN_PLACE=not save, BK=bk, BV=bv, BH=bh, PREC=serial_fast_precision(k.device),
+            PSUM_DOT=bool(TUNING["fast_psum_dot"]),
+            num_warps=safe_warps(int(TUNING["fast_warps"]), bk, min(bv, bh * bh)),
+        )  # fmt: skip
+        del r
     if not save:
         kk = kv = None  # free the Gram matrices before the output is allocated
-    prec = dot_precision(k.dtype, k.device)
     o = torch.empty_like(v)
-    bn = bvo = fit(TUNING["readout_tile"], bk)
-    grid = (b * t, triton.cdiv(n, bn), triton.cdiv(dv, bvo))
-    readout_kernel[grid](
-        k, states, o, t, n, dk, dv, states.shape[1], BK=bk, BN=bn, BV=bvo, PREC=prec,
-        num_warps=TUNING["readout_warps"],
+    bn = bvo = fit(int(TUNING["readout_tile"]), bk)
+    launch(
+        readout_kernel, (b * t, triton.cdiv(n, bn), triton.cdiv(dv, bvo)),
+        k, states, o, t, n, dk, dv, states.shape[1], BK=bk, BN=bn, BV=bvo, PREC=dot_precision(k.dtype, k.device),
+        num_warps=safe_warps(int(TUNING["readout_warps"]), bn, bvo),
     )  # fmt: skip
     return o, states, kk, kv

@@ -18,7 +18,9 @@ from gdkvm.ops.frame.triton_fwd import (
     fit,
     gate_logits,
     kt_y_tile,
+    launch,
     pad_k,
+    safe_warps,
     serial_precision,
     softplus,
 )
@@ -91,14 +93,16 @@ def frame_step(
     b, n, dk = k_t.shape
     dv = v_t.shape[-1]
     bk = pad_k(dk)
-    bv = bn = fit(TUNING["step_tile"], bk)
+    bv = bn = fit(int(TUNING["step_tile"]), bk)
     bh = max(16, triton.next_power_of_2(heads))
     o = torch.empty_like(v_t)
     new_state = torch.empty(b, dk, dv, device=k_t.device, dtype=torch.float32)
     h0 = state if state is not None else new_state
-    step_kernel[(b, triton.cdiv(dv, bv))](
+    launch(
+        step_kernel, (b, triton.cdiv(dv, bv)),
         k_t, v_t, h0, w_beta, w_alpha, a_log, dt_bias, o, new_state, n, dk, dv, heads, dv // heads,
         HAS_H0=state is not None, BK=bk, BN=bn, BV=bv, BH=bh, HEAD_TILE=(dv // heads) % bv == 0,
-        PREC=dot_precision(k_t.dtype, k_t.device), SPREC=serial_precision(k_t.device), num_warps=TUNING["step_warps"],
+        PREC=dot_precision(k_t.dtype, k_t.device), SPREC=serial_precision(k_t.device),
+        num_warps=safe_warps(int(TUNING["step_warps"]), bk, min(bv, bh)),
     )  # fmt: skip
     return o, new_state
