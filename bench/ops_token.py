@@ -2,12 +2,20 @@
 
 Run on a CUDA machine from the repository root: ``python3 bench/ops_token.py`` (or ``python3 bench/ops.py --rule
 token``). For each shape (bf16 q, k, v, beta; fp32 per-head log-decay g; L2-normalised q, k) it measures the median
-time (``triton.testing.do_bench``) of the forward (inputs without grad) and of forward + backward (fixed random dO,
-gradients of every input), the ns per token-head, and the HBM floor: bytes of q, k, v, o, g, beta in bf16 at
-3.0 TB/s (forward) plus dO and the five gradients (forward + backward). fla-core (if importable; the script sets
-FLA_DISABLE_BACKEND_DISPATCH=1) runs each case in its own subprocess, so a crash (fla 0.6.0 dies with an illegal
-memory access at V=32 on triton 3.6) prints "crash" instead of killing the run; its output is also compared with ours.
-Imports only torch, triton, the standard library and gdkvm.ops (and fla, optionally).
+time (``triton.testing.do_bench``, short warm-up and repetition windows) of the forward (inputs without grad) and of
+forward + backward (fixed random dO, gradients of every input), the ns per token-head, and the HBM floor: bytes of
+q, k, v, o, g, beta in bf16 at 3.0 TB/s (forward) plus dO and the five gradients (forward + backward).
+
+Ours runs in one or more *variants* (``--variants``): a precision ("high": fp32 intermediates, the default; "fast":
+bf16 ones) plus the switchable kernel paths ("seg": GDKVM_TOKEN_SEGMENTS=auto, the segment-parallel scan of the
+sequential passes; "split": GDKVM_TOKEN_O=split, o from a parallel kernel), e.g. ``high``, ``high+seg+split``.
+fla-core (if importable; FLA_DISABLE_BACKEND_DISPATCH=1) runs in ONE subprocess for all shapes; a crash (fla 0.6.0
+dies with an illegal memory access in its V=32 backward on triton 3.6) marks that measurement "crash" and a new
+subprocess resumes with the rest. fla-core 0.6.0 refuses its backward on Hopper with triton >= 3.4, < 3.7.1 (a
+module-level version flag in ``fla.ops.common.chunk_o`` guards ``chunk_bwd_dqkwg``, no environment switch); with
+``--fla-unguard`` (default) the child sets that flag so fla's forward + backward can be *timed* as the DESIGN.md
+anchors were (its gradients on that triton may be wrong; only its o is compared). Prints JSON rows and a markdown
+table. Imports only torch, triton, the standard library and gdkvm.ops (and fla, optionally).
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -35,7 +44,7 @@ SHAPES = {  # name: (B, T, H, K, V)
 }
 TARGETS = {64: 1.2, 128: 1.0}  # minimum speed-up over fla-core by key dimension
 # fla-core 0.6.0 medians (ms, fwd / fwd+bwd) measured by the lead on one H100 80GB, torch 2.11, triton 3.6
-# (docs DESIGN.md); used for a second speed-up column when fla cannot be run in this process tree.
+# (docs DESIGN.md); the reference when fla cannot be timed in this run.
 FLA_ANCHORS = {
     "B4T2560H8K64V64": (0.424, 2.01),
     "B4T10240H8K64V64": (0.527, 2.61),
@@ -43,6 +52,23 @@ FLA_ANCHORS = {
     "B8T4096H16K128V128": (1.03, 3.95),
 }
 HBM_BYTES_PER_S = 3.0e12
+# Variant flag -> environment of our op. "high"/"fast" set the precision; the proven path has no other flag.
+VARIANT_ENV = {
+    "high": {"GDKVM_TOKEN_PRECISION": "high"},
+    "fast": {"GDKVM_TOKEN_PRECISION": "fast"},
+    "seg": {"GDKVM_TOKEN_SEGMENTS": "auto"},
+    "split": {"GDKVM_TOKEN_O": "split"},
+}
+DEFAULT_VARIANTS = ["high", "high+seg+split", "fast+seg+split"]
+
+
+def variant_env(variant: str) -> dict[str, str]:
+    env = {"GDKVM_TOKEN_PRECISION": "high", "GDKVM_TOKEN_SEGMENTS": "1", "GDKVM_TOKEN_O": "fused"}
+    for flag in variant.split("+"):
+        if flag not in VARIANT_ENV:
+            raise SystemExit(f"unknown variant flag {flag!r} in {variant!r} (known: {', '.join(VARIANT_ENV)})")
+        env.update(VARIANT_ENV[flag])
+    return env
 
 
 def make_inputs(shape: tuple[int, int, int, int, int], seed: int = 0) -> dict[str, torch.Tensor]:
@@ -92,7 +118,7 @@ def time_case(fn, inputs: dict[str, torch.Tensor], mode: str, warmup: int, rep: 
             o, _ = fn(**args)
             torch.autograd.backward(o, d_out)
 
-    for _ in range(3):  # compile and autotune outside the timed region
+    for _ in range(2):  # compile and autotune outside the timed region
         call()
     torch.cuda.synchronize()
     return float(triton.testing.do_bench(call, warmup=warmup, rep=rep, grad_to_none=None if mode == "fwd" else leaves))
@@ -104,24 +130,35 @@ def ours(**kw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
     return chunk_gated_delta(kw["q"], kw["k"], kw["v"], kw["g"], kw["beta"])
 
 
-def fla_child(name: str, out_path: str, warmup: int, rep: int) -> None:
-    """Subprocess body: times fla-core on one shape, saves its o for comparison, prints one JSON line."""
+def fla_child(tasks: list[str], out_dir: str, warmup: int, rep: int, unguard: bool) -> None:
+    """Subprocess body: times fla-core on "shape:mode" tasks in order, one JSON line per event (start, result), and
+    saves each shape's o (fwd tasks) for comparison."""
     from fla.ops.gated_delta_rule import chunk_gated_delta_rule
+
+    if unguard:
+        import fla.ops.common.chunk_o as fla_chunk_o
+
+        fla_chunk_o.TRITON_ABOVE_3_7_1 = True  # timing only: lifts the #640 refusal of the backward on triton 3.6
 
     def fla(**kw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         return chunk_gated_delta_rule(kw["q"], kw["k"], kw["v"], g=kw["g"], beta=kw["beta"])
 
-    inputs = make_inputs(SHAPES[name])
-    result: dict[str, object] = {}
-    with torch.no_grad():
-        torch.save(fla(**inputs)[0].cpu(), out_path)
-    result["fwd_ms"] = time_case(fla, inputs, "fwd", warmup, rep)
-    print(json.dumps(result), flush=True)  # the forward survives even if the backward crashes
-    try:
-        result["fwdbwd_ms"] = time_case(fla, inputs, "fwdbwd", warmup, rep)
-    except RuntimeError as err:  # fla's guard against Hopper + triton < 3.7.1 raises here
-        result["fwdbwd_ms"] = f"error: {str(err).splitlines()[0][:60]}"
-    print(json.dumps(result), flush=True)
+    for task in tasks:
+        name, mode = task.split(":")
+        print(json.dumps({"start": task}), flush=True)
+        inputs = make_inputs(SHAPES[name])
+        if mode == "fwd":
+            with torch.no_grad():
+                torch.save(fla(**inputs)[0].cpu(), str(Path(out_dir) / f"{name}.pt"))
+        try:
+            ms: object = time_case(fla, inputs, mode, warmup, rep)
+        except RuntimeError as err:  # fla's guard (without --fla-unguard) raises here
+            ms = f"error: {str(err).splitlines()[0][:60]}"
+            if "CUDA" in str(err):
+                raise
+        print(json.dumps({"task": task, "ms": ms}), flush=True)
+        del inputs
+        torch.cuda.empty_cache()
 
 
 def child_env(**extra: str) -> dict[str, str]:
@@ -132,22 +169,43 @@ def child_env(**extra: str) -> dict[str, str]:
     return dict(os.environ, PYTHONPATH=os.pathsep.join(dict.fromkeys(paths)), **extra)
 
 
-def run_fla(name: str, out_path: str, warmup: int, rep: int) -> dict[str, object]:
-    """Runs ``fla_child`` in a subprocess; a crash becomes "crash" in the missing fields."""
+def run_fla(names: list[str], out_dir: str, args: argparse.Namespace) -> dict[str, object]:
+    """All fla measurements ("shape:mode" -> ms, "crash", "timeout" or an error string), forwards first, in as few
+    subprocesses as crashes allow."""
+    tasks = [f"{n}:fwd" for n in names] + [f"{n}:fwdbwd" for n in names]
+    results: dict[str, object] = {}
     env = child_env(FLA_DISABLE_BACKEND_DISPATCH="1")
-    cmd = [sys.executable, __file__, "--fla-child", name, out_path, "--warmup", str(warmup), "--rep", str(rep)]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
-    except subprocess.TimeoutExpired:
-        return {"fwd_ms": "timeout", "fwdbwd_ms": "timeout"}
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-    result = json.loads(lines[-1]) if lines else {}
-    if proc.returncode != 0:
-        tail = (proc.stderr.strip().splitlines() or ["?"])[-1]
-        print(f"  fla {name}: exit {proc.returncode}: {tail[:160]}", flush=True)
-    for key in ("fwd_ms", "fwdbwd_ms"):
-        result.setdefault(key, "crash")
-    return result
+    while tasks:
+        cmd = [sys.executable, __file__, "--fla-child", out_dir, "--warmup", str(args.warmup), "--rep", str(args.rep),
+               *(["--fla-unguard"] if args.fla_unguard else []), "--tasks", *tasks]  # fmt: skip
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=args.fla_timeout)
+            stdout, code, err = proc.stdout, proc.returncode, proc.stderr
+        except subprocess.TimeoutExpired as exc:
+            stdout, code, err = exc.stdout or "", "timeout", ""
+            stdout = stdout.decode() if isinstance(stdout, bytes) else stdout
+        started = None
+        for line in stdout.splitlines():
+            if not line.startswith("{"):
+                continue
+            event = json.loads(line)
+            if "start" in event:
+                started = event["start"]
+            else:
+                results[event["task"]] = event["ms"]
+                started = None
+        if code != 0:
+            tail = (err.strip().splitlines() or ["?"])[-1]
+            print(f"  fla child exit {code} during {started}: {tail[:160]}", flush=True)
+        if started is not None:
+            results[started] = "timeout" if code == "timeout" else "crash"
+        remaining = [t for t in tasks if t not in results]
+        if remaining == tasks:  # no progress (import failure): give up
+            for t in tasks:
+                results[t] = "unavailable"
+            break
+        tasks = remaining
+    return results
 
 
 def fla_available() -> bool:
@@ -172,23 +230,37 @@ def reference_o(inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         return naive_recurrent_gated_delta(x["q"], x["k"], x["v"], x["g"], x["beta"])[0]
 
 
-def time_ours(name: str, inputs: dict[str, torch.Tensor], args: argparse.Namespace, precision: str) -> dict:
-    """Our op in one precision mode ("high": fp32 intermediates, the default; "fast": bf16 intermediates)."""
-    batch, length, heads = SHAPES[name][:3]
-    previous = os.environ.get("GDKVM_TOKEN_PRECISION")
-    os.environ["GDKVM_TOKEN_PRECISION"] = precision
+def with_env(env: dict[str, str], fn, *a, **kw):
+    """Calls ``fn`` with os.environ updated by ``env`` (restored afterwards)."""
+    previous = {n: os.environ.get(n) for n in env}
+    os.environ.update(env)
     try:
-        row: dict[str, object] = {"shape": name, "precision": precision}
+        return fn(*a, **kw)
+    finally:
+        for n, v in previous.items():
+            if v is None:
+                os.environ.pop(n, None)
+            else:
+                os.environ[n] = v
+
+
+def time_ours(name: str, inputs: dict[str, torch.Tensor], args: argparse.Namespace, variant: str) -> dict:
+    """Our op in one variant: fwd and fwd+bwd medians, o (for the accuracy column) and optionally per-launch times."""
+    batch, length, heads = SHAPES[name][:3]
+
+    def measure() -> dict[str, object]:
+        row: dict[str, object] = {"shape": name, "variant": variant}
+        t0 = time.time()
         row["ours_fwd_ms"] = time_case(ours, inputs, "fwd", args.warmup, args.rep)
         row["ours_fwdbwd_ms"] = time_case(ours, inputs, "fwdbwd", args.warmup, args.rep)
         with torch.no_grad():
             row["o"] = ours(**inputs)[0]
-        row.update(time_launches(inputs, args.warmup, args.rep))
-    finally:
-        if previous is None:
-            os.environ.pop("GDKVM_TOKEN_PRECISION", None)
-        else:
-            os.environ["GDKVM_TOKEN_PRECISION"] = previous
+        if args.launches:
+            row.update(time_launches(inputs, 2, max(5, args.rep // 2)))
+        row["wall_s"] = round(time.time() - t0, 1)
+        return row
+
+    row = with_env(variant_env(variant), measure)
     for mode in ("fwd", "fwdbwd"):
         row[f"ours_{mode}_ns_th"] = row[f"ours_{mode}_ms"] * 1e6 / (batch * length * heads)
     return row
@@ -222,37 +294,35 @@ def time_launches(inputs: dict[str, torch.Tensor], warmup: int, rep: int) -> dic
     return out
 
 
-def bench_shape(name: str, args: argparse.Namespace, with_fla: bool) -> list[dict[str, object]]:
-    """Rows for one shape: ours in both precision modes, each against fla-core (if run) and the DESIGN.md anchors."""
+def bench_shape(name: str, args: argparse.Namespace, fla_res: dict[str, object], o_fla) -> list[dict[str, object]]:
+    """Rows for one shape: ours in every variant, against fla-core (if timed) and the DESIGN.md anchors."""
     inputs = make_inputs(SHAPES[name])
-    rows = [time_ours(name, inputs, args, precision) for precision in ("high", "fast")]
-    o_ref = None if getattr(args, "no_accuracy", False) else reference_o(inputs)
-    fla_res: dict[str, object] = {}
-    o_fla = None
-    if with_fla:
-        with tempfile.TemporaryDirectory() as tmp:
-            out_path = str(Path(tmp) / "o.pt")
-            fla_res = run_fla(name, out_path, args.warmup, args.rep)
-            if Path(out_path).exists():
-                o_fla = torch.load(out_path).cuda()
+    rows = [time_ours(name, inputs, args, variant) for variant in args.variants]
+    o_ref = None if args.no_accuracy else reference_o(inputs)
     floors = floors_us(SHAPES[name])
     for row in rows:
         o = row.pop("o")
         row["floor_fwd_us"], row["floor_fwdbwd_us"] = floors
         if o_ref is not None:
             row["o_rel_rms_vs_fp32"] = rel_rms(o_ref, o)
-        if o_fla is not None:
-            row["o_rel_rms_fla_vs_fp32"] = None if o_ref is None else rel_rms(o_ref, o_fla)
-        for mode in ("fwd", "fwdbwd"):
-            theirs = fla_res.get(f"{mode}_ms")
+            if o_fla is not None:
+                row["o_rel_rms_fla_vs_fp32"] = rel_rms(o_ref, o_fla.cuda())
+        target = TARGETS.get(SHAPES[name][3])
+        row["target"] = target
+        for mode, anchor in zip(("fwd", "fwdbwd"), FLA_ANCHORS.get(name, (None, None))):
+            theirs = fla_res.get(f"{name}:{mode}")
             if theirs is not None:
                 row[f"fla_{mode}_ms"] = theirs
             if isinstance(theirs, float):
-                row[f"speedup_{mode}"] = theirs / row[f"ours_{mode}_ms"]
-        if name in FLA_ANCHORS:
-            for mode, anchor in zip(("fwd", "fwdbwd"), FLA_ANCHORS[name]):
+                row[f"speedup_{mode}"], row[f"vs_{mode}"] = theirs / row[f"ours_{mode}_ms"], "fla"
+            elif anchor is not None:
+                row[f"speedup_{mode}"], row[f"vs_{mode}"] = anchor / row[f"ours_{mode}_ms"], "anchor"
+            if anchor is not None:
                 row[f"speedup_{mode}_vs_anchor"] = anchor / row[f"ours_{mode}_ms"]
-        row["target"] = TARGETS.get(SHAPES[name][3])
+            ok = row.get(f"speedup_{mode}")
+            row[f"pass_{mode}"] = None if ok is None or target is None else bool(ok >= target)
+    del inputs
+    torch.cuda.empty_cache()
     return rows
 
 
@@ -433,34 +503,55 @@ def fmt(x: object, spec: str = ".3f") -> str:
 
 
 def print_table(rows: list[dict[str, object]]) -> None:
-    head = ("shape", "prec", "ours fwd", "fla fwd", "x", "ours f+b", "fla f+b", "x", "x anchor f/fb", "ns/th fwd",
-            "ns/th f+b", "floor f/fb us", "o err ours/fla")  # fmt: skip
-    print(" | ".join(head))
+    """Markdown table: ms, ns per token-head, speed-up over fla-core (or over the DESIGN.md anchor, marked "a"),
+    HBM floors and pass/fail against the target."""
+    head = ("shape", "variant", "ours fwd ms", "fla fwd ms", "x fwd", "ours f+b ms", "fla f+b ms", "x f+b",
+            "ns/th fwd", "ns/th f+b", "floor fwd/f+b us", "target", "pass fwd/f+b", "o err ours/fla")  # fmt: skip
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+
+    def speed(r: dict, mode: str) -> str:
+        x = r.get(f"speedup_{mode}")
+        return "-" if x is None else f"{x:.2f}{'a' if r.get(f'vs_{mode}') == 'anchor' else ''}"
+
+    def verdict(r: dict, mode: str) -> str:
+        return {True: "PASS", False: "FAIL", None: "-"}[r.get(f"pass_{mode}")]
+
     for r in rows:
         cells = [
-            str(r["shape"]), str(r["precision"]), fmt(r["ours_fwd_ms"]), fmt(r.get("fla_fwd_ms")),
-            fmt(r.get("speedup_fwd"), ".2f"), fmt(r["ours_fwdbwd_ms"]), fmt(r.get("fla_fwdbwd_ms")),
-            fmt(r.get("speedup_fwdbwd"), ".2f"),
-            f"{fmt(r.get('speedup_fwd_vs_anchor'), '.2f')}/{fmt(r.get('speedup_fwdbwd_vs_anchor'), '.2f')}",
+            str(r["shape"]), str(r["variant"]), fmt(r["ours_fwd_ms"]), fmt(r.get("fla_fwd_ms")), speed(r, "fwd"),
+            fmt(r["ours_fwdbwd_ms"]), fmt(r.get("fla_fwdbwd_ms")), speed(r, "fwdbwd"),
             fmt(r["ours_fwd_ns_th"], ".2f"), fmt(r["ours_fwdbwd_ns_th"], ".2f"),
-            f"{r['floor_fwd_us']:.0f}/{r['floor_fwdbwd_us']:.0f}",
+            f"{r['floor_fwd_us']:.0f}/{r['floor_fwdbwd_us']:.0f}", fmt(r.get("target"), ".1f"),
+            f"{verdict(r, 'fwd')}/{verdict(r, 'fwdbwd')}",
             f"{fmt(r.get('o_rel_rms_vs_fp32'), '.1e')}/{fmt(r.get('o_rel_rms_fla_vs_fp32'), '.1e')}",
         ]  # fmt: skip
-        print(" | ".join(cells), flush=True)
+        print("| " + " | ".join(cells) + " |", flush=True)
+    print("x: fla time / ours on this card; 'a': fla not timed here, against the DESIGN.md anchor (same card model).")
 
 
 def print_launches(rows: list[dict[str, object]]) -> None:
     keys = ("k_prep_ms", "k_state_fwd_ms", "k_state_fwd_save_ms", "k_state_bwd_ms", "k_chunk_bwd_ms")
-    print("per launch (ms): shape | prec | prep | state_fwd | state_fwd+save | state_bwd | chunk_bwd")
+    if not any(key in r for r in rows for key in keys):
+        return
+    print("| shape | variant | prep | state_fwd | state_fwd+save | state_bwd | chunk_bwd | (ms per launch) |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(" | ".join([str(r["shape"]), str(r["precision"])] + [fmt(r.get(key)) for key in keys]), flush=True)
+        print("| " + " | ".join([str(r["shape"]), str(r["variant"])] + [fmt(r.get(key)) for key in keys]) + " | |")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shapes", nargs="*", default=list(SHAPES), choices=list(SHAPES))
+    parser.add_argument("--variants", nargs="*", default=DEFAULT_VARIANTS,
+                        help="our variants: '+'-joined flags high|fast, seg, split (default: %(default)s)")  # fmt: skip
     parser.add_argument("--no-fla", action="store_true", help="skip fla-core even if it is installed")
-    parser.add_argument("--warmup", type=int, default=25, help="do_bench warm-up (ms)")
-    parser.add_argument("--rep", type=int, default=100, help="do_bench repetitions (ms)")
+    parser.add_argument("--fla-unguard", action=argparse.BooleanOptionalAction, default=True,
+                        help="lift fla's triton-version refusal of its backward so it can be timed")  # fmt: skip
+    parser.add_argument("--fla-timeout", type=int, default=240, help="seconds per fla subprocess")
+    parser.add_argument("--warmup", type=int, default=5, help="do_bench warm-up (ms)")
+    parser.add_argument("--rep", type=int, default=20, help="do_bench repetitions (ms)")
+    parser.add_argument("--launches", action=argparse.BooleanOptionalAction, default=True,
+                        help="also time each launch alone")  # fmt: skip
     parser.add_argument("--json", type=Path, default=None, help="also write the rows to this JSON file")
     parser.add_argument("--no-accuracy", action="store_true", help="skip the fp32 token-loop reference")
     parser.add_argument("--check", action="store_true", help="per-launch self-check against the torch reference")
@@ -471,22 +562,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> list[dict[str, object]]:
-    """Benchmarks every requested shape; returns one dict per shape (ms, ns per token-head, floors, speed-ups)."""
+    """Benchmarks every requested shape; returns one dict per (shape, variant)."""
     if not torch.cuda.is_available():
         print("token rule: no CUDA device, nothing to time", flush=True)
         return []
+    for key, default in (("variants", DEFAULT_VARIANTS), ("warmup", 5), ("rep", 20), ("launches", True),
+                         ("no_accuracy", False), ("fla_unguard", True), ("fla_timeout", 240)):  # fmt: skip
+        if not hasattr(args, key):
+            setattr(args, key, default)
+    for variant in args.variants:
+        variant_env(variant)  # fail early on a typo
     with_fla = not getattr(args, "no_fla", False) and fla_available()
     import triton
 
+    t0 = time.time()
     print(f"token rule on {torch.cuda.get_device_name()}, torch {torch.__version__}, triton {triton.__version__}, "
           f"fla-core {'yes' if with_fla else 'not available'}", flush=True)  # fmt: skip
+    names = list(getattr(args, "shapes", list(SHAPES)))
     rows = []
-    for name in getattr(args, "shapes", list(SHAPES)):
-        for row in bench_shape(name, args, with_fla):
-            rows.append(row)
-            print(json.dumps(row), flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        fla_res = run_fla(names, tmp, args) if with_fla else {}
+        if with_fla:
+            print(f"fla-core done in {time.time() - t0:.0f} s: {json.dumps(fla_res)}", flush=True)
+        for name in names:
+            path = Path(tmp) / f"{name}.pt"
+            o_fla = torch.load(path) if path.exists() else None
+            for row in bench_shape(name, args, fla_res, o_fla):
+                rows.append(row)
+                print(json.dumps(row), flush=True)
     print_table(rows)
     print_launches(rows)
+    print(f"bench wall time {time.time() - t0:.0f} s", flush=True)
     if getattr(args, "json", None):
         Path(args.json).write_text(json.dumps(rows, indent=1))
     return rows
@@ -499,11 +605,13 @@ def main(argv: list[str] | None = None) -> list[dict[str, object]]:
         return []
     if argv[:1] == ["--fla-child"]:
         parser = argparse.ArgumentParser()
-        parser.add_argument("--fla-child", nargs=2)
-        parser.add_argument("--warmup", type=int, default=25)
-        parser.add_argument("--rep", type=int, default=100)
+        parser.add_argument("--fla-child")
+        parser.add_argument("--warmup", type=int, default=5)
+        parser.add_argument("--rep", type=int, default=20)
+        parser.add_argument("--fla-unguard", action="store_true")
+        parser.add_argument("--tasks", nargs="*", default=[])
         child = parser.parse_args(argv)
-        fla_child(child.fla_child[0], child.fla_child[1], child.warmup, child.rep)
+        fla_child(child.tasks, child.fla_child, child.warmup, child.rep, child.fla_unguard)
         return []
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_arguments(parser)

@@ -19,24 +19,30 @@ from gdkvm.ops.gated_delta.chunk_fwd import (
     STATE_CONFIGS,
     _gate_cumsum,
     _rows,
+    _segment_plan,
     _vec,
     autotuning,
     block_k,
     heuristic,
     prec,
+    segment_starts,
     tuned,
 )
 
 
 @triton.jit
 def _state_bwd_kernel(
-    q_ptr, k_ptr, g_ptr, w_ptr, a_ptr, do_ptr, dht_ptr, dh0_ptr, dhs_ptr, dus_ptr, scale, T, H, K, V, NT,
-    PER_CHANNEL: tl.constexpr, HAS_DHT: tl.constexpr, STORE_DH0: tl.constexpr,
+    q_ptr, k_ptr, g_ptr, w_ptr, a_ptr, do_ptr, dht_ptr, dh0_ptr, dhs_ptr, dus_ptr, scale, T, H, K, V, NT, NS, CPS,
+    PER_CHANNEL: tl.constexpr, HAS_DHT: tl.constexpr, STORE_DH0: tl.constexpr, SEG: tl.constexpr,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
 ):  # fmt: skip
-    """Reverse pass over chunks for one (value tile, batch*head)."""
+    """Reverse pass over the chunks of one (value tile, batch*head, segment). With SEG, segment i_s covers chunks
+    [i_s * CPS, (i_s + 1) * CPS) and starts from the dS (leaving its last chunk) that ``_seg_combine_kernel`` stored
+    in dht_ptr ([B*H*NS, K, V] fp32); otherwise NS = 1 and dht_ptr is [B*H, K, V]."""
     i_v = tl.program_id(0)
-    i_bh = tl.program_id(1)
+    i_bhs = tl.program_id(1)
+    i_bh = i_bhs // NS
+    i_s = i_bhs % NS
     i_b = i_bh // H
     i_h = i_bh % H
     dt = w_ptr.dtype.element_ty  # operand dtype of the tensor-core products
@@ -46,12 +52,14 @@ def _state_bwd_kernel(
     mcol = cols < K
     m_s = mcol[:, None] & (cv < V)[None, :]
     p_s = cols[:, None] * V + cv[None, :]
-    if HAS_DHT:
-        dstate = tl.load(dht_ptr + i_bh.to(tl.int64) * K * V + p_s, mask=m_s, other=0.0).to(tl.float32)
+    if SEG or HAS_DHT:
+        dstate = tl.load(dht_ptr + i_bhs.to(tl.int64) * K * V + p_s, mask=m_s, other=0.0).to(tl.float32)
     else:
         dstate = tl.zeros([BK, BV], dtype=tl.float32)
-    for j in range(NT):
-        i_t = NT - 1 - j
+    c0 = i_s * CPS
+    c_end = tl.minimum(NT, c0 + CPS)
+    for j in range(c0, c_end):
+        i_t = c_end - 1 - (j - c0)
         tok0 = i_b.to(tl.int64) * T + i_t * BT
         mrow = o_i < T - i_t * BT
         th = (tok0 + o_i) * H + i_h
@@ -72,7 +80,57 @@ def _state_bwd_kernel(
         dstate = dstate * tl.exp(_vec(G_last, PER_CHANNEL)) + tl.dot(tl.trans(qe), dot_)
         dstate -= tl.dot(tl.trans(wt), dpseudo.to(dt))
     if STORE_DH0:
-        tl.store(dh0_ptr + i_bh.to(tl.int64) * K * V + p_s, dstate, mask=m_s)
+        if i_s == 0:
+            tl.store(dh0_ptr + i_bh.to(tl.int64) * K * V + p_s, dstate, mask=m_s)
+
+
+@triton.jit
+def _seg_bwd_kernel(
+    q_ptr, k_ptr, g_ptr, w_ptr, a_ptr, do_ptr, sum_ptr, scale, T, H, K, V, NT, NS, CPS, NVT,
+    PER_CHANNEL: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+):  # fmt: skip
+    """Segment summary of the reverse pass (phase 1): dS_start = N dS_end + c over segment i_s. Column tiles
+    i_c < NVT run the reverse recurrence from dS = 0 with the chunk's dO (c, V columns); the others from dS = I
+    with dO = 0 (N, K columns). sum_ptr: [B*H*NS, K, V + K] fp32."""
+    i_c = tl.program_id(0)
+    i_bhs = tl.program_id(1)
+    i_bh = i_bhs // NS
+    i_s = i_bhs % NS
+    i_b = i_bh // H
+    i_h = i_bh % H
+    dt = w_ptr.dtype.element_ty
+    cols = tl.arange(0, BK)
+    o_i = tl.arange(0, BT)
+    mcol = cols < K
+    is_val = i_c < NVT
+    c0v = tl.where(is_val, i_c * BV, (i_c - NVT) * BV)
+    cv = c0v + tl.arange(0, BV)
+    width = tl.where(is_val, V, K)
+    mc = cv < width
+    dstate = tl.where((cols[:, None] == cv[None, :]) & (cv < tl.where(is_val, 0, K))[None, :], 1.0, 0.0)
+    c0 = i_s * CPS
+    c_end = tl.minimum(NT, c0 + CPS)
+    for j in range(c0, c_end):
+        i_t = c_end - 1 - (j - c0)
+        tok0 = i_b.to(tl.int64) * T + i_t * BT
+        mrow = o_i < T - i_t * BT
+        th = (tok0 + o_i) * H + i_h
+        m_k = mrow[:, None] & mcol[None, :]
+        m_v = mrow[:, None] & (cv < tl.where(is_val, V, 0))[None, :]
+        kt = tl.load(k_ptr + th[:, None] * K + cols[None, :], mask=m_k, other=0.0)
+        qt = tl.load(q_ptr + th[:, None] * K + cols[None, :], mask=m_k, other=0.0)
+        wt = tl.load(w_ptr + th[:, None] * K + cols[None, :], mask=m_k, other=0.0)
+        at = tl.load(a_ptr + th[:, None] * BT + o_i[None, :], mask=mrow[:, None], other=0.0)
+        dot_ = tl.load(do_ptr + th[:, None] * V + cv[None, :], mask=m_v, other=0.0).to(dt)
+        G, G_last = _gate_cumsum(g_ptr, th, mrow, cols, mcol, K, PER_CHANNEL)
+        kbar = (kt * tl.exp(_rows(G_last - G, PER_CHANNEL))).to(dt)
+        dpseudo = tl.dot(tl.trans(at), dot_) + tl.dot(kbar, dstate.to(dt))
+        qe = (qt * (tl.exp(_rows(G, PER_CHANNEL)) * scale)).to(dt)
+        dstate = dstate * tl.exp(_vec(G_last, PER_CHANNEL)) + tl.dot(tl.trans(qe), dot_)
+        dstate -= tl.dot(tl.trans(wt), dpseudo.to(dt))
+    out_col = tl.where(is_val, cv, V + cv)
+    tl.store(sum_ptr + i_bhs.to(tl.int64) * K * (V + K) + cols[:, None] * (V + K) + out_col[None, :], dstate,
+             mask=mcol[:, None] & mc[None, :])  # fmt: skip
 
 
 @triton.jit
@@ -255,19 +313,25 @@ def launch_state_bwd(
     dstates = torch.empty_like(saved["states"])
     dpseudo = torch.empty(batch, length, heads, value_dim, device=q.device, dtype=torch.float32)
     dh0 = torch.empty(batch, heads, key_dim, value_dim, device=q.device, dtype=torch.float32) if need_dh0 else None
+    const = dict(PER_CHANNEL=g.dim() == 4, BT=chunk_size, BK=block_k(key_dim))
+    ns, cps, cfg = _segment_plan(n_chunks, batch * heads, key_dim, value_dim)
+    dend = dht
+    if ns > 1:
+        seg_meta = {"scalars": (scale, length, heads, key_dim, value_dim, n_chunks), "const": const}
+        dend = segment_starts(
+            _seg_bwd_kernel, (q, k, g, saved["w"], saved["a"], do), dht, batch * heads, key_dim, value_dim, ns, cps,
+            cfg, seg_meta, True, q.device,
+        )  # fmt: skip
     args = (
-        q, k, g, saved["w"], saved["a"], do, dht if dht is not None else dpseudo, dh0 if need_dh0 else dpseudo,
-        dstates, dpseudo, scale, length, heads, key_dim, value_dim, n_chunks,
+        q, k, g, saved["w"], saved["a"], do, dend if dend is not None else dpseudo, dh0 if need_dh0 else dpseudo,
+        dstates, dpseudo, scale, length, heads, key_dim, value_dim, n_chunks, ns, cps,
     )  # fmt: skip
-    meta = dict(
-        PER_CHANNEL=g.dim() == 4, HAS_DHT=dht is not None, STORE_DH0=need_dh0, BT=chunk_size, BK=block_k(key_dim)
-    )  # fmt: skip
-    if autotuning():
+    meta = dict(**const, HAS_DHT=dht is not None, STORE_DH0=need_dh0, SEG=ns > 1)
+    if autotuning() and ns == 1:
         grid = lambda m: (triton.cdiv(value_dim, m["BV"]), batch * heads)  # noqa: E731
         tuned(_state_bwd_kernel, "state_bwd", STATE_CONFIGS, True)[grid](*args, **meta)
     else:
-        cfg = heuristic("state", key_dim, value_dim, batch * heads)
-        _state_bwd_kernel[(triton.cdiv(value_dim, cfg["BV"]), batch * heads)](
+        _state_bwd_kernel[(triton.cdiv(value_dim, cfg["BV"]), batch * heads * ns)](
             *args, **meta, BV=cfg["BV"], num_warps=cfg["num_warps"], num_stages=cfg["num_stages"]
         )
     return {"dstates": dstates, "dpseudo": dpseudo, "dh0": dh0}

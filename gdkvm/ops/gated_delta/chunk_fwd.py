@@ -23,6 +23,7 @@ import os
 import torch
 import triton
 import triton.language as tl
+import triton.testing
 
 
 def interpreting() -> bool:
@@ -175,13 +176,17 @@ def _prep_kernel(
 
 @triton.jit
 def _state_fwd_kernel(
-    q_ptr, k_ptr, g_ptr, w_ptr, u_ptr, a_ptr, h0_ptr, o_ptr, ht_ptr, hs_ptr, us_ptr, scale, T, H, K, V, NT,
+    q_ptr, k_ptr, g_ptr, w_ptr, u_ptr, a_ptr, h0_ptr, o_ptr, ht_ptr, hs_ptr, us_ptr, scale, T, H, K, V, NT, NS, CPS,
     PER_CHANNEL: tl.constexpr, HAS_H0: tl.constexpr, STORE_HT: tl.constexpr, SAVE: tl.constexpr,
-    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    EMIT_O: tl.constexpr, SEG: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
 ):  # fmt: skip
-    """Sequential over chunks for one (value tile, batch*head): o, the final state and (SAVE) per-chunk states/U."""
+    """Sequential over chunks for one (value tile, batch*head, segment): o (EMIT_O), the final state and (SAVE)
+    per-chunk states/U. With SEG the chunks [i_s * CPS, (i_s + 1) * CPS) of segment i_s start from the state that
+    ``_seg_combine_kernel`` stored in h0_ptr ([B*H*NS, K, V] fp32); otherwise NS = 1 and h0_ptr is [B*H, K, V]."""
     i_v = tl.program_id(0)
-    i_bh = tl.program_id(1)
+    i_bhs = tl.program_id(1)
+    i_bh = i_bhs // NS
+    i_s = i_bhs % NS
     i_b = i_bh // H
     i_h = i_bh % H
     dt = w_ptr.dtype.element_ty  # operand dtype of the tensor-core products
@@ -191,11 +196,12 @@ def _state_fwd_kernel(
     mcol = cols < K
     m_s = mcol[:, None] & (cv < V)[None, :]
     p_s = cols[:, None] * V + cv[None, :]
-    if HAS_H0:
-        state = tl.load(h0_ptr + i_bh.to(tl.int64) * K * V + p_s, mask=m_s, other=0.0).to(tl.float32)
+    if SEG or HAS_H0:
+        state = tl.load(h0_ptr + i_bhs.to(tl.int64) * K * V + p_s, mask=m_s, other=0.0).to(tl.float32)
     else:
         state = tl.zeros([BK, BV], dtype=tl.float32)
-    for i_t in range(NT):
+    c_end = tl.minimum(NT, (i_s + 1) * CPS)
+    for i_t in range(i_s * CPS, c_end):
         tok0 = i_b.to(tl.int64) * T + i_t * BT
         mrow = o_i < T - i_t * BT
         th = (tok0 + o_i) * H + i_h
@@ -205,23 +211,135 @@ def _state_fwd_kernel(
             chunk_bh = (i_b.to(tl.int64) * NT + i_t) * H + i_h
             tl.store(hs_ptr + chunk_bh * K * V + p_s, state.to(hs_ptr.dtype.element_ty), mask=m_s)
         kt = tl.load(k_ptr + th[:, None] * K + cols[None, :], mask=m_k, other=0.0)
-        qt = tl.load(q_ptr + th[:, None] * K + cols[None, :], mask=m_k, other=0.0)
         wt = tl.load(w_ptr + th[:, None] * K + cols[None, :], mask=m_k, other=0.0)
         ut = tl.load(u_ptr + th[:, None] * V + cv[None, :], mask=m_v, other=0.0).to(tl.float32)
-        at = tl.load(a_ptr + th[:, None] * BT + o_i[None, :], mask=mrow[:, None], other=0.0)
         G, G_last = _gate_cumsum(g_ptr, th, mrow, cols, mcol, K, PER_CHANNEL)
         s_dt = state.to(dt)
         pseudo = ut - tl.dot(wt, s_dt)
         if SAVE:
             tl.store(us_ptr + th[:, None] * V + cv[None, :], pseudo.to(us_ptr.dtype.element_ty), mask=m_v)
         p_dt = pseudo.to(dt)
-        qe = (qt * (tl.exp(_rows(G, PER_CHANNEL)) * scale)).to(dt)
-        ot = tl.dot(qe, s_dt) + tl.dot(at, p_dt)
-        tl.store(o_ptr + th[:, None] * V + cv[None, :], ot.to(o_ptr.dtype.element_ty), mask=m_v)
+        if EMIT_O:
+            qt = tl.load(q_ptr + th[:, None] * K + cols[None, :], mask=m_k, other=0.0)
+            at = tl.load(a_ptr + th[:, None] * BT + o_i[None, :], mask=mrow[:, None], other=0.0)
+            qe = (qt * (tl.exp(_rows(G, PER_CHANNEL)) * scale)).to(dt)
+            ot = tl.dot(qe, s_dt) + tl.dot(at, p_dt)
+            tl.store(o_ptr + th[:, None] * V + cv[None, :], ot.to(o_ptr.dtype.element_ty), mask=m_v)
         kbar = (kt * tl.exp(_rows(G_last - G, PER_CHANNEL))).to(dt)
         state = state * tl.exp(_vec(G_last, PER_CHANNEL)) + tl.dot(tl.trans(kbar), p_dt)
     if STORE_HT:
-        tl.store(ht_ptr + i_bh.to(tl.int64) * K * V + p_s, state, mask=m_s)
+        if i_s == NS - 1:
+            tl.store(ht_ptr + i_bh.to(tl.int64) * K * V + p_s, state, mask=m_s)
+
+
+@triton.jit
+def _seg_fwd_kernel(
+    k_ptr, g_ptr, w_ptr, u_ptr, sum_ptr, T, H, K, V, NT, NS, CPS, NVT,
+    PER_CHANNEL: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+):  # fmt: skip
+    """Segment summary (segment-parallel forward, phase 1): over the chunks of segment i_s the state map is affine,
+    S_end = M S_start + b. Column tiles i_c < NVT run the recurrence from S = 0 with the chunk's u (giving b, the V
+    value columns); the others run it from S = I with u = 0 (giving M, K columns). sum_ptr: [B*H*NS, K, V + K]."""
+    i_c = tl.program_id(0)
+    i_bhs = tl.program_id(1)
+    i_bh = i_bhs // NS
+    i_s = i_bhs % NS
+    i_b = i_bh // H
+    i_h = i_bh % H
+    dt = w_ptr.dtype.element_ty
+    cols = tl.arange(0, BK)
+    o_i = tl.arange(0, BT)
+    mcol = cols < K
+    is_val = i_c < NVT
+    c0 = tl.where(is_val, i_c * BV, (i_c - NVT) * BV)
+    cv = c0 + tl.arange(0, BV)
+    width = tl.where(is_val, V, K)
+    mc = cv < width
+    state = tl.where((cols[:, None] == cv[None, :]) & (cv < tl.where(is_val, 0, K))[None, :], 1.0, 0.0)
+    c_end = tl.minimum(NT, (i_s + 1) * CPS)
+    for i_t in range(i_s * CPS, c_end):
+        tok0 = i_b.to(tl.int64) * T + i_t * BT
+        mrow = o_i < T - i_t * BT
+        th = (tok0 + o_i) * H + i_h
+        m_k = mrow[:, None] & mcol[None, :]
+        m_v = mrow[:, None] & (cv < tl.where(is_val, V, 0))[None, :]
+        kt = tl.load(k_ptr + th[:, None] * K + cols[None, :], mask=m_k, other=0.0)
+        wt = tl.load(w_ptr + th[:, None] * K + cols[None, :], mask=m_k, other=0.0)
+        ut = tl.load(u_ptr + th[:, None] * V + cv[None, :], mask=m_v, other=0.0).to(tl.float32)
+        G, G_last = _gate_cumsum(g_ptr, th, mrow, cols, mcol, K, PER_CHANNEL)
+        p_dt = (ut - tl.dot(wt, state.to(dt))).to(dt)
+        kbar = (kt * tl.exp(_rows(G_last - G, PER_CHANNEL))).to(dt)
+        state = state * tl.exp(_vec(G_last, PER_CHANNEL)) + tl.dot(tl.trans(kbar), p_dt)
+    out_col = tl.where(is_val, cv, V + cv)
+    tl.store(sum_ptr + i_bhs.to(tl.int64) * K * (V + K) + cols[:, None] * (V + K) + out_col[None, :], state,
+             mask=mcol[:, None] & mc[None, :])  # fmt: skip
+
+
+@triton.jit
+def _seg_combine_kernel(
+    sum_ptr, h0_ptr, start_ptr, K, V, NS,
+    HAS_H0: tl.constexpr, REVERSE: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+):  # fmt: skip
+    """Segment-parallel phase 2, serial over the NS segments of one (value tile, batch*head): S = h0 (or 0), then
+    for each segment s (in order, or from NS - 1 down with REVERSE, for the backward's dS) store S as the segment's
+    starting state in start_ptr ([B*H*NS, K, V] fp32) and apply the segment map S <- M_s S + b_s read from the
+    summary ([B*H*NS, K, V + K]: b_s in the first V columns, M_s in the last K). IEEE fp32 products (NS steps)."""
+    i_v = tl.program_id(0)
+    i_bh = tl.program_id(1)
+    cols = tl.arange(0, BK)
+    cv = i_v * BV + tl.arange(0, BV)
+    mcol = cols < K
+    m_s = mcol[:, None] & (cv < V)[None, :]
+    p_s = cols[:, None] * V + cv[None, :]
+    m_m = mcol[:, None] & mcol[None, :]
+    if HAS_H0:
+        state = tl.load(h0_ptr + i_bh.to(tl.int64) * K * V + p_s, mask=m_s, other=0.0).to(tl.float32)
+    else:
+        state = tl.zeros([BK, BV], dtype=tl.float32)
+    for j in range(NS):
+        if REVERSE:
+            i_s = NS - 1 - j
+        else:
+            i_s = j
+        base = (i_bh.to(tl.int64) * NS + i_s) * K * (V + K)
+        tl.store(start_ptr + (i_bh.to(tl.int64) * NS + i_s) * K * V + p_s, state, mask=m_s)
+        b = tl.load(sum_ptr + base + cols[:, None] * (V + K) + cv[None, :], mask=m_s, other=0.0)
+        m = tl.load(sum_ptr + base + cols[:, None] * (V + K) + V + cols[None, :], mask=m_m, other=0.0)
+        state = tl.dot(m, state, input_precision="ieee") + b
+
+
+@triton.jit
+def _output_kernel(
+    q_ptr, g_ptr, a_ptr, hs_ptr, us_ptr, o_ptr, scale, T, H, K, V, NT,
+    PER_CHANNEL: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+):  # fmt: skip
+    """o = scale (Q * e^G) S + A U for one (chunk, batch*head, value tile), from the state entering the chunk and U
+    stored by the state pass (split output mode): fully parallel, off the sequential chain."""
+    i_t = tl.program_id(0)
+    i_bh = tl.program_id(1)
+    i_v = tl.program_id(2)
+    i_b = i_bh // H
+    i_h = i_bh % H
+    dt = hs_ptr.dtype.element_ty
+    tok0 = i_b.to(tl.int64) * T + i_t * BT
+    o_i = tl.arange(0, BT)
+    cols = tl.arange(0, BK)
+    cv = i_v * BV + tl.arange(0, BV)
+    mrow = o_i < T - i_t * BT
+    mcol = cols < K
+    th = (tok0 + o_i) * H + i_h
+    m_k = mrow[:, None] & mcol[None, :]
+    m_v = mrow[:, None] & (cv < V)[None, :]
+    chunk_bh = (i_b.to(tl.int64) * NT + i_t) * H + i_h
+    s_t = tl.load(hs_ptr + chunk_bh * K * V + cols[:, None] * V + cv[None, :], mask=mcol[:, None] & (cv < V)[None, :],
+                  other=0.0)  # fmt: skip
+    u_t = tl.load(us_ptr + th[:, None] * V + cv[None, :], mask=m_v, other=0.0)
+    qt = tl.load(q_ptr + th[:, None] * K + cols[None, :], mask=m_k, other=0.0)
+    at = tl.load(a_ptr + th[:, None] * BT + o_i[None, :], mask=mrow[:, None], other=0.0)
+    G, _ = _gate_cumsum(g_ptr, th, mrow, cols, mcol, K, PER_CHANNEL)
+    qe = (qt * (tl.exp(_rows(G, PER_CHANNEL)) * scale)).to(dt)
+    ot = tl.dot(qe, s_t.to(dt)) + tl.dot(at.to(dt), u_t.to(dt))
+    tl.store(o_ptr + th[:, None] * V + cv[None, :], ot.to(o_ptr.dtype.element_ty), mask=m_v)
 
 
 # Launch configurations. On a GPU the autotuner picks among these (pruned to what fits an H100's 227 KB of shared
@@ -232,8 +350,8 @@ def _state_fwd_kernel(
 # (K 128), 98 KB (K 256, chunk 32).
 STATE_CONFIGS = [
     triton.Config({"BV": bv}, num_warps=warps, num_stages=stages)
-    for bv, warps, stages in ((16, 4, 2), (32, 4, 2), (64, 4, 2), (32, 8, 2), (64, 8, 2))
-]
+    for bv, warps, stages in ((16, 4, 2), (32, 4, 2), (64, 4, 2), (16, 4, 1))
+]  # 4 warps only: the 8-warp variants gained nothing on the sequential passes and are a miscompile suspect
 PARALLEL_CONFIGS = [triton.Config({}, num_warps=warps) for warps in (4, 8)]
 _TUNED: dict[str, object] = {}
 
@@ -257,11 +375,18 @@ def autotuning() -> bool:
     return not interpreting() and os.environ.get("GDKVM_AUTOTUNE", "1") != "0"
 
 
+def _quick_bench(fn, quantiles=None, **kwargs: object):
+    """The autotuner's timer: short windows (5 ms warm-up, 25 ms), enough to rank a handful of configurations."""
+    return triton.testing.do_bench(fn, warmup=5, rep=25, quantiles=quantiles)
+
+
 def tuned(kernel, name: str, configs: list, state_kernel: bool):
     """The autotuned wrapper of ``kernel`` (built once, on first use, so importing compiles nothing)."""
     if name not in _TUNED:
         prune = {"early_config_prune": _prune} if state_kernel else None
-        _TUNED[name] = triton.autotune(configs=configs, key=["H", "K", "V", "T"], prune_configs_by=prune)(kernel)
+        _TUNED[name] = triton.autotune(
+            configs=configs, key=["H", "K", "V", "T"], prune_configs_by=prune, do_bench=_quick_bench
+        )(kernel)
     return _TUNED[name]
 
 
@@ -337,6 +462,80 @@ def launch_prep(
     return {"t_inv": t_inv, "a": a, "w": w, "u": u}
 
 
+def output_mode() -> str:
+    """``GDKVM_TOKEN_O`` (read per call): "fused" (default) emits o inside the sequential state pass; "split" keeps
+    only U and S on the sequential chain and computes o in the fully parallel ``_output_kernel`` from the stored
+    per-chunk states."""
+    mode = os.environ.get("GDKVM_TOKEN_O", "fused")
+    if mode not in ("fused", "split"):
+        raise ValueError(f"GDKVM_TOKEN_O must be 'fused' or 'split', got {mode!r}")
+    return mode
+
+
+def n_segments(n_chunks: int, programs: int) -> int:
+    """Number of time segments the sequential passes are cut into (segment-parallel scan), from
+    ``GDKVM_TOKEN_SEGMENTS`` (read per call): "1" (default: one serial walk over all chunks), an integer, or "auto".
+    Segments cost about (2 + K / V) times the serial work, so "auto" uses them only when the plain pass has at most
+    a quarter of the ~264 programs an H100 runs at once (few batch*heads, long T): then about 264 / programs
+    segments of at least 4 chunks."""
+    raw = os.environ.get("GDKVM_TOKEN_SEGMENTS", "1")
+    if raw == "auto":
+        if programs * 4 > 264:
+            return 1
+        want = 264 // max(1, programs)
+    else:
+        want = int(raw)
+    return max(1, min(want, n_chunks // 4 if raw == "auto" else n_chunks))
+
+
+def _segment_plan(n_chunks: int, batch_heads: int, key_dim: int, value_dim: int) -> tuple[int, int, dict]:
+    """(NS, chunks per segment, heuristic state config); NS = 1 means the plain serial pass."""
+    cfg = heuristic("state", key_dim, value_dim, batch_heads)
+    ns = n_segments(n_chunks, batch_heads * triton.cdiv(value_dim, cfg["BV"]))
+    cps = triton.cdiv(n_chunks, ns)
+    return triton.cdiv(n_chunks, cps), cps, cfg
+
+
+def segment_starts(
+    summary_kernel, summary_args: tuple, h0: torch.Tensor | None, batch_heads: int, key_dim: int, value_dim: int,
+    ns: int, cps: int, cfg: dict, meta: dict, reverse: bool, device: torch.device,
+) -> torch.Tensor:  # fmt: skip
+    """Phases 1 and 2 of the segment-parallel scan: per-segment affine summaries ([B*H*NS, K, V + K] fp32, in
+    parallel over segments and column tiles), then the serial combine over segments. Returns the state each
+    segment starts from, [B*H*NS, K, V] fp32 (for ``reverse``: the dS leaving each segment's last chunk)."""
+    bv = cfg["BV"]
+    summary = torch.empty(batch_heads * ns, key_dim, value_dim + key_dim, device=device, dtype=torch.float32)
+    starts = torch.empty(batch_heads * ns, key_dim, value_dim, device=device, dtype=torch.float32)
+    nvt = triton.cdiv(value_dim, bv)
+    grid = (nvt + triton.cdiv(key_dim, bv), batch_heads * ns)
+    summary_kernel[grid](
+        *summary_args, summary, *meta["scalars"], ns, cps, nvt, **meta["const"], BV=bv,
+        num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
+    )  # fmt: skip
+    _seg_combine_kernel[(nvt, batch_heads)](
+        summary, h0 if h0 is not None else starts, starts, key_dim, value_dim, ns, HAS_H0=h0 is not None,
+        REVERSE=reverse, BK=meta["const"]["BK"], BV=bv, num_warps=4,
+    )  # fmt: skip
+    return starts
+
+
+def launch_output(
+    q: torch.Tensor, g: torch.Tensor, a: torch.Tensor, states: torch.Tensor, pseudo: torch.Tensor, o: torch.Tensor,
+    scale: float, chunk_size: int,
+) -> None:  # fmt: skip
+    """The split output mode's o kernel (parallel over chunks, batch*heads and value tiles)."""
+    batch, length, heads, key_dim = q.shape
+    value_dim = o.shape[-1]
+    n_chunks = triton.cdiv(length, chunk_size)
+    bk = block_k(key_dim)
+    bv = min(64 if bk <= 128 else 32, max(16, triton.next_power_of_2(value_dim)))
+    _output_kernel[(n_chunks, batch * heads, triton.cdiv(value_dim, bv))](
+        q, g, a, states, pseudo, o, scale, length, heads, key_dim, value_dim, n_chunks,
+        PER_CHANNEL=g.dim() == 4, BT=chunk_size, BK=bk, BV=bv, num_warps=4,
+        num_stages=1 if interpreting() else 2,
+    )  # fmt: skip
+
+
 def launch_state_fwd(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -350,30 +549,46 @@ def launch_state_fwd(
     chunk_size: int = 64,
 ) -> dict[str, torch.Tensor | None]:
     """Launch 2 (sequential over chunks): o [B, T, H, V] (dtype of q), the final state [B, H, K, V] fp32 (or None) and,
-    with ``save``, the states entering each chunk [B, NT, H, K, V] and U [B, T, H, V] (intermediate dtype)."""
+    with ``save``, the states entering each chunk [B, NT, H, K, V] and U [B, T, H, V] (intermediate dtype).
+    ``GDKVM_TOKEN_O=split`` moves o to a parallel kernel; ``GDKVM_TOKEN_SEGMENTS`` cuts the chunks into segments
+    scanned in parallel (see ``n_segments``); both are off by default."""
     batch, length, heads, key_dim = k.shape
     n_chunks = triton.cdiv(length, chunk_size)
     w, u, a = prep["w"], prep["u"], prep["a"]
+    split_o = output_mode() == "split"
+    keep = save or split_o
     o = torch.empty(batch, length, heads, value_dim, device=q.device, dtype=q.dtype)
     final = torch.empty(batch, heads, key_dim, value_dim, device=q.device, dtype=torch.float32)
-    states = torch.empty(batch, n_chunks, heads, key_dim, value_dim, device=q.device, dtype=w.dtype) if save else None
-    pseudo = torch.empty(batch, length, heads, value_dim, device=q.device, dtype=w.dtype) if save else None
+    states = torch.empty(batch, n_chunks, heads, key_dim, value_dim, device=q.device, dtype=w.dtype) if keep else None
+    pseudo = torch.empty(batch, length, heads, value_dim, device=q.device, dtype=w.dtype) if keep else None
+    const = dict(PER_CHANNEL=g.dim() == 4, BT=chunk_size, BK=block_k(key_dim))
+    ns, cps, cfg = _segment_plan(n_chunks, batch * heads, key_dim, value_dim)
+    h0 = initial_state
+    if ns > 1:
+        meta = {"scalars": (length, heads, key_dim, value_dim, n_chunks), "const": const}
+        h0 = segment_starts(
+            _seg_fwd_kernel, (k, g, w, u), initial_state, batch * heads, key_dim, value_dim, ns, cps, cfg, meta,
+            False, q.device,
+        )  # fmt: skip
     args = (
-        q, k, g, w, u, a, initial_state if initial_state is not None else final, o, final,
-        states if save else o, pseudo if save else o, scale, length, heads, key_dim, value_dim, n_chunks,
+        q, k, g, w, u, a, h0 if h0 is not None else final, o, final,
+        states if keep else o, pseudo if keep else o, scale, length, heads, key_dim, value_dim, n_chunks, ns, cps,
     )  # fmt: skip
     meta = dict(
-        PER_CHANNEL=g.dim() == 4, HAS_H0=initial_state is not None, STORE_HT=output_final_state, SAVE=save,
-        BT=chunk_size, BK=block_k(key_dim),
+        **const, HAS_H0=initial_state is not None, STORE_HT=output_final_state, SAVE=keep, EMIT_O=not split_o,
+        SEG=ns > 1,
     )  # fmt: skip
-    if autotuning():
+    if autotuning() and ns == 1:
         grid = lambda m: (triton.cdiv(value_dim, m["BV"]), batch * heads)  # noqa: E731
         tuned(_state_fwd_kernel, "state_fwd", STATE_CONFIGS, True)[grid](*args, **meta)
     else:
-        cfg = heuristic("state", key_dim, value_dim, batch * heads)
-        _state_fwd_kernel[(triton.cdiv(value_dim, cfg["BV"]), batch * heads)](
+        _state_fwd_kernel[(triton.cdiv(value_dim, cfg["BV"]), batch * heads * ns)](
             *args, **meta, BV=cfg["BV"], num_warps=cfg["num_warps"], num_stages=cfg["num_stages"]
         )
+    if split_o:
+        launch_output(q, g, a, states, pseudo, o, scale, chunk_size)
+    if not save:
+        states = pseudo = None
     return {"o": o, "final_state": final if output_final_state else None, "states": states, "pseudo": pseudo}
 
 
