@@ -46,7 +46,9 @@ class VideoSegmenter:
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
         self.model = model.to(self.device).eval()
         self.amp, self.amp_dtype, self.compiled = amp, amp_dtype, compile
-        self._step = torch.compile(model.step, mode="reduce-overhead") if compile else model.step
+        # dynamic=False: one static graph per frame size and batch (a second size used to trigger a dynamic-shape
+        # recompile that Inductor failed to lower for the full network on torch 2.11)
+        self._step = torch.compile(model.step, mode="reduce-overhead", dynamic=False) if compile else model.step
         self._state: State | None = None
         self._shape: tuple[int, int, int] | None = None
 
