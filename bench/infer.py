@@ -38,6 +38,13 @@ def build(name: str) -> GDKVM:
     return GDKVM(**cfg["init_args"]).eval()
 
 
+def peak_rss_mib() -> float:
+    """Peak resident set size of this process in MiB (Linux reports ru_maxrss in KiB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def time_stream(seg: VideoSegmenter, batch: int, size: int, frames: int, warmup: int, device: torch.device) -> float:
     """Frames per second (batch x steps / s) of ``frames`` streamed steps after ``warmup`` steps."""
     x = torch.rand(batch, 1, size, size, device=device)
@@ -78,7 +85,8 @@ def run(args: argparse.Namespace) -> list[dict]:
                     except Exception as err:  # keep the other rows; report the failure in the table
                         print(f"{name} {size}px batch {batch} {mode}: failed ({type(err).__name__}: {err})"[:300])
                         fps = float("nan")
-                    peak = torch.cuda.max_memory_allocated() / 2**20 if gpu else float("nan")
+                    # GPU: peak allocated by torch in this row; CPU: the process's peak resident set so far (monotonic)
+                    peak = torch.cuda.max_memory_allocated() / 2**20 if gpu else peak_rss_mib()
                     row = {"model": name, "params_M": round(params, 2), "size": size, "batch": batch}
                     row.update(mode=mode, dtype="bf16" if gpu else "fp32", fps=round(fps, 1), peak_MiB=round(peak, 1))
                     rows.append(row)
