@@ -45,12 +45,12 @@ TUNING: dict[str, int | str] = {
     "bwd_light_tile": 2048,
     "bwd_warps": 4,
     "gram_tile": 4096,
-    "gram_warps": 8,
+    "gram_warps": 4,
     "readout_tile": 4096,
     "readout_warps": 4,
     "dkdv_tile": 4096,
     "dkdv_tile_k128": 2048,
-    "dkdv_warps": 8,
+    "dkdv_warps": 4,
     "step_tile": 2048,
     "step_warps": 4,
 }
@@ -147,7 +147,7 @@ def head_block_weights(w_ptr, c0, DV, H, HD, BC: tl.constexpr, BH: tl.constexpr)
 def gram_kernel(
     k_ptr, y_ptr, ky_ptr, kk_ptr, wb_ptr, wa_ptr, r_ptr, N, DK, DY, H, HD, NCOL, CW,
     WITH_KK: tl.constexpr, WITH_R: tl.constexpr, BK: tl.constexpr, BN: tl.constexpr, BY: tl.constexpr,
-    BH: tl.constexpr, PREC: tl.constexpr,
+    BH: tl.constexpr, PREC: tl.constexpr, SPREC: tl.constexpr,
 ):  # fmt: skip
     """Per frame bt: ky[bt] = K^T Y, kk[bt] = K^T K (program NCOL, with WITH_KK) and the per-head gate projections of
     K^T Y (WITH_R): r[bt, :, 0, h * BH + h'] = (K^T Y)[:, head h] W_beta[head h, h'], r[bt, :, 1, ...] the same with
@@ -155,7 +155,8 @@ def gram_kernel(
 
     Grid: (B*T, NCOL + WITH_KK). Program pc < NCOL owns columns pc*CW .. pc*CW+CW-1 (with WITH_R exactly head pc:
     CW = HD) in sub-tiles of BY. k [BT, N, DK], y [BT, N, DY], ky [BT, DK, DY], kk [BT, DK, DK], r [BT, DK, 2, BH*BH]
-    (entries of padded heads are not written), all fp32 but k and y.
+    (entries of padded heads are not written), all fp32 but k and y. PREC: precision of the dots over pixels (K, Y
+    operands); SPREC: of the gate projections of K^T Y, whose fp32 operands TF32 would round (they feed the gates).
     """
     bt = tl.program_id(0).to(tl.int64)
     pc = tl.program_id(1)
@@ -170,8 +171,8 @@ def gram_kernel(
             ky_mask = (rk[:, None] < DK) & (ry[None, :] < DY)
             tl.store(ky_ptr + bt * DK * DY + rk[:, None] * DY + ry[None, :], ky, mask=ky_mask)
             if WITH_R:
-                rb += tl.dot(ky, head_block_weights(wb_ptr, c0, DY, H, HD, BY, BH), input_precision=PREC)
-                ra += tl.dot(ky, head_block_weights(wa_ptr, c0, DY, H, HD, BY, BH), input_precision=PREC)
+                rb += tl.dot(ky, head_block_weights(wb_ptr, c0, DY, H, HD, BY, BH), input_precision=SPREC)
+                ra += tl.dot(ky, head_block_weights(wa_ptr, c0, DY, H, HD, BY, BH), input_precision=SPREC)
         if WITH_R:
             rq = tl.arange(0, BH * BH)
             r_mask = (rk[:, None] < DK) & ((rq[None, :] // BH) == pc) & ((rq[None, :] % BH) < H)
@@ -500,7 +501,7 @@ def gram(
         gram_kernel, (b * t, ncol + int(with_kk)),
         k, y, ky, kk, wb, wa, r, n, dk, dy, heads, max(1, dy // heads), ncol, cw,
         WITH_KK=with_kk, WITH_R=gates is not None, BK=bk, BN=bn, BY=by, BH=bh,
-        PREC=dot_precision(k.dtype, k.device), num_warps=warps,
+        PREC=dot_precision(k.dtype, k.device), SPREC=serial_fast_precision(k.device), num_warps=warps,
     )  # fmt: skip
     return ky, (kk if with_kk else None), (r if gates is not None else None)
 
