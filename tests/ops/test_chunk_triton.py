@@ -8,6 +8,7 @@ import torch
 
 from gdkvm.ops.gated_delta import chunk_gated_delta, naive_recurrent_gated_delta
 from gdkvm.ops.gated_delta.chunk import chunk_gated_delta_triton
+from tests.ops.gpu_like import patch_gpu_like
 from tests.ops.test_chunk_naive import make_inputs, rel_rms
 
 OUT_TOL = 5e-3
@@ -107,38 +108,9 @@ def test_bad_chunk_size_is_rejected() -> None:
 
 @pytest.fixture()
 def gpu_like_dot(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Makes the interpreter's tl.dot and bf16 rounding behave like the GPU's: bf16 operands are decoded (the
-    interpreter keeps bf16 as raw uint16 bits and would multiply those), fp32 operands are truncated to TF32 (10-bit
-    mantissa) unless the dot asks for IEEE, as Hopper's tensor cores do by default, and fp32 -> bf16 rounds to
-    nearest even (the interpreter truncates)."""
-    import numpy as np
-    import triton.language as tl
-    from triton.runtime import interpreter
-
-    def as_f32(handle) -> np.ndarray:
-        if handle.dtype.scalar == tl.bfloat16:
-            return (handle.data.astype(np.uint32) << 16).view(np.float32)
-        return handle.data.astype(np.float32)
-
-    def create_dot(self, a, b, d, input_precision, max_num_imprecise_acc):  # noqa: ARG001
-        a_data, b_data = as_f32(a), as_f32(b)
-        if a.dtype.scalar == tl.float32 and "IEEE" not in str(input_precision).upper():
-            a_data = (a_data.view(np.uint32) & np.uint32(0xFFFFE000)).view(np.float32)
-            b_data = (b_data.view(np.uint32) & np.uint32(0xFFFFE000)).view(np.float32)
-        return interpreter.TensorHandle(np.matmul(a_data, b_data, dtype=np.float32) + d.data, d.dtype.scalar)
-
-    original_cast = interpreter.InterpreterBuilder.cast_impl
-
-    def cast_impl(self, src, dst_type):
-        # The interpreter truncates fp32 -> bf16; the GPU rounds to nearest even.
-        if src.dtype.scalar == tl.float32 and dst_type.scalar == tl.bfloat16:
-            bits = src.data.astype(np.float32).view(np.uint32).astype(np.uint64)
-            bits = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16
-            return interpreter.TensorHandle(bits.astype(np.uint16), dst_type.scalar)
-        return original_cast(self, src, dst_type)
-
-    monkeypatch.setattr(interpreter.InterpreterBuilder, "create_dot", create_dot)
-    monkeypatch.setattr(interpreter.InterpreterBuilder, "cast_impl", cast_impl)
+    """The interpreter's tl.dot and bf16 rounding as on the GPU (tests/ops/gpu_like.py): the interpreter alone
+    cannot run bf16 dots."""
+    patch_gpu_like(monkeypatch)
 
 
 BF16_CASES = [
