@@ -187,8 +187,14 @@ def _write_splits(root: Path, release: str, splits: dict[str, str]) -> None:
 
 
 def _patient_rows(
-    root: Path, seed: int, release: str, splits: dict[str, str], height: tuple[int, int], frames: tuple[int, int],
-    reversed_fraction: float, k: int,
+    root: Path,
+    seed: int,
+    release: str,
+    splits: dict[str, str],
+    height: tuple[int, int],
+    frames: tuple[int, int],
+    reversed_fraction: float,
+    k: int,
 ) -> list[dict[str, str]]:
     """Write patient k; its truth rows (a top-level function so worker processes can run it)."""
     return _patient(
