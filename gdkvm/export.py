@@ -106,7 +106,7 @@ def _onnx_workarounds(opset: int) -> Iterator[None]:
 def require_onnx(export: bool = True, runtime: bool = False) -> None:
     """Raise a one-line ``GdkvmError`` when ``onnx`` (to export) or ``onnxruntime`` (to run a file) is missing.
 
-    Neither is a dependency of gdkvm itself (both are in its ``test`` extra).
+    Neither is a dependency of gdkvm itself (both are in its ``export`` and ``test`` extras).
     """
     wanted = [name for name, needed in (("onnx", export), ("onnxruntime", runtime)) if needed]
     missing = [name for name in wanted if importlib.util.find_spec(name) is None]
