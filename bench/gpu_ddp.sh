@@ -7,13 +7,9 @@ set -uo pipefail
 OUTDIR=${1:-/tmp/gdkvm_gpu}; FIT_TIME=${2:-00:00:01:10}
 mkdir -p "$OUTDIR"
 source bench/gpu_env.sh >/dev/null 2>&1
-export TRITON_INTERPRET=0
 CFG=configs/experiment/synthetic_camus_gpu.yaml
 DATA="--data.init_args.root data/synthetic_camus_60 --data.init_args.synthetic 60"
-{
-  nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
-  python3 -c "import torch, triton, lightning; print('torch', torch.__version__, 'triton', triton.__version__, 'lightning', lightning.__version__)"
-} 2>&1 | tee "$OUTDIR/env.txt"
+gpu_report 2>&1 | tee "$OUTDIR/env.txt"
 start=$(date +%s)
 python3 -m gdkvm.cli synth camus --out data/synthetic_camus_60 --patients 60 --seed 0 --workers 30 2>&1 | tail -1
 fit() {  # NAME DEVICES [extra args]

@@ -9,9 +9,7 @@ CONFIG=configs/experiment/default_model.yaml
 WORKERS=${WORKERS:-16}
 mkdir -p "$OUTDIR"
 source bench/gpu_env.sh
-export TRITON_INTERPRET=0
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$OUTDIR/env.txt"
-python3 -c "import torch, triton, lightning; print('torch', torch.__version__, 'triton', triton.__version__, 'lightning', lightning.__version__)" | tee -a "$OUTDIR/env.txt"
+gpu_report 2>&1 | tee "$OUTDIR/env.txt"
 start=$(date +%s)
 # counts, seed and folders as in $CONFIG (data.init_args); an existing non-empty folder is kept as it is
 [ -d data/synthetic_camus_default ] || python3 -m gdkvm.cli synth camus --out data/synthetic_camus_default \

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Source this on the GPU machine (repo root as cwd): installs, from wheels carried in .whl/, only the Python packages
-# its image lacks, into /tmp/site, and puts that and the repo on PYTHONPATH. Prints what it installed.
+# its image lacks, into /tmp/site, and puts that and the repo on PYTHONPATH. Prints what it installed. Defines
+# gpu_report (card and versions, for the header of every result file).
 missing=()
 need() {  # need MODULE WHEEL_GLOB...
   local mod=$1; shift
@@ -27,3 +28,11 @@ if [ ${#missing[@]} -gt 0 ]; then
     && echo "installed: ${missing[*]}"
 fi
 export PYTHONPATH=$PWD:/tmp/site:${PYTHONPATH:-} PYTHONUNBUFFERED=1
+# compiled kernels, never the interpreter; fla-core (the token-rule peer) without its backend dispatch
+export TRITON_INTERPRET=0 FLA_DISABLE_BACKEND_DISPATCH=1
+
+gpu_report() {  # the card(s), driver and versions that every recorded GPU figure names
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+  python3 -c "import torch, triton, lightning; print('torch', torch.__version__, 'triton', triton.__version__, 'lightning', lightning.__version__)"
+  git log -1 --format='commit %h %s' 2>/dev/null
+}

@@ -6,9 +6,7 @@ set -uo pipefail
 OUTDIR=${1:-/tmp/gdkvm_gpu}; MAX_TIME=${2:-00:00:06:00}
 mkdir -p "$OUTDIR"
 source bench/gpu_env.sh
-export TRITON_INTERPRET=0
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$OUTDIR/env.txt"
-python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)" | tee -a "$OUTDIR/env.txt"
+gpu_report 2>&1 | tee "$OUTDIR/env.txt"
 start=$(date +%s)
 python3 -m gdkvm.cli synth camus --out data/synthetic_camus_300 --patients 300 --seed 0 --workers 14 2>&1 | tail -1 &
 backend=naive

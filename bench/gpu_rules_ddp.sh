@@ -11,10 +11,8 @@ set -uo pipefail
 OUTDIR=${1:-/tmp/gdkvm_gpu}; MAX_TIME=${2:-00:00:04:30}; DDP_TIME=${3:-00:00:01:15}
 W=/tmp/gdkvm_rules; mkdir -p "$OUTDIR" $W
 source bench/gpu_env.sh
-export TRITON_INTERPRET=0
 CFG=configs/experiment/synthetic_camus_gpu.yaml
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$W/env.txt"
-python3 -c "import torch, triton, lightning; print('torch', torch.__version__, 'triton', triton.__version__, 'lightning', lightning.__version__)" | tee -a "$W/env.txt"
+gpu_report 2>&1 | tee "$W/env.txt"
 start=$(date +%s)
 python3 -m gdkvm.cli synth camus --out data/synthetic_camus_300 --patients 300 --seed 0 --workers 28 2>&1 | tail -1
 echo "synth: $(( $(date +%s) - start )) s" | tee -a "$W/env.txt"

@@ -7,12 +7,7 @@ set -uo pipefail
 OUTDIR=${1:-/tmp/gdkvm_gpu}; WHAT=${2:-ops}
 mkdir -p "$OUTDIR"
 source bench/gpu_env.sh >/dev/null 2>&1
-export TRITON_INTERPRET=0 FLA_DISABLE_BACKEND_DISPATCH=1
-{
-  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-  python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
-  git log -1 --format='commit %h %s' 2>/dev/null
-} 2>&1 | tee "$OUTDIR/env.txt"
+gpu_report 2>&1 | tee "$OUTDIR/env.txt"
 if [ "$WHAT" = ops ]; then
   timeout 170 python3 -m pytest -q -p no:cacheprovider -rf --tb=line tests/ops/test_frame_gpu.py 2>&1 \
     | tail -20 | tee "$OUTDIR/frame_tests.txt"
