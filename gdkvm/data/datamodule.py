@@ -81,11 +81,10 @@ def ensure_synthetic(dataset: str, root: Path, count: int, seed: int, workers: i
         "generating %d synthetic %s %s into %s", count, dataset, "patients" if dataset == "camus" else "videos", root
     )
     try:
-        parallel = {"workers": workers} if workers > 1 else {}
         if dataset == "camus":
-            synth_camus(tmp, patients=count, seed=seed, **parallel)
+            synth_camus(tmp, patients=count, seed=seed, workers=workers)
         else:
-            synth_echonet(tmp, videos=count, seed=seed, **parallel)
+            synth_echonet(tmp, videos=count, seed=seed, workers=workers)
         try:
             if root.exists():
                 root.rmdir()  # empty, checked above

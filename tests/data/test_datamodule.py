@@ -75,7 +75,9 @@ def test_root_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 def test_synthetic_generation_only_into_empty_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[tuple[Path, int, int]] = []
 
-    def fake_synth_camus(out: Path, patients: int, seed: int, release: str = "2023", overwrite: bool = False) -> None:
+    def fake_synth_camus(
+        out: Path, patients: int, seed: int, release: str = "2023", overwrite: bool = False, workers: int = 1
+    ) -> None:
         calls.append((Path(out), patients, seed))
         _camus(Path(out))
 
