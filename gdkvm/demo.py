@@ -20,10 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import av
 import matplotlib
-import pydicom
-import SimpleITK as sitk
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -31,9 +28,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from gdkvm.data.dicom import DICOM_SUFFIXES, is_dicom_file  # noqa: E402
-from gdkvm.data.io import ITK_SUFFIXES, SUPPORTED_SUFFIXES, read_clip  # noqa: E402
-from gdkvm.data.video import VIDEO_SUFFIXES  # noqa: E402
+from gdkvm.data.io import SUPPORTED_SUFFIXES, clip_extent, read_clip  # noqa: E402
 from gdkvm.ef import EFReport, NoBeatFoundError, compute_ef  # noqa: E402
 from gdkvm.errors import GdkvmError, InputError  # noqa: E402
 from gdkvm.segment import Segmentation, model_input_size, segment_frames, write_segmentation  # noqa: E402
@@ -120,31 +115,6 @@ def example_clips(folder: str | Path | None = None, *, fps: float = 50.0, size: 
 def example_view(name: str | None) -> str:
     """The view (``A4C``/``A2C``) of a bundled example, by its name."""
     return "A2C" if name in EXAMPLES and EXAMPLES[name]["view"] == "2CH" else "A4C"
-
-
-def clip_extent(path: str | Path) -> tuple[int, int, int] | None:
-    """``(frames, height, width)`` from the file's header, without decoding pixels; None when the header does not
-    tell or cannot be read (the reader's own checks then apply)."""
-    name = Path(path).name.lower()
-    try:
-        if name.endswith(VIDEO_SUFFIXES):
-            with av.open(str(path)) as container:
-                stream = container.streams.video[0]
-                rate = float(stream.average_rate or 0)
-                frames = int(stream.frames or 0) or int((container.duration or 0) / av.time_base * rate)
-                return frames, stream.codec_context.height, stream.codec_context.width
-        if name.endswith(ITK_SUFFIXES):
-            reader = sitk.ImageFileReader()
-            reader.SetFileName(str(path))
-            reader.ReadImageInformation()
-            size = reader.GetSize()  # (x, y, t, ...)
-            return int(np.prod(size[2:], dtype=np.int64)) if len(size) > 2 else 1, size[1], size[0]
-        if name.endswith(DICOM_SUFFIXES) or is_dicom_file(path):
-            ds = pydicom.dcmread(str(path), stop_before_pixels=True)
-            return int(ds.get("NumberOfFrames", 1) or 1), int(ds.Rows), int(ds.Columns)
-    except Exception:  # unreadable header: read_clip names the problem
-        return None
-    return None
 
 
 def _check_frames(t: int, path: str | Path) -> None:

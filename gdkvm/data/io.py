@@ -20,14 +20,18 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import av
 import numpy as np
+import pydicom
 import SimpleITK as sitk
 
 from gdkvm.data.dicom import DICOM_SUFFIXES, is_dicom_file, read_dicom
 from gdkvm.data.video import VIDEO_SUFFIXES, read_video, write_video
 from gdkvm.errors import InputError
 
-__all__ = ["Clip", "read_clip", "read_image_spacing", "read_volume_spacing", "write_video", "SUPPORTED_SUFFIXES"]
+__all__ = [
+    "Clip", "clip_extent", "read_clip", "read_image_spacing", "read_volume_spacing", "write_video", "SUPPORTED_SUFFIXES"
+]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +101,31 @@ def read_clip(path: str | Path) -> Clip:
         raise InputError(f"clip has no pixels (shape {list(frames.shape)})", path)
     logger.debug("read %s: frames %s %s, fps %s, spacing %s", path, frames.shape, frames.dtype, fps, spacing)
     return Clip(frames=frames, fps=fps, spacing=spacing, path=path)
+
+
+def clip_extent(path: str | Path) -> tuple[int, int, int] | None:
+    """``(frames, height, width)`` from the file's header, without decoding pixels; None when the header does not
+    tell or cannot be read (the reader's own checks then apply)."""
+    name = Path(path).name.lower()
+    try:
+        if name.endswith(VIDEO_SUFFIXES):
+            with av.open(str(path)) as container:
+                stream = container.streams.video[0]
+                rate = float(stream.average_rate or 0)
+                frames = int(stream.frames or 0) or int((container.duration or 0) / av.time_base * rate)
+                return frames, stream.codec_context.height, stream.codec_context.width
+        if name.endswith(ITK_SUFFIXES):
+            reader = sitk.ImageFileReader()
+            reader.SetFileName(str(path))
+            reader.ReadImageInformation()
+            size = reader.GetSize()  # (x, y, t, ...)
+            return int(np.prod(size[2:], dtype=np.int64)) if len(size) > 2 else 1, size[1], size[0]
+        if name.endswith(DICOM_SUFFIXES) or is_dicom_file(path):
+            ds = pydicom.dcmread(str(path), stop_before_pixels=True)
+            return int(ds.get("NumberOfFrames", 1) or 1), int(ds.Rows), int(ds.Columns)
+    except Exception:  # unreadable header: read_clip names the problem
+        return None
+    return None
 
 
 def _read_itk_image(path: Path) -> sitk.Image:
