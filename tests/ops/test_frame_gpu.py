@@ -52,10 +52,10 @@ def _compiled_kernels_no_tf32() -> None:
     torch.backends.cuda.matmul.allow_tf32 = False
 
 
-def make_inputs(shape: tuple, dtype: torch.dtype, with_state: bool) -> dict:
+def make_inputs(shape: tuple, dtype: torch.dtype, with_state: bool, device: str = "cuda") -> dict:
     """Softmax keys and unit-variance values in the activation dtype; fp32 gate parameters (as in the model)."""
     b, t, n, dk, dv, h = shape
-    dev = torch.device("cuda")
+    dev = torch.device(device)
     return {
         "k": torch.softmax(torch.randn(b, t, n, dk, device=dev), dim=-1).to(dtype),
         "v": torch.randn(b, t, n, dv, device=dev).to(dtype),
@@ -82,9 +82,9 @@ def run(inp: dict, backend: str, upcast: bool) -> tuple[torch.Tensor, torch.Tens
             val = val.clone().requires_grad_(True)
         x[name] = val
     o, final = frame_gated_delta(**x, output_final_state=True, backend=backend)
-    gen = torch.Generator(device="cuda").manual_seed(1)
-    w_o = torch.randn(o.shape, generator=gen, device="cuda")
-    w_s = torch.randn(final.shape, generator=gen, device="cuda")
+    gen = torch.Generator(device=o.device).manual_seed(1)
+    w_o = torch.randn(o.shape, generator=gen, device=o.device)
+    w_s = torch.randn(final.shape, generator=gen, device=o.device)
     scale = o.detach().float().pow(2).mean().sqrt() / final.detach().pow(2).mean().sqrt()
     ((o.float() * w_o).sum() + scale * (final * w_s).sum()).backward()
     return o.detach(), final.detach(), {n: x[n].grad for n in NAMES if x[n] is not None}

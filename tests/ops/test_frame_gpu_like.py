@@ -16,10 +16,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gdkvm.ops import frame_gated_delta
 from tests.ops.gpu_like import patch_gpu_like
-
-NAMES = ("k", "v", "w_beta", "w_alpha", "a_log", "dt_bias", "initial_state")
+from tests.ops.test_frame_gpu import make_inputs, rel_rms, run  # same inputs and loss as on the GPU
 
 
 @pytest.fixture
@@ -33,41 +31,6 @@ def gpu_like_dots(monkeypatch: pytest.MonkeyPatch) -> None:
             fn = getattr(module, name, None)
             if fn is not None:
                 monkeypatch.setattr(module, name, lambda *args, _fn=fn: _fn(*args[:-1], cuda))
-
-
-def make_inputs(shape: tuple, dtype: torch.dtype, with_state: bool) -> dict:
-    """As tests/ops/test_frame_gpu.py: softmax keys, unit-variance values, fp32 gate parameters."""
-    b, t, n, dk, dv, h = shape
-    return {
-        "k": torch.softmax(torch.randn(b, t, n, dk), dim=-1).to(dtype),
-        "v": torch.randn(b, t, n, dv).to(dtype),
-        "w_beta": torch.randn(dv, h) / dv**0.5,
-        "w_alpha": torch.randn(dv, h) / dv**0.5,
-        "a_log": torch.randn(h) * 0.5,
-        "dt_bias": torch.randn(h) * 0.5,
-        "initial_state": torch.randn(b, dk, dv) * 0.1 if with_state else None,
-        "heads": h,
-    }
-
-
-def rel_rms(x: torch.Tensor, ref: torch.Tensor) -> float:
-    err = (x.double() - ref.double()).pow(2).mean().sqrt()
-    return 0.0 if err == 0 else float(err / ref.double().pow(2).mean().sqrt())
-
-
-def run(inp: dict, backend: str, upcast: bool) -> tuple[torch.Tensor, torch.Tensor, dict]:
-    x = {}
-    for name, val in inp.items():
-        if isinstance(val, torch.Tensor):
-            val = (val.float() if upcast else val).clone().requires_grad_(True)
-        x[name] = val
-    o, final = frame_gated_delta(**x, output_final_state=True, backend=backend)
-    gen = torch.Generator().manual_seed(1)
-    w_o = torch.randn(o.shape, generator=gen)
-    w_s = torch.randn(final.shape, generator=gen)
-    scale = o.detach().float().pow(2).mean().sqrt() / final.detach().pow(2).mean().sqrt()
-    ((o.float() * w_o).sum() + scale * (final * w_s).sum()).backward()
-    return o.detach(), final.detach(), {n: x[n].grad for n in NAMES if x[n] is not None}
 
 
 CASES = [  # (B, T, N, Dk, Dv, H), dtype, initial state, tolerance, final-state tolerance
@@ -85,7 +48,7 @@ CASES = [  # (B, T, N, Dk, Dv, H), dtype, initial state, tolerance, final-state 
 def test_gpu_like_numerics_match_reference(
     gpu_like_dots, shape: tuple, dtype: torch.dtype, with_state: bool, tol: float, state_tol: float
 ) -> None:
-    inp = make_inputs(shape, dtype, with_state)
+    inp = make_inputs(shape, dtype, with_state, device="cpu")
     o, final, grads = run(inp, "triton", upcast=False)
     o_ref, final_ref, grads_ref = run(inp, "naive", upcast=True)
     assert o.dtype == dtype
