@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # GPU verification rounds, each one call of at most ~9.5 minutes on one H100 (kind nvidia-h100-x1):
-#   bash bench/gpu_verify.sh OUTDIR ops    # frame- and token-rule GPU tests (failures printed), then both op benches
+#   bash bench/gpu_verify.sh OUTDIR frame  # frame-rule GPU tests (failures printed), op bench in fp32 and bf16
+#   bash bench/gpu_verify.sh OUTDIR token  # token-rule GPU tests, op bench against fla-core (all variants)
+#   bash bench/gpu_verify.sh OUTDIR ops    # both of the above in one call (about 9.5 minutes)
 #   bash bench/gpu_verify.sh OUTDIR infer  # inference speed of the default and full networks (bf16, CUDA graphs)
 # Carry .whl (training wheels and fla-core; see bench/gpu_env.sh). Results land in OUTDIR, at most 8 files.
 set -uo pipefail
@@ -8,16 +10,25 @@ OUTDIR=${1:-/tmp/gdkvm_gpu}; WHAT=${2:-ops}
 mkdir -p "$OUTDIR"
 source bench/gpu_env.sh >/dev/null 2>&1
 gpu_report 2>&1 | tee "$OUTDIR/env.txt"
-if [ "$WHAT" = ops ]; then
-  timeout 170 python3 -m pytest -q -p no:cacheprovider -rf --tb=line tests/ops/test_frame_gpu.py 2>&1 \
+if [ "$WHAT" = frame ] || [ "$WHAT" = ops ]; then
+  long=$([ "$WHAT" = frame ] && echo 16 || echo 10)  # a frame-only call has time for longer limits and a bf16 table
+  timeout $((17 * long)) python3 -m pytest -q -p no:cacheprovider -rf --tb=line tests/ops/test_frame_gpu.py 2>&1 \
     | tail -20 | tee "$OUTDIR/frame_tests.txt"
+  timeout $((11 * long)) python3 bench/ops_frame.py --compile-max-t 20 --json "$OUTDIR/bench_frame.json" 2>&1 \
+    | grep -vi warn | tee "$OUTDIR/bench_frame.txt" | tail -14
+  [ "$WHAT" = frame ] && timeout 80 python3 bench/ops_frame.py --dtype bf16 --shapes B10T10N256 B10T10N64 \
+    --compile-max-t 20 --json "$OUTDIR/bench_frame_bf16.json" 2>&1 | grep -vi warn | tee "$OUTDIR/bench_frame_bf16.txt"
+fi
+if [ "$WHAT" = token ] || [ "$WHAT" = ops ]; then
   GDKVM_AUTOTUNE=0 timeout 120 python3 -m pytest -q -p no:cacheprovider -rf --tb=line tests/ops/test_chunk_gpu.py 2>&1 \
     | tail -20 | tee "$OUTDIR/token_tests.txt"
-  timeout 110 python3 bench/ops_frame.py --compile-max-t 20 --json "$OUTDIR/bench_frame.json" 2>&1 \
-    | grep -vi warn | tee "$OUTDIR/bench_frame.txt" | tail -14
-  timeout 150 python3 bench/ops_token.py --json "$OUTDIR/bench_token.json" 2>&1 | grep -vE '^\{' \
+  variants=$([ "$WHAT" = token ] && echo "high high+seg high+split high+seg+split fast+seg+split")
+  # shellcheck disable=SC2086
+  timeout $([ "$WHAT" = token ] && echo 420 || echo 150) python3 bench/ops_token.py ${variants:+--variants $variants} \
+    --json "$OUTDIR/bench_token.json" 2>&1 | grep -vE '^\{' \
     | tee "$OUTDIR/bench_token.txt" | tail -40
-else
+fi
+if [ "$WHAT" = infer ]; then
   timeout 540 python3 bench/infer.py --models default full --sizes 256 128 112 --batches 1 32 --frames 100 \
     --json "$OUTDIR/infer.json" 2>&1 | grep -E '^\||^device|failed' | tee "$OUTDIR/infer.txt"
 fi

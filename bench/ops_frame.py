@@ -3,7 +3,8 @@
 Run on a CUDA machine: ``python3 bench/ops_frame.py`` (or through ``bench/ops.py``). For each shape it measures the
 median time (``triton.testing.do_bench``) of the forward (under ``torch.no_grad``) and of forward + backward (a fixed
 random dO, gradients of every input), the peak extra memory of one call, the speed-ups of ours, and the HBM floor:
-bytes of K, V and O in fp32 (plus dO, dK, dV for the backward) at 3.0 TB/s. Imports only torch, triton and gdkvm.ops.
+bytes of K, V and O in fp32 (plus dO, dK, dV for the backward) at 3.0 TB/s. Forward rows also show ours replayed as
+a CUDA graph (kernels only) and the host time of one call. Imports only torch, triton and gdkvm.ops.
 """
 
 from __future__ import annotations
@@ -139,6 +140,31 @@ def measure(fn: Callable, inputs: list[torch.Tensor], mode: str, warmup: int, re
     return float(ms), float(peak)
 
 
+def launch_overhead(inputs: list[torch.Tensor], warmup: int, rep: int) -> dict[str, float]:
+    """Where the forward's time goes: the same no-grad call replayed as a CUDA graph (kernels only, no Python or
+    launch cost) and the host time to enqueue one call (validation, allocation, three Triton launches)."""
+    import time
+
+    import triton.testing
+
+    with torch.no_grad():
+        for _ in range(3):
+            ours(*inputs)
+        torch.cuda.synchronize()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            ours(*inputs)
+        graph_ms = triton.testing.do_bench(graph.replay, warmup=warmup, rep=rep, return_mode="median")
+        torch.cuda.synchronize()
+        host = []
+        for _ in range(50):
+            t0 = time.perf_counter()
+            ours(*inputs)
+            host.append(time.perf_counter() - t0)
+            torch.cuda.synchronize()
+    return {"ours_graph_ms": float(graph_ms), "ours_host_us": sorted(host)[len(host) // 2] * 1e6}
+
+
 def _params_as_input(fn: Callable) -> Callable:
     return lambda k, v, *params: fn(k, v, *[p.to(k.dtype) for p in params])
 
@@ -172,6 +198,11 @@ def bench_shape(name: str, args: argparse.Namespace) -> list[dict]:
             row[f"{impl}_ms"], row[f"{impl}_peak_mib"] = measure(fn, inputs, mode, args.warmup, args.rep)
             if how:
                 row["compiled_what"] = how
+        if mode == "fwd":
+            try:
+                row.update(launch_overhead(inputs, args.warmup, args.rep))
+            except Exception as exc:  # noqa: BLE001  (a diagnostic column, never fatal)
+                print(f"launch overhead of {name} not measured: {exc!r:.200}", flush=True)
         row["floor_us"] = floor_us(b, t, n, mode)
         row["x_eager"] = row["eager_ms"] / row["ours_ms"]
         need_e, need_c = TARGETS[mode]
@@ -276,7 +307,9 @@ def sweep(args: argparse.Namespace) -> list[dict]:
 def format_table(rows: list[dict], header: bool = True) -> str:
     cols = [
         ("shape", "{}", 26), ("mode", "{}", 6), ("eager_ms", "{:.3f}", 9), ("compiled_ms", "{:.3f}", 11),
-        ("ours_ms", "{:.4f}", 8), ("floor_us", "{:.1f}", 8), ("x_eager", "{:.1f}", 8), ("x_compiled", "{:.1f}", 10),
+        ("ours_ms", "{:.4f}", 8), ("ours_graph_ms", "{:.4f}", 13),
+        ("ours_host_us", "{:.0f}", 12), ("floor_us", "{:.1f}", 8), ("x_eager", "{:.1f}", 8),
+        ("x_compiled", "{:.1f}", 10),
         ("eager_peak_mib", "{:.1f}", 14), ("compiled_peak_mib", "{:.1f}", 17), ("ours_peak_mib", "{:.1f}", 13),
         ("rel_err_vs_eager", "{:.1e}", 16), ("meets_targets", "{}", 13),
     ]  # fmt: skip
