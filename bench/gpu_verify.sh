@@ -20,7 +20,7 @@ if [ "$WHAT" = frame ] || [ "$WHAT" = ops ]; then
     --compile-max-t 20 --json "$OUTDIR/bench_frame_bf16.json" 2>&1 | grep -vi warn | tee "$OUTDIR/bench_frame_bf16.txt"
 fi
 if [ "$WHAT" = token ] || [ "$WHAT" = ops ]; then
-  GDKVM_AUTOTUNE=0 timeout 120 python3 -m pytest -q -p no:cacheprovider -rf --tb=line tests/ops/test_chunk_gpu.py 2>&1 \
+  timeout 150 python3 -m pytest -q -p no:cacheprovider -rf --tb=line tests/ops/test_chunk_gpu.py 2>&1 \
     | tail -20 | tee "$OUTDIR/token_tests.txt"
   variants=$([ "$WHAT" = token ] && echo "high high+seg high+split high+seg+split fast+seg+split")
   # shellcheck disable=SC2086

@@ -21,15 +21,21 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SHAPES = {"B4T2560H8K64V64": (4, 2560, 8, 64, 64), "B4T10240H8K64V64": (4, 10240, 8, 64, 64),
           "B4T2560H8K128V128": (4, 2560, 8, 128, 128)}  # fmt: skip
-CANDIDATES = [{}] + [  # (kernel, BV, num_warps, num_stages)
-    {kernel: {"BV": bv, "num_warps": w, "num_stages": s}}
+PASSES = {"state": ("state", "state_bwd")}
+CANDIDATES = [{}] + [  # (kernel, BV, num_warps, num_stages); "state" sets both sequential passes
+    {name: {"BV": bv, "num_warps": w, "num_stages": s} for name in PASSES.get(kernel, (kernel,))}
     for kernel, bv, w, s in (
         ("prep", 64, 4, 3), ("prep", 32, 4, 2), ("prep", 32, 8, 2), ("prep", 64, 4, 2), ("prep", 32, 4, 3),
         ("state", 32, 4, 2), ("state", 64, 4, 2), ("state", 16, 4, 1), ("state", 32, 4, 1),
         ("chunk_bwd", 32, 4, 2), ("chunk_bwd", 64, 8, 2), ("chunk_bwd", 16, 4, 2), ("chunk_bwd", 32, 8, 2),
     )
 ]  # fmt: skip
-LAUNCH_OF = {"prep": ["k_prep_ms"], "state": ["k_state_fwd_ms", "k_state_bwd_ms"], "chunk_bwd": ["k_chunk_bwd_ms"]}
+LAUNCH_OF = {
+    "prep": ["k_prep_ms"],
+    "state": ["k_state_fwd_ms"],
+    "state_bwd": ["k_state_bwd_ms"],
+    "chunk_bwd": ["k_chunk_bwd_ms"],
+}
 
 
 def child(candidate: str, shapes: list[str]) -> None:

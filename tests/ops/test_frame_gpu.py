@@ -128,6 +128,9 @@ def test_inference_forward_matches_reference(shape: tuple, dtype: torch.dtype, w
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
 def test_streaming_step_equals_whole_clip(dtype: torch.dtype) -> None:
+    # The step kernel sums in another order than the clip's Gram/readout kernels: fp32 results agree to 1e-5, bf16
+    # outputs then round a few elements to the neighbouring bf16 value (measured 1.5e-5 relative RMS on an H100).
+    tol = 1e-5 if dtype == torch.float32 else 1e-4
     inp = make_inputs((4, 6, 256, 64, 256, 8), dtype, with_state=False)
     with torch.no_grad():
         o, final = frame_gated_delta(**inp, output_final_state=True)
@@ -135,8 +138,8 @@ def test_streaming_step_equals_whole_clip(dtype: torch.dtype) -> None:
         state = None
         for t in range(inp["k"].shape[1]):
             o_t, state = frame_gated_delta_step(inp["k"][:, t], inp["v"][:, t], **params, heads=8, state=state)
-            assert rel_rms(o_t, o[:, t]) <= 1e-5
-    assert rel_rms(state, final) <= 1e-5
+            assert rel_rms(o_t, o[:, t]) <= tol
+    assert rel_rms(state, final) <= 1e-5  # fp32 in both dtypes
 
 
 def test_auto_backend_is_triton_on_cuda() -> None:

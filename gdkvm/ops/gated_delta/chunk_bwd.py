@@ -314,7 +314,7 @@ def launch_state_bwd(
     dpseudo = torch.empty(batch, length, heads, value_dim, device=q.device, dtype=torch.float32)
     dh0 = torch.empty(batch, heads, key_dim, value_dim, device=q.device, dtype=torch.float32) if need_dh0 else None
     const = dict(PER_CHANNEL=g.dim() == 4, BT=chunk_size, BK=block_k(key_dim))
-    ns, cps, cfg = _segment_plan(n_chunks, batch * heads, key_dim, value_dim)
+    ns, cps, cfg = _segment_plan(n_chunks, batch * heads, key_dim, value_dim, "state_bwd")
     dend = dht
     if ns > 1:
         seg_meta = {"scalars": (scale, length, heads, key_dim, value_dim, n_chunks), "const": const}

@@ -424,21 +424,33 @@ def heuristic(kernel: str, key_dim: int, value_dim: int, batch_heads: int) -> di
 
 
 def _heuristic(kernel: str, key_dim: int, value_dim: int, batch_heads: int) -> dict[str, int]:
-    """Launch configuration without autotuning: {"BV", "num_warps", "num_stages"} for kernel "prep", "state" (both
-    sequential passes) or "chunk_bwd". BK always covers K whole (K <= 256). The state passes use 4 warps and split V
-    finer while batch*heads alone gives too few programs to fill an H100 (132 SMs); the parallel kernels use 8 warps
-    (4 spill heavily on sm_90)."""
+    """Launch configuration without autotuning: {"BV", "num_warps", "num_stages"} for kernel "prep", "state" (the
+    forward sequential pass), "state_bwd" (the backward one) or "chunk_bwd". BK always covers K whole (K <= 256).
+
+    Measured on an H100 (triton 3.6, bf16, bench/token_configs.py, 2026-11-27; every candidate gave the same o and
+    gradients): the state passes use 4 warps and split V finer while batch*heads alone gives too few programs to fill
+    132 SMs, down to BV 16 (K <= 64) or 32 (K 128; 0.234 vs 0.355 ms forward, 0.429 vs 0.759 ms backward at B4 T2560
+    H8 K128 V128); the backward pass is fastest unpipelined (1 stage: 0.690 vs 1.023 ms at B4 T10240 H8 K64 V64).
+    The prep kernel runs 4 warps up to K 128 (0.432 vs 0.887 ms with 8 at B4 T10240 K64, 0.167 vs 0.279 at K128);
+    the chunk backward 8 (4 spill heavily on sm_90)."""
     bk = max(16, triton.next_power_of_2(key_dim))
     widest = max(16, triton.next_power_of_2(value_dim))
-    if kernel == "state":
-        bv = min(_state_bv_cap(key_dim), widest)
-        while bv > 16 and batch_heads * triton.cdiv(value_dim, bv) < 132:
+    pipelined = 1 if interpreting() else None
+    if kernel in ("state", "state_bwd"):
+        k128 = 64 < key_dim <= 128
+        bv, narrowest = min(_state_bv_cap(key_dim), widest), 32 if k128 else 16
+        while bv > narrowest and batch_heads * triton.cdiv(value_dim, bv) < 132:
             bv //= 2
-        return {"BV": bv, "num_warps": 4, "num_stages": 1 if interpreting() else 2}
+        stages = 1 if kernel == "state_bwd" or k128 else 2
+        return {"BV": bv, "num_warps": 4, "num_stages": pipelined or stages}
     if kernel == "prep":
-        return {"BV": min(64 if bk <= 128 else 32, widest), "num_warps": 8, "num_stages": 1 if interpreting() else 3}
+        return {
+            "BV": min(64 if bk <= 128 else 32, widest),
+            "num_warps": 4 if bk <= 128 else 8,
+            "num_stages": pipelined or 3,
+        }
     if kernel == "chunk_bwd":
-        return {"BV": min(32, widest), "num_warps": 8, "num_stages": 1 if interpreting() else 3}
+        return {"BV": min(32, widest), "num_warps": 8, "num_stages": pipelined or 3}
     raise ValueError(f"unknown kernel {kernel!r}")
 
 
@@ -506,9 +518,12 @@ def n_segments(n_chunks: int, programs: int) -> int:
     return max(1, min(want, n_chunks // 4 if raw == "auto" else n_chunks))
 
 
-def _segment_plan(n_chunks: int, batch_heads: int, key_dim: int, value_dim: int) -> tuple[int, int, dict]:
-    """(NS, chunks per segment, heuristic state config); NS = 1 means the plain serial pass."""
-    cfg = heuristic("state", key_dim, value_dim, batch_heads)
+def _segment_plan(
+    n_chunks: int, batch_heads: int, key_dim: int, value_dim: int, kernel: str = "state"
+) -> tuple[int, int, dict]:
+    """(NS, chunks per segment, heuristic config of ``kernel``, "state" or "state_bwd"); NS = 1: the plain serial
+    pass."""
+    cfg = heuristic(kernel, key_dim, value_dim, batch_heads)
     ns = n_segments(n_chunks, batch_heads * triton.cdiv(value_dim, cfg["BV"]))
     cps = triton.cdiv(n_chunks, ns)
     return triton.cdiv(n_chunks, cps), cps, cfg
