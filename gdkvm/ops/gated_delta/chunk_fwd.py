@@ -504,11 +504,12 @@ def output_mode() -> str:
 
 def n_segments(n_chunks: int, programs: int) -> int:
     """Number of time segments the sequential passes are cut into (segment-parallel scan), from
-    ``GDKVM_TOKEN_SEGMENTS`` (read per call): "1" (default: one serial walk over all chunks), an integer, or "auto".
+    ``GDKVM_TOKEN_SEGMENTS`` (read per call): "auto" (default), "1" (one serial walk over all chunks) or an integer.
     Segments cost about (2 + K / V) times the serial work, so "auto" uses them only when the plain pass has at most
     a quarter of the ~264 programs an H100 runs at once (few batch*heads, long T): then about 264 / programs
-    segments of at least 4 chunks."""
-    raw = os.environ.get("GDKVM_TOKEN_SEGMENTS", "1")
+    segments of at least 4 chunks. On an H100 (2026-11-27) "auto" halved B1 T25600 H8 K64 V32 (forward 1.58 ->
+    0.81 ms, forward + backward 4.60 -> 2.41 ms) and was neutral or slightly faster at the other benchmark shapes."""
+    raw = os.environ.get("GDKVM_TOKEN_SEGMENTS", "auto")
     if raw == "auto":
         if programs * 4 > 264:
             return 1
