@@ -24,6 +24,7 @@ echo "frame op backend: $frame_backend" | tee -a "$W/env.txt"
 fit_and_test() {  # NAME GPU NET_YAML [extra LightningCLI args...]
   local name=$1 gpu=$2 net=$3; shift 3
   CUDA_VISIBLE_DEVICES=$gpu python3 -m gdkvm.cli fit --config $CFG --model.net "$net" "$@" \
+    --trainer.logger lightning.pytorch.loggers.CSVLogger --trainer.logger.save_dir "runs/$name" \
     --trainer.max_time "$MAX_TIME" --trainer.default_root_dir "runs/$name" --trainer.enable_progress_bar false \
     > "$W/fit_$name.log" 2>&1
   CUDA_VISIBLE_DEVICES=$gpu python3 -m gdkvm.cli test --config $CFG --model.net "$net" "$@" \
@@ -39,6 +40,7 @@ python3 bench/long_clip.py --frames 200 --clips 8 --size 256 --json "$OUTDIR/lon
   --ckpt "frame=$(newest runs/frame 'best*.ckpt')" "token=$(newest runs/token 'best*.ckpt')" 2>&1 | tail -3
 CUDA_VISIBLE_DEVICES=0,1 python3 -m gdkvm.cli fit --config $CFG --trainer configs/trainer/ddp.yaml \
   --model.net.init_args.ops_backend $frame_backend --trainer.devices 2 --trainer.max_time "$DDP_TIME" \
+  --trainer.logger lightning.pytorch.loggers.CSVLogger --trainer.logger.save_dir runs/ddp \
   --trainer.default_root_dir runs/ddp --trainer.enable_progress_bar false \
   > "$W/fit_ddp.log" 2>&1
 echo "ddp done: $(( $(date +%s) - start )) s" | tee -a "$W/env.txt"
