@@ -385,7 +385,8 @@ def check_child(name: str, precision: str) -> None:
     from gdkvm.ops.gated_delta import chunk_gated_delta, naive_recurrent_gated_delta
     from gdkvm.ops.gated_delta.chunk import default_chunk_size
     from gdkvm.ops.gated_delta.chunk_bwd import launch_chunk_bwd, launch_state_bwd
-    from gdkvm.ops.gated_delta.chunk_fwd import autotuning, heuristic, launch_prep, launch_state_fwd
+    from gdkvm.ops.gated_delta.chunk_fwd import launch_prep, launch_state_fwd
+    from gdkvm.ops.gated_delta.launch import autotuning, heuristic
     from gdkvm.ops.gated_delta.naive import chunk_reference_intermediates
 
     batch, length, heads, key_dim, value_dim, per_channel, with_h0, dtype, gate_scale, zero_p = CHECK_CASES[name]

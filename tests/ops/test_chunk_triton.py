@@ -200,7 +200,7 @@ def test_segment_parallel_and_split_output(
 
 
 def test_launch_heuristic_and_config_override(monkeypatch: pytest.MonkeyPatch) -> None:
-    from gdkvm.ops.gated_delta.chunk_fwd import heuristic
+    from gdkvm.ops.gated_delta.launch import heuristic
 
     monkeypatch.delenv("GDKVM_TOKEN_CONFIG", raising=False)
     assert heuristic("prep", 64, 64, 32)["num_warps"] == 4  # measured 2x faster than 8 on an H100 up to K 128

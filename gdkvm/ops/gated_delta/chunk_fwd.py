@@ -18,67 +18,25 @@ No ``tl.make_block_ptr``: pointer arithmetic and masks only, so the kernels also
 
 from __future__ import annotations
 
-import json
-import os
-
 import torch
 import triton
 import triton.language as tl
-import triton.testing
 
-
-def interpreting() -> bool:
-    """Whether Triton runs through its CPU interpreter (TRITON_INTERPRET=1)."""
-    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
-
-
-@triton.jit
-def _gate_cumsum(g_ptr, th, mrow, cols, mcol, K, PER_CHANNEL: tl.constexpr):
-    """Chunk-local cumulative log-decay G ([BT] or [BT, BK], fp32) and its last value G_C ([] or [BK])."""
-    if PER_CHANNEL:
-        gt = tl.load(g_ptr + th[:, None] * K + cols[None, :], mask=mrow[:, None] & mcol[None, :], other=0.0)
-    else:
-        gt = tl.load(g_ptr + th, mask=mrow, other=0.0)
-    gt = gt.to(tl.float32)
-    return tl.cumsum(gt, 0), tl.sum(gt, 0)
-
-
-@triton.jit
-def _rows(x, PER_CHANNEL: tl.constexpr):
-    """Broadcasts a per-row gate quantity against a [BT, BK] tile: [BT] -> [BT, 1]; [BT, BK] unchanged."""
-    if PER_CHANNEL:
-        return x
-    else:
-        return x[:, None]
-
-
-@triton.jit
-def _vec(x, PER_CHANNEL: tl.constexpr):
-    """Broadcasts the chunk-end gate against the rows of a [BK, BV] state: [] stays, [BK] -> [BK, 1]."""
-    if PER_CHANNEL:
-        return x[:, None]
-    else:
-        return x
-
-
-@triton.jit
-def _pairwise_channel(q_ptr, k_ptr, g_ptr, th, mrow, K, BT: tl.constexpr):
-    """Per-key-channel gate: P_kk[i, j] = k_i^T diag(e^{G_i - G_j}) k_j and P_qk (q_i instead of k_i) for i >= j,
-    zero above; [BT, BT] fp32 each. The decay cannot leave the channel sum, so this is an exact sum of rank-1 tiles
-    over channels (columns reloaded from memory, G columns rebuilt by cumsum), on CUDA cores."""
-    o_i = tl.arange(0, BT)
-    causal = o_i[:, None] >= o_i[None, :]
-    p_kk = tl.zeros([BT, BT], dtype=tl.float32)
-    p_qk = tl.zeros([BT, BT], dtype=tl.float32)
-    for c in range(K):
-        k_c = tl.load(k_ptr + th * K + c, mask=mrow, other=0.0).to(tl.float32)
-        q_c = tl.load(q_ptr + th * K + c, mask=mrow, other=0.0).to(tl.float32)
-        g_c = tl.cumsum(tl.load(g_ptr + th * K + c, mask=mrow, other=0.0).to(tl.float32), 0)
-        e = tl.exp(tl.where(causal, g_c[:, None] - g_c[None, :], float("-inf")))
-        ke = k_c[None, :] * e
-        p_kk += k_c[:, None] * ke
-        p_qk += q_c[:, None] * ke
-    return p_kk, p_qk
+from gdkvm.ops.gated_delta.chunk_jit import _gate_cumsum, _pairwise_channel, _rows, _vec
+from gdkvm.ops.gated_delta.chunk_seg import _seg_fwd_kernel, segment_starts
+from gdkvm.ops.gated_delta.launch import (
+    PARALLEL_CONFIGS,
+    STATE_CONFIGS,
+    _segment_plan,
+    autotuning,
+    block_k,
+    heuristic,
+    intermediate_dtype,
+    interpreting,
+    output_mode,
+    prec,
+    tuned,
+)
 
 
 @triton.jit
@@ -234,82 +192,6 @@ def _state_fwd_kernel(
 
 
 @triton.jit
-def _seg_fwd_kernel(
-    k_ptr, g_ptr, w_ptr, u_ptr, sum_ptr, T, H, K, V, NT, NS, CPS, NVT,
-    PER_CHANNEL: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-):  # fmt: skip
-    """Segment summary (segment-parallel forward, phase 1): over the chunks of segment i_s the state map is affine,
-    S_end = M S_start + b. Column tiles i_c < NVT run the recurrence from S = 0 with the chunk's u (giving b, the V
-    value columns); the others run it from S = I with u = 0 (giving M, K columns). sum_ptr: [B*H*NS, K, V + K]."""
-    i_c = tl.program_id(0)
-    i_bhs = tl.program_id(1)
-    i_bh = i_bhs // NS
-    i_s = i_bhs % NS
-    i_b = i_bh // H
-    i_h = i_bh % H
-    dt = w_ptr.dtype.element_ty
-    cols = tl.arange(0, BK)
-    o_i = tl.arange(0, BT)
-    mcol = cols < K
-    is_val = i_c < NVT
-    c0 = tl.where(is_val, i_c * BV, (i_c - NVT) * BV)
-    cv = c0 + tl.arange(0, BV)
-    width = tl.where(is_val, V, K)
-    mc = cv < width
-    state = tl.where((cols[:, None] == cv[None, :]) & (cv < tl.where(is_val, 0, K))[None, :], 1.0, 0.0)
-    c_end = tl.minimum(NT, (i_s + 1) * CPS)
-    for i_t in range(i_s * CPS, c_end):
-        tok0 = i_b.to(tl.int64) * T + i_t * BT
-        mrow = o_i < T - i_t * BT
-        th = (tok0 + o_i) * H + i_h
-        m_k = mrow[:, None] & mcol[None, :]
-        m_v = mrow[:, None] & (cv < tl.where(is_val, V, 0))[None, :]
-        kt = tl.load(k_ptr + th[:, None] * K + cols[None, :], mask=m_k, other=0.0)
-        wt = tl.load(w_ptr + th[:, None] * K + cols[None, :], mask=m_k, other=0.0)
-        ut = tl.load(u_ptr + th[:, None] * V + cv[None, :], mask=m_v, other=0.0).to(tl.float32)
-        G, G_last = _gate_cumsum(g_ptr, th, mrow, cols, mcol, K, PER_CHANNEL)
-        p_dt = (ut - tl.dot(wt, state.to(dt))).to(dt)
-        kbar = (kt * tl.exp(_rows(G_last - G, PER_CHANNEL))).to(dt)
-        state = state * tl.exp(_vec(G_last, PER_CHANNEL)) + tl.dot(tl.trans(kbar), p_dt)
-    out_col = tl.where(is_val, cv, V + cv)
-    tl.store(sum_ptr + i_bhs.to(tl.int64) * K * (V + K) + cols[:, None] * (V + K) + out_col[None, :], state,
-             mask=mcol[:, None] & mc[None, :])  # fmt: skip
-
-
-@triton.jit
-def _seg_combine_kernel(
-    sum_ptr, h0_ptr, start_ptr, K, V, NS,
-    HAS_H0: tl.constexpr, REVERSE: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-):  # fmt: skip
-    """Segment-parallel phase 2, serial over the NS segments of one (value tile, batch*head): S = h0 (or 0), then
-    for each segment s (in order, or from NS - 1 down with REVERSE, for the backward's dS) store S as the segment's
-    starting state in start_ptr ([B*H*NS, K, V] fp32) and apply the segment map S <- M_s S + b_s read from the
-    summary ([B*H*NS, K, V + K]: b_s in the first V columns, M_s in the last K). IEEE fp32 products (NS steps)."""
-    i_v = tl.program_id(0)
-    i_bh = tl.program_id(1)
-    cols = tl.arange(0, BK)
-    cv = i_v * BV + tl.arange(0, BV)
-    mcol = cols < K
-    m_s = mcol[:, None] & (cv < V)[None, :]
-    p_s = cols[:, None] * V + cv[None, :]
-    m_m = mcol[:, None] & mcol[None, :]
-    if HAS_H0:
-        state = tl.load(h0_ptr + i_bh.to(tl.int64) * K * V + p_s, mask=m_s, other=0.0).to(tl.float32)
-    else:
-        state = tl.zeros([BK, BV], dtype=tl.float32)
-    for j in range(NS):
-        if REVERSE:
-            i_s = NS - 1 - j
-        else:
-            i_s = j
-        base = (i_bh.to(tl.int64) * NS + i_s) * K * (V + K)
-        tl.store(start_ptr + (i_bh.to(tl.int64) * NS + i_s) * K * V + p_s, state, mask=m_s)
-        b = tl.load(sum_ptr + base + cols[:, None] * (V + K) + cv[None, :], mask=m_s, other=0.0)
-        m = tl.load(sum_ptr + base + cols[:, None] * (V + K) + V + cols[None, :], mask=m_m, other=0.0)
-        state = tl.dot(m, state, input_precision="ieee") + b
-
-
-@triton.jit
 def _output_kernel(
     q_ptr, g_ptr, a_ptr, hs_ptr, us_ptr, o_ptr, scale, T, H, K, V, NT,
     PER_CHANNEL: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
@@ -343,122 +225,6 @@ def _output_kernel(
     tl.store(o_ptr + th[:, None] * V + cv[None, :], ot.to(o_ptr.dtype.element_ty), mask=m_v)
 
 
-# Launch configurations. On a GPU the autotuner picks among these (pruned to what fits an H100's 227 KB of shared
-# memory per block, see ``_prune``); with GDKVM_AUTOTUNE=0 or under the interpreter ``heuristic`` picks one. BV trades
-# parallelism (B*H*V/BV programs on 132 SMs) against work per sequential step. Shared memory measured by compiling
-# for sm_90 (triton 3.9, bf16 inputs, fp32 intermediates): state kernels 82 KB (K 64, BV 16), 127 KB (K 128, BV 16),
-# 180 KB (K 128, BV 64), 82-107 KB (K 256, chunk 32, BV 32); prep 37-49 KB; chunk backward 90 KB (K 64), 156 KB
-# (K 128), 98 KB (K 256, chunk 32).
-STATE_CONFIGS = [
-    triton.Config({"BV": bv}, num_warps=warps, num_stages=stages)
-    for bv, warps, stages in ((16, 4, 2), (32, 4, 2), (64, 4, 2), (16, 4, 1))
-]  # 4 warps only: the 8-warp variants gained nothing on the sequential passes and are a miscompile suspect
-PARALLEL_CONFIGS = [triton.Config({}, num_warps=warps) for warps in (4, 8)]
-_TUNED: dict[str, object] = {}
-
-
-def _state_bv_cap(key_dim: int) -> int:
-    """Widest value tile of the state kernels for a key dimension: the [K, BV] fp32 state lives in registers and the
-    [K, BV] operand tiles in shared memory, so BV shrinks as K grows."""
-    return 64 if key_dim <= 128 else 32
-
-
-def _prune(configs: list, named_args: dict, **kwargs: object) -> list:
-    """Drops value tiles wider than V needs or than K allows, and 8 warps at K > 128 (register pressure)."""
-    value_dim, key_dim = int(named_args["V"]), int(named_args["K"])
-    widest = min(_state_bv_cap(key_dim), max(16, triton.next_power_of_2(value_dim)))
-    kept = [c for c in configs if c.kwargs.get("BV", 0) <= widest and (key_dim <= 128 or c.num_warps <= 4)]
-    return kept or configs[:1]
-
-
-def autotuning() -> bool:
-    """Autotune on a GPU only with GDKVM_AUTOTUNE=1; by default ``heuristic`` picks the configuration. (Off by
-    default since one autotune candidate of the state pass hit an illegal memory access on an H100 with triton 3.6,
-    2026-11-27; the heuristic configurations pass every GPU test and bench check.)"""
-    return not interpreting() and os.environ.get("GDKVM_AUTOTUNE", "0") == "1"
-
-
-def _quick_bench(fn, quantiles=None, **kwargs: object):
-    """The autotuner's timer: short windows (5 ms warm-up, 25 ms), enough to rank a handful of configurations."""
-    return triton.testing.do_bench(fn, warmup=5, rep=25, quantiles=quantiles)
-
-
-def tuned(kernel, name: str, configs: list, state_kernel: bool):
-    """The autotuned wrapper of ``kernel`` (built once, on first use, so importing compiles nothing)."""
-    if name not in _TUNED:
-        prune = {"early_config_prune": _prune} if state_kernel else None
-        _TUNED[name] = triton.autotune(
-            configs=configs, key=["H", "K", "V", "T"], prune_configs_by=prune, do_bench=_quick_bench
-        )(kernel)
-    return _TUNED[name]
-
-
-def intermediate_dtype(dtype: torch.dtype) -> torch.dtype:
-    """dtype of the stored intermediates (w, u, A, U, per-chunk states) and of the tensor-core operands built from
-    them. fp32 (TF32 products) by default: bf16 intermediates alone cost about 3-5e-3 relative RMS on o (measured by
-    simulation), too close to the 5e-3 test bound. ``GDKVM_TOKEN_PRECISION=fast`` keeps them in the input dtype
-    (FLA's choice: half the intermediate traffic, bf16 tensor cores)."""
-    if os.environ.get("GDKVM_TOKEN_PRECISION", "high") == "fast":
-        return dtype
-    return torch.float32
-
-
-def prec(dtype: torch.dtype) -> str:
-    """Input precision of fp32 tl.dot operands: IEEE for fp32 inputs, TF32 for 16-bit inputs (as FLA's solve)."""
-    return "ieee" if dtype == torch.float32 else "tf32"
-
-
-def heuristic(kernel: str, key_dim: int, value_dim: int, batch_heads: int) -> dict[str, int]:
-    """The launch configuration of ``_heuristic``, with ``GDKVM_TOKEN_CONFIG`` applied (read per call): a JSON object
-    such as ``{"prep": {"num_warps": 4}}`` overriding fields per kernel, for measuring alternatives
-    (bench/token_configs.py)."""
-    cfg = _heuristic(kernel, key_dim, value_dim, batch_heads)
-    raw = os.environ.get("GDKVM_TOKEN_CONFIG")
-    if raw:
-        try:
-            override = json.loads(raw).get(kernel, {})
-        except (ValueError, AttributeError) as err:
-            raise ValueError(f"GDKVM_TOKEN_CONFIG must be a JSON object of per-kernel objects, got {raw!r}") from err
-        cfg.update({name: int(value) for name, value in override.items() if name in cfg})
-    return cfg
-
-
-def _heuristic(kernel: str, key_dim: int, value_dim: int, batch_heads: int) -> dict[str, int]:
-    """Launch configuration without autotuning: {"BV", "num_warps", "num_stages"} for kernel "prep", "state" (the
-    forward sequential pass), "state_bwd" (the backward one) or "chunk_bwd". BK always covers K whole (K <= 256).
-
-    Measured on an H100 (triton 3.6, bf16, bench/token_configs.py, 2026-11-27; every candidate gave the same o and
-    gradients): the state passes use 4 warps and split V finer while batch*heads alone gives too few programs to fill
-    132 SMs, down to BV 16 (K <= 64) or 32 (K 128; 0.234 vs 0.355 ms forward, 0.429 vs 0.759 ms backward at B4 T2560
-    H8 K128 V128); the backward pass is fastest unpipelined (1 stage: 0.690 vs 1.023 ms at B4 T10240 H8 K64 V64).
-    The prep kernel runs 4 warps up to K 128 (0.432 vs 0.887 ms with 8 at B4 T10240 K64, 0.167 vs 0.279 at K128);
-    the chunk backward 8 (4 spill heavily on sm_90)."""
-    bk = max(16, triton.next_power_of_2(key_dim))
-    widest = max(16, triton.next_power_of_2(value_dim))
-    pipelined = 1 if interpreting() else None
-    if kernel in ("state", "state_bwd"):
-        k128 = 64 < key_dim <= 128
-        bv, narrowest = min(_state_bv_cap(key_dim), widest), 32 if k128 else 16
-        while bv > narrowest and batch_heads * triton.cdiv(value_dim, bv) < 132:
-            bv //= 2
-        stages = 1 if kernel == "state_bwd" or k128 else 2
-        return {"BV": bv, "num_warps": 4, "num_stages": pipelined or stages}
-    if kernel == "prep":
-        return {
-            "BV": min(64 if bk <= 128 else 32, widest),
-            "num_warps": 4 if bk <= 128 else 8,
-            "num_stages": pipelined or 3,
-        }
-    if kernel == "chunk_bwd":
-        return {"BV": min(32, widest), "num_warps": 8, "num_stages": pipelined or 3}
-    raise ValueError(f"unknown kernel {kernel!r}")
-
-
-def block_k(key_dim: int) -> int:
-    """Key tile: K whole, padded to a power of two (at least 16, the smallest tl.dot dimension)."""
-    return max(16, triton.next_power_of_2(key_dim))
-
-
 def launch_prep(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -490,67 +256,6 @@ def launch_prep(
     else:
         _prep_kernel[grid](*args, **meta, num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
     return {"t_inv": t_inv, "a": a, "w": w, "u": u}
-
-
-def output_mode() -> str:
-    """``GDKVM_TOKEN_O`` (read per call): "fused" (default) emits o inside the sequential state pass; "split" keeps
-    only U and S on the sequential chain and computes o in the fully parallel ``_output_kernel`` from the stored
-    per-chunk states."""
-    mode = os.environ.get("GDKVM_TOKEN_O", "fused")
-    if mode not in ("fused", "split"):
-        raise ValueError(f"GDKVM_TOKEN_O must be 'fused' or 'split', got {mode!r}")
-    return mode
-
-
-def n_segments(n_chunks: int, programs: int) -> int:
-    """Number of time segments the sequential passes are cut into (segment-parallel scan), from
-    ``GDKVM_TOKEN_SEGMENTS`` (read per call): "auto" (default), "1" (one serial walk over all chunks) or an integer.
-    Segments cost about (2 + K / V) times the serial work, so "auto" uses them only when the plain pass has at most
-    a quarter of the ~264 programs an H100 runs at once (few batch*heads, long T): then about 264 / programs
-    segments of at least 4 chunks. On an H100 (2026-11-27) "auto" halved B1 T25600 H8 K64 V32 (forward 1.58 ->
-    0.81 ms, forward + backward 4.60 -> 2.41 ms) and was neutral or slightly faster at the other benchmark shapes."""
-    raw = os.environ.get("GDKVM_TOKEN_SEGMENTS", "auto")
-    if raw == "auto":
-        if programs * 4 > 264:
-            return 1
-        want = 264 // max(1, programs)
-    else:
-        want = int(raw)
-    return max(1, min(want, n_chunks // 4 if raw == "auto" else n_chunks))
-
-
-def _segment_plan(
-    n_chunks: int, batch_heads: int, key_dim: int, value_dim: int, kernel: str = "state"
-) -> tuple[int, int, dict]:
-    """(NS, chunks per segment, heuristic config of ``kernel``, "state" or "state_bwd"); NS = 1: the plain serial
-    pass."""
-    cfg = heuristic(kernel, key_dim, value_dim, batch_heads)
-    ns = n_segments(n_chunks, batch_heads * triton.cdiv(value_dim, cfg["BV"]))
-    cps = triton.cdiv(n_chunks, ns)
-    return triton.cdiv(n_chunks, cps), cps, cfg
-
-
-def segment_starts(
-    summary_kernel, summary_args: tuple, h0: torch.Tensor | None, batch_heads: int, key_dim: int, value_dim: int,
-    ns: int, cps: int, cfg: dict, meta: dict, reverse: bool, device: torch.device,
-) -> torch.Tensor:  # fmt: skip
-    """Phases 1 and 2 of the segment-parallel scan: per-segment affine summaries ([B*H*NS, K, V + K] fp32, in
-    parallel over segments and column tiles), then the serial combine over segments. Returns the state each
-    segment starts from, [B*H*NS, K, V] fp32 (for ``reverse``: the dS leaving each segment's last chunk)."""
-    bv = cfg["BV"]
-    summary = torch.empty(batch_heads * ns, key_dim, value_dim + key_dim, device=device, dtype=torch.float32)
-    starts = torch.empty(batch_heads * ns, key_dim, value_dim, device=device, dtype=torch.float32)
-    nvt = triton.cdiv(value_dim, bv)
-    grid = (nvt + triton.cdiv(key_dim, bv), batch_heads * ns)
-    summary_kernel[grid](
-        *summary_args, summary, *meta["scalars"], ns, cps, nvt, **meta["const"], BV=bv,
-        num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
-    )  # fmt: skip
-    _seg_combine_kernel[(nvt, batch_heads)](
-        summary, h0 if h0 is not None else starts, starts, key_dim, value_dim, ns, HAS_H0=h0 is not None,
-        REVERSE=reverse, BK=meta["const"]["BK"], BV=bv, num_warps=4,
-    )  # fmt: skip
-    return starts
 
 
 def launch_output(

@@ -1,0 +1,162 @@
+"""Segment-parallel scan of the token rule's two sequential passes (``GDKVM_TOKEN_SEGMENTS``; derivation in
+README.md). Over a segment of chunks the state map is affine: S_end = M S_start + b forward, dS_start = N dS_end + c
+backward. Phase 1 (``_seg_fwd_kernel`` / ``_seg_bwd_kernel``) summarises every segment in parallel, phase 2
+(``_seg_combine_kernel``) chains the summaries serially into each segment's starting state (``segment_starts`` runs
+both); phase 3 is the ordinary state pass, one program per segment.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from gdkvm.ops.gated_delta.chunk_jit import _gate_cumsum, _rows, _vec
+
+
+@triton.jit
+def _seg_fwd_kernel(
+    k_ptr, g_ptr, w_ptr, u_ptr, sum_ptr, T, H, K, V, NT, NS, CPS, NVT,
+    PER_CHANNEL: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+):  # fmt: skip
+    """Segment summary (segment-parallel forward, phase 1): over the chunks of segment i_s the state map is affine,
+    S_end = M S_start + b. Column tiles i_c < NVT run the recurrence from S = 0 with the chunk's u (giving b, the V
+    value columns); the others run it from S = I with u = 0 (giving M, K columns). sum_ptr: [B*H*NS, K, V + K]."""
+    i_c = tl.program_id(0)
+    i_bhs = tl.program_id(1)
+    i_bh = i_bhs // NS
+    i_s = i_bhs % NS
+    i_b = i_bh // H
+    i_h = i_bh % H
+    dt = w_ptr.dtype.element_ty
+    cols = tl.arange(0, BK)
+    o_i = tl.arange(0, BT)
+    mcol = cols < K
+    is_val = i_c < NVT
+    c0 = tl.where(is_val, i_c * BV, (i_c - NVT) * BV)
+    cv = c0 + tl.arange(0, BV)
+    width = tl.where(is_val, V, K)
+    mc = cv < width
+    state = tl.where((cols[:, None] == cv[None, :]) & (cv < tl.where(is_val, 0, K))[None, :], 1.0, 0.0)
+    c_end = tl.minimum(NT, (i_s + 1) * CPS)
+    for i_t in range(i_s * CPS, c_end):
+        tok0 = i_b.to(tl.int64) * T + i_t * BT
+        mrow = o_i < T - i_t * BT
+        th = (tok0 + o_i) * H + i_h
+        m_k = mrow[:, None] & mcol[None, :]
+        m_v = mrow[:, None] & (cv < tl.where(is_val, V, 0))[None, :]
+        kt = tl.load(k_ptr + th[:, None] * K + cols[None, :], mask=m_k, other=0.0)
+        wt = tl.load(w_ptr + th[:, None] * K + cols[None, :], mask=m_k, other=0.0)
+        ut = tl.load(u_ptr + th[:, None] * V + cv[None, :], mask=m_v, other=0.0).to(tl.float32)
+        G, G_last = _gate_cumsum(g_ptr, th, mrow, cols, mcol, K, PER_CHANNEL)
+        p_dt = (ut - tl.dot(wt, state.to(dt))).to(dt)
+        kbar = (kt * tl.exp(_rows(G_last - G, PER_CHANNEL))).to(dt)
+        state = state * tl.exp(_vec(G_last, PER_CHANNEL)) + tl.dot(tl.trans(kbar), p_dt)
+    out_col = tl.where(is_val, cv, V + cv)
+    tl.store(sum_ptr + i_bhs.to(tl.int64) * K * (V + K) + cols[:, None] * (V + K) + out_col[None, :], state,
+             mask=mcol[:, None] & mc[None, :])  # fmt: skip
+
+
+@triton.jit
+def _seg_combine_kernel(
+    sum_ptr, h0_ptr, start_ptr, K, V, NS,
+    HAS_H0: tl.constexpr, REVERSE: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+):  # fmt: skip
+    """Segment-parallel phase 2, serial over the NS segments of one (value tile, batch*head): S = h0 (or 0), then
+    for each segment s (in order, or from NS - 1 down with REVERSE, for the backward's dS) store S as the segment's
+    starting state in start_ptr ([B*H*NS, K, V] fp32) and apply the segment map S <- M_s S + b_s read from the
+    summary ([B*H*NS, K, V + K]: b_s in the first V columns, M_s in the last K). IEEE fp32 products (NS steps)."""
+    i_v = tl.program_id(0)
+    i_bh = tl.program_id(1)
+    cols = tl.arange(0, BK)
+    cv = i_v * BV + tl.arange(0, BV)
+    mcol = cols < K
+    m_s = mcol[:, None] & (cv < V)[None, :]
+    p_s = cols[:, None] * V + cv[None, :]
+    m_m = mcol[:, None] & mcol[None, :]
+    if HAS_H0:
+        state = tl.load(h0_ptr + i_bh.to(tl.int64) * K * V + p_s, mask=m_s, other=0.0).to(tl.float32)
+    else:
+        state = tl.zeros([BK, BV], dtype=tl.float32)
+    for j in range(NS):
+        if REVERSE:
+            i_s = NS - 1 - j
+        else:
+            i_s = j
+        base = (i_bh.to(tl.int64) * NS + i_s) * K * (V + K)
+        tl.store(start_ptr + (i_bh.to(tl.int64) * NS + i_s) * K * V + p_s, state, mask=m_s)
+        b = tl.load(sum_ptr + base + cols[:, None] * (V + K) + cv[None, :], mask=m_s, other=0.0)
+        m = tl.load(sum_ptr + base + cols[:, None] * (V + K) + V + cols[None, :], mask=m_m, other=0.0)
+        state = tl.dot(m, state, input_precision="ieee") + b
+
+
+@triton.jit
+def _seg_bwd_kernel(
+    q_ptr, k_ptr, g_ptr, w_ptr, a_ptr, do_ptr, sum_ptr, scale, T, H, K, V, NT, NS, CPS, NVT,
+    PER_CHANNEL: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+):  # fmt: skip
+    """Segment summary of the reverse pass (phase 1): dS_start = N dS_end + c over segment i_s. Column tiles
+    i_c < NVT run the reverse recurrence from dS = 0 with the chunk's dO (c, V columns); the others from dS = I
+    with dO = 0 (N, K columns). sum_ptr: [B*H*NS, K, V + K] fp32."""
+    i_c = tl.program_id(0)
+    i_bhs = tl.program_id(1)
+    i_bh = i_bhs // NS
+    i_s = i_bhs % NS
+    i_b = i_bh // H
+    i_h = i_bh % H
+    dt = w_ptr.dtype.element_ty
+    cols = tl.arange(0, BK)
+    o_i = tl.arange(0, BT)
+    mcol = cols < K
+    is_val = i_c < NVT
+    c0v = tl.where(is_val, i_c * BV, (i_c - NVT) * BV)
+    cv = c0v + tl.arange(0, BV)
+    width = tl.where(is_val, V, K)
+    mc = cv < width
+    dstate = tl.where((cols[:, None] == cv[None, :]) & (cv < tl.where(is_val, 0, K))[None, :], 1.0, 0.0)
+    c0 = i_s * CPS
+    c_end = tl.minimum(NT, c0 + CPS)
+    for j in range(c0, c_end):
+        i_t = c_end - 1 - (j - c0)
+        tok0 = i_b.to(tl.int64) * T + i_t * BT
+        mrow = o_i < T - i_t * BT
+        th = (tok0 + o_i) * H + i_h
+        m_k = mrow[:, None] & mcol[None, :]
+        m_v = mrow[:, None] & (cv < tl.where(is_val, V, 0))[None, :]
+        kt = tl.load(k_ptr + th[:, None] * K + cols[None, :], mask=m_k, other=0.0)
+        qt = tl.load(q_ptr + th[:, None] * K + cols[None, :], mask=m_k, other=0.0)
+        wt = tl.load(w_ptr + th[:, None] * K + cols[None, :], mask=m_k, other=0.0)
+        at = tl.load(a_ptr + th[:, None] * BT + o_i[None, :], mask=mrow[:, None], other=0.0)
+        dot_ = tl.load(do_ptr + th[:, None] * V + cv[None, :], mask=m_v, other=0.0).to(dt)
+        G, G_last = _gate_cumsum(g_ptr, th, mrow, cols, mcol, K, PER_CHANNEL)
+        kbar = (kt * tl.exp(_rows(G_last - G, PER_CHANNEL))).to(dt)
+        dpseudo = tl.dot(tl.trans(at), dot_) + tl.dot(kbar, dstate.to(dt))
+        qe = (qt * (tl.exp(_rows(G, PER_CHANNEL)) * scale)).to(dt)
+        dstate = dstate * tl.exp(_vec(G_last, PER_CHANNEL)) + tl.dot(tl.trans(qe), dot_)
+        dstate -= tl.dot(tl.trans(wt), dpseudo.to(dt))
+    out_col = tl.where(is_val, cv, V + cv)
+    tl.store(sum_ptr + i_bhs.to(tl.int64) * K * (V + K) + cols[:, None] * (V + K) + out_col[None, :], dstate,
+             mask=mcol[:, None] & mc[None, :])  # fmt: skip
+
+
+def segment_starts(
+    summary_kernel, summary_args: tuple, h0: torch.Tensor | None, batch_heads: int, key_dim: int, value_dim: int,
+    ns: int, cps: int, cfg: dict, meta: dict, reverse: bool, device: torch.device,
+) -> torch.Tensor:  # fmt: skip
+    """Phases 1 and 2 of the segment-parallel scan: per-segment affine summaries ([B*H*NS, K, V + K] fp32, in
+    parallel over segments and column tiles), then the serial combine over segments. Returns the state each
+    segment starts from, [B*H*NS, K, V] fp32 (for ``reverse``: the dS leaving each segment's last chunk)."""
+    bv = cfg["BV"]
+    summary = torch.empty(batch_heads * ns, key_dim, value_dim + key_dim, device=device, dtype=torch.float32)
+    starts = torch.empty(batch_heads * ns, key_dim, value_dim, device=device, dtype=torch.float32)
+    nvt = triton.cdiv(value_dim, bv)
+    grid = (nvt + triton.cdiv(key_dim, bv), batch_heads * ns)
+    summary_kernel[grid](
+        *summary_args, summary, *meta["scalars"], ns, cps, nvt, **meta["const"], BV=bv,
+        num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
+    )  # fmt: skip
+    _seg_combine_kernel[(nvt, batch_heads)](
+        summary, h0 if h0 is not None else starts, starts, key_dim, value_dim, ns, HAS_H0=h0 is not None,
+        REVERSE=reverse, BK=meta["const"]["BK"], BV=bv, num_warps=4,
+    )  # fmt: skip
+    return starts

@@ -1,0 +1,175 @@
+"""Launch configuration of the token-rule kernels and the switches read per call.
+
+``heuristic`` gives each kernel its value tile, warps and stages (measured on an H100, overridable through
+``GDKVM_TOKEN_CONFIG``); ``autotuning``/``tuned`` wrap kernels in Triton's autotuner when ``GDKVM_AUTOTUNE=1``;
+``intermediate_dtype`` (``GDKVM_TOKEN_PRECISION``), ``output_mode`` (``GDKVM_TOKEN_O``) and ``n_segments``
+(``GDKVM_TOKEN_SEGMENTS``) pick between the kernels' paths. Nothing here launches a kernel.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import torch
+import triton
+import triton.testing
+
+
+def interpreting() -> bool:
+    """Whether Triton runs through its CPU interpreter (TRITON_INTERPRET=1)."""
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+# Launch configurations. On a GPU the autotuner picks among these (pruned to what fits an H100's 227 KB of shared
+# memory per block, see ``_prune``); with GDKVM_AUTOTUNE=0 or under the interpreter ``heuristic`` picks one. BV trades
+# parallelism (B*H*V/BV programs on 132 SMs) against work per sequential step. Shared memory measured by compiling
+# for sm_90 (triton 3.9, bf16 inputs, fp32 intermediates): state kernels 82 KB (K 64, BV 16), 127 KB (K 128, BV 16),
+# 180 KB (K 128, BV 64), 82-107 KB (K 256, chunk 32, BV 32); prep 37-49 KB; chunk backward 90 KB (K 64), 156 KB
+# (K 128), 98 KB (K 256, chunk 32).
+STATE_CONFIGS = [
+    triton.Config({"BV": bv}, num_warps=warps, num_stages=stages)
+    for bv, warps, stages in ((16, 4, 2), (32, 4, 2), (64, 4, 2), (16, 4, 1))
+]  # 4 warps only: the 8-warp variants gained nothing on the sequential passes and are a miscompile suspect
+PARALLEL_CONFIGS = [triton.Config({}, num_warps=warps) for warps in (4, 8)]
+_TUNED: dict[str, object] = {}
+
+
+def _state_bv_cap(key_dim: int) -> int:
+    """Widest value tile of the state kernels for a key dimension: the [K, BV] fp32 state lives in registers and the
+    [K, BV] operand tiles in shared memory, so BV shrinks as K grows."""
+    return 64 if key_dim <= 128 else 32
+
+
+def _prune(configs: list, named_args: dict, **kwargs: object) -> list:
+    """Drops value tiles wider than V needs or than K allows, and 8 warps at K > 128 (register pressure)."""
+    value_dim, key_dim = int(named_args["V"]), int(named_args["K"])
+    widest = min(_state_bv_cap(key_dim), max(16, triton.next_power_of_2(value_dim)))
+    kept = [c for c in configs if c.kwargs.get("BV", 0) <= widest and (key_dim <= 128 or c.num_warps <= 4)]
+    return kept or configs[:1]
+
+
+def autotuning() -> bool:
+    """Autotune on a GPU only with GDKVM_AUTOTUNE=1; by default ``heuristic`` picks the configuration. (Off by
+    default since one autotune candidate of the state pass hit an illegal memory access on an H100 with triton 3.6,
+    2026-11-27; the heuristic configurations pass every GPU test and bench check.)"""
+    return not interpreting() and os.environ.get("GDKVM_AUTOTUNE", "0") == "1"
+
+
+def _quick_bench(fn, quantiles=None, **kwargs: object):
+    """The autotuner's timer: short windows (5 ms warm-up, 25 ms), enough to rank a handful of configurations."""
+    return triton.testing.do_bench(fn, warmup=5, rep=25, quantiles=quantiles)
+
+
+def tuned(kernel, name: str, configs: list, state_kernel: bool):
+    """The autotuned wrapper of ``kernel`` (built once, on first use, so importing compiles nothing)."""
+    if name not in _TUNED:
+        prune = {"early_config_prune": _prune} if state_kernel else None
+        _TUNED[name] = triton.autotune(
+            configs=configs, key=["H", "K", "V", "T"], prune_configs_by=prune, do_bench=_quick_bench
+        )(kernel)
+    return _TUNED[name]
+
+
+def intermediate_dtype(dtype: torch.dtype) -> torch.dtype:
+    """dtype of the stored intermediates (w, u, A, U, per-chunk states) and of the tensor-core operands built from
+    them. fp32 (TF32 products) by default: bf16 intermediates alone cost about 3-5e-3 relative RMS on o (measured by
+    simulation), too close to the 5e-3 test bound. ``GDKVM_TOKEN_PRECISION=fast`` keeps them in the input dtype
+    (FLA's choice: half the intermediate traffic, bf16 tensor cores)."""
+    if os.environ.get("GDKVM_TOKEN_PRECISION", "high") == "fast":
+        return dtype
+    return torch.float32
+
+
+def prec(dtype: torch.dtype) -> str:
+    """Input precision of fp32 tl.dot operands: IEEE for fp32 inputs, TF32 for 16-bit inputs (as FLA's solve)."""
+    return "ieee" if dtype == torch.float32 else "tf32"
+
+
+def heuristic(kernel: str, key_dim: int, value_dim: int, batch_heads: int) -> dict[str, int]:
+    """The launch configuration of ``_heuristic``, with ``GDKVM_TOKEN_CONFIG`` applied (read per call): a JSON object
+    such as ``{"prep": {"num_warps": 4}}`` overriding fields per kernel, for measuring alternatives
+    (bench/token_configs.py)."""
+    cfg = _heuristic(kernel, key_dim, value_dim, batch_heads)
+    raw = os.environ.get("GDKVM_TOKEN_CONFIG")
+    if raw:
+        try:
+            override = json.loads(raw).get(kernel, {})
+        except (ValueError, AttributeError) as err:
+            raise ValueError(f"GDKVM_TOKEN_CONFIG must be a JSON object of per-kernel objects, got {raw!r}") from err
+        cfg.update({name: int(value) for name, value in override.items() if name in cfg})
+    return cfg
+
+
+def _heuristic(kernel: str, key_dim: int, value_dim: int, batch_heads: int) -> dict[str, int]:
+    """Launch configuration without autotuning: {"BV", "num_warps", "num_stages"} for kernel "prep", "state" (the
+    forward sequential pass), "state_bwd" (the backward one) or "chunk_bwd". BK always covers K whole (K <= 256).
+
+    Measured on an H100 (triton 3.6, bf16, bench/token_configs.py, 2026-11-27; every candidate gave the same o and
+    gradients): the state passes use 4 warps and split V finer while batch*heads alone gives too few programs to fill
+    132 SMs, down to BV 16 (K <= 64) or 32 (K 128; 0.234 vs 0.355 ms forward, 0.429 vs 0.759 ms backward at B4 T2560
+    H8 K128 V128); the backward pass is fastest unpipelined (1 stage: 0.690 vs 1.023 ms at B4 T10240 H8 K64 V64).
+    The prep kernel runs 4 warps up to K 128 (0.432 vs 0.887 ms with 8 at B4 T10240 K64, 0.167 vs 0.279 at K128);
+    the chunk backward 8 (4 spill heavily on sm_90)."""
+    bk = max(16, triton.next_power_of_2(key_dim))
+    widest = max(16, triton.next_power_of_2(value_dim))
+    pipelined = 1 if interpreting() else None
+    if kernel in ("state", "state_bwd"):
+        k128 = 64 < key_dim <= 128
+        bv, narrowest = min(_state_bv_cap(key_dim), widest), 32 if k128 else 16
+        while bv > narrowest and batch_heads * triton.cdiv(value_dim, bv) < 132:
+            bv //= 2
+        stages = 1 if kernel == "state_bwd" or k128 else 2
+        return {"BV": bv, "num_warps": 4, "num_stages": pipelined or stages}
+    if kernel == "prep":
+        return {
+            "BV": min(64 if bk <= 128 else 32, widest),
+            "num_warps": 4 if bk <= 128 else 8,
+            "num_stages": pipelined or 3,
+        }
+    if kernel == "chunk_bwd":
+        return {"BV": min(32, widest), "num_warps": 8, "num_stages": pipelined or 3}
+    raise ValueError(f"unknown kernel {kernel!r}")
+
+
+def block_k(key_dim: int) -> int:
+    """Key tile: K whole, padded to a power of two (at least 16, the smallest tl.dot dimension)."""
+    return max(16, triton.next_power_of_2(key_dim))
+
+
+def output_mode() -> str:
+    """``GDKVM_TOKEN_O`` (read per call): "fused" (default) emits o inside the sequential state pass; "split" keeps
+    only U and S on the sequential chain and computes o in the fully parallel ``_output_kernel`` from the stored
+    per-chunk states."""
+    mode = os.environ.get("GDKVM_TOKEN_O", "fused")
+    if mode not in ("fused", "split"):
+        raise ValueError(f"GDKVM_TOKEN_O must be 'fused' or 'split', got {mode!r}")
+    return mode
+
+
+def n_segments(n_chunks: int, programs: int) -> int:
+    """Number of time segments the sequential passes are cut into (segment-parallel scan), from
+    ``GDKVM_TOKEN_SEGMENTS`` (read per call): "auto" (default), "1" (one serial walk over all chunks) or an integer.
+    Segments cost about (2 + K / V) times the serial work, so "auto" uses them only when the plain pass has at most
+    a quarter of the ~264 programs an H100 runs at once (few batch*heads, long T): then about 264 / programs
+    segments of at least 4 chunks. On an H100 (2026-11-27) "auto" halved B1 T25600 H8 K64 V32 (forward 1.58 ->
+    0.81 ms, forward + backward 4.60 -> 2.41 ms) and was neutral or slightly faster at the other benchmark shapes."""
+    raw = os.environ.get("GDKVM_TOKEN_SEGMENTS", "auto")
+    if raw == "auto":
+        if programs * 4 > 264:
+            return 1
+        want = 264 // max(1, programs)
+    else:
+        want = int(raw)
+    return max(1, min(want, n_chunks // 4 if raw == "auto" else n_chunks))
+
+
+def _segment_plan(
+    n_chunks: int, batch_heads: int, key_dim: int, value_dim: int, kernel: str = "state"
+) -> tuple[int, int, dict]:
+    """(NS, chunks per segment, heuristic config of ``kernel``, "state" or "state_bwd"); NS = 1: the plain serial
+    pass."""
+    cfg = heuristic(kernel, key_dim, value_dim, batch_heads)
+    ns = n_segments(n_chunks, batch_heads * triton.cdiv(value_dim, cfg["BV"]))
+    cps = triton.cdiv(n_chunks, ns)
+    return triton.cdiv(n_chunks, cps), cps, cfg
