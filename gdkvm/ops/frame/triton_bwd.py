@@ -11,20 +11,9 @@ import torch
 import triton
 import triton.language as tl
 
-from gdkvm.ops.frame.triton_fwd import (
-    TUNING,
-    block_sizes,
-    collapse_to_heads,
-    dot_precision,
-    expand_gates,
-    fit,
-    gate_logits,
-    gram,
-    launch,
-    safe_warps,
-    serial_precision,
-    softplus,
-)
+from gdkvm.ops.frame.tiles import collapse_to_heads, expand_gates, gate_logits, softplus
+from gdkvm.ops.frame.triton_fwd import gram
+from gdkvm.ops.frame.tuning import TUNING, block_sizes, dot_precision, fit, launch, safe_warps, serial_precision
 
 
 @triton.jit

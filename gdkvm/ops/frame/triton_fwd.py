@@ -16,131 +16,25 @@ import torch
 import triton
 import triton.language as tl
 
-
-def dot_precision(dtype: torch.dtype, device: torch.device) -> str:
-    """``tl.dot`` input precision of the parallel GEMMs over pixels: 3xTF32 (fp32-accurate) for fp32 inputs, TF32
-    for bf16 ones (bf16 values are exact in TF32, products are exact, sums are fp32)."""
-    if device.type != "cuda":
-        return "ieee"
-    return "tf32x3" if dtype == torch.float32 else "tf32"
-
-
-def serial_precision(device: torch.device) -> str:
-    """``tl.dot`` input precision in the serial state kernels (fp32 state, small latency-bound dots): 3xTF32."""
-    return "tf32x3" if device.type == "cuda" else "ieee"
-
-
-# Launch configuration, one table (bench/ops_frame.py --sweep times alternatives on a GPU and prints the best).
-# Tile budgets are element counts of the largest [BK, BV] (or [BN, BK]) fp32 tile of a kernel. Every warp count is
-# capped by ``safe_warps`` (see there) whatever this table says.
-TUNING: dict[str, int | str] = {
-    "fast_path": 1,  # 0: always use the one-program-per-clip recurrence (for tests and the sweep)
-    "fast_slice": 32,  # value columns per program of the parallel recurrence (a power of two dividing Dv/H)
-    "fast_warps": 8,
-    "fast_prec": "tf32x3",  # tl.dot precision of the parallel recurrence on CUDA: "tf32x3" or "ieee"
-    "fast_psum_dot": 0,  # 1: head sums of Q by a 0/1 matrix product instead of a reshape and sum
-    "fwd_state_tile": 2048,
-    "fwd_warps": 4,
-    "bwd_state_tile": 1024,
-    "bwd_light_tile": 2048,
-    "bwd_warps": 4,
-    "gram_tile": 4096,
-    "gram_warps": 4,
-    "readout_tile": 4096,
-    "readout_warps": 4,
-    "dkdv_tile": 4096,
-    "dkdv_tile_k128": 2048,
-    "dkdv_warps": 4,
-    "step_tile": 2048,
-    "step_warps": 4,
-}
-
-
-def safe_warps(warps: int, m: int, n: int) -> int:
-    """Cap num_warps so that no tensor-core instruction of a dot [m, k] x [k, n] is narrower than 16 columns.
-
-    Triton 3.6 splits a TF32 dot with m >= 64 over warpgroups along n (instruction width n * m / 16 / warps) and then
-    emits ``wgmma m64n8k8`` for widths of 8, which reads shared memory past the operand (triton-lang/triton#10629:
-    an illegal memory access on an H100, depending on how shared memory is packed). ``n`` is the narrowest dot of
-    the kernel; the result is a power of two >= 4 (one warpgroup).
-    """
-    warps = max(4, int(warps))
-    if m >= 64:
-        while warps > 4 and n * (m // 16) < 16 * warps:
-            warps //= 2
-    return warps
-
-
-def launch(kernel: triton.JITFunction, grid: tuple[int, ...], *args: object, **kwargs: object) -> None:
-    """Launch; if the compiled kernel needs more shared memory than the device has (Triton raises OutOfResources
-    before anything runs), retry with fp32 FMA dots (``PREC="ieee"``: no 3xTF32 operand copies), then 4 warps."""
-    ieee = {key: "ieee" for key in ("PREC", "SPREC") if kwargs.get(key) in ("tf32x3", "tf32")}
-    retries = [{}, ieee, {**ieee, "num_warps": 4}] if ieee else [{}, {"num_warps": 4}]
-    for i, change in enumerate(retries):
-        try:
-            kernel[grid](*args, **{**kwargs, **change})
-            return
-        except triton.runtime.errors.OutOfResources:
-            if i == len(retries) - 1:
-                raise
-
-
-def pad_k(dk: int) -> int:
-    """Padded key width BK (power of two, >= 16 for tl.dot)."""
-    return max(16, triton.next_power_of_2(dk))
-
-
-def fit(budget: int, bk: int, cap: int = 64) -> int:
-    """Largest power of two <= cap with bk * it <= budget, and at least 16."""
-    return max(16, min(cap, triton.next_power_of_2(max(1, budget // bk) + 1) // 2))
-
-
-def block_sizes(dk: int, dv: int, heads: int, budget: int) -> tuple[int, int, int]:
-    """(BK, BV, BH): padded key width, value tile of the serial kernels, padded head count; all >= 16 for tl.dot."""
-    bk = pad_k(dk)
-    bv = fit(budget, bk, max(16, triton.next_power_of_2(dv)))
-    bh = max(16, triton.next_power_of_2(heads))
-    return bk, bv, bh
-
-
-def fast_layout(dk: int, dv: int, heads: int) -> tuple[int, int] | None:
-    """(BH, BV) of the parallel recurrence (``fwd_parallel_kernel``), or None where it does not apply.
-
-    It applies for H <= 8 heads of a power-of-two width Dv/H >= 16 (the paper's 8 x 32 included): the per-head gate
-    projections Q = [BK, BH * BH] (BH = padded head count, BQ = BH^2 >= 16) are then small, and a value slice of BV
-    columns lies inside one head.
-    """
-    hd = dv // heads
-    if not TUNING["fast_path"] or heads > 8 or hd < 16 or hd & (hd - 1):
-        return None
-    bh = max(4, triton.next_power_of_2(heads))
-    return bh, min(hd, max(16, triton.next_power_of_2(int(TUNING["fast_slice"]))))
-
-
-@triton.jit
-def kt_y_tile(x_ptr, y_ptr, N, DK, DY, col0, BK: tl.constexpr, BN: tl.constexpr, BY: tl.constexpr, PREC: tl.constexpr):
-    """X^T Y[:, col0:col0+BY] for one frame: X [N, DK], Y [N, DY] row-major; returns [BK, BY] fp32."""
-    rk = tl.arange(0, BK)
-    ry = col0 + tl.arange(0, BY)
-    acc = tl.zeros((BK, BY), dtype=tl.float32)
-    for n0 in range(0, N, BN):
-        rn = n0 + tl.arange(0, BN)
-        xt = tl.load(x_ptr + rn[None, :] * DK + rk[:, None], mask=(rn[None, :] < N) & (rk[:, None] < DK), other=0.0)
-        y = tl.load(y_ptr + rn[:, None] * DY + ry[None, :], mask=(rn[:, None] < N) & (ry[None, :] < DY), other=0.0)
-        acc += tl.dot(xt.to(tl.float32), y.to(tl.float32), input_precision=PREC)
-    return acc
-
-
-@triton.jit
-def head_block_weights(w_ptr, c0, DV, H, HD, BC: tl.constexpr, BH: tl.constexpr):
-    """W [DV, H] restricted to each head's rows, for value rows c0..c0+BC: [BC, BH * BH] fp32 with element
-    (c, h * BH + h') = W[c0 + c, h'] where row c0 + c belongs to head h, else 0. X @ it gives per-head projections."""
-    rc = c0 + tl.arange(0, BC)
-    rq = tl.arange(0, BH * BH)
-    qh = rq // BH
-    qp = rq % BH
-    mask = (rc[:, None] < DV) & ((rc[:, None] // HD) == qh[None, :]) & (qp[None, :] < H)
-    return tl.load(w_ptr + rc[:, None] * H + qp[None, :], mask=mask, other=0.0)
+from gdkvm.ops.frame.tiles import (
+    expand_gates,
+    gate_logits_tile,
+    head_block_weights,
+    kt_y_tile,
+    softplus,
+)
+from gdkvm.ops.frame.tuning import (
+    TUNING,
+    block_sizes,
+    dot_precision,
+    fast_layout,
+    fit,
+    launch,
+    pad_k,
+    safe_warps,
+    serial_fast_precision,
+    serial_precision,
+)
 
 
 @triton.jit(do_not_specialize=["N", "H", "HD", "NCOL"])  # sizes that vary between calls: one compile
@@ -183,82 +77,6 @@ def gram_kernel(
         kk = kt_y_tile(k_base, k_base, N, DK, DK, 0, BK, BN, BK, PREC)
         kk_mask = (rk[:, None] < DK) & (rk[None, :] < DK)
         tl.store(kk_ptr + bt * DK * DK + rk[:, None] * DK + rk[None, :], kk, mask=kk_mask)
-
-
-@triton.jit
-def head_expander(j0, DV, HD, BV: tl.constexpr, BH: tl.constexpr, TRANSPOSED: tl.constexpr):
-    """One-hot heads -> value channels j0..j0+BV: [BH, BV] ([BV, BH] if TRANSPOSED) fp32, 1 where c // HD == h."""
-    rh = tl.arange(0, BH)
-    rv = j0 + tl.arange(0, BV)
-    if TRANSPOSED:
-        hit = ((rv[:, None] // HD) == rh[None, :]) & (rv[:, None] < DV)
-    else:
-        hit = ((rv[None, :] // HD) == rh[:, None]) & (rv[None, :] < DV)
-    return hit.to(tl.float32)
-
-
-@triton.jit
-def expand_gates(
-    beta, alpha, j0, DV, HD, BV: tl.constexpr, BH: tl.constexpr, HEAD_TILE: tl.constexpr, PREC: tl.constexpr
-):
-    """Gates [BK, BH] -> their values on value channels j0..j0+BV.
-
-    With HEAD_TILE (HD % BV == 0) the tile lies inside head j0 // HD: the gate columns are picked exactly (select and
-    sum over BH) and returned as [BK, 1] for broadcasting; otherwise a one-hot dot gives [BK, BV].
-    """
-    if HEAD_TILE:
-        sel = (tl.arange(0, BH) == j0 // HD)[None, :]
-        bx = tl.sum(tl.where(sel, beta, 0.0), axis=1)[:, None]
-        ax = tl.sum(tl.where(sel, alpha, 0.0), axis=1)[:, None]
-    else:
-        expand = head_expander(j0, DV, HD, BV, BH, False)
-        bx = tl.dot(beta, expand, input_precision=PREC)
-        ax = tl.dot(alpha, expand, input_precision=PREC)
-    return bx, ax
-
-
-@triton.jit
-def collapse_to_heads(x, j0, DV, HD, BV: tl.constexpr, BH: tl.constexpr, HEAD_TILE: tl.constexpr, PREC: tl.constexpr):
-    """Sum x [BK, BV] (value channels j0..j0+BV) over each head's channels: [BK, BH]."""
-    if HEAD_TILE:
-        sel = (tl.arange(0, BH) == j0 // HD)[None, :]
-        out = tl.where(sel, tl.sum(x, axis=1)[:, None], 0.0)
-    else:
-        out = tl.dot(x, head_expander(j0, DV, HD, BV, BH, True), input_precision=PREC)
-    return out
-
-
-@triton.jit
-def gate_logits_tile(s, wb_ptr, wa_ptr, j0, DV, H, BV: tl.constexpr, BH: tl.constexpr, PREC: tl.constexpr):
-    """Contribution of the state columns j0..j0+BV, s [BK, BV] fp32, to S W_beta and S W_alpha; W [DV, H]."""
-    rv = j0 + tl.arange(0, BV)
-    rh = tl.arange(0, BH)
-    wmask = (rv[:, None] < DV) & (rh[None, :] < H)
-    wb = tl.load(wb_ptr + rv[:, None] * H + rh[None, :], mask=wmask, other=0.0)
-    wa = tl.load(wa_ptr + rv[:, None] * H + rh[None, :], mask=wmask, other=0.0)
-    return tl.dot(s, wb, input_precision=PREC), tl.dot(s, wa, input_precision=PREC)
-
-
-@triton.jit
-def gate_logits(
-    s_ptr, wb_ptr, wa_ptr, DK, DV, H, BK: tl.constexpr, BV: tl.constexpr, BH: tl.constexpr, PREC: tl.constexpr
-):
-    """S W_beta and S W_alpha for one state S [DK, DV] (row-major, fp32); W [DV, H]. Returns two [BK, BH] fp32."""
-    rk = tl.arange(0, BK)
-    pb = tl.zeros((BK, BH), dtype=tl.float32)
-    pa = tl.zeros((BK, BH), dtype=tl.float32)
-    for j0 in range(0, DV, BV):
-        rv = j0 + tl.arange(0, BV)
-        s = tl.load(s_ptr + rk[:, None] * DV + rv[None, :], mask=(rk[:, None] < DK) & (rv[None, :] < DV), other=0.0)
-        db, da = gate_logits_tile(s, wb_ptr, wa_ptr, j0, DV, H, BV, BH, PREC)
-        pb += db
-        pa += da
-    return pb, pa
-
-
-@triton.jit
-def softplus(x):
-    return tl.maximum(x, 0.0) + tl.log(1.0 + tl.exp(-tl.abs(x)))
 
 
 @triton.jit(do_not_specialize=["T", "H", "HD"])  # sizes that vary between calls: one compile
@@ -504,11 +322,6 @@ def gram(
         PREC=dot_precision(k.dtype, k.device), SPREC=serial_fast_precision(k.device), num_warps=warps,
     )  # fmt: skip
     return ky, (kk if with_kk else None), (r if gates is not None else None)
-
-
-def serial_fast_precision(device: torch.device) -> str:
-    """``tl.dot`` precision of ``fwd_parallel_kernel``: TUNING["fast_prec"] on CUDA, exact fp32 elsewhere."""
-    return str(TUNING["fast_prec"]) if device.type == "cuda" else "ieee"
 
 
 def frame_fwd(

@@ -11,19 +11,8 @@ import torch
 import triton
 import triton.language as tl
 
-from gdkvm.ops.frame.triton_fwd import (
-    TUNING,
-    dot_precision,
-    expand_gates,
-    fit,
-    gate_logits,
-    kt_y_tile,
-    launch,
-    pad_k,
-    safe_warps,
-    serial_precision,
-    softplus,
-)
+from gdkvm.ops.frame.tiles import expand_gates, gate_logits, kt_y_tile, softplus
+from gdkvm.ops.frame.tuning import TUNING, dot_precision, fit, launch, pad_k, safe_warps, serial_precision
 
 
 @triton.jit(do_not_specialize=["N", "H", "HD"])  # sizes that vary between calls: one compile

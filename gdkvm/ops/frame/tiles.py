@@ -1,0 +1,110 @@
+"""Triton jit helpers shared by the frame-rule kernels (forward, backward, streaming step): K^T Y tiles over pixels,
+per-head gate weights and their expansion to value columns, head sums, gate logits and softplus.
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def kt_y_tile(x_ptr, y_ptr, N, DK, DY, col0, BK: tl.constexpr, BN: tl.constexpr, BY: tl.constexpr, PREC: tl.constexpr):
+    """X^T Y[:, col0:col0+BY] for one frame: X [N, DK], Y [N, DY] row-major; returns [BK, BY] fp32."""
+    rk = tl.arange(0, BK)
+    ry = col0 + tl.arange(0, BY)
+    acc = tl.zeros((BK, BY), dtype=tl.float32)
+    for n0 in range(0, N, BN):
+        rn = n0 + tl.arange(0, BN)
+        xt = tl.load(x_ptr + rn[None, :] * DK + rk[:, None], mask=(rn[None, :] < N) & (rk[:, None] < DK), other=0.0)
+        y = tl.load(y_ptr + rn[:, None] * DY + ry[None, :], mask=(rn[:, None] < N) & (ry[None, :] < DY), other=0.0)
+        acc += tl.dot(xt.to(tl.float32), y.to(tl.float32), input_precision=PREC)
+    return acc
+
+
+@triton.jit
+def head_block_weights(w_ptr, c0, DV, H, HD, BC: tl.constexpr, BH: tl.constexpr):
+    """W [DV, H] restricted to each head's rows, for value rows c0..c0+BC: [BC, BH * BH] fp32 with element
+    (c, h * BH + h') = W[c0 + c, h'] where row c0 + c belongs to head h, else 0. X @ it gives per-head projections."""
+    rc = c0 + tl.arange(0, BC)
+    rq = tl.arange(0, BH * BH)
+    qh = rq // BH
+    qp = rq % BH
+    mask = (rc[:, None] < DV) & ((rc[:, None] // HD) == qh[None, :]) & (qp[None, :] < H)
+    return tl.load(w_ptr + rc[:, None] * H + qp[None, :], mask=mask, other=0.0)
+
+
+@triton.jit
+def head_expander(j0, DV, HD, BV: tl.constexpr, BH: tl.constexpr, TRANSPOSED: tl.constexpr):
+    """One-hot heads -> value channels j0..j0+BV: [BH, BV] ([BV, BH] if TRANSPOSED) fp32, 1 where c // HD == h."""
+    rh = tl.arange(0, BH)
+    rv = j0 + tl.arange(0, BV)
+    if TRANSPOSED:
+        hit = ((rv[:, None] // HD) == rh[None, :]) & (rv[:, None] < DV)
+    else:
+        hit = ((rv[None, :] // HD) == rh[:, None]) & (rv[None, :] < DV)
+    return hit.to(tl.float32)
+
+
+@triton.jit
+def expand_gates(
+    beta, alpha, j0, DV, HD, BV: tl.constexpr, BH: tl.constexpr, HEAD_TILE: tl.constexpr, PREC: tl.constexpr
+):
+    """Gates [BK, BH] -> their values on value channels j0..j0+BV.
+
+    With HEAD_TILE (HD % BV == 0) the tile lies inside head j0 // HD: the gate columns are picked exactly (select and
+    sum over BH) and returned as [BK, 1] for broadcasting; otherwise a one-hot dot gives [BK, BV].
+    """
+    if HEAD_TILE:
+        sel = (tl.arange(0, BH) == j0 // HD)[None, :]
+        bx = tl.sum(tl.where(sel, beta, 0.0), axis=1)[:, None]
+        ax = tl.sum(tl.where(sel, alpha, 0.0), axis=1)[:, None]
+    else:
+        expand = head_expander(j0, DV, HD, BV, BH, False)
+        bx = tl.dot(beta, expand, input_precision=PREC)
+        ax = tl.dot(alpha, expand, input_precision=PREC)
+    return bx, ax
+
+
+@triton.jit
+def collapse_to_heads(x, j0, DV, HD, BV: tl.constexpr, BH: tl.constexpr, HEAD_TILE: tl.constexpr, PREC: tl.constexpr):
+    """Sum x [BK, BV] (value channels j0..j0+BV) over each head's channels: [BK, BH]."""
+    if HEAD_TILE:
+        sel = (tl.arange(0, BH) == j0 // HD)[None, :]
+        out = tl.where(sel, tl.sum(x, axis=1)[:, None], 0.0)
+    else:
+        out = tl.dot(x, head_expander(j0, DV, HD, BV, BH, True), input_precision=PREC)
+    return out
+
+
+@triton.jit
+def gate_logits_tile(s, wb_ptr, wa_ptr, j0, DV, H, BV: tl.constexpr, BH: tl.constexpr, PREC: tl.constexpr):
+    """Contribution of the state columns j0..j0+BV, s [BK, BV] fp32, to S W_beta and S W_alpha; W [DV, H]."""
+    rv = j0 + tl.arange(0, BV)
+    rh = tl.arange(0, BH)
+    wmask = (rv[:, None] < DV) & (rh[None, :] < H)
+    wb = tl.load(wb_ptr + rv[:, None] * H + rh[None, :], mask=wmask, other=0.0)
+    wa = tl.load(wa_ptr + rv[:, None] * H + rh[None, :], mask=wmask, other=0.0)
+    return tl.dot(s, wb, input_precision=PREC), tl.dot(s, wa, input_precision=PREC)
+
+
+@triton.jit
+def gate_logits(
+    s_ptr, wb_ptr, wa_ptr, DK, DV, H, BK: tl.constexpr, BV: tl.constexpr, BH: tl.constexpr, PREC: tl.constexpr
+):
+    """S W_beta and S W_alpha for one state S [DK, DV] (row-major, fp32); W [DV, H]. Returns two [BK, BH] fp32."""
+    rk = tl.arange(0, BK)
+    pb = tl.zeros((BK, BH), dtype=tl.float32)
+    pa = tl.zeros((BK, BH), dtype=tl.float32)
+    for j0 in range(0, DV, BV):
+        rv = j0 + tl.arange(0, BV)
+        s = tl.load(s_ptr + rk[:, None] * DV + rv[None, :], mask=(rk[:, None] < DK) & (rv[None, :] < DV), other=0.0)
+        db, da = gate_logits_tile(s, wb_ptr, wa_ptr, j0, DV, H, BV, BH, PREC)
+        pb += db
+        pa += da
+    return pb, pa
+
+
+@triton.jit
+def softplus(x):
+    return tl.maximum(x, 0.0) + tl.log(1.0 + tl.exp(-tl.abs(x)))

@@ -1,0 +1,114 @@
+"""Launch configuration of the frame-rule kernels: the ``TUNING`` table, tile-size and warp rules (``safe_warps``
+keeps Triton 3.6 from emitting the faulty narrow TF32 wgmma), ``tl.dot`` precisions per device and dtype, and
+``launch`` (retries with smaller shared-memory needs). Nothing here defines a kernel.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+
+
+def dot_precision(dtype: torch.dtype, device: torch.device) -> str:
+    """``tl.dot`` input precision of the parallel GEMMs over pixels: 3xTF32 (fp32-accurate) for fp32 inputs, TF32
+    for bf16 ones (bf16 values are exact in TF32, products are exact, sums are fp32)."""
+    if device.type != "cuda":
+        return "ieee"
+    return "tf32x3" if dtype == torch.float32 else "tf32"
+
+
+def serial_precision(device: torch.device) -> str:
+    """``tl.dot`` input precision in the serial state kernels (fp32 state, small latency-bound dots): 3xTF32."""
+    return "tf32x3" if device.type == "cuda" else "ieee"
+
+
+# Launch configuration, one table (bench/ops_frame.py --sweep times alternatives on a GPU and prints the best).
+# Tile budgets are element counts of the largest [BK, BV] (or [BN, BK]) fp32 tile of a kernel. Every warp count is
+# capped by ``safe_warps`` (see there) whatever this table says.
+TUNING: dict[str, int | str] = {
+    "fast_path": 1,  # 0: always use the one-program-per-clip recurrence (for tests and the sweep)
+    "fast_slice": 32,  # value columns per program of the parallel recurrence (a power of two dividing Dv/H)
+    "fast_warps": 8,
+    "fast_prec": "tf32x3",  # tl.dot precision of the parallel recurrence on CUDA: "tf32x3" or "ieee"
+    "fast_psum_dot": 0,  # 1: head sums of Q by a 0/1 matrix product instead of a reshape and sum
+    "fwd_state_tile": 2048,
+    "fwd_warps": 4,
+    "bwd_state_tile": 1024,
+    "bwd_light_tile": 2048,
+    "bwd_warps": 4,
+    "gram_tile": 4096,
+    "gram_warps": 4,
+    "readout_tile": 4096,
+    "readout_warps": 4,
+    "dkdv_tile": 4096,
+    "dkdv_tile_k128": 2048,
+    "dkdv_warps": 4,
+    "step_tile": 2048,
+    "step_warps": 4,
+}
+
+
+def safe_warps(warps: int, m: int, n: int) -> int:
+    """Cap num_warps so that no tensor-core instruction of a dot [m, k] x [k, n] is narrower than 16 columns.
+
+    Triton 3.6 splits a TF32 dot with m >= 64 over warpgroups along n (instruction width n * m / 16 / warps) and then
+    emits ``wgmma m64n8k8`` for widths of 8, which reads shared memory past the operand (triton-lang/triton#10629:
+    an illegal memory access on an H100, depending on how shared memory is packed). ``n`` is the narrowest dot of
+    the kernel; the result is a power of two >= 4 (one warpgroup).
+    """
+    warps = max(4, int(warps))
+    if m >= 64:
+        while warps > 4 and n * (m // 16) < 16 * warps:
+            warps //= 2
+    return warps
+
+
+def launch(kernel: triton.JITFunction, grid: tuple[int, ...], *args: object, **kwargs: object) -> None:
+    """Launch; if the compiled kernel needs more shared memory than the device has (Triton raises OutOfResources
+    before anything runs), retry with fp32 FMA dots (``PREC="ieee"``: no 3xTF32 operand copies), then 4 warps."""
+    ieee = {key: "ieee" for key in ("PREC", "SPREC") if kwargs.get(key) in ("tf32x3", "tf32")}
+    retries = [{}, ieee, {**ieee, "num_warps": 4}] if ieee else [{}, {"num_warps": 4}]
+    for i, change in enumerate(retries):
+        try:
+            kernel[grid](*args, **{**kwargs, **change})
+            return
+        except triton.runtime.errors.OutOfResources:
+            if i == len(retries) - 1:
+                raise
+
+
+def pad_k(dk: int) -> int:
+    """Padded key width BK (power of two, >= 16 for tl.dot)."""
+    return max(16, triton.next_power_of_2(dk))
+
+
+def fit(budget: int, bk: int, cap: int = 64) -> int:
+    """Largest power of two <= cap with bk * it <= budget, and at least 16."""
+    return max(16, min(cap, triton.next_power_of_2(max(1, budget // bk) + 1) // 2))
+
+
+def block_sizes(dk: int, dv: int, heads: int, budget: int) -> tuple[int, int, int]:
+    """(BK, BV, BH): padded key width, value tile of the serial kernels, padded head count; all >= 16 for tl.dot."""
+    bk = pad_k(dk)
+    bv = fit(budget, bk, max(16, triton.next_power_of_2(dv)))
+    bh = max(16, triton.next_power_of_2(heads))
+    return bk, bv, bh
+
+
+def fast_layout(dk: int, dv: int, heads: int) -> tuple[int, int] | None:
+    """(BH, BV) of the parallel recurrence (``fwd_parallel_kernel``), or None where it does not apply.
+
+    It applies for H <= 8 heads of a power-of-two width Dv/H >= 16 (the paper's 8 x 32 included): the per-head gate
+    projections Q = [BK, BH * BH] (BH = padded head count, BQ = BH^2 >= 16) are then small, and a value slice of BV
+    columns lies inside one head.
+    """
+    hd = dv // heads
+    if not TUNING["fast_path"] or heads > 8 or hd < 16 or hd & (hd - 1):
+        return None
+    bh = max(4, triton.next_power_of_2(heads))
+    return bh, min(hd, max(16, triton.next_power_of_2(int(TUNING["fast_slice"]))))
+
+
+def serial_fast_precision(device: torch.device) -> str:
+    """``tl.dot`` precision of ``fwd_parallel_kernel``: TUNING["fast_prec"] on CUDA, exact fp32 elsewhere."""
+    return str(TUNING["fast_prec"]) if device.type == "cuda" else "ieee"
