@@ -3,6 +3,7 @@
 #   bash bench/gpu_verify.sh OUTDIR frame  # frame-rule GPU tests (failures printed), op bench in fp32 and bf16
 #   bash bench/gpu_verify.sh OUTDIR token  # token-rule GPU tests, op bench against fla-core (all variants)
 #   bash bench/gpu_verify.sh OUTDIR ops    # both of the above in one call (about 9.5 minutes)
+#   bash bench/gpu_verify.sh OUTDIR frame-bench [SHAPES...]  # only the frame op bench (fp32), up to 9 minutes
 #   bash bench/gpu_verify.sh OUTDIR infer  # inference speed of the default and full networks (bf16, CUDA graphs)
 # Carry .whl (training wheels and fla-core; see bench/gpu_env.sh). Results land in OUTDIR, at most 8 files.
 set -uo pipefail
@@ -27,6 +28,11 @@ if [ "$WHAT" = token ] || [ "$WHAT" = ops ]; then
   timeout $([ "$WHAT" = token ] && echo 420 || echo 150) python3 bench/ops_token.py ${variants:+--variants $variants} \
     --json "$OUTDIR/bench_token.json" 2>&1 | grep -vE '^\{' \
     | tee "$OUTDIR/bench_token.txt" | tail -40
+fi
+if [ "$WHAT" = frame-bench ]; then  # torch.compile of the baselines takes most of the time: one shape ~3 minutes
+  shift 2 2>/dev/null
+  timeout 540 python3 bench/ops_frame.py --compile-max-t 20 ${*:+--shapes $*} --json "$OUTDIR/bench_frame.json" 2>&1 \
+    | grep -vi warn | tee "$OUTDIR/bench_frame.txt"
 fi
 if [ "$WHAT" = infer ]; then
   timeout 540 python3 bench/infer.py --models default full --sizes 256 128 112 --batches 1 32 --frames 100 \
