@@ -14,7 +14,7 @@ import torch
 import triton
 import triton.language as tl
 
-from gdkvm.ops.gated_delta.chunk_jit import _gate_cumsum, _rows, _vec
+from gdkvm.ops.gated_delta.chunk_jit import _bwd_chunk, _chunk_rows, _gate_cumsum, _program_bh_segment, _rows
 from gdkvm.ops.gated_delta.chunk_seg import _seg_bwd_kernel, segment_starts
 from gdkvm.ops.gated_delta.launch import (
     PARALLEL_CONFIGS,
@@ -38,15 +38,9 @@ def _state_bwd_kernel(
     [i_s * CPS, (i_s + 1) * CPS) and starts from the dS (leaving its last chunk) that ``_seg_combine_kernel`` stored
     in dht_ptr ([B*H*NS, K, V] fp32); otherwise NS = 1 and dht_ptr is [B*H, K, V]."""
     i_v = tl.program_id(0)
-    i_bhs = tl.program_id(1)
-    i_bh = i_bhs // NS
-    i_s = i_bhs % NS
-    i_b = i_bh // H
-    i_h = i_bh % H
-    dt = w_ptr.dtype.element_ty  # operand dtype of the tensor-core products
+    i_bhs, i_bh, i_s, i_b, i_h = _program_bh_segment(NS, H)
     cols = tl.arange(0, BK)
     cv = i_v * BV + tl.arange(0, BV)
-    o_i = tl.arange(0, BT)
     mcol = cols < K
     m_s = mcol[:, None] & (cv < V)[None, :]
     p_s = cols[:, None] * V + cv[None, :]
@@ -58,25 +52,15 @@ def _state_bwd_kernel(
     c_end = tl.minimum(NT, c0 + CPS)
     for j in range(c0, c_end):
         i_t = c_end - 1 - (j - c0)
-        tok0 = i_b.to(tl.int64) * T + i_t * BT
-        mrow = o_i < T - i_t * BT
-        th = (tok0 + o_i) * H + i_h
-        m_k = mrow[:, None] & mcol[None, :]
+        th, mrow = _chunk_rows(i_b, i_t, i_h, T, H, BT)
         m_v = mrow[:, None] & (cv < V)[None, :]
         chunk_bh = (i_b.to(tl.int64) * NT + i_t) * H + i_h
         tl.store(dhs_ptr + chunk_bh * K * V + p_s, dstate.to(dhs_ptr.dtype.element_ty), mask=m_s)
-        kt = tl.load(k_ptr + th[:, None] * K + cols[None, :], mask=m_k, other=0.0)
-        qt = tl.load(q_ptr + th[:, None] * K + cols[None, :], mask=m_k, other=0.0)
-        wt = tl.load(w_ptr + th[:, None] * K + cols[None, :], mask=m_k, other=0.0)
-        at = tl.load(a_ptr + th[:, None] * BT + o_i[None, :], mask=mrow[:, None], other=0.0)
-        dot_ = tl.load(do_ptr + th[:, None] * V + cv[None, :], mask=m_v, other=0.0).to(dt)
-        G, G_last = _gate_cumsum(g_ptr, th, mrow, cols, mcol, K, PER_CHANNEL)
-        kbar = (kt * tl.exp(_rows(G_last - G, PER_CHANNEL))).to(dt)
-        dpseudo = tl.dot(tl.trans(at), dot_) + tl.dot(kbar, dstate.to(dt))
+        dpseudo, dstate = _bwd_chunk(
+            q_ptr, k_ptr, g_ptr, w_ptr, a_ptr, do_ptr, dstate, th, mrow, cols, mcol, cv, m_v, scale, K, V,
+            PER_CHANNEL, BT,
+        )  # fmt: skip
         tl.store(dus_ptr + th[:, None] * V + cv[None, :], dpseudo, mask=m_v)
-        qe = (qt * (tl.exp(_rows(G, PER_CHANNEL)) * scale)).to(dt)
-        dstate = dstate * tl.exp(_vec(G_last, PER_CHANNEL)) + tl.dot(tl.trans(qe), dot_)
-        dstate -= tl.dot(tl.trans(wt), dpseudo.to(dt))
     if STORE_DH0:
         if i_s == 0:
             tl.store(dh0_ptr + i_bh.to(tl.int64) * K * V + p_s, dstate, mask=m_s)

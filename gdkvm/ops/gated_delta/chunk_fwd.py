@@ -22,7 +22,14 @@ import torch
 import triton
 import triton.language as tl
 
-from gdkvm.ops.gated_delta.chunk_jit import _gate_cumsum, _pairwise_channel, _rows, _vec
+from gdkvm.ops.gated_delta.chunk_jit import (
+    _chunk_rows,
+    _gate_cumsum,
+    _pairwise_channel,
+    _program_bh_segment,
+    _rows,
+    _vec,
+)
 from gdkvm.ops.gated_delta.chunk_seg import _seg_fwd_kernel, segment_starts
 from gdkvm.ops.gated_delta.launch import (
     PARALLEL_CONFIGS,
@@ -143,11 +150,7 @@ def _state_fwd_kernel(
     per-chunk states/U. With SEG the chunks [i_s * CPS, (i_s + 1) * CPS) of segment i_s start from the state that
     ``_seg_combine_kernel`` stored in h0_ptr ([B*H*NS, K, V] fp32); otherwise NS = 1 and h0_ptr is [B*H, K, V]."""
     i_v = tl.program_id(0)
-    i_bhs = tl.program_id(1)
-    i_bh = i_bhs // NS
-    i_s = i_bhs % NS
-    i_b = i_bh // H
-    i_h = i_bh % H
+    i_bhs, i_bh, i_s, i_b, i_h = _program_bh_segment(NS, H)
     dt = w_ptr.dtype.element_ty  # operand dtype of the tensor-core products
     cols = tl.arange(0, BK)
     cv = i_v * BV + tl.arange(0, BV)
@@ -161,9 +164,7 @@ def _state_fwd_kernel(
         state = tl.zeros([BK, BV], dtype=tl.float32)
     c_end = tl.minimum(NT, (i_s + 1) * CPS)
     for i_t in range(i_s * CPS, c_end):
-        tok0 = i_b.to(tl.int64) * T + i_t * BT
-        mrow = o_i < T - i_t * BT
-        th = (tok0 + o_i) * H + i_h
+        th, mrow = _chunk_rows(i_b, i_t, i_h, T, H, BT)
         m_k = mrow[:, None] & mcol[None, :]
         m_v = mrow[:, None] & (cv < V)[None, :]
         if SAVE:

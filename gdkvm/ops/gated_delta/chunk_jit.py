@@ -1,12 +1,63 @@
-"""Triton helpers shared by the token-rule kernels (forward, backward and segment scan): the chunk-local cumulative
-log-decay G and the gate shape adapters (per head [BT] or per key channel [BT, BK]), and the per-key-channel pairwise
-decayed products. All ``@triton.jit``; they run inside the kernels that call them.
+"""Triton helpers shared by the token-rule kernels (forward, backward and segment scan): program and row indexing,
+the reverse pass's chunk step, segment-summary columns, the chunk-local cumulative log-decay G and the gate shape
+adapters (per head [BT] or per key channel [BT, BK]), and the per-key-channel pairwise decayed products. All
+``@triton.jit``; they run inside the kernels that call them.
 """
 
 from __future__ import annotations
 
 import triton
 import triton.language as tl
+
+
+@triton.jit
+def _program_bh_segment(NS, H):
+    """(i_bhs, i_bh, i_s, i_b, i_h) of a state-pass program whose second grid axis runs over batch*head*segment."""
+    i_bhs = tl.program_id(1)
+    i_bh = i_bhs // NS
+    return i_bhs, i_bh, i_bhs % NS, i_bh // H, i_bh % H
+
+
+@triton.jit
+def _chunk_rows(i_b, i_t, i_h, T, H, BT: tl.constexpr):
+    """Row indices th ([BT], into the [B, T, H] token-head layout) and the valid-row mask of chunk i_t."""
+    o_i = tl.arange(0, BT)
+    return (i_b.to(tl.int64) * T + i_t * BT + o_i) * H + i_h, o_i < T - i_t * BT
+
+
+@triton.jit
+def _bwd_chunk(
+    q_ptr, k_ptr, g_ptr, w_ptr, a_ptr, do_ptr, dstate, th, mrow, cols, mcol, cv, m_v, scale, K, V,
+    PER_CHANNEL: tl.constexpr, BT: tl.constexpr,
+):  # fmt: skip
+    """One chunk of the reverse state pass: dU = A^T dO + (K * e^{G_C - G}) dS, then
+    dS <- e^{G_C} dS + scale (Q * e^G)^T dO - w^T dU. Returns (dU [BT, BV] fp32, new dS [BK, BV] fp32)."""
+    dt = w_ptr.dtype.element_ty  # operand dtype of the tensor-core products
+    o_i = tl.arange(0, BT)
+    m_k = mrow[:, None] & mcol[None, :]
+    kt = tl.load(k_ptr + th[:, None] * K + cols[None, :], mask=m_k, other=0.0)
+    qt = tl.load(q_ptr + th[:, None] * K + cols[None, :], mask=m_k, other=0.0)
+    wt = tl.load(w_ptr + th[:, None] * K + cols[None, :], mask=m_k, other=0.0)
+    at = tl.load(a_ptr + th[:, None] * BT + o_i[None, :], mask=mrow[:, None], other=0.0)
+    dot_ = tl.load(do_ptr + th[:, None] * V + cv[None, :], mask=m_v, other=0.0).to(dt)
+    G, G_last = _gate_cumsum(g_ptr, th, mrow, cols, mcol, K, PER_CHANNEL)
+    kbar = (kt * tl.exp(_rows(G_last - G, PER_CHANNEL))).to(dt)
+    dpseudo = tl.dot(tl.trans(at), dot_) + tl.dot(kbar, dstate.to(dt))
+    qe = (qt * (tl.exp(_rows(G, PER_CHANNEL)) * scale)).to(dt)
+    dstate = dstate * tl.exp(_vec(G_last, PER_CHANNEL)) + tl.dot(tl.trans(qe), dot_)
+    dstate -= tl.dot(tl.trans(wt), dpseudo.to(dt))
+    return dpseudo, dstate
+
+
+@triton.jit
+def _seg_columns(i_c, NVT, K, V, BK: tl.constexpr, BV: tl.constexpr):
+    """Column tile i_c of a segment summary [K, V + K]: tiles below NVT are value columns (b or c, start 0), the
+    others key columns (M or N, start I). Returns (is_val, cv [BV] within its part, their mask, the start [BK, BV])."""
+    cols = tl.arange(0, BK)
+    is_val = i_c < NVT
+    cv = tl.where(is_val, i_c * BV, (i_c - NVT) * BV) + tl.arange(0, BV)
+    start = tl.where((cols[:, None] == cv[None, :]) & (cv < tl.where(is_val, 0, K))[None, :], 1.0, 0.0)
+    return is_val, cv, cv < tl.where(is_val, V, K), start
 
 
 @triton.jit

@@ -11,7 +11,15 @@ import torch
 import triton
 import triton.language as tl
 
-from gdkvm.ops.gated_delta.chunk_jit import _gate_cumsum, _rows, _vec
+from gdkvm.ops.gated_delta.chunk_jit import (
+    _bwd_chunk,
+    _chunk_rows,
+    _gate_cumsum,
+    _program_bh_segment,
+    _rows,
+    _seg_columns,
+    _vec,
+)
 
 
 @triton.jit
@@ -23,26 +31,14 @@ def _seg_fwd_kernel(
     S_end = M S_start + b. Column tiles i_c < NVT run the recurrence from S = 0 with the chunk's u (giving b, the V
     value columns); the others run it from S = I with u = 0 (giving M, K columns). sum_ptr: [B*H*NS, K, V + K]."""
     i_c = tl.program_id(0)
-    i_bhs = tl.program_id(1)
-    i_bh = i_bhs // NS
-    i_s = i_bhs % NS
-    i_b = i_bh // H
-    i_h = i_bh % H
+    i_bhs, _, i_s, i_b, i_h = _program_bh_segment(NS, H)
     dt = w_ptr.dtype.element_ty
     cols = tl.arange(0, BK)
-    o_i = tl.arange(0, BT)
     mcol = cols < K
-    is_val = i_c < NVT
-    c0 = tl.where(is_val, i_c * BV, (i_c - NVT) * BV)
-    cv = c0 + tl.arange(0, BV)
-    width = tl.where(is_val, V, K)
-    mc = cv < width
-    state = tl.where((cols[:, None] == cv[None, :]) & (cv < tl.where(is_val, 0, K))[None, :], 1.0, 0.0)
+    is_val, cv, mc, state = _seg_columns(i_c, NVT, K, V, BK, BV)
     c_end = tl.minimum(NT, (i_s + 1) * CPS)
     for i_t in range(i_s * CPS, c_end):
-        tok0 = i_b.to(tl.int64) * T + i_t * BT
-        mrow = o_i < T - i_t * BT
-        th = (tok0 + o_i) * H + i_h
+        th, mrow = _chunk_rows(i_b, i_t, i_h, T, H, BT)
         m_k = mrow[:, None] & mcol[None, :]
         m_v = mrow[:, None] & (cv < tl.where(is_val, V, 0))[None, :]
         kt = tl.load(k_ptr + th[:, None] * K + cols[None, :], mask=m_k, other=0.0)
@@ -99,41 +95,20 @@ def _seg_bwd_kernel(
     i_c < NVT run the reverse recurrence from dS = 0 with the chunk's dO (c, V columns); the others from dS = I
     with dO = 0 (N, K columns). sum_ptr: [B*H*NS, K, V + K] fp32."""
     i_c = tl.program_id(0)
-    i_bhs = tl.program_id(1)
-    i_bh = i_bhs // NS
-    i_s = i_bhs % NS
-    i_b = i_bh // H
-    i_h = i_bh % H
-    dt = w_ptr.dtype.element_ty
+    i_bhs, _, i_s, i_b, i_h = _program_bh_segment(NS, H)
     cols = tl.arange(0, BK)
-    o_i = tl.arange(0, BT)
     mcol = cols < K
-    is_val = i_c < NVT
-    c0v = tl.where(is_val, i_c * BV, (i_c - NVT) * BV)
-    cv = c0v + tl.arange(0, BV)
-    width = tl.where(is_val, V, K)
-    mc = cv < width
-    dstate = tl.where((cols[:, None] == cv[None, :]) & (cv < tl.where(is_val, 0, K))[None, :], 1.0, 0.0)
+    is_val, cv, mc, dstate = _seg_columns(i_c, NVT, K, V, BK, BV)
     c0 = i_s * CPS
     c_end = tl.minimum(NT, c0 + CPS)
     for j in range(c0, c_end):
         i_t = c_end - 1 - (j - c0)
-        tok0 = i_b.to(tl.int64) * T + i_t * BT
-        mrow = o_i < T - i_t * BT
-        th = (tok0 + o_i) * H + i_h
-        m_k = mrow[:, None] & mcol[None, :]
+        th, mrow = _chunk_rows(i_b, i_t, i_h, T, H, BT)
         m_v = mrow[:, None] & (cv < tl.where(is_val, V, 0))[None, :]
-        kt = tl.load(k_ptr + th[:, None] * K + cols[None, :], mask=m_k, other=0.0)
-        qt = tl.load(q_ptr + th[:, None] * K + cols[None, :], mask=m_k, other=0.0)
-        wt = tl.load(w_ptr + th[:, None] * K + cols[None, :], mask=m_k, other=0.0)
-        at = tl.load(a_ptr + th[:, None] * BT + o_i[None, :], mask=mrow[:, None], other=0.0)
-        dot_ = tl.load(do_ptr + th[:, None] * V + cv[None, :], mask=m_v, other=0.0).to(dt)
-        G, G_last = _gate_cumsum(g_ptr, th, mrow, cols, mcol, K, PER_CHANNEL)
-        kbar = (kt * tl.exp(_rows(G_last - G, PER_CHANNEL))).to(dt)
-        dpseudo = tl.dot(tl.trans(at), dot_) + tl.dot(kbar, dstate.to(dt))
-        qe = (qt * (tl.exp(_rows(G, PER_CHANNEL)) * scale)).to(dt)
-        dstate = dstate * tl.exp(_vec(G_last, PER_CHANNEL)) + tl.dot(tl.trans(qe), dot_)
-        dstate -= tl.dot(tl.trans(wt), dpseudo.to(dt))
+        _, dstate = _bwd_chunk(
+            q_ptr, k_ptr, g_ptr, w_ptr, a_ptr, do_ptr, dstate, th, mrow, cols, mcol, cv, m_v, scale, K, V,
+            PER_CHANNEL, BT,
+        )  # fmt: skip
     out_col = tl.where(is_val, cv, V + cv)
     tl.store(sum_ptr + i_bhs.to(tl.int64) * K * (V + K) + cols[:, None] * (V + K) + out_col[None, :], dstate,
              mask=mcol[:, None] & mc[None, :])  # fmt: skip
