@@ -90,21 +90,27 @@ def run(inp: dict, backend: str, upcast: bool) -> tuple[torch.Tensor, torch.Tens
     return o.detach(), final.detach(), {n: x[n].grad for n in NAMES if x[n] is not None}
 
 
-@pytest.mark.parametrize(("shape", "dtype", "with_state"), CASES)
-def test_triton_matches_reference(shape: tuple, dtype: torch.dtype, with_state: bool) -> None:
-    inp = make_inputs(shape, dtype, with_state)
+def triton_errors(inp: dict, tol: float) -> dict[str, float]:
+    """Runs the Triton op and the upcast reference on ``inp`` and asserts every relative RMS error (o, final state,
+    each gradient) is within ``tol``; a gradient off the reference's autograd path (T = 1 without initial state) must
+    be None or zero. Also checks the output dtypes. Returns the errors."""
     o, final, grads = run(inp, "triton", upcast=False)
     o_ref, final_ref, grads_ref = run(inp, "naive", upcast=True)
-    tol = TOL[dtype]
-    assert o.dtype == dtype and final.dtype == torch.float32
+    assert o.dtype == inp["k"].dtype and final.dtype == torch.float32
     errors = {"o": rel_rms(o, o_ref), "final_state": rel_rms(final, final_ref)}
     for name, ref in grads_ref.items():
-        if ref is None:  # not on the reference's autograd path (T = 1 without initial state): must be zero
+        if ref is None:
             assert grads[name] is None or torch.count_nonzero(grads[name]) == 0, name
             continue
         errors[f"d{name}"] = rel_rms(grads[name], ref)
     bad = {name: f"{err:.2e}" for name, err in errors.items() if not err <= tol}
     assert not bad, f"relative RMS error above {tol}: {bad}"
+    return errors
+
+
+@pytest.mark.parametrize(("shape", "dtype", "with_state"), CASES)
+def test_triton_matches_reference(shape: tuple, dtype: torch.dtype, with_state: bool) -> None:
+    triton_errors(make_inputs(shape, dtype, with_state), TOL[dtype])
 
 
 INFERENCE_CASES = [
