@@ -12,10 +12,11 @@ mkdir -p "$OUTDIR"
 source bench/gpu_env.sh >/dev/null 2>&1
 gpu_report 2>&1 | tee "$OUTDIR/env.txt"
 if [ "$WHAT" = frame ] || [ "$WHAT" = ops ]; then
-  long=$([ "$WHAT" = frame ] && echo 16 || echo 10)  # a frame-only call has time for longer limits and a bf16 table
-  timeout $((17 * long)) python3 -m pytest -q -p no:cacheprovider -rf --tb=line tests/ops/test_frame_gpu.py 2>&1 \
+  # a frame-only call has time for longer limits and a bf16 table
+  if [ "$WHAT" = frame ]; then t_tests=272 t_bench=176; else t_tests=170 t_bench=110; fi
+  timeout $t_tests python3 -m pytest -q -p no:cacheprovider -rf --tb=line tests/ops/test_frame_gpu.py 2>&1 \
     | tail -20 | tee "$OUTDIR/frame_tests.txt"
-  timeout $((11 * long)) python3 bench/ops_frame.py --compile-max-t 20 --json "$OUTDIR/bench_frame.json" 2>&1 \
+  timeout $t_bench python3 bench/ops_frame.py --compile-max-t 20 --json "$OUTDIR/bench_frame.json" 2>&1 \
     | grep -vi warn | tee "$OUTDIR/bench_frame.txt" | tail -14
   [ "$WHAT" = frame ] && timeout 80 python3 bench/ops_frame.py --dtype bf16 --shapes B10T10N256 B10T10N64 \
     --compile-max-t 20 --json "$OUTDIR/bench_frame_bf16.json" 2>&1 | grep -vi warn | tee "$OUTDIR/bench_frame_bf16.txt"
