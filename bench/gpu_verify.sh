@@ -5,6 +5,7 @@
 #   bash bench/gpu_verify.sh OUTDIR ops    # both of the above in one call (about 9.5 minutes)
 #   bash bench/gpu_verify.sh OUTDIR frame-bench [SHAPES...]  # only the frame op bench (fp32), up to 9 minutes
 #   bash bench/gpu_verify.sh OUTDIR infer  # inference speed of the default and full networks (bf16, CUDA graphs)
+#   bash bench/gpu_verify.sh OUTDIR probe  # token-rule GPU tests, per-kernel profile of both ops, ours-only token bench
 # Carry .whl (training wheels and fla-core; see bench/gpu_env.sh). Results land in OUTDIR, at most 8 files.
 set -uo pipefail
 OUTDIR=${1:-/tmp/gdkvm_gpu}; WHAT=${2:-ops}
@@ -34,6 +35,14 @@ if [ "$WHAT" = frame-bench ]; then  # torch.compile of the baselines takes most 
   shift 2 2>/dev/null
   timeout 540 python3 bench/ops_frame.py --compile-max-t 20 ${*:+--shapes $*} --json "$OUTDIR/bench_frame.json" 2>&1 \
     | grep -vi warn | tee "$OUTDIR/bench_frame.txt"
+fi
+if [ "$WHAT" = probe ]; then  # about 7 minutes: where the time goes, without the peers' compile times
+  timeout 150 python3 -m pytest -q -p no:cacheprovider -rf --tb=line tests/ops/test_chunk_gpu.py 2>&1 \
+    | tail -20 | tee "$OUTDIR/token_tests.txt"
+  timeout 150 python3 bench/profile_ops.py --json "$OUTDIR/profile.json" 2>&1 | grep -vi warn \
+    | tee "$OUTDIR/profile.txt" | tail -30
+  timeout 120 python3 bench/ops_token.py --no-fla --variants high high+serial --no-accuracy --json "$OUTDIR/bench_token.json" \
+    2>&1 | grep -vE '^\{' | tee "$OUTDIR/bench_token.txt" | tail -20
 fi
 if [ "$WHAT" = infer ]; then
   timeout 540 python3 bench/infer.py --models default full --sizes 256 128 112 --batches 1 32 --frames 100 \
