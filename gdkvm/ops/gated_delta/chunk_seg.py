@@ -31,7 +31,7 @@ def _seg_fwd_kernel(
     S_end = M S_start + b. Column tiles i_c < NVT run the recurrence from S = 0 with the chunk's u (giving b, the V
     value columns); the others run it from S = I with u = 0 (giving M, K columns). sum_ptr: [B*H*NS, K, V + K]."""
     i_c = tl.program_id(0)
-    i_bhs, _, i_s, i_b, i_h = _program_bh_segment(NS, H)
+    i_bhs, i_bh, i_s, i_b, i_h = _program_bh_segment(NS, H)
     dt = w_ptr.dtype.element_ty
     cols = tl.arange(0, BK)
     mcol = cols < K
@@ -95,7 +95,7 @@ def _seg_bwd_kernel(
     i_c < NVT run the reverse recurrence from dS = 0 with the chunk's dO (c, V columns); the others from dS = I
     with dO = 0 (N, K columns). sum_ptr: [B*H*NS, K, V + K] fp32."""
     i_c = tl.program_id(0)
-    i_bhs, _, i_s, i_b, i_h = _program_bh_segment(NS, H)
+    i_bhs, i_bh, i_s, i_b, i_h = _program_bh_segment(NS, H)
     cols = tl.arange(0, BK)
     mcol = cols < K
     is_val, cv, mc, dstate = _seg_columns(i_c, NVT, K, V, BK, BV)
@@ -105,7 +105,7 @@ def _seg_bwd_kernel(
         i_t = c_end - 1 - (j - c0)
         th, mrow = _chunk_rows(i_b, i_t, i_h, T, H, BT)
         m_v = mrow[:, None] & (cv < tl.where(is_val, V, 0))[None, :]
-        _, dstate = _bwd_chunk(
+        dv_chunk, dstate = _bwd_chunk(
             q_ptr, k_ptr, g_ptr, w_ptr, a_ptr, do_ptr, dstate, th, mrow, cols, mcol, cv, m_v, scale, K, V,
             PER_CHANNEL, BT,
         )  # fmt: skip

@@ -1,0 +1,144 @@
+"""Compile every Triton kernel launch of both memory ops for an H100 (sm_90) on a machine without a GPU.
+
+The interpreter (the CPU tests' Triton) runs kernel bodies as Python and accepts code that Triton's compiler rejects
+(a loop-carried ``_`` that changes type, for one), and it says nothing about shared memory. This script runs the ops'
+Triton paths with ``TRITON_INTERPRET=0`` on CPU tensors while ``JITFunction.run`` is replaced by a recorder: each
+launch is compiled ahead of time for ``GPUTarget("cuda", 90, 32)`` (Triton's own front end, optimiser and ptxas,
+all in the wheel) with the launch's constexprs, warps and stages, and nothing runs. Precision constexprs that the
+CPU path sets to "ieee" are compiled as "tf32x3" (the CUDA path of fp32 inputs, the one with the most operand copies).
+
+Run: ``TRITON_INTERPRET=0 python tests/ops/sm90_compile.py`` prints one line per distinct kernel compile
+(``ok NAME shared=BYTES``) or ``FAIL NAME: reason``, and exits 1 on any failure or shared-memory need above an H100's
+227 KB per block. Used by tests/ops/test_sm90_compile.py in a subprocess.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from pathlib import Path
+
+os.environ["TRITON_INTERPRET"] = "0"  # before any kernel is defined: real JITFunctions, not interpreted ones
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+import torch  # noqa: E402
+import triton  # noqa: E402
+from triton.backends.compiler import GPUTarget  # noqa: E402
+from triton.compiler import ASTSource  # noqa: E402
+from triton.runtime.jit import JITFunction  # noqa: E402
+
+SMEM_LIMIT = 232448  # bytes of shared memory one block may use on an H100 (227 KB)
+TARGET = GPUTarget("cuda", 90, 32)
+LAUNCH_OPTIONS = ("num_warps", "num_stages", "num_ctas", "maxnreg")
+_DTYPES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16", torch.int32: "i32",
+           torch.int64: "i64", torch.bool: "i1"}  # fmt: skip
+results: dict[tuple, str] = {}
+
+
+def _arg_type(value: object) -> str:
+    if isinstance(value, torch.Tensor):
+        return "*" + _DTYPES[value.dtype]
+    if isinstance(value, bool):
+        return "i1"
+    if isinstance(value, int):
+        return "i32" if -(2**31) <= value < 2**31 else "i64"
+    if isinstance(value, float):
+        return "fp32"
+    raise TypeError(f"no Triton type for argument {value!r}")
+
+
+def _record(self: JITFunction, *args: object, grid: object = None, warmup: bool = False, **kwargs: object) -> None:
+    """Stand-in for ``JITFunction.run``: compiles this launch for sm_90 (once per distinct signature)."""
+    options = {name: kwargs.pop(name) for name in LAUNCH_OPTIONS if name in kwargs}
+    options.setdefault("num_warps", 4)
+    options.setdefault("num_stages", 3)
+    bound = dict(zip(self.arg_names, args, strict=False))
+    bound.update(kwargs)
+    signature, constexprs = {}, {}
+    for param in self.params:
+        value = bound.get(param.name, param.default)
+        if param.is_constexpr or value is None:
+            if value == "ieee" and param.name in ("PREC", "SPREC"):
+                value = "tf32x3"
+            signature[param.name] = "constexpr"
+            constexprs[(param.num,)] = value
+        else:
+            signature[param.name] = _arg_type(value)
+    key = (self.__name__, tuple(signature.items()), tuple(sorted(constexprs.items())), tuple(sorted(options.items())))
+    if key in results:
+        return
+    try:
+        compiled = triton.compile(ASTSource(self, signature, constexprs=constexprs), target=TARGET, options=options)
+        shared = int(compiled.metadata.shared)
+        status = "ok" if shared <= SMEM_LIMIT else "FAIL"
+        results[key] = f"{status} {self.__name__} shared={shared} warps={options['num_warps']}"
+    except Exception as err:  # noqa: BLE001  (any compiler error is a finding to report)
+        lines = [ln for ln in traceback.format_exception_only(err)[-1].splitlines() if ln.strip()]
+        results[key] = f"FAIL {self.__name__}: {lines[-1][:400] if lines else type(err).__name__}"
+    print(results[key], flush=True)
+
+
+def frame_cases() -> None:
+    from gdkvm.ops.frame.autograd import frame_gated_delta_step_triton, frame_gated_delta_triton
+
+    for dtype, (b, t, n, dk, dv, heads), h0 in (
+        (torch.float32, (2, 3, 64, 64, 256, 8), False),  # the paper's sizes, parallel recurrence
+        (torch.bfloat16, (2, 3, 196, 64, 256, 8), True),
+        (torch.float32, (1, 2, 64, 128, 512, 8), True),  # largest supported Dk, Dv
+        (torch.float32, (2, 3, 50, 48, 96, 4), False),  # Dv / H = 24: the one-program-per-clip recurrence
+    ):
+        k = torch.softmax(torch.randn(b, t, n, dk), -1).to(dtype).requires_grad_()
+        v = torch.randn(b, t, n, dv).to(dtype).requires_grad_()
+        params = [torch.randn(dv, heads) / dv**0.5, torch.randn(dv, heads) / dv**0.5, torch.zeros(heads),
+                  torch.zeros(heads)]  # fmt: skip
+        params = [p.requires_grad_() for p in params]
+        state = torch.randn(b, dk, dv).requires_grad_() if h0 else None
+        o, final = frame_gated_delta_triton(k, v, *params, heads=heads, initial_state=state, output_final_state=True)
+        (o.float().sum() + final.sum()).backward()
+        with torch.no_grad():
+            frame_gated_delta_step_triton(k[:, 0], v[:, 0], *params, heads=heads, state=state)
+
+
+def token_cases() -> None:
+    from gdkvm.ops.gated_delta.chunk import chunk_gated_delta_triton
+
+    cases = (  # (B, T, H, K, V), dtype, per-channel gate, environment of the kernels' paths
+        ((1, 200, 2, 64, 64), torch.bfloat16, False, {}),
+        ((1, 200, 2, 64, 32), torch.bfloat16, False, {"GDKVM_TOKEN_SEGMENTS": "3"}),
+        ((1, 200, 2, 128, 128), torch.bfloat16, True, {"GDKVM_TOKEN_O": "split"}),
+        ((1, 130, 2, 100, 60), torch.float32, True, {"GDKVM_TOKEN_SEGMENTS": "2", "GDKVM_TOKEN_PRECISION": "fast"}),
+        ((1, 130, 1, 256, 96), torch.bfloat16, False, {}),
+    )
+    for (b, t, h, kd, vd), dtype, channel, env in cases:
+        saved = {name: os.environ.get(name) for name in env}
+        os.environ.update(env)
+        try:
+            q, k = (torch.nn.functional.normalize(torch.randn(b, t, h, kd), dim=-1).to(dtype) for _ in range(2))
+            v = torch.randn(b, t, h, vd).to(dtype)
+            g = torch.nn.functional.logsigmoid(torch.randn(b, t, h, *((kd,) if channel else ())))
+            beta = torch.rand(b, t, h).to(dtype)
+            leaves = [x.requires_grad_() for x in (q, k, v, g, beta)]
+            h0 = torch.randn(b, h, kd, vd).requires_grad_()
+            o, final = chunk_gated_delta_triton(*leaves, scale=kd**-0.5, initial_state=h0, output_final_state=True)
+            (o.float().sum() + final.sum()).backward()
+        finally:
+            for name, value in saved.items():
+                os.environ.pop(name, None) if value is None else os.environ.__setitem__(name, value)
+
+
+def main() -> int:
+    JITFunction.run = _record
+    for cases in (frame_cases, token_cases):
+        try:
+            cases()
+        except Exception:  # noqa: BLE001
+            print(f"FAIL {cases.__name__} (host code):\n{traceback.format_exc()}", flush=True)
+            return 1
+    failed = [line for line in results.values() if line.startswith("FAIL")]
+    print(f"{len(results)} kernel compiles for sm_90, {len(failed)} failed", flush=True)
+    return 1 if failed or not results else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
