@@ -25,7 +25,7 @@ fi
 if [ "$WHAT" = token ] || [ "$WHAT" = ops ]; then
   timeout 150 python3 -m pytest -q -p no:cacheprovider -rf --tb=line tests/ops/test_chunk_gpu.py 2>&1 \
     | tail -20 | tee "$OUTDIR/token_tests.txt"
-  variants=$([ "$WHAT" = token ] && echo "high high+serial high+split fast")
+  variants=$([ "$WHAT" = token ] && echo "high high+serial high+split")
   # shellcheck disable=SC2086
   timeout $([ "$WHAT" = token ] && echo 420 || echo 150) python3 bench/ops_token.py ${variants:+--variants $variants} \
     --json "$OUTDIR/bench_token.json" 2>&1 | grep -vE '^\{' \

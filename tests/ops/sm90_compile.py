@@ -8,13 +8,14 @@ all in the wheel) with the launch's constexprs, warps and stages, and nothing ru
 CPU path sets to "ieee" are compiled as "tf32x3" (the CUDA path of fp32 inputs, the one with the most operand copies).
 
 Run: ``TRITON_INTERPRET=0 python tests/ops/sm90_compile.py`` prints one line per distinct kernel compile
-(``ok NAME shared=BYTES``) or ``FAIL NAME: reason``, and exits 1 on any failure or shared-memory need above an H100's
-227 KB per block. Used by tests/ops/test_sm90_compile.py in a subprocess.
+(``ok NAME shared=BYTES warps=W wgmma=SHAPES``) or ``FAIL NAME: reason``, and exits 1 on any failure, on a
+shared-memory need above an H100's 227 KB per block, or on a tensor-core instruction narrower than 16 columns. Used by tests/ops/test_sm90_compile.py in a subprocess.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import sys
 import traceback
 from pathlib import Path
@@ -30,6 +31,8 @@ from triton.runtime.jit import JITFunction  # noqa: E402
 
 SMEM_LIMIT = 232448  # bytes of shared memory one block may use on an H100 (227 KB)
 TARGET = GPUTarget("cuda", 90, 32)
+# tensor-core instructions in the PTX; narrower than 16 columns is the shape Triton 3.6 got wrong (triton#10629)
+WGMMA = re.compile(r"wgmma\.mma_async\.sync\.aligned\.(m64n\d+k\d+)\.f32\.(\w+)\.")
 LAUNCH_OPTIONS = ("num_warps", "num_stages", "num_ctas", "maxnreg")
 _DTYPES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16", torch.int32: "i32",
            torch.int64: "i64", torch.bool: "i1"}  # fmt: skip
@@ -71,8 +74,11 @@ def _record(self: JITFunction, *args: object, grid: object = None, warmup: bool 
     try:
         compiled = triton.compile(ASTSource(self, signature, constexprs=constexprs), target=TARGET, options=options)
         shared = int(compiled.metadata.shared)
-        status = "ok" if shared <= SMEM_LIMIT else "FAIL"
-        results[key] = f"{status} {self.__name__} shared={shared} warps={options['num_warps']}"
+        shapes = sorted(set(WGMMA.findall(compiled.asm["ptx"])))
+        narrow = [f"{shape}.{kind}" for shape, kind in shapes if int(shape[4:].split("k")[0]) < 16]
+        status = "ok" if shared <= SMEM_LIMIT and not narrow else "FAIL"
+        wgmma = ",".join(f"{shape}.{kind}" for shape, kind in shapes) or "-"
+        results[key] = f"{status} {self.__name__} shared={shared} warps={options['num_warps']} wgmma={wgmma}"
     except Exception as err:  # noqa: BLE001  (any compiler error is a finding to report)
         lines = [ln for ln in traceback.format_exception_only(err)[-1].splitlines() if ln.strip()]
         results[key] = f"FAIL {self.__name__}: {lines[-1][:400] if lines else type(err).__name__}"
@@ -107,8 +113,10 @@ def token_cases() -> None:
         ((1, 200, 2, 64, 64), torch.bfloat16, False, {}),
         ((1, 200, 2, 64, 32), torch.bfloat16, False, {"GDKVM_TOKEN_SEGMENTS": "3"}),
         ((1, 200, 2, 128, 128), torch.bfloat16, True, {"GDKVM_TOKEN_O": "split"}),
-        ((1, 130, 2, 100, 60), torch.float32, True, {"GDKVM_TOKEN_SEGMENTS": "2", "GDKVM_TOKEN_PRECISION": "fast"}),
-        ((1, 130, 1, 256, 96), torch.bfloat16, False, {}),
+        ((1, 130, 2, 100, 60), torch.float32, True, {"GDKVM_TOKEN_SEGMENTS": "2"}),
+        ((1, 300, 2, 64, 32), torch.bfloat16, False, {"GDKVM_TOKEN_SEGMENTS": "3", "GDKVM_TOKEN_PRECISION": "fast"}),
+        ((1, 200, 2, 128, 128), torch.bfloat16, True, {"GDKVM_TOKEN_O": "split", "GDKVM_TOKEN_PRECISION": "fast"}),
+        ((1, 300, 2, 256, 96), torch.bfloat16, False, {}),  # two segments (auto) at K 256
     )
     for (b, t, h, kd, vd), dtype, channel, env in cases:
         saved = {name: os.environ.get(name) for name in env}

@@ -121,21 +121,13 @@ def test_gpu_autotuned_configs(monkeypatch: pytest.MonkeyPatch) -> None:
     test_gpu_matches_fp32_oracle(2, 1500, 4, 128, 128, False, False, torch.bfloat16, 1.0, 0.5)
 
 
-def test_gpu_fast_precision_mode(monkeypatch: pytest.MonkeyPatch) -> None:
-    # GDKVM_TOKEN_PRECISION=fast keeps the intermediates in bf16 (FLA's choice): faster, about twice the error.
+def test_gpu_fast_precision_mode_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GDKVM_TOKEN_PRECISION=fast (bf16 intermediates) gave garbage o and an illegal memory access on an H100 with
+    # triton 3.6 (2026-11-27): on CUDA it must raise a clear error before any kernel runs, not corrupt memory.
     monkeypatch.setenv("GDKVM_TOKEN_PRECISION", "fast")
-    torch.manual_seed(0)
-    x = make_inputs(2, 1000, 4, 64, 64, per_channel=False, dtype=torch.bfloat16)
-    h0 = torch.randn(2, 4, 64, 64, device="cuda")
-    do = torch.randn(2, 1000, 4, 64, device="cuda")
-    dht = torch.randn(2, 4, 64, 64, device="cuda")
-    o_ref, s_ref, g_ref = run(naive_recurrent_gated_delta, {n: t.float() for n, t in x.items()}, h0, do, dht)
-    o, s, grads = run(chunk_gated_delta, x, h0, do, dht)
-    errors = {"o": rel_rms(o_ref, o), "state": rel_rms(s_ref, s)}
-    errors |= {f"d{name}": rel_rms(ref, grads[name]) for name, ref in g_ref.items()}
-    print("fast", errors)
-    assert errors["o"] < 2 * OUT_TOL and errors["state"] < 2 * OUT_TOL, errors
-    assert all(errors[f"d{name}"] < 2 * GRAD_TOL for name in g_ref), errors
+    x = make_inputs(1, 100, 2, 64, 64, per_channel=False, dtype=torch.bfloat16)
+    with pytest.raises(RuntimeError, match="GDKVM_TOKEN_PRECISION=fast"):
+        chunk_gated_delta(**x)
 
 
 @pytest.mark.parametrize(
@@ -172,15 +164,14 @@ def test_gpu_each_launch_matches_chunk_reference(batch, length, heads, key_dim, 
 
 @pytest.mark.parametrize(
     ("segments", "output", "precision"),
-    [("auto", "fused", "high"), ("6", "split", "high"), ("1", "split", "high"), ("6", "split", "fast")],
-    ids=["seg-auto", "seg6-split-o", "split-o", "seg6-split-o-fast"],
+    [("auto", "fused", "high"), ("6", "split", "high"), ("1", "split", "high")],
+    ids=["seg-auto", "seg6-split-o", "split-o"],
 )
 def test_gpu_segments_and_split_output(monkeypatch: pytest.MonkeyPatch, segments, output, precision) -> None:
     # The switchable paths (GDKVM_TOKEN_SEGMENTS, GDKVM_TOKEN_O) against the oracle, both gate shapes, V = 32.
     monkeypatch.setenv("GDKVM_TOKEN_SEGMENTS", segments)
     monkeypatch.setenv("GDKVM_TOKEN_O", output)
     monkeypatch.setenv("GDKVM_TOKEN_PRECISION", precision)
-    factor = 2 if precision == "fast" else 1
     for args in (
         (1, 2000, 2, 64, 32, False, True),
         (1, 1200, 2, 64, 48, True, False),
@@ -197,22 +188,20 @@ def test_gpu_segments_and_split_output(monkeypatch: pytest.MonkeyPatch, segments
         errors = {"o": rel_rms(o_ref, o), "state": rel_rms(s_ref, s)}
         errors |= {f"d{name}": rel_rms(ref, grads[name]) for name, ref in g_ref.items()}
         print(segments, output, precision, args, {n: f"{e:.2e}" for n, e in errors.items()})
-        assert errors["o"] < factor * OUT_TOL and errors["state"] < factor * OUT_TOL, (args, errors)
-        assert all(errors[f"d{n}"] < factor * GRAD_TOL for n in g_ref), (args, errors)
+        assert errors["o"] < OUT_TOL and errors["state"] < OUT_TOL, (args, errors)
+        assert all(errors[f"d{n}"] < GRAD_TOL for n in g_ref), (args, errors)
 
 
-def test_gpu_fast_mode_long_v32(monkeypatch: pytest.MonkeyPatch) -> None:
-    # The benchmark's B1 T25600 H8 K64 V32 regime (autotuned, no grad) gave o errors of 1.7 in fast mode: check o at
-    # a long clip with V = 32 in both precisions and with the heuristic and autotuned configurations.
+def test_gpu_long_v32(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The benchmark's B1 T25600 H8 K64 V32 regime (segment-parallel scan, no grad): o at a long clip with V = 32,
+    # with the heuristic and (GDKVM_TEST_AUTOTUNE=1) the autotuned configurations.
     torch.manual_seed(0)
     x = make_inputs(1, 12800, 8, 64, 32, per_channel=False, dtype=torch.bfloat16)
     with torch.no_grad():
         o_ref = naive_recurrent_gated_delta(**{n: t.float() for n, t in x.items()})[0]
         errors = {}
-        for precision in ("high", "fast"):
-            for tune in ("0", "1") if AUTOTUNE_TESTS else ("0",):
-                monkeypatch.setenv("GDKVM_TOKEN_PRECISION", precision)
-                monkeypatch.setenv("GDKVM_AUTOTUNE", tune)
-                errors[f"{precision}-autotune{tune}"] = rel_rms(o_ref, chunk_gated_delta(**x)[0])
+        for tune in ("0", "1") if AUTOTUNE_TESTS else ("0",):
+            monkeypatch.setenv("GDKVM_AUTOTUNE", tune)
+            errors[f"autotune{tune}"] = rel_rms(o_ref, chunk_gated_delta(**x)[0])
     print("long V32", errors)
-    assert all(e < 2 * OUT_TOL for e in errors.values()), errors
+    assert all(e < OUT_TOL for e in errors.values()), errors

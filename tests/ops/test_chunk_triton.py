@@ -213,3 +213,15 @@ def test_launch_heuristic_and_config_override(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("GDKVM_TOKEN_CONFIG", "prep=4")
     with pytest.raises(ValueError, match="GDKVM_TOKEN_CONFIG"):
         heuristic("prep", 64, 64, 32)
+
+
+def test_precision_mode_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gdkvm.ops.gated_delta.launch import check_precision_mode
+
+    monkeypatch.setenv("GDKVM_TOKEN_PRECISION", "bf16")
+    with pytest.raises(RuntimeError, match="must be 'high' or 'fast'"):
+        check_precision_mode(torch.device("cpu"))
+    monkeypatch.setenv("GDKVM_TOKEN_PRECISION", "fast")
+    check_precision_mode(torch.device("cpu"))  # the interpreter path keeps the mode (CPU tests cover it)
+    with pytest.raises(RuntimeError, match="disabled on CUDA"):
+        check_precision_mode(torch.device("cuda"))

@@ -37,6 +37,7 @@ from gdkvm.ops.gated_delta.launch import (
     _segment_plan,
     autotuning,
     block_k,
+    check_precision_mode,
     heuristic,
     intermediate_dtype,
     interpreting,
@@ -240,6 +241,7 @@ def launch_prep(
     batch, length, heads, key_dim = k.shape
     value_dim = v.shape[-1]
     n_chunks = triton.cdiv(length, chunk_size)
+    check_precision_mode(q.device)
     inter = intermediate_dtype(q.dtype)
     t_inv = torch.empty(batch, length, heads, chunk_size, device=q.device, dtype=torch.float32)
     a = torch.empty(batch, length, heads, chunk_size, device=q.device, dtype=inter)

@@ -56,7 +56,7 @@ def _seg_fwd_kernel(
 @triton.jit
 def _seg_combine_kernel(
     sum_ptr, h0_ptr, start_ptr, K, V, NS,
-    HAS_H0: tl.constexpr, REVERSE: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    HAS_H0: tl.constexpr, REVERSE: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, BKC: tl.constexpr,
 ):  # fmt: skip
     """Segment-parallel phase 2, serial over the NS segments of one (value tile, batch*head): S = h0 (or 0), then
     for each segment s (in order, or from NS - 1 down with REVERSE, for the backward's dS) store S as the segment's
@@ -69,7 +69,6 @@ def _seg_combine_kernel(
     mcol = cols < K
     m_s = mcol[:, None] & (cv < V)[None, :]
     p_s = cols[:, None] * V + cv[None, :]
-    m_m = mcol[:, None] & mcol[None, :]
     if HAS_H0:
         state = tl.load(h0_ptr + i_bh.to(tl.int64) * K * V + p_s, mask=m_s, other=0.0).to(tl.float32)
     else:
@@ -80,10 +79,19 @@ def _seg_combine_kernel(
         else:
             i_s = j
         base = (i_bh.to(tl.int64) * NS + i_s) * K * (V + K)
-        tl.store(start_ptr + (i_bh.to(tl.int64) * NS + i_s) * K * V + p_s, state, mask=m_s)
-        b = tl.load(sum_ptr + base + cols[:, None] * (V + K) + cv[None, :], mask=m_s, other=0.0)
-        m = tl.load(sum_ptr + base + cols[:, None] * (V + K) + V + cols[None, :], mask=m_m, other=0.0)
-        state = tl.dot(m, state, input_precision="ieee") + b
+        start = start_ptr + (i_bh.to(tl.int64) * NS + i_s) * K * V
+        tl.store(start + p_s, state, mask=m_s)
+        tl.debug_barrier()  # the stored state is re-read below in row blocks, by other threads
+        state = tl.load(sum_ptr + base + cols[:, None] * (V + K) + cv[None, :], mask=m_s, other=0.0)  # b_s
+        # M_s S over BKC-row blocks of S (M whole would need K * K * 4 bytes of shared memory: 256 KB at K 256)
+        for c0 in range(0, BK, BKC):
+            rc = c0 + tl.arange(0, BKC)
+            m_blk = tl.load(sum_ptr + base + cols[:, None] * (V + K) + V + rc[None, :],
+                            mask=mcol[:, None] & (rc < K)[None, :], other=0.0)  # fmt: skip
+            s_blk = tl.load(start + rc[:, None] * V + cv[None, :], mask=(rc < K)[:, None] & (cv < V)[None, :],
+                            other=0.0)  # fmt: skip
+            state += tl.dot(m_blk, s_blk, input_precision="ieee")
+        tl.debug_barrier()  # all reads of this segment's start are done before the next iteration's store
 
 
 @triton.jit
@@ -132,6 +140,6 @@ def segment_starts(
     )  # fmt: skip
     _seg_combine_kernel[(nvt, batch_heads)](
         summary, h0 if h0 is not None else starts, starts, key_dim, value_dim, ns, HAS_H0=h0 is not None,
-        REVERSE=reverse, BK=meta["const"]["BK"], BV=bv, num_warps=4,
+        REVERSE=reverse, BK=meta["const"]["BK"], BV=bv, BKC=min(64, meta["const"]["BK"]), num_warps=4, num_stages=1,
     )  # fmt: skip
     return starts

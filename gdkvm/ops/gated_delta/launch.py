@@ -75,10 +75,25 @@ def intermediate_dtype(dtype: torch.dtype) -> torch.dtype:
     """dtype of the stored intermediates (w, u, A, U, per-chunk states) and of the tensor-core operands built from
     them. fp32 (TF32 products) by default: bf16 intermediates alone cost about 3-5e-3 relative RMS on o (measured by
     simulation), too close to the 5e-3 test bound. ``GDKVM_TOKEN_PRECISION=fast`` keeps them in the input dtype
-    (FLA's choice: half the intermediate traffic, bf16 tensor cores)."""
+    (FLA's choice: half the intermediate traffic, bf16 tensor cores), on the CPU interpreter only: on an H100 with
+    triton 3.6 (2026-11-27) that mode gave garbage o at B1 T12800 V32 and an illegal memory access at B2 T1000 K64
+    V64 with gradients, not yet root-caused, so on CUDA tensors ``check_precision_mode`` refuses it."""
     if os.environ.get("GDKVM_TOKEN_PRECISION", "high") == "fast":
         return dtype
     return torch.float32
+
+
+def check_precision_mode(device: torch.device) -> None:
+    """Raises RuntimeError for GDKVM_TOKEN_PRECISION values other than "high" and "fast", and for "fast" on CUDA
+    (see ``intermediate_dtype``)."""
+    mode = os.environ.get("GDKVM_TOKEN_PRECISION", "high")
+    if mode not in ("high", "fast"):
+        raise RuntimeError(f"GDKVM_TOKEN_PRECISION must be 'high' or 'fast', got {mode!r}")
+    if mode == "fast" and device.type == "cuda":
+        raise RuntimeError(
+            "GDKVM_TOKEN_PRECISION=fast (bf16 intermediates) is disabled on CUDA: on an H100 with triton 3.6 it gave "
+            "wrong outputs and an illegal memory access; unset it to use the default 'high' mode"
+        )
 
 
 def prec(dtype: torch.dtype) -> str:
