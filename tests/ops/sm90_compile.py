@@ -9,7 +9,8 @@ CPU path sets to "ieee" are compiled as "tf32x3" (the CUDA path of fp32 inputs, 
 
 Run: ``TRITON_INTERPRET=0 python tests/ops/sm90_compile.py`` prints one line per distinct kernel compile
 (``ok NAME shared=BYTES warps=W wgmma=SHAPES``) or ``FAIL NAME: reason``, and exits 1 on any failure, on a
-shared-memory need above an H100's 227 KB per block, or on a tensor-core instruction narrower than 16 columns. Used by tests/ops/test_sm90_compile.py in a subprocess.
+shared-memory need above an H100's 227 KB per block, or on a tensor-core instruction narrower than 16 columns.
+Used by tests/ops/test_sm90_compile.py in a subprocess.
 """
 
 from __future__ import annotations
