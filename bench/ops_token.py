@@ -59,6 +59,8 @@ VARIANT_ENV = {
     "fast": {"GDKVM_TOKEN_PRECISION": "fast"},
     "serial": {"GDKVM_TOKEN_SEGMENTS": "1"},
     "split": {"GDKVM_TOKEN_O": "split"},
+    "regs": {"GDKVM_TOKEN_SOLVE": "regs"},
+    "scratch": {"GDKVM_TOKEN_SOLVE": "scratch"},
 }
 DEFAULT_VARIANTS = ["high", "high+serial", "high+split"]
 

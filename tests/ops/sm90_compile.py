@@ -112,6 +112,8 @@ def token_cases() -> None:
 
     cases = (  # (B, T, H, K, V), dtype, per-channel gate, environment of the kernels' paths
         ((1, 200, 2, 64, 64), torch.bfloat16, False, {}),
+        ((1, 200, 2, 64, 64), torch.bfloat16, False, {"GDKVM_TOKEN_SOLVE": "regs"}),
+        ((1, 200, 2, 128, 128), torch.bfloat16, False, {"GDKVM_TOKEN_SOLVE": "regs"}),
         ((1, 200, 2, 64, 32), torch.bfloat16, False, {"GDKVM_TOKEN_SEGMENTS": "3"}),
         ((1, 200, 2, 128, 128), torch.bfloat16, True, {"GDKVM_TOKEN_O": "split"}),
         ((1, 130, 2, 100, 60), torch.float32, True, {"GDKVM_TOKEN_SEGMENTS": "2"}),

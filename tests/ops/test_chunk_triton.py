@@ -225,3 +225,24 @@ def test_precision_mode_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
     check_precision_mode(torch.device("cpu"))  # the interpreter path keeps the mode (CPU tests cover it)
     with pytest.raises(RuntimeError, match="disabled on CUDA"):
         check_precision_mode(torch.device("cuda"))
+
+
+@pytest.mark.parametrize(("length", "chunk"), [(150, 64), (75, 32), (40, 16)])
+def test_register_solve_equals_scratch_solve(monkeypatch: pytest.MonkeyPatch, length, chunk) -> None:
+    # GDKVM_TOKEN_SOLVE=regs (the chunk inverse in registers) against the scratch solve and the float64 reference,
+    # including a partial last chunk.
+    from gdkvm.ops.gated_delta.chunk_fwd import launch_prep
+    from gdkvm.ops.gated_delta.naive import chunk_reference_intermediates
+
+    x = make_inputs(1, length, 2, 24, 20, per_channel=False, dtype=torch.float32)
+    ref = chunk_reference_intermediates(**x, scale=0.2, initial_state=None, chunk_size=chunk)
+    preps = {}
+    for mode in ("scratch", "regs"):
+        monkeypatch.setenv("GDKVM_TOKEN_SOLVE", mode)
+        preps[mode] = launch_prep(x["q"], x["k"], x["v"], x["g"].float(), x["beta"], 0.2, chunk)
+    for name in ("t_inv", "w", "u"):
+        assert rel_rms(ref[name], preps["regs"][name]) < 1e-5, name
+        torch.testing.assert_close(preps["regs"][name], preps["scratch"][name], rtol=1e-5, atol=1e-6)
+    monkeypatch.setenv("GDKVM_TOKEN_SOLVE", "registers")
+    with pytest.raises(ValueError, match="GDKVM_TOKEN_SOLVE"):
+        launch_prep(x["q"], x["k"], x["v"], x["g"].float(), x["beta"], 0.2, chunk)

@@ -43,6 +43,7 @@ from gdkvm.ops.gated_delta.launch import (
     interpreting,
     output_mode,
     prec,
+    solve_mode,
     tuned,
 )
 
@@ -95,10 +96,40 @@ def _solve_unit_lower(lower, t_ptr, tok0, i_h, H, n_valid, BT: tl.constexpr, BS:
 
 
 @triton.jit
+def _solve_unit_lower_regs(lower, BT: tl.constexpr, BS: tl.constexpr, PREC: tl.constexpr):
+    """(I + L)^-1 of a strictly lower [BT, BT] fp32 tile L, all in registers (``_solve_unit_lower`` without the
+    scratch round trip): the NB = BT / BS diagonal blocks are cut out as one [NB, BS, BS] tile, solved together by
+    forward substitution (BS - 1 steps), put back on the diagonal and merged the same way."""
+    NB: tl.constexpr = BT // BS
+    o_i = tl.arange(0, BT)
+    o_s = tl.arange(0, BS)
+    o_b = tl.arange(0, NB)
+    same = (o_i[:, None] // BS) == (o_i[None, :] // BS)
+    diag4 = o_b[:, None, None, None] == o_b[None, None, :, None]  # [NB, 1, NB, 1]: block row == block column
+    l_b = tl.sum(tl.where(diag4, tl.reshape(lower, (NB, BS, NB, BS)), 0.0), axis=2)  # [NB, BS, BS]
+    eye = tl.where(o_s[:, None] == o_s[None, :], 1.0, 0.0)
+    t_b = tl.zeros([NB, BS, BS], dtype=tl.float32)
+    for r in range(1, BS):
+        row = (o_s == r)[None, :, None]
+        a = tl.sum(tl.where(row, l_b, 0.0), axis=1)  # row r of each block's L, [NB, BS]
+        new = -tl.sum(a[:, :, None] * (t_b + eye[None, :, :]), 1)
+        t_b = tl.where(row, new[:, None, :], t_b)
+    t_b += eye[None, :, :]
+    t_diag = tl.reshape(tl.where(diag4, t_b[:, :, None, :], 0.0), (BT, BT))
+    if BT > BS:
+        n = tl.dot(t_diag, tl.where(same, 0.0, lower), input_precision=PREC)
+        m = t_diag + tl.dot(tl.dot(n, n, input_precision=PREC), t_diag, input_precision=PREC)
+        t_inv = m - tl.dot(n, m, input_precision=PREC)
+    else:
+        t_inv = t_diag
+    return t_inv
+
+
+@triton.jit
 def _prep_kernel(
     q_ptr, k_ptr, v_ptr, g_ptr, beta_ptr, t_ptr, a_ptr, w_ptr, u_ptr, scale, T, H, K, V,
     PER_CHANNEL: tl.constexpr, BT: tl.constexpr, BS: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-    PREC: tl.constexpr,
+    PREC: tl.constexpr, REG_SOLVE: tl.constexpr,
 ):  # fmt: skip
     """Per chunk: G, L, T = (I + L)^-1 (fp32, kept for the backward); A, w and u in the dtype of their buffers (the
     intermediate dtype, see ``intermediate_dtype``)."""
@@ -128,7 +159,10 @@ def _prep_kernel(
         tl.store(a_ptr + p_t, (tl.dot(qt, tl.trans(kt)) * decay * scale).to(a_ptr.dtype.element_ty), mask=m_t)
         p_kk = tl.dot(kt, tl.trans(kt)) * decay
     lower = tl.where(o_i[:, None] > o_i[None, :], bt[:, None] * p_kk, 0.0)
-    t_inv = _solve_unit_lower(lower, t_ptr, tok0, i_h, H, n_valid, BT, BS, PREC)
+    if REG_SOLVE:
+        t_inv = _solve_unit_lower_regs(lower, BT, BS, PREC)
+    else:
+        t_inv = _solve_unit_lower(lower, t_ptr, tok0, i_h, H, n_valid, BT, BS, PREC)
     tl.store(t_ptr + p_t, t_inv, mask=m_t)
     idt = w_ptr.dtype.element_ty  # operand dtype of the intermediates (see intermediate_dtype)
     t_dt = t_inv.to(idt)
@@ -250,7 +284,7 @@ def launch_prep(
     cfg = heuristic("prep", key_dim, value_dim, batch * heads)
     meta = dict(
         PER_CHANNEL=g.dim() == 4, BT=chunk_size, BS=min(16, chunk_size), BK=block_k(key_dim), BV=cfg["BV"],
-        PREC=prec(q.dtype),
+        PREC=prec(q.dtype), REG_SOLVE=solve_mode() == "regs",
     )  # fmt: skip
     args = (q, k, v, g, beta, t_inv, a, w, u, scale, length, heads, key_dim, value_dim)
     grid = (n_chunks, batch * heads)

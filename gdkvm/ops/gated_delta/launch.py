@@ -162,6 +162,15 @@ def output_mode() -> str:
     return mode
 
 
+def solve_mode() -> str:
+    """``GDKVM_TOKEN_SOLVE`` (read per call): how the prep kernel inverts each chunk's unit-lower matrix, "scratch"
+    (default: the forward substitution reads its rows back from global memory) or "regs" (all in registers)."""
+    mode = os.environ.get("GDKVM_TOKEN_SOLVE", "scratch")
+    if mode not in ("scratch", "regs"):
+        raise ValueError(f"GDKVM_TOKEN_SOLVE must be 'scratch' or 'regs', got {mode!r}")
+    return mode
+
+
 def n_segments(n_chunks: int, programs: int) -> int:
     """Number of time segments the sequential passes are cut into (segment-parallel scan), from
     ``GDKVM_TOKEN_SEGMENTS`` (read per call): "auto" (default), "1" (one serial walk over all chunks) or an integer.
