@@ -243,6 +243,6 @@ def test_register_solve_equals_scratch_solve(monkeypatch: pytest.MonkeyPatch, le
     for name in ("t_inv", "w", "u"):
         assert rel_rms(ref[name], preps["regs"][name]) < 1e-5, name
         torch.testing.assert_close(preps["regs"][name], preps["scratch"][name], rtol=1e-5, atol=1e-6)
-    monkeypatch.setenv("GDKVM_TOKEN_SOLVE", "registers")
+    monkeypatch.setenv("GDKVM_TOKEN_SOLVE", "registers")  # neither mode
     with pytest.raises(ValueError, match="GDKVM_TOKEN_SOLVE"):
         launch_prep(x["q"], x["k"], x["v"], x["g"].float(), x["beta"], 0.2, chunk)

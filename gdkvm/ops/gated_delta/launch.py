@@ -163,9 +163,11 @@ def output_mode() -> str:
 
 
 def solve_mode() -> str:
-    """``GDKVM_TOKEN_SOLVE`` (read per call): how the prep kernel inverts each chunk's unit-lower matrix, "scratch"
-    (default: the forward substitution reads its rows back from global memory) or "regs" (all in registers)."""
-    mode = os.environ.get("GDKVM_TOKEN_SOLVE", "scratch")
+    """``GDKVM_TOKEN_SOLVE`` (read per call): how the prep kernel inverts each chunk's unit-lower matrix, "regs"
+    (default: all in registers) or "scratch" (the forward substitution reads its rows back from global memory).
+    On an H100 (triton 3.6, 2026-11-27) "regs" cut the prep kernel by 4-12% (0.437 -> 0.391 ms at B4 T10240 H8 K64,
+    0.977 -> 0.860 at B8 T4096 H16 K128) and passed the GPU tests it reached."""
+    mode = os.environ.get("GDKVM_TOKEN_SOLVE", "regs")
     if mode not in ("scratch", "regs"):
         raise ValueError(f"GDKVM_TOKEN_SOLVE must be 'scratch' or 'regs', got {mode!r}")
     return mode
