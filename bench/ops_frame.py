@@ -107,7 +107,17 @@ def compiled_impl(t: int, max_loop_t: int) -> tuple[Callable, str]:
             _COMPILED[kind] = torch.compile(paper_loop, dynamic=True)
         else:
             step = torch.compile(paper_frame, dynamic=True)
-            _COMPILED[kind] = lambda k, v, *p: paper_loop(k, v, *p, frame_fn=step)
+
+            def frame_fn(state: torch.Tensor | None, *args: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                # The compiled step sees one state layout: a fresh tensor with canonical strides (a copy of
+                # [B, Dk, Dv] per frame). The first frame's einsum and the later frames give states of different
+                # strides (and views), each new pattern recompiled the step until dynamo's recompile limit (8) sent
+                # the rest of the clip to eager (H200, 2026-11-27: "compiled" slower than eager at T100).
+                if state is not None:
+                    state = torch.empty(state.shape, device=state.device, dtype=state.dtype).copy_(state)
+                return step(state, *args)
+
+            _COMPILED[kind] = lambda k, v, *p: paper_loop(k, v, *p, frame_fn=frame_fn)
     return _COMPILED[kind], kind
 
 
