@@ -11,6 +11,7 @@ import torch
 import triton
 import triton.language as tl
 
+from gdkvm.ops._host import cdiv
 from gdkvm.ops.frame.tiles import collapse_to_heads, expand_gates, gate_logits, softplus
 from gdkvm.ops.frame.triton_fwd import gram
 from gdkvm.ops.frame.tuning import TUNING, block_sizes, dot_precision, fit, launch, safe_warps, serial_precision
@@ -233,7 +234,7 @@ def frame_bwd(
     dv = torch.empty_like(v)
     bn = fit(int(TUNING["dkdv_tile"] if bk <= 64 else TUNING["dkdv_tile_k128"]), bk)
     launch(
-        dkdv_kernel, (b * t, triton.cdiv(n, bn)),
+        dkdv_kernel, (b * t, cdiv(n, bn)),
         k, v, do, states, du, dg, dk, dv, t, n, dk_, dv_, BK=bk, BN=bn, BV=32, PREC=dot_precision(k.dtype, k.device),
         num_warps=safe_warps(int(TUNING["dkdv_warps"]), bn, min(bk, 32)),
     )  # fmt: skip

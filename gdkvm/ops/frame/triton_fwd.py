@@ -16,6 +16,7 @@ import torch
 import triton
 import triton.language as tl
 
+from gdkvm.ops._host import cdiv
 from gdkvm.ops.frame.tiles import (
     expand_gates,
     gate_logits_tile,
@@ -331,7 +332,7 @@ def gram(
     if gates is None:
         wb = wa = r = ky
         heads, bh, by = 1, 4, bn
-        cw, ncol = by, triton.cdiv(dy, by)
+        cw, ncol = by, cdiv(dy, by)
     else:
         wb, wa, heads, bh = gates
         r = torch.empty(b, t, dk, 2, bh * bh, **f32)
@@ -410,7 +411,7 @@ def frame_fwd(
     o = torch.empty_like(v)
     bn = bvo = fit(int(TUNING["readout_tile"]), bk)
     launch(
-        readout_kernel, (b * t, triton.cdiv(n, bn), triton.cdiv(dv, bvo)),
+        readout_kernel, (b * t, cdiv(n, bn), cdiv(dv, bvo)),
         k, states, o, t, n, dk, dv, states.shape[1], BK=bk, BN=bn, BV=bvo, PREC=dot_precision(k.dtype, k.device),
         num_warps=safe_warps(int(TUNING["readout_warps"]), bn, bvo),
     )  # fmt: skip

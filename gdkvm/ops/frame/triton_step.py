@@ -11,6 +11,7 @@ import torch
 import triton
 import triton.language as tl
 
+from gdkvm.ops._host import cdiv, next_power_of_2
 from gdkvm.ops.frame.tiles import expand_gates, gate_logits, kt_y_tile, softplus
 from gdkvm.ops.frame.tuning import TUNING, dot_precision, fit, launch, pad_k, safe_warps, serial_precision
 
@@ -83,12 +84,12 @@ def frame_step(
     dv = v_t.shape[-1]
     bk = pad_k(dk)
     bv = bn = fit(int(TUNING["step_tile"]), bk)
-    bh = max(16, triton.next_power_of_2(heads))
+    bh = max(16, next_power_of_2(heads))
     o = torch.empty_like(v_t)
     new_state = torch.empty(b, dk, dv, device=k_t.device, dtype=torch.float32)
     h0 = state if state is not None else new_state
     launch(
-        step_kernel, (b, triton.cdiv(dv, bv)),
+        step_kernel, (b, cdiv(dv, bv)),
         k_t, v_t, h0, w_beta, w_alpha, a_log, dt_bias, o, new_state, n, dk, dv, heads, dv // heads,
         HAS_H0=state is not None, BK=bk, BN=bn, BV=bv, BH=bh, HEAD_TILE=(dv // heads) % bv == 0,
         PREC=dot_precision(k_t.dtype, k_t.device), SPREC=serial_precision(k_t.device),

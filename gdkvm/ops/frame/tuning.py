@@ -8,6 +8,8 @@ from __future__ import annotations
 import torch
 import triton
 
+from gdkvm.ops._host import next_power_of_2
+
 
 def dot_precision(dtype: torch.dtype, device: torch.device) -> str:
     """``tl.dot`` input precision of the parallel GEMMs over pixels: 3xTF32 (fp32-accurate) for fp32 inputs, TF32
@@ -80,19 +82,19 @@ def launch(kernel: triton.JITFunction, grid: tuple[int, ...], *args: object, **k
 
 def pad_k(dk: int) -> int:
     """Padded key width BK (power of two, >= 16 for tl.dot)."""
-    return max(16, triton.next_power_of_2(dk))
+    return max(16, next_power_of_2(dk))
 
 
 def fit(budget: int, bk: int, cap: int = 64) -> int:
     """Largest power of two <= cap with bk * it <= budget, and at least 16."""
-    return max(16, min(cap, triton.next_power_of_2(max(1, budget // bk) + 1) // 2))
+    return max(16, min(cap, next_power_of_2(max(1, budget // bk) + 1) // 2))
 
 
 def block_sizes(dk: int, dv: int, heads: int, budget: int) -> tuple[int, int, int]:
     """(BK, BV, BH): padded key width, value tile of the serial kernels, padded head count; all >= 16 for tl.dot."""
     bk = pad_k(dk)
-    bv = fit(budget, bk, max(16, triton.next_power_of_2(dv)))
-    bh = max(16, triton.next_power_of_2(heads))
+    bv = fit(budget, bk, max(16, next_power_of_2(dv)))
+    bh = max(16, next_power_of_2(heads))
     return bk, bv, bh
 
 
@@ -106,8 +108,8 @@ def fast_layout(dk: int, dv: int, heads: int) -> tuple[int, int] | None:
     hd = dv // heads
     if not TUNING["fast_path"] or heads > 8 or hd < 16 or hd & (hd - 1):
         return None
-    bh = max(4, triton.next_power_of_2(heads))
-    return bh, min(hd, max(16, triton.next_power_of_2(int(TUNING["fast_slice"]))))
+    bh = max(4, next_power_of_2(heads))
+    return bh, min(hd, max(16, next_power_of_2(int(TUNING["fast_slice"]))))
 
 
 def serial_fast_precision(device: torch.device) -> str:

@@ -14,6 +14,7 @@ import torch
 import triton
 import triton.language as tl
 
+from gdkvm.ops._host import cdiv
 from gdkvm.ops.gated_delta.chunk_jit import _bwd_chunk, _chunk_rows, _gate_cumsum, _program_bh_segment, _rows
 from gdkvm.ops.gated_delta.chunk_seg import _seg_bwd_kernel, segment_starts
 from gdkvm.ops.gated_delta.launch import (
@@ -242,7 +243,7 @@ def launch_state_bwd(
     """Launch 3 (reverse over chunks): dstates [B, NT, H, K, V] (gradient of the state leaving each chunk, intermediate
     dtype), dpseudo = dU [B, T, H, V] fp32 and dh0 [B, H, K, V] fp32 (None unless ``need_dh0``)."""
     batch, length, heads, key_dim = k.shape
-    n_chunks = triton.cdiv(length, chunk_size)
+    n_chunks = cdiv(length, chunk_size)
     dstates = torch.empty_like(saved["states"])
     dpseudo = torch.empty(batch, length, heads, value_dim, device=q.device, dtype=torch.float32)
     dh0 = torch.empty(batch, heads, key_dim, value_dim, device=q.device, dtype=torch.float32) if need_dh0 else None
@@ -261,10 +262,10 @@ def launch_state_bwd(
     )  # fmt: skip
     meta = dict(**const, HAS_DHT=dht is not None, STORE_DH0=need_dh0, SEG=ns > 1)
     if autotuning() and ns == 1:
-        grid = lambda m: (triton.cdiv(value_dim, m["BV"]), batch * heads)  # noqa: E731
+        grid = lambda m: (cdiv(value_dim, m["BV"]), batch * heads)  # noqa: E731
         tuned(_state_bwd_kernel, "state_bwd", STATE_CONFIGS, True)[grid](*args, **meta)
     else:
-        _state_bwd_kernel[(triton.cdiv(value_dim, cfg["BV"]), batch * heads * ns)](
+        _state_bwd_kernel[(cdiv(value_dim, cfg["BV"]), batch * heads * ns)](
             *args, **meta, BV=cfg["BV"], num_warps=cfg["num_warps"], num_stages=cfg["num_stages"]
         )
     return {"dstates": dstates, "dpseudo": dpseudo, "dh0": dh0}
@@ -286,7 +287,7 @@ def launch_chunk_bwd(
     dbeta [B, T, H] fp32."""
     batch, length, heads, key_dim = k.shape
     value_dim = v.shape[-1]
-    n_chunks = triton.cdiv(length, chunk_size)
+    n_chunks = cdiv(length, chunk_size)
     dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
     dg = torch.empty(g.shape, device=g.device, dtype=torch.float32)
     dbeta = torch.empty(beta.shape, device=beta.device, dtype=torch.float32)

@@ -22,6 +22,7 @@ import torch
 import triton
 import triton.language as tl
 
+from gdkvm.ops._host import cdiv, next_power_of_2
 from gdkvm.ops.gated_delta.chunk_jit import (
     _chunk_rows,
     _gate_cumsum,
@@ -274,7 +275,7 @@ def launch_prep(
     intermediate dtype. Inputs contiguous; g fp32 [B, T, H] or [B, T, H, K]."""
     batch, length, heads, key_dim = k.shape
     value_dim = v.shape[-1]
-    n_chunks = triton.cdiv(length, chunk_size)
+    n_chunks = cdiv(length, chunk_size)
     check_precision_mode(q.device)
     inter = intermediate_dtype(q.dtype)
     t_inv = torch.empty(batch, length, heads, chunk_size, device=q.device, dtype=torch.float32)
@@ -302,10 +303,10 @@ def launch_output(
     """The split output mode's o kernel (parallel over chunks, batch*heads and value tiles)."""
     batch, length, heads, key_dim = q.shape
     value_dim = o.shape[-1]
-    n_chunks = triton.cdiv(length, chunk_size)
+    n_chunks = cdiv(length, chunk_size)
     bk = block_k(key_dim)
-    bv = min(64 if bk <= 128 else 32, max(16, triton.next_power_of_2(value_dim)))
-    _output_kernel[(n_chunks, batch * heads, triton.cdiv(value_dim, bv))](
+    bv = min(64 if bk <= 128 else 32, max(16, next_power_of_2(value_dim)))
+    _output_kernel[(n_chunks, batch * heads, cdiv(value_dim, bv))](
         q, g, a, states, pseudo, o, scale, length, heads, key_dim, value_dim, n_chunks,
         PER_CHANNEL=g.dim() == 4, BT=chunk_size, BK=bk, BV=bv, num_warps=4,
         num_stages=1 if interpreting() else 2,
@@ -329,7 +330,7 @@ def launch_state_fwd(
     ``GDKVM_TOKEN_O=split`` moves o to a parallel kernel; ``GDKVM_TOKEN_SEGMENTS`` cuts the chunks into segments
     scanned in parallel (see ``n_segments``); both are off by default."""
     batch, length, heads, key_dim = k.shape
-    n_chunks = triton.cdiv(length, chunk_size)
+    n_chunks = cdiv(length, chunk_size)
     w, u, a = prep["w"], prep["u"], prep["a"]
     split_o = output_mode() == "split"
     keep = save or split_o
@@ -355,10 +356,10 @@ def launch_state_fwd(
         SEG=ns > 1,
     )  # fmt: skip
     if autotuning() and ns == 1:
-        grid = lambda m: (triton.cdiv(value_dim, m["BV"]), batch * heads)  # noqa: E731
+        grid = lambda m: (cdiv(value_dim, m["BV"]), batch * heads)  # noqa: E731
         tuned(_state_fwd_kernel, "state_fwd", STATE_CONFIGS, True)[grid](*args, **meta)
     else:
-        _state_fwd_kernel[(triton.cdiv(value_dim, cfg["BV"]), batch * heads * ns)](
+        _state_fwd_kernel[(cdiv(value_dim, cfg["BV"]), batch * heads * ns)](
             *args, **meta, BV=cfg["BV"], num_warps=cfg["num_warps"], num_stages=cfg["num_stages"]
         )
     if split_o:

@@ -11,6 +11,7 @@ import torch
 import triton
 import triton.language as tl
 
+from gdkvm.ops._host import cdiv
 from gdkvm.ops.gated_delta.chunk_jit import (
     _bwd_chunk,
     _chunk_rows,
@@ -132,8 +133,8 @@ def segment_starts(
     bv = cfg["BV"]
     summary = torch.empty(batch_heads * ns, key_dim, value_dim + key_dim, device=device, dtype=torch.float32)
     starts = torch.empty(batch_heads * ns, key_dim, value_dim, device=device, dtype=torch.float32)
-    nvt = triton.cdiv(value_dim, bv)
-    grid = (nvt + triton.cdiv(key_dim, bv), batch_heads * ns)
+    nvt = cdiv(value_dim, bv)
+    grid = (nvt + cdiv(key_dim, bv), batch_heads * ns)
     summary_kernel[grid](
         *summary_args, summary, *meta["scalars"], ns, cps, nvt, **meta["const"], BV=bv,
         num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],

@@ -15,6 +15,8 @@ import torch
 import triton
 import triton.testing
 
+from gdkvm.ops._host import cdiv, next_power_of_2
+
 
 def interpreting() -> bool:
     """Whether Triton runs through its CPU interpreter (TRITON_INTERPRET=1)."""
@@ -44,7 +46,7 @@ def _state_bv_cap(key_dim: int) -> int:
 def _prune(configs: list, named_args: dict, **kwargs: object) -> list:
     """Drops value tiles wider than V needs or than K allows, and 8 warps at K > 128 (register pressure)."""
     value_dim, key_dim = int(named_args["V"]), int(named_args["K"])
-    widest = min(_state_bv_cap(key_dim), max(16, triton.next_power_of_2(value_dim)))
+    widest = min(_state_bv_cap(key_dim), max(16, next_power_of_2(value_dim)))
     kept = [c for c in configs if c.kwargs.get("BV", 0) <= widest and (key_dim <= 128 or c.num_warps <= 4)]
     return kept or configs[:1]
 
@@ -126,13 +128,13 @@ def _heuristic(kernel: str, key_dim: int, value_dim: int, batch_heads: int) -> d
     H8 K128 V128); the backward pass is fastest unpipelined (1 stage: 0.690 vs 1.023 ms at B4 T10240 H8 K64 V64).
     The prep kernel runs 4 warps up to K 128 (0.432 vs 0.887 ms with 8 at B4 T10240 K64, 0.167 vs 0.279 at K128);
     the chunk backward 8 (4 spill heavily on sm_90)."""
-    bk = max(16, triton.next_power_of_2(key_dim))
-    widest = max(16, triton.next_power_of_2(value_dim))
+    bk = max(16, next_power_of_2(key_dim))
+    widest = max(16, next_power_of_2(value_dim))
     pipelined = 1 if interpreting() else None
     if kernel in ("state", "state_bwd"):
         k128 = 64 < key_dim <= 128
         bv, narrowest = min(_state_bv_cap(key_dim), widest), 32 if k128 else 16
-        while bv > narrowest and batch_heads * triton.cdiv(value_dim, bv) < 132:
+        while bv > narrowest and batch_heads * cdiv(value_dim, bv) < 132:
             bv //= 2
         stages = 1 if kernel == "state_bwd" or k128 else 2
         return {"BV": bv, "num_warps": 4, "num_stages": pipelined or stages}
@@ -149,7 +151,7 @@ def _heuristic(kernel: str, key_dim: int, value_dim: int, batch_heads: int) -> d
 
 def block_k(key_dim: int) -> int:
     """Key tile: K whole, padded to a power of two (at least 16, the smallest tl.dot dimension)."""
-    return max(16, triton.next_power_of_2(key_dim))
+    return max(16, next_power_of_2(key_dim))
 
 
 def output_mode() -> str:
@@ -196,6 +198,6 @@ def _segment_plan(
     """(NS, chunks per segment, heuristic config of ``kernel``, "state" or "state_bwd"); NS = 1: the plain serial
     pass."""
     cfg = heuristic(kernel, key_dim, value_dim, batch_heads)
-    ns = n_segments(n_chunks, batch_heads * triton.cdiv(value_dim, cfg["BV"]))
-    cps = triton.cdiv(n_chunks, ns)
-    return triton.cdiv(n_chunks, cps), cps, cfg
+    ns = n_segments(n_chunks, batch_heads * cdiv(value_dim, cfg["BV"]))
+    cps = cdiv(n_chunks, ns)
+    return cdiv(n_chunks, cps), cps, cfg

@@ -1,0 +1,15 @@
+"""Host-side integer helpers for launch sizes. ``triton.cdiv`` and ``triton.next_power_of_2`` are constexpr
+functions with a wrapper that costs a few microseconds per call on the host, and a single op call computes several
+launch sizes; these plain versions give the same values."""
+
+from __future__ import annotations
+
+
+def cdiv(x: int, y: int) -> int:
+    """ceil(x / y) for positive y."""
+    return -(-x // y)
+
+
+def next_power_of_2(n: int) -> int:
+    """Smallest power of two >= n for n >= 1 (and 0 for 0), as ``triton.next_power_of_2``."""
+    return max(0, int(n)) if n <= 1 else 1 << (int(n) - 1).bit_length()
