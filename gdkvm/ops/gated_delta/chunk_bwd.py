@@ -15,7 +15,14 @@ import triton
 import triton.language as tl
 
 from gdkvm.ops._host import cdiv
-from gdkvm.ops.gated_delta.chunk_jit import _bwd_chunk, _chunk_rows, _gate_cumsum, _program_bh_segment, _rows
+from gdkvm.ops.gated_delta.chunk_jit import (
+    _bwd_chunk,
+    _channel_column,
+    _chunk_rows,
+    _gate_cumsum,
+    _program_bh_segment,
+    _rows,
+)
 from gdkvm.ops.gated_delta.chunk_seg import _seg_bwd_kernel, segment_starts
 from gdkvm.ops.gated_delta.launch import (
     PARALLEL_CONFIGS,
@@ -80,10 +87,7 @@ def _pairwise_bwd_channel(
     dG = tl.zeros([BT, BK], dtype=tl.float32)
     dbeta = tl.zeros([BT], dtype=tl.float32)
     for c in range(K):
-        k_c = tl.load(k_ptr + th * K + c, mask=mrow, other=0.0).to(tl.float32)
-        q_c = tl.load(q_ptr + th * K + c, mask=mrow, other=0.0).to(tl.float32)
-        g_c = tl.cumsum(tl.load(g_ptr + th * K + c, mask=mrow, other=0.0).to(tl.float32), 0)
-        e = tl.exp(tl.where(causal, g_c[:, None] - g_c[None, :], float("-inf")))
+        k_c, q_c, e = _channel_column(q_ptr, k_ptr, g_ptr, th, mrow, c, K, causal)
         ke_j = k_c[None, :] * e
         dbeta += tl.sum(d_lower * (k_c[:, None] * ke_j), 1)
         r1 = tl.sum(d_kk * ke_j, 1)

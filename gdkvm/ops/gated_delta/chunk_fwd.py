@@ -50,6 +50,18 @@ from gdkvm.ops.gated_delta.launch import (
 
 
 @triton.jit
+def _merge_blocks(t_diag, l_off, BT: tl.constexpr, BS: tl.constexpr, PREC: tl.constexpr):
+    """(I + L)^-1 from T_diag (the inverted BS x BS diagonal blocks, zero elsewhere) and L_off (L off those blocks):
+    T = (I - N)(I + N^2) T_diag with N = T_diag L_off, exact while BT / BS <= 4. [BT, BT] fp32."""
+    if BT > BS:
+        n = tl.dot(t_diag, l_off, input_precision=PREC)
+        m = t_diag + tl.dot(tl.dot(n, n, input_precision=PREC), t_diag, input_precision=PREC)
+        return m - tl.dot(n, m, input_precision=PREC)
+    else:
+        return t_diag
+
+
+@triton.jit
 def _solve_unit_lower(lower, t_ptr, tok0, i_h, H, n_valid, BT: tl.constexpr, BS: tl.constexpr, PREC: tl.constexpr):
     """(I + L)^-1 of a strictly lower [BT, BT] fp32 tile L of the chunk whose first token is ``tok0`` (row index into
     [B*T]). The chunk's rows of t_ptr ([B*T, H, BT]) are scratch: L is stored there, each BS x BS diagonal block is
@@ -85,13 +97,7 @@ def _solve_unit_lower(lower, t_ptr, tok0, i_h, H, n_valid, BT: tl.constexpr, BS:
     tl.debug_barrier()
     # Diagonal blocks now hold T_diag, the others still hold L: reload instead of keeping L live in registers.
     t_full = tl.load(p_full, mask=m2, other=0.0).to(tl.float32)
-    t_diag = tl.where(same, t_full, 0.0)
-    if BT > BS:
-        n = tl.dot(t_diag, tl.where(same, 0.0, t_full), input_precision=PREC)
-        m = t_diag + tl.dot(tl.dot(n, n, input_precision=PREC), t_diag, input_precision=PREC)
-        t_inv = m - tl.dot(n, m, input_precision=PREC)
-    else:
-        t_inv = t_diag
+    t_inv = _merge_blocks(tl.where(same, t_full, 0.0), tl.where(same, 0.0, t_full), BT, BS, PREC)
     tl.debug_barrier()
     return t_inv
 
@@ -117,13 +123,7 @@ def _solve_unit_lower_regs(lower, BT: tl.constexpr, BS: tl.constexpr, PREC: tl.c
         t_b = tl.where(row, new[:, None, :], t_b)
     t_b += eye[None, :, :]
     t_diag = tl.reshape(tl.where(diag4, t_b[:, :, None, :], 0.0), (BT, BT))
-    if BT > BS:
-        n = tl.dot(t_diag, tl.where(same, 0.0, lower), input_precision=PREC)
-        m = t_diag + tl.dot(tl.dot(n, n, input_precision=PREC), t_diag, input_precision=PREC)
-        t_inv = m - tl.dot(n, m, input_precision=PREC)
-    else:
-        t_inv = t_diag
-    return t_inv
+    return _merge_blocks(t_diag, tl.where(same, 0.0, lower), BT, BS, PREC)
 
 
 @triton.jit

@@ -90,6 +90,16 @@ def _vec(x, PER_CHANNEL: tl.constexpr):
 
 
 @triton.jit
+def _channel_column(q_ptr, k_ptr, g_ptr, th, mrow, c, K, causal):
+    """Key channel c of a chunk for the per-channel gate: k_c, q_c ([BT] fp32) and the pairwise decays
+    e[i, j] = e^{G_i - G_j} of that channel for i >= j, 0 above ([BT, BT]; G rebuilt by cumsum)."""
+    k_c = tl.load(k_ptr + th * K + c, mask=mrow, other=0.0).to(tl.float32)
+    q_c = tl.load(q_ptr + th * K + c, mask=mrow, other=0.0).to(tl.float32)
+    g_c = tl.cumsum(tl.load(g_ptr + th * K + c, mask=mrow, other=0.0).to(tl.float32), 0)
+    return k_c, q_c, tl.exp(tl.where(causal, g_c[:, None] - g_c[None, :], float("-inf")))
+
+
+@triton.jit
 def _pairwise_channel(q_ptr, k_ptr, g_ptr, th, mrow, K, BT: tl.constexpr):
     """Per-key-channel gate: P_kk[i, j] = k_i^T diag(e^{G_i - G_j}) k_j and P_qk (q_i instead of k_i) for i >= j,
     zero above; [BT, BT] fp32 each. The decay cannot leave the channel sum, so this is an exact sum of rank-1 tiles
@@ -99,10 +109,7 @@ def _pairwise_channel(q_ptr, k_ptr, g_ptr, th, mrow, K, BT: tl.constexpr):
     p_kk = tl.zeros([BT, BT], dtype=tl.float32)
     p_qk = tl.zeros([BT, BT], dtype=tl.float32)
     for c in range(K):
-        k_c = tl.load(k_ptr + th * K + c, mask=mrow, other=0.0).to(tl.float32)
-        q_c = tl.load(q_ptr + th * K + c, mask=mrow, other=0.0).to(tl.float32)
-        g_c = tl.cumsum(tl.load(g_ptr + th * K + c, mask=mrow, other=0.0).to(tl.float32), 0)
-        e = tl.exp(tl.where(causal, g_c[:, None] - g_c[None, :], float("-inf")))
+        k_c, q_c, e = _channel_column(q_ptr, k_ptr, g_ptr, th, mrow, c, K, causal)
         ke = k_c[None, :] * e
         p_kk += k_c[:, None] * ke
         p_qk += q_c[:, None] * ke
