@@ -33,7 +33,6 @@ TUNING: dict[str, int | str] = {
     "fast_warps": 8,
     "fast_prec": "tf32x3",  # tl.dot precision of the parallel recurrence on CUDA: "tf32x3" or "ieee"
     "fast_psum_dot": 0,  # 1: head sums of Q by a 0/1 matrix product instead of a reshape and sum
-    "fast_prefetch": 0,  # 1: load frame t + 1's G, R, U while frame t computes (H100: 0.251 vs 0.196 ms, so off)
     "fwd_state_tile": 2048,
     "fwd_warps": 4,
     "bwd_state_tile": 1024,
