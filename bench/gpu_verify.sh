@@ -7,7 +7,7 @@
 #   bash bench/gpu_verify.sh OUTDIR infer  # inference speed of the default and full networks (bf16, CUDA graphs)
 #   bash bench/gpu_verify.sh OUTDIR probe  # token-rule GPU tests, per-kernel profile of both ops, ours-only token bench
 #   bash bench/gpu_verify.sh OUTDIR tables # no tests: token bench against fla-core, frame bench at B10 T10 N256
-#   bash bench/gpu_verify.sh OUTDIR tune   # frame tests + launch sweep; token tests and bench with GDKVM_TOKEN_SOLVE=regs
+#   bash bench/gpu_verify.sh OUTDIR tune   # frame tests + launch sweep; token tests, bench of the default vs scratch solve
 # Carry .whl (training wheels and fla-core; see bench/gpu_env.sh). Results land in OUTDIR, at most 8 files.
 set -uo pipefail
 OUTDIR=${1:-/tmp/gdkvm_gpu}; WHAT=${2:-ops}
@@ -57,9 +57,9 @@ if [ "$WHAT" = tune ]; then  # about 8 minutes: check and time kernel changes th
     | tail -12 | tee "$OUTDIR/frame_tests.txt"
   timeout 90 python3 bench/ops_frame.py --sweep-only --sweep-shapes B10T10N256 --json "$OUTDIR/sweep_frame.json" 2>&1 \
     | grep -E "^sweep|^best|^suggested" | tee "$OUTDIR/sweep_frame.txt" | grep -E "^best|^suggested"
-  GDKVM_TOKEN_SOLVE=regs timeout 130 python3 -m pytest -q -p no:cacheprovider -rf --tb=line \
-    tests/ops/test_chunk_gpu.py 2>&1 | tail -12 | tee "$OUTDIR/token_tests_regs.txt"
-  timeout 100 python3 bench/ops_token.py --no-fla --no-accuracy --variants high high+regs \
+  timeout 130 python3 -m pytest -q -p no:cacheprovider -rf --tb=line \
+    tests/ops/test_chunk_gpu.py 2>&1 | tail -12 | tee "$OUTDIR/token_tests.txt"
+  timeout 100 python3 bench/ops_token.py --no-fla --no-accuracy --variants high high+scratch \
     --json "$OUTDIR/bench_token.json" 2>&1 | grep -vE '^\{' | tee "$OUTDIR/bench_token.txt" | tail -16
 fi
 if [ "$WHAT" = infer ]; then

@@ -35,32 +35,29 @@ def op_call(rule: str, shape: str, mode: str) -> Callable[[], None]:
     """A closure running one op call (and its backward for mode "fwdbwd") on fresh inputs of ``shape``."""
     if rule == "frame":
         b, t, n = ops_frame.SHAPES[shape]
-        inputs = ops_frame.make_inputs(b, t, n, torch.float32)
-        fn: Callable = ops_frame.ours
-        args: list[torch.Tensor] | dict[str, torch.Tensor] = inputs
+        tensors = ops_frame.make_inputs(b, t, n, torch.float32)
+
+        def fn(xs: list[torch.Tensor]) -> torch.Tensor:
+            return ops_frame.ours(*xs)[0]
     else:
         inputs = ops_token.make_inputs(ops_token.SHAPES[shape])
-        fn = ops_token.ours
-        args = inputs
-    tensors = list(args) if isinstance(args, list) else list(args.values())
+        names, tensors = list(inputs), list(inputs.values())
+
+        def fn(xs: list[torch.Tensor]) -> torch.Tensor:
+            return ops_token.ours(**dict(zip(names, xs, strict=True)))[0]
+
     if mode == "fwd":
 
         def call() -> None:
             with torch.no_grad():
-                fn(*args) if isinstance(args, list) else fn(**args)
+                fn(tensors)
 
         return call
-    leaves = [x.detach().clone().requires_grad_(x.is_floating_point()) for x in tensors]
-    if isinstance(args, dict):
-        leaves_in: list | dict = dict(zip(args, leaves, strict=True))
-    else:
-        leaves_in = leaves
-    out = fn(*leaves_in)[0] if isinstance(leaves_in, list) else fn(**leaves_in)[0]
-    d_out = torch.randn_like(out)
+    leaves = [x.detach().clone().requires_grad_() for x in tensors]
+    d_out = torch.randn_like(fn(leaves))
 
     def call_bwd() -> None:
-        o = fn(*leaves_in)[0] if isinstance(leaves_in, list) else fn(**leaves_in)[0]
-        torch.autograd.backward(o, d_out)
+        torch.autograd.backward(fn(leaves), d_out)
         for x in leaves:
             x.grad = None
 
