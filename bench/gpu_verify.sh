@@ -8,6 +8,7 @@
 #   bash bench/gpu_verify.sh OUTDIR probe  # token-rule GPU tests, per-kernel profile of both ops, ours-only token bench
 #   bash bench/gpu_verify.sh OUTDIR tables # no tests: token bench against fla-core, frame bench at B10 T10 N256
 #   bash bench/gpu_verify.sh OUTDIR tune   # frame tests + launch sweep; token tests, bench of the default vs scratch solve
+#   bash bench/gpu_verify.sh OUTDIR stages # register-pressure switches of both ops (sweeps), fast-mode launch check
 # Carry .whl (training wheels and fla-core; see bench/gpu_env.sh). Results land in OUTDIR, at most 8 files.
 set -uo pipefail
 OUTDIR=${1:-/tmp/gdkvm_gpu}; WHAT=${2:-ops}
@@ -65,4 +66,13 @@ fi
 if [ "$WHAT" = infer ]; then
   timeout 540 python3 bench/infer.py --models default full --sizes 256 128 112 --batches 1 32 --frames 100 \
     --json "$OUTDIR/infer.json" 2>&1 | grep -E '^\||^device|failed' | tee "$OUTDIR/infer.txt"
+fi
+if [ "$WHAT" = stages ]; then  # about 9 minutes: switches that cut registers (ptxas: 255 with spills), no peers
+  timeout 210 python3 bench/ops_frame.py --sweep-only --sweep-shapes B10T10N256 B32T10N256 --sweep-knobs gram_stages \
+    fast_stages readout_stages bwd_stages dkdv_stages fast_merged gram_warps --json "$OUTDIR/sweep_frame.json" 2>&1 \
+    | grep -E "^sweep|^best|^suggested" | tee "$OUTDIR/sweep_frame.txt" | grep -E "^best|^suggested"
+  timeout 110 python3 bench/ops_token.py --check --check-cases B2T1000H4K64V64-h0 B4T2560H8K64V64 \
+    --check-precisions fast --check-timeout 50 2>&1 | tee "$OUTDIR/check_fast.txt" | grep -E "RESULT|BAD|e2e|CRASH|Error"
+  timeout 220 python3 bench/token_configs.py --shapes B4T10240H8K64V64 B8T4096H16K128V128 --timeout 45 \
+    --json "$OUTDIR/token_configs.json" 2>&1 | tee "$OUTDIR/token_configs.txt" | grep -E "^best"
 fi

@@ -243,9 +243,13 @@ SWEEP = {  # knob -> values tried, one knob at a time, the others at their defau
         ("fast_slice", (16, 32, 64)),
         ("fast_prec", ("tf32x3", "tf32", "ieee")),
         ("fast_psum_dot", (0, 1)),
+        ("fast_merged", (0, 1)),
         ("fwd_state_tile", (1024, 2048, 4096)),
         ("gram_tile", (2048, 4096, 8192, 16384)),
         ("gram_warps", (4, 8)),
+        ("gram_stages", (1, 2, 3)),
+        ("fast_stages", (1, 3)),
+        ("readout_stages", (1, 2, 3)),
         ("readout_tile", (2048, 4096, 8192)),
         ("readout_warps", (4, 8)),
     ],
@@ -255,6 +259,8 @@ SWEEP = {  # knob -> values tried, one knob at a time, the others at their defau
         ("bwd_warps", (4, 8)),
         ("dkdv_tile", (2048, 4096)),
         ("dkdv_warps", (4, 8)),
+        ("bwd_stages", (1, 3)),
+        ("dkdv_stages", (1, 2, 3)),
     ],
     "step": [("step_tile", (1024, 2048, 4096)), ("step_warps", (4, 8))],
 }
@@ -283,6 +289,8 @@ def sweep(args: argparse.Namespace) -> list[dict]:
         for mode, knobs in SWEEP.items():
             fn = _step_clip if mode == "step" else ours
             for knob, values in knobs:
+                if args.sweep_knobs and knob not in args.sweep_knobs:
+                    continue
                 for value in values:
                     TUNING.update(defaults)
                     TUNING[knob] = value
@@ -353,6 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--sweep-shapes", nargs="+", default=["B10T10N256", "B1T200N64"], choices=list(SHAPES), help="sweep these"
     )
+    parser.add_argument("--sweep-knobs", nargs="*", default=None, help="sweep only these TUNING knobs")
     parser.add_argument(
         "--tuning", default=None, help="JSON object of TUNING overrides for the whole run, e.g. '{\"fast_warps\": 4}'"
     )

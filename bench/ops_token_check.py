@@ -84,6 +84,11 @@ def check_child(name: str, precision: str) -> None:
     from gdkvm.ops.gated_delta.launch import autotuning, heuristic
     from gdkvm.ops.gated_delta.naive import chunk_reference_intermediates
 
+    if precision == "fast":  # the library refuses fast mode on CUDA until root-caused; this check is the diagnosis
+        import gdkvm.ops.gated_delta.chunk_fwd as chunk_fwd_module
+
+        chunk_fwd_module.check_precision_mode = lambda device: None
+
     batch, length, heads, key_dim, value_dim, per_channel, with_h0, dtype, gate_scale, zero_p = CHECK_CASES[name]
     dtype = getattr(torch, dtype)
     dev = "cuda" if torch.cuda.is_available() else "cpu"

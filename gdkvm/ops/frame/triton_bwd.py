@@ -229,6 +229,7 @@ def frame_bwd(
         kk, kv, kdo, states, *params, ds, du, dg, dwb, dwa, dalog, ddt, t, dk_, dv_, heads, dv_ // heads,
         HAS_H0=has_h0, BK=bk, BV=bv, BVW=bvw, BH=bh, HEAD_TILE=(dv_ // heads) % bv == 0,
         PREC=serial_precision(k.device), num_warps=safe_warps(int(TUNING["bwd_warps"]), bk, min(bv, bvw, bh)),
+        num_stages=int(TUNING["bwd_stages"]),
     )  # fmt: skip
     dk = torch.empty_like(k)
     dv = torch.empty_like(v)
@@ -236,7 +237,7 @@ def frame_bwd(
     launch(
         dkdv_kernel, (b * t, cdiv(n, bn)),
         k, v, do, states, du, dg, dk, dv, t, n, dk_, dv_, BK=bk, BN=bn, BV=32, PREC=dot_precision(k.dtype, k.device),
-        num_warps=safe_warps(int(TUNING["dkdv_warps"]), bn, min(bk, 32)),
+        num_warps=safe_warps(int(TUNING["dkdv_warps"]), bn, min(bk, 32)), num_stages=int(TUNING["dkdv_stages"]),
     )  # fmt: skip
     dh0 = ds[:, 0] if has_h0 else None
     return dk, dv, dwb.sum((0, 1)), dwa.sum((0, 1)), dalog.sum(0), ddt.sum(0), dh0

@@ -33,6 +33,7 @@ TUNING: dict[str, int | str] = {
     "fast_warps": 8,
     "fast_prec": "tf32x3",  # tl.dot precision of the parallel recurrence on CUDA: "tf32x3" or "ieee"
     "fast_psum_dot": 0,  # 1: head sums of Q by a 0/1 matrix product instead of a reshape and sum
+    "fast_merged": 0,  # 1: fwd_parallel_merged_kernel (both gate blocks in one tile, G_t split once per frame)
     "fwd_state_tile": 2048,
     "fwd_warps": 4,
     "bwd_state_tile": 1024,
@@ -47,6 +48,13 @@ TUNING: dict[str, int | str] = {
     "dkdv_warps": 4,
     "step_tile": 2048,
     "step_warps": 4,
+    # software-pipelining depth (num_stages) of each kernel's inner loops; 1 keeps no loads in flight across
+    # iterations (fewer registers: ptxas reports the 3-stage Gram pre-pass spilling 1.3 KB per thread on sm_90)
+    "gram_stages": 3,
+    "fast_stages": 3,
+    "readout_stages": 3,
+    "bwd_stages": 3,
+    "dkdv_stages": 3,
 }
 
 
