@@ -9,6 +9,7 @@
 #   bash bench/gpu_verify.sh OUTDIR tables # no tests: token bench against fla-core, frame bench at B10 T10 N256
 #   bash bench/gpu_verify.sh OUTDIR tune   # frame tests + launch sweep; token tests, bench of the default vs scratch solve
 #   bash bench/gpu_verify.sh OUTDIR stages # register-pressure switches of both ops (sweeps), fast-mode launch check
+#   bash bench/gpu_verify.sh OUTDIR fast   # launch checks (both precisions), token table with the fast mode and fla-core
 # Carry .whl (training wheels and fla-core; see bench/gpu_env.sh). Results land in OUTDIR, at most 8 files.
 set -uo pipefail
 OUTDIR=${1:-/tmp/gdkvm_gpu}; WHAT=${2:-ops}
@@ -69,10 +70,17 @@ if [ "$WHAT" = infer ]; then
 fi
 if [ "$WHAT" = stages ]; then  # about 9 minutes: switches that cut registers (ptxas: 255 with spills), no peers
   timeout 210 python3 bench/ops_frame.py --sweep-only --sweep-shapes B10T10N256 B32T10N256 --sweep-knobs gram_stages \
-    fast_stages readout_stages bwd_stages dkdv_stages fast_merged gram_warps --json "$OUTDIR/sweep_frame.json" 2>&1 \
+    fast_stages readout_stages bwd_stages dkdv_stages gram_warps --json "$OUTDIR/sweep_frame.json" 2>&1 \
     | grep -E "^sweep|^best|^suggested" | tee "$OUTDIR/sweep_frame.txt" | grep -E "^best|^suggested"
   timeout 110 python3 bench/ops_token.py --check --check-cases B2T1000H4K64V64-h0 B4T2560H8K64V64 \
     --check-precisions fast --check-timeout 50 2>&1 | tee "$OUTDIR/check_fast.txt" | grep -E "RESULT|BAD|e2e|CRASH|Error"
   timeout 220 python3 bench/token_configs.py --shapes B4T10240H8K64V64 B8T4096H16K128V128 --timeout 45 \
     --json "$OUTDIR/token_configs.json" 2>&1 | tee "$OUTDIR/token_configs.txt" | grep -E "^best"
+fi
+if [ "$WHAT" = fast ]; then  # about 9.5 minutes: launch checks of both precisions, then the issue table with fast mode
+  timeout 170 python3 bench/ops_token.py --check --check-cases B4T2560H8K64V64 B2T1000H4K64V64-h0 \
+    B1T2000H2K64V32-slowgate B2T500H3K100V60-chan --check-precisions fast high --check-timeout 45 2>&1 \
+    | tee "$OUTDIR/check.txt" | grep -E "RESULT|BAD|e2e|CRASH|Error"
+  timeout 380 python3 bench/ops_token.py --variants high fast --fla-timeout 300 --json "$OUTDIR/bench_token.json" 2>&1 \
+    | grep -vE '^\{' | tee "$OUTDIR/bench_token.txt" | tail -24
 fi

@@ -243,7 +243,6 @@ SWEEP = {  # knob -> values tried, one knob at a time, the others at their defau
         ("fast_slice", (16, 32, 64)),
         ("fast_prec", ("tf32x3", "tf32", "ieee")),
         ("fast_psum_dot", (0, 1)),
-        ("fast_merged", (0, 1)),
         ("fwd_state_tile", (1024, 2048, 4096)),
         ("gram_tile", (2048, 4096, 8192, 16384)),
         ("gram_warps", (4, 8)),

@@ -23,25 +23,15 @@ def kt_y_tile(x_ptr, y_ptr, N, DK, DY, col0, BK: tl.constexpr, BN: tl.constexpr,
 
 
 @triton.jit
-def head_block_weights(w_ptr, c0, DV, H, HD, BC: tl.constexpr, BH: tl.constexpr, w2_ptr=None):
+def head_block_weights(w_ptr, c0, DV, H, HD, BC: tl.constexpr, BH: tl.constexpr):
     """W [DV, H] restricted to each head's rows, for value rows c0..c0+BC: [BC, BH * BH] fp32 with element
-    (c, h * BH + h') = W[c0 + c, h'] where row c0 + c belongs to head h, else 0. X @ it gives per-head projections.
-    With a second weight ``w2_ptr`` the two blocks side by side: [BC, 2 * BH * BH], W2's from column BH * BH."""
+    (c, h * BH + h') = W[c0 + c, h'] where row c0 + c belongs to head h, else 0. X @ it gives per-head projections."""
     rc = c0 + tl.arange(0, BC)
-    if w2_ptr is None:
-        rq = tl.arange(0, BH * BH)
-    else:
-        rq = tl.arange(0, 2 * BH * BH)
-    qh = (rq % (BH * BH)) // BH
+    rq = tl.arange(0, BH * BH)
+    qh = rq // BH
     qp = rq % BH
     mask = (rc[:, None] < DV) & ((rc[:, None] // HD) == qh[None, :]) & (qp[None, :] < H)
-    offs = rc[:, None] * H + qp[None, :]
-    if w2_ptr is None:
-        return tl.load(w_ptr + offs, mask=mask, other=0.0)
-    else:
-        second = (rq >= BH * BH)[None, :]
-        first = tl.load(w_ptr + offs, mask=mask & ~second, other=0.0)
-        return first + tl.load(w2_ptr + offs, mask=mask & second, other=0.0)
+    return tl.load(w_ptr + rc[:, None] * H + qp[None, :], mask=mask, other=0.0)
 
 
 @triton.jit
@@ -118,24 +108,3 @@ def gate_logits(
 @triton.jit
 def softplus(x):
     return tl.maximum(x, 0.0) + tl.log(1.0 + tl.exp(-tl.abs(x)))
-
-
-@triton.jit
-def tf32_split(x):
-    """x = hi + lo with hi exact in TF32 (x's mantissa cut to 10 bits) and lo the fp32 rest; for a hand-made 3xTF32
-    product whose constant operand is split once instead of at every product."""
-    hi = (x.to(tl.uint32, bitcast=True) & 0xFFFFE000).to(tl.float32, bitcast=True)
-    return hi, x - hi
-
-
-@triton.jit
-def dot_split(a_hi, a_lo, b, PREC: tl.constexpr):
-    """a @ b for a = a_hi + a_lo given split (``tf32_split``): three TF32 products chained in one accumulator
-    (hi.lo + lo.hi + hi.hi, dropping lo.lo: fp32-accurate) with PREC "tf32x3", else one product at PREC."""
-    if PREC == "tf32x3":
-        b_hi, b_lo = tf32_split(b)
-        acc = tl.dot(a_hi, b_lo, input_precision="tf32")
-        acc = tl.dot(a_lo, b_hi, acc, input_precision="tf32")
-        return tl.dot(a_hi, b_hi, acc, input_precision="tf32")
-    else:
-        return tl.dot(a_hi + a_lo, b, input_precision=PREC)

@@ -18,13 +18,11 @@ import triton.language as tl
 
 from gdkvm.ops._host import cdiv
 from gdkvm.ops.frame.tiles import (
-    dot_split,
     expand_gates,
     gate_logits_tile,
     head_block_weights,
     kt_y_tile,
     softplus,
-    tf32_split,
 )
 from gdkvm.ops.frame.tuning import (
     TUNING,
@@ -258,76 +256,6 @@ def fwd_parallel_kernel(
         tl.store(st_base + (t + slot) * DK * DV + s_offs, s, mask=s_mask)
 
 
-@triton.jit(do_not_specialize=["T", "H", "HD"])  # sizes that vary between calls: one compile
-def fwd_parallel_merged_kernel(
-    kk_ptr, kv_ptr, r_ptr, h0_ptr, wb_ptr, wa_ptr, alog_ptr, dt_ptr, states_ptr, T, DK, DV, H, HD,
-    HAS_H0: tl.constexpr, IN_PLACE: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, BH: tl.constexpr,
-    PREC: tl.constexpr,
-):  # fmt: skip
-    """``fwd_parallel_kernel`` with both gate blocks in one tile Q = [Q_beta | Q_alpha] ([BK, 2 * BH * BH], column
-    g * BQ + h * BH + h') and G_t split into TF32 parts once per frame, so each frame takes two products (G Q and
-    G S_slice) of three chained TF32 passes each. Same grid, arguments and results."""
-    b = tl.program_id(0).to(tl.int64)
-    j0 = tl.program_id(1) * BV
-    BQ: tl.constexpr = BH * BH
-    rk = tl.arange(0, BK)
-    rv = j0 + tl.arange(0, BV)
-    rq = tl.arange(0, 2 * BQ)
-    qh = (rq % BQ) // BH
-    s_offs = rk[:, None] * DV + rv[None, :]
-    s_mask = (rk[:, None] < DK) & (rv[None, :] < DV)
-    q_offs = rk[:, None] * 2 * BQ + rq[None, :]
-    q_mask = (rk[:, None] < DK) & (qh[None, :] < H) & ((rq[None, :] % BH) < H)
-    g_offs = rk[:, None] * DK + rk[None, :]
-    g_mask = (rk[:, None] < DK) & (rk[None, :] < DK)
-    rh = tl.arange(0, BH)
-    rate_h = tl.exp(tl.load(alog_ptr + rh, mask=rh < H, other=0.0))[None, :]
-    dt_h = tl.load(dt_ptr + rh, mask=rh < H, other=0.0)[None, :]
-    own_h = (rh == j0 // HD)[None, :]
-    first = (tl.arange(0, 2) == 0)[None, :, None]  # gate axis of the [BK, 2, BH] head sums: beta first
-    kv_b = kv_ptr + b * T * DK * DV
-    r_b = r_ptr + b * T * DK * 2 * BQ
-    if IN_PLACE:
-        st_base = kv_b  # S_t at slot t
-        slot = 0
-    else:
-        st_base = states_ptr + b * (T + 1) * DK * DV  # S_t at slot t + 1
-        slot = 1
-    if HAS_H0:
-        t_start = 0
-        h0_b = h0_ptr + b * DK * DV
-        s = tl.load(h0_b + s_offs, mask=s_mask, other=0.0)
-        q = tl.zeros((BK, 2 * BQ), dtype=tl.float32)
-        for c0 in range(0, DV, BV):
-            rc = c0 + tl.arange(0, BV)
-            x = tl.load(h0_b + rk[:, None] * DV + rc[None, :], mask=(rk[:, None] < DK) & (rc[None, :] < DV), other=0.0)
-            x_hi, x_lo = tf32_split(x)
-            q += dot_split(x_hi, x_lo, head_block_weights(wb_ptr, c0, DV, H, HD, BV, BH, wa_ptr), PREC)
-    else:
-        t_start = 1
-        s = tl.load(kv_b + s_offs, mask=s_mask, other=0.0)  # S_0 = K_0^T V_0
-        q = tl.load(r_b + q_offs, mask=q_mask, other=0.0)
-    if not IN_PLACE:
-        tl.store(st_base + t_start * DK * DV + s_offs, s, mask=s_mask)  # slot 0 = h0, or slot 1 = S_0
-    for t in range(t_start, T):
-        gram = tl.load(kk_ptr + (b * T + t) * DK * DK + g_offs, mask=g_mask, other=0.0)
-        g_hi, g_lo = tf32_split(gram)
-        psum = tl.sum(tl.reshape(q, (BK, 2, BH, BH)), axis=2)  # [BK, 2, BH]: S W_beta, S W_alpha
-        beta_h = tl.sigmoid(tl.sum(tl.where(first, psum, 0.0), axis=1))  # [BK, BH]
-        alpha_h = tl.exp(-rate_h * softplus(tl.sum(tl.where(first, 0.0, psum), axis=1) + dt_h))
-        beta = tl.reshape(tl.broadcast_to(beta_h[:, None, :, None], (BK, 2, BH, BH)), (BK, 2 * BQ))
-        alpha = tl.reshape(tl.broadcast_to(alpha_h[:, None, :, None], (BK, 2, BH, BH)), (BK, 2 * BQ))
-        gq = dot_split(g_hi, g_lo, q, PREC)
-        q = alpha * (q - beta * gq) + beta * tl.load(r_b + t * DK * 2 * BQ + q_offs, mask=q_mask, other=0.0)
-        beta_s = tl.sum(tl.where(own_h, beta_h, 0.0), axis=1)[:, None]
-        alpha_s = tl.sum(tl.where(own_h, alpha_h, 0.0), axis=1)[:, None]
-        gs = dot_split(g_hi, g_lo, s, PREC)
-        s = alpha_s * (s - beta_s * gs) + beta_s * tl.load(kv_b + t * DK * DV + s_offs, mask=s_mask, other=0.0)
-        if IN_PLACE:
-            tl.debug_barrier()  # every thread has read its U_t elements before any overwrites them
-        tl.store(st_base + (t + slot) * DK * DV + s_offs, s, mask=s_mask)
-
-
 @triton.jit(do_not_specialize=["T", "N", "SLOTS"])  # sizes that vary between calls: one compile
 def readout_kernel(
     k_ptr,
@@ -460,14 +388,6 @@ def frame_fwd(
             HAS_H0=has_h0, IN_PLACE=not save, BK=bk, BV=bv, BH=bh, HEAD_TILE=(dv // heads) % bv == 0,
             PREC=serial_precision(k.device), num_warps=safe_warps(int(TUNING["fwd_warps"]), bk, min(bv, bh)),
         )  # fmt: skip
-    elif TUNING["fast_merged"]:
-        launch(
-            fwd_parallel_merged_kernel, (b, dv // bv),
-            kk, kv, r, h0, w_beta, w_alpha, a_log, dt_bias, states, t, dk, dv, heads, dv // heads,
-            HAS_H0=has_h0, IN_PLACE=not save, BK=bk, BV=bv, BH=bh, PREC=serial_fast_precision(k.device),
-            num_warps=safe_warps(int(TUNING["fast_warps"]), bk, bv), num_stages=int(TUNING["fast_stages"]),
-        )  # fmt: skip
-        del r
     else:
         launch(
             fwd_parallel_kernel, (b, dv // bv),

@@ -33,7 +33,6 @@ TUNING: dict[str, int | str] = {
     "fast_warps": 8,
     "fast_prec": "tf32x3",  # tl.dot precision of the parallel recurrence on CUDA: "tf32x3" or "ieee"
     "fast_psum_dot": 0,  # 1: head sums of Q by a 0/1 matrix product instead of a reshape and sum
-    "fast_merged": 0,  # 1: fwd_parallel_merged_kernel (both gate blocks in one tile, G_t split once per frame)
     "fwd_state_tile": 2048,
     "fwd_warps": 4,
     "bwd_state_tile": 1024,
@@ -48,9 +47,10 @@ TUNING: dict[str, int | str] = {
     "dkdv_warps": 4,
     "step_tile": 2048,
     "step_warps": 4,
-    # software-pipelining depth (num_stages) of each kernel's inner loops; 1 keeps no loads in flight across
-    # iterations (fewer registers: ptxas reports the 3-stage Gram pre-pass spilling 1.3 KB per thread on sm_90)
-    "gram_stages": 3,
+    # software-pipelining depth (num_stages) of each kernel's inner loops. ptxas reports every frame kernel but the
+    # readout at 255 registers with spills on sm_90 (the 3-stage Gram pre-pass 1.3 KB per thread, 64 B at 1 stage),
+    # yet on an H200 (2026-11-27 sweep) only the Gram's 2 stages helped, by 2%; the others are timing-neutral
+    "gram_stages": 2,
     "fast_stages": 3,
     "readout_stages": 3,
     "bwd_stages": 3,

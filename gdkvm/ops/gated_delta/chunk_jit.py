@@ -31,22 +31,37 @@ def _bwd_chunk(
     PER_CHANNEL: tl.constexpr, BT: tl.constexpr,
 ):  # fmt: skip
     """One chunk of the reverse state pass: dU = A^T dO + (K * e^{G_C - G}) dS, then
-    dS <- e^{G_C} dS + scale (Q * e^G)^T dO - w^T dU. Returns (dU [BT, BV] fp32, new dS [BK, BV] fp32)."""
+    dS <- e^{G_C} dS + scale (Q * e^G)^T dO - w^T dU. Returns (dU [BT, BV] fp32, new dS [BK, BV] fp32).
+
+    A^T, w^T and Q^T are loaded transposed (no ``tl.trans`` of a loaded tile as the left operand): with bf16
+    intermediates (GDKVM_TOKEN_PRECISION=fast) that form gave a diverging dS on an H100/H200 with triton 3.6."""
     dt = w_ptr.dtype.element_ty  # operand dtype of the tensor-core products
     o_i = tl.arange(0, BT)
     m_k = mrow[:, None] & mcol[None, :]
+    m_kt = mcol[:, None] & mrow[None, :]
     kt = tl.load(k_ptr + th[:, None] * K + cols[None, :], mask=m_k, other=0.0)
-    qt = tl.load(q_ptr + th[:, None] * K + cols[None, :], mask=m_k, other=0.0)
-    wt = tl.load(w_ptr + th[:, None] * K + cols[None, :], mask=m_k, other=0.0)
-    at = tl.load(a_ptr + th[:, None] * BT + o_i[None, :], mask=mrow[:, None], other=0.0)
+    q_tr = tl.load(q_ptr + th[None, :] * K + cols[:, None], mask=m_kt, other=0.0)  # [BK, BT]
+    w_tr = tl.load(w_ptr + th[None, :] * K + cols[:, None], mask=m_kt, other=0.0)  # [BK, BT]
+    a_tr = tl.load(a_ptr + th[None, :] * BT + o_i[:, None], mask=mrow[None, :], other=0.0)  # [BT, BT]: A^T
     dot_ = tl.load(do_ptr + th[:, None] * V + cv[None, :], mask=m_v, other=0.0).to(dt)
     G, G_last = _gate_cumsum(g_ptr, th, mrow, cols, mcol, K, PER_CHANNEL)
     kbar = (kt * tl.exp(_rows(G_last - G, PER_CHANNEL))).to(dt)
-    dpseudo = tl.dot(tl.trans(at), dot_) + tl.dot(kbar, dstate.to(dt))
-    qe = (qt * (tl.exp(_rows(G, PER_CHANNEL)) * scale)).to(dt)
-    dstate = dstate * tl.exp(_vec(G_last, PER_CHANNEL)) + tl.dot(tl.trans(qe), dot_)
-    dstate -= tl.dot(tl.trans(wt), dpseudo.to(dt))
+    dpseudo = tl.dot(a_tr, dot_) + tl.dot(kbar, dstate.to(dt))
+    qe_tr = (q_tr * (tl.exp(_cols(g_ptr, th, mrow, cols, mcol, K, G, PER_CHANNEL)) * scale)).to(dt)
+    dstate = dstate * tl.exp(_vec(G_last, PER_CHANNEL)) + tl.dot(qe_tr, dot_)
+    dstate -= tl.dot(w_tr, dpseudo.to(dt))
     return dpseudo, dstate
+
+
+@triton.jit
+def _cols(g_ptr, th, mrow, cols, mcol, K, G, PER_CHANNEL: tl.constexpr):
+    """G of ``_gate_cumsum`` laid out against a transposed [BK, BT] tile: [BT] -> [1, BT]; per key channel the
+    [BK, BT] cumulative sum, rebuilt from a transposed load of g."""
+    if PER_CHANNEL:
+        gt = tl.load(g_ptr + th[None, :] * K + cols[:, None], mask=mcol[:, None] & mrow[None, :], other=0.0)
+        return tl.cumsum(gt.to(tl.float32), 1)
+    else:
+        return G[None, :]
 
 
 @triton.jit
