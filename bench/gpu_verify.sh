@@ -10,6 +10,7 @@
 #   bash bench/gpu_verify.sh OUTDIR tune   # frame tests + launch sweep; token tests, bench of the default vs scratch solve
 #   bash bench/gpu_verify.sh OUTDIR stages # register-pressure switches of both ops (sweeps), fast-mode launch check
 #   bash bench/gpu_verify.sh OUTDIR fast   # launch checks (both precisions), token table with the fast mode and fla-core
+#   bash bench/gpu_verify.sh OUTDIR final  # token GPU tests, token issue table (default variant) against fla-core
 # Carry .whl (training wheels and fla-core; see bench/gpu_env.sh). Results land in OUTDIR, at most 8 files.
 set -uo pipefail
 OUTDIR=${1:-/tmp/gdkvm_gpu}; WHAT=${2:-ops}
@@ -82,5 +83,11 @@ if [ "$WHAT" = fast ]; then  # about 9.5 minutes: launch checks of both precisio
     B1T2000H2K64V32-slowgate B2T500H3K100V60-chan --check-precisions fast high --check-timeout 45 2>&1 \
     | tee "$OUTDIR/check.txt" | grep -E "RESULT|BAD|e2e|CRASH|Error"
   timeout 380 python3 bench/ops_token.py --variants high fast --fla-timeout 300 --json "$OUTDIR/bench_token.json" 2>&1 \
+    | grep -vE '^\{' | tee "$OUTDIR/bench_token.txt" | tail -24
+fi
+if [ "$WHAT" = final ]; then  # about 9.5 minutes: token GPU tests, then the token issue table (fla-core ~5 of them)
+  timeout 140 python3 -m pytest -q -p no:cacheprovider -rf --tb=line tests/ops/test_chunk_gpu.py 2>&1 \
+    | tail -20 | tee "$OUTDIR/token_tests.txt"
+  timeout 420 python3 bench/ops_token.py --variants high --fla-timeout 300 --json "$OUTDIR/bench_token.json" 2>&1 \
     | grep -vE '^\{' | tee "$OUTDIR/bench_token.txt" | tail -24
 fi
