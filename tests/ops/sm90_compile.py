@@ -10,13 +10,15 @@ CPU path sets to "ieee" are compiled as "tf32x3" (the CUDA path of fp32 inputs, 
 Run: ``TRITON_INTERPRET=0 python tests/ops/sm90_compile.py`` prints one line per distinct kernel compile
 (``ok NAME shared=BYTES warps=W wgmma=SHAPES``) or ``FAIL NAME: reason``, and exits 1 on any failure, on a
 shared-memory need above an H100's 227 KB per block, or on a tensor-core instruction narrower than 16 columns.
-Used by tests/ops/test_sm90_compile.py in a subprocess.
+Used by tests/ops/test_sm90_compile.py in a subprocess. With ``--regs`` each line also gives ptxas's register count
+and spill bytes per thread (a second ptxas pass over the PTX; for tuning, not in the test).
 """
 
 from __future__ import annotations
 
 import os
 import re
+import subprocess
 import sys
 import traceback
 from pathlib import Path
@@ -80,10 +82,32 @@ def _record(self: JITFunction, *args: object, grid: object = None, warmup: bool 
         status = "ok" if shared <= SMEM_LIMIT and not narrow else "FAIL"
         wgmma = ",".join(f"{shape}.{kind}" for shape, kind in shapes) or "-"
         results[key] = f"{status} {self.__name__} shared={shared} warps={options['num_warps']} wgmma={wgmma}"
+        if "--regs" in sys.argv:
+            results[key] += " " + _ptxas_usage(compiled.asm["ptx"]) + f" stages={options['num_stages']}"
     except Exception as err:  # noqa: BLE001  (any compiler error is a finding to report)
         lines = [ln for ln in traceback.format_exception_only(err)[-1].splitlines() if ln.strip()]
         results[key] = f"FAIL {self.__name__}: {lines[-1][:400] if lines else type(err).__name__}"
     print(results[key], flush=True)
+
+
+def _ptxas_usage(ptx: str) -> str:
+    """``regs=N spill=B`` for one kernel's PTX, from ptxas -v of the wheel's own ptxas (sm_90a)."""
+    from triton.backends.nvidia import compiler as nvidia_compiler
+
+    try:  # the ptxas Triton itself uses for sm_90 (triton 3.9 ships two and picks by PTX version)
+        ptxas = nvidia_compiler.get_ptxas(TARGET.arch).path
+    except TypeError:  # older Triton: get_ptxas() takes no architecture
+        ptxas = nvidia_compiler.get_ptxas().path
+    src = Path(os.environ.get("TMPDIR", "/tmp")) / f"sm90_regs_{os.getpid()}.ptx"
+    src.write_text(ptx)
+    try:
+        cmd = [ptxas, "-v", "--gpu-name", "sm_90a", str(src), "-o", os.devnull]
+        report = subprocess.run(cmd, capture_output=True, text=True, timeout=120).stderr
+    finally:
+        src.unlink(missing_ok=True)
+    regs = re.search(r"Used (\d+) registers", report)
+    spill = re.search(r"(\d+) bytes spill stores", report)
+    return f"regs={regs.group(1) if regs else '?'} spill={spill.group(1) if spill else '?'}"
 
 
 def frame_cases() -> None:
