@@ -45,18 +45,10 @@ def _bwd_chunk(
     a_tr = tl.load(a_ptr + th[None, :] * BT + o_i[:, None], mask=mrow[None, :], other=0.0)  # [BT, BT]: A^T
     dot_ = tl.load(do_ptr + th[:, None] * V + cv[None, :], mask=m_v, other=0.0).to(dt)
     G, G_last = _gate_cumsum(g_ptr, th, mrow, cols, mcol, K, PER_CHANNEL)
-    if PER_CHANNEL:
-        kbar = (kt * tl.exp(G_last - G)).to(dt)
-        k_ds = tl.dot(kbar, dstate.to(dt))
-        qe_tr = (q_tr * (tl.exp(_cols(g_ptr, th, mrow, cols, mcol, K, G, PER_CHANNEL)) * scale)).to(dt)
-        q_do = tl.dot(qe_tr, dot_)
-    else:
-        # a per-token decay scales rows of the product, not the loaded tile that is its left operand (the
-        # scaled-operand form gave a diverging dS with bf16 operands on an H200, triton 3.6)
-        k_ds = tl.exp(G_last - G)[:, None] * tl.dot(kt.to(dt), dstate.to(dt))
-        q_do = tl.dot(q_tr.to(dt), (dot_.to(tl.float32) * (tl.exp(G) * scale)[:, None]).to(dt))
-    dpseudo = tl.dot(a_tr, dot_) + k_ds
-    dstate = dstate * tl.exp(_vec(G_last, PER_CHANNEL)) + q_do
+    kbar = (kt * tl.exp(_rows(G_last - G, PER_CHANNEL))).to(dt)
+    dpseudo = tl.dot(a_tr, dot_) + tl.dot(kbar, dstate.to(dt))
+    qe_tr = (q_tr * (tl.exp(_cols(g_ptr, th, mrow, cols, mcol, K, G, PER_CHANNEL)) * scale)).to(dt)
+    dstate = dstate * tl.exp(_vec(G_last, PER_CHANNEL)) + tl.dot(qe_tr, dot_)
     dstate -= tl.dot(w_tr, dpseudo.to(dt))
     return dpseudo, dstate
 
