@@ -11,6 +11,7 @@
 #   bash bench/gpu_verify.sh OUTDIR stages # register-pressure switches of both ops (sweeps), fast-mode launch check
 #   bash bench/gpu_verify.sh OUTDIR fast   # launch checks (both precisions), token table with the fast mode and fla-core
 #   bash bench/gpu_verify.sh OUTDIR final  # token GPU tests, token issue table (default variant) against fla-core
+#   bash bench/gpu_verify.sh OUTDIR batch  # frame launch switches at B32 (parallel-recurrence warps, wide backward)
 # Carry .whl (training wheels and fla-core; see bench/gpu_env.sh). Results land in OUTDIR, at most 8 files.
 set -uo pipefail
 OUTDIR=${1:-/tmp/gdkvm_gpu}; WHAT=${2:-ops}
@@ -90,4 +91,8 @@ if [ "$WHAT" = final ]; then  # about 9.5 minutes: token GPU tests, then the tok
     | tail -20 | tee "$OUTDIR/token_tests.txt"
   timeout 420 python3 bench/ops_token.py --variants high --fla-timeout 300 --json "$OUTDIR/bench_token.json" 2>&1 \
     | grep -vE '^\{' | tee "$OUTDIR/bench_token.txt" | tail -24
+fi
+if [ "$WHAT" = batch ]; then  # about 2 minutes: launch switches that matter with more programs than SMs (B32)
+  timeout 150 python3 bench/ops_frame.py --sweep-only --sweep-shapes B32T10N256 B10T10N256 --sweep-knobs fast_warps \
+    bwd_wide --json "$OUTDIR/sweep_frame.json" 2>&1 | grep -E "^sweep|^best" | tee "$OUTDIR/sweep_frame.txt"
 fi

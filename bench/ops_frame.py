@@ -259,6 +259,14 @@ SWEEP = {  # knob -> values tried, one knob at a time, the others at their defau
         ("dkdv_tile", (2048, 4096)),
         ("dkdv_warps", (4, 8)),
         ("bwd_stages", (1, 3)),
+        (
+            "bwd_wide",
+            (
+                {},
+                {"bwd_state_tile": 2048, "bwd_min_bh": 32, "bwd_warps": 8},
+                {"bwd_state_tile": 2048, "bwd_light_tile": 4096, "bwd_min_bh": 32, "bwd_warps": 8},
+            ),
+        ),
         ("dkdv_stages", (1, 2, 3)),
     ],
     "step": [("step_tile", (1024, 2048, 4096)), ("step_warps", (4, 8))],
@@ -292,7 +300,7 @@ def sweep(args: argparse.Namespace) -> list[dict]:
                     continue
                 for value in values:
                     TUNING.update(defaults)
-                    TUNING[knob] = value
+                    TUNING.update(value if isinstance(value, dict) else {knob: value})  # a dict sets several knobs
                     try:
                         with torch.no_grad():
                             err = rel_rms(fn(*inputs)[0], ref)
@@ -314,9 +322,10 @@ def sweep(args: argparse.Namespace) -> list[dict]:
     TUNING.update(defaults)
     suggestion = dict(defaults)
     for key, row in best.items():
-        print(f"best {key:32s} = {row['value']!s:7s} ({row['ms']:.4f} ms, default {defaults[row['knob']]!s})")
+        value = row["value"]
+        print(f"best {key:32s} = {value!s:7s} ({row['ms']:.4f} ms, default {defaults.get(row['knob'], {})!s})")
         if key.startswith(args.sweep_shapes[0] + "/"):
-            suggestion[row["knob"]] = row["value"]
+            suggestion.update(value if isinstance(value, dict) else {row["knob"]: value})
     print("suggested TUNING (from the first sweep shape):", json.dumps(suggestion), flush=True)
     return rows
 

@@ -34,6 +34,17 @@ def test_one_program_recurrence_matches_reference(with_state: bool, monkeypatch:
     assert_match(run(inp, "triton"), run(inp, "naive"), TOL)
 
 
+def test_wide_backward_tiles_match_reference(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The backward recurrence with heads padded to 32 and wider value tiles (the configuration that lets it run 8
+    warps on a GPU; ``bwd_wide`` in bench/ops_frame.py's sweep)."""
+    from gdkvm.ops.frame.triton_fwd import TUNING
+
+    for knob, value in {"bwd_min_bh": 32, "bwd_state_tile": 2048, "bwd_light_tile": 4096, "bwd_warps": 8}.items():
+        monkeypatch.setitem(TUNING, knob, value)
+    inp = make_inputs(b=2, t=3, n=11, dk=48, dv=64, heads=4, with_state=True)
+    assert_match(run(inp, "triton"), run(inp, "naive"), TOL)
+
+
 def rel_rms(x: torch.Tensor, ref: torch.Tensor) -> float:
     """RMS of the error relative to the RMS of the reference (0 when both are 0)."""
     err = (x.double() - ref.double()).pow(2).mean().sqrt()

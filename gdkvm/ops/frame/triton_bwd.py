@@ -222,7 +222,7 @@ def frame_bwd(
     dwa = torch.zeros(b, t, dv_, heads, **f32)
     dalog = torch.empty(b, heads, **f32)
     ddt = torch.empty(b, heads, **f32)
-    bk, bv, bh = block_sizes(dk_, dv_, heads, int(TUNING["bwd_state_tile"]))
+    bk, bv, bh = block_sizes(dk_, dv_, heads, int(TUNING["bwd_state_tile"]), int(TUNING["bwd_min_bh"]))
     bvw = block_sizes(dk_, dv_, heads, int(TUNING["bwd_light_tile"]))[1]
     launch(
         bwd_recurrence_kernel, (b,),

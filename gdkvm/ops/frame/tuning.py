@@ -38,6 +38,7 @@ TUNING: dict[str, int | str] = {
     "bwd_state_tile": 1024,
     "bwd_light_tile": 2048,
     "bwd_warps": 4,
+    "bwd_min_bh": 16,  # head padding of the backward recurrence; 32 lets safe_warps allow 8 warps (with BV >= 32)
     "gram_tile": 4096,
     "gram_warps": 4,
     "readout_tile": 4096,
@@ -97,11 +98,12 @@ def fit(budget: int, bk: int, cap: int = 64) -> int:
     return max(16, min(cap, next_power_of_2(max(1, budget // bk) + 1) // 2))
 
 
-def block_sizes(dk: int, dv: int, heads: int, budget: int) -> tuple[int, int, int]:
-    """(BK, BV, BH): padded key width, value tile of the serial kernels, padded head count; all >= 16 for tl.dot."""
+def block_sizes(dk: int, dv: int, heads: int, budget: int, min_bh: int = 16) -> tuple[int, int, int]:
+    """(BK, BV, BH): padded key width, value tile of the serial kernels, padded head count (at least ``min_bh``); all
+    >= 16 for tl.dot."""
     bk = pad_k(dk)
     bv = fit(budget, bk, max(16, next_power_of_2(dv)))
-    bh = max(16, next_power_of_2(heads))
+    bh = max(16, min_bh, next_power_of_2(heads))
     return bk, bv, bh
 
 
