@@ -77,9 +77,11 @@ def intermediate_dtype(dtype: torch.dtype) -> torch.dtype:
     """dtype of the stored intermediates (w, u, A, U, per-chunk states) and of the tensor-core operands built from
     them. fp32 (TF32 products) by default: bf16 intermediates alone cost about 3-5e-3 relative RMS on o (measured by
     simulation), too close to the 5e-3 test bound. ``GDKVM_TOKEN_PRECISION=fast`` keeps them in the input dtype
-    (FLA's choice: half the intermediate traffic, bf16 tensor cores), on the CPU interpreter only: on an H100 with
-    triton 3.6 (2026-11-27) that mode gave garbage o at B1 T12800 V32 and an illegal memory access at B2 T1000 K64
-    V64 with gradients, not yet root-caused, so on CUDA tensors ``check_precision_mode`` refuses it."""
+    (FLA's choice: half the intermediate traffic, bf16 tensor cores), on the CPU interpreter only: on an H100 and an
+    H200 with triton 3.6 (2026-11-27, ``bench/ops_token.py --check --check-precisions fast``, launch by launch) its
+    forward launches are right (o 3.3e-3, like fla-core) and a per-key-channel gate passes everything, but with a
+    per-head gate the reverse state pass diverges or faults and at V 32 the prep returns non-finite u; three
+    hypotheses were refuted (docs/benchmarks.md), so on CUDA tensors ``check_precision_mode`` refuses it."""
     if os.environ.get("GDKVM_TOKEN_PRECISION", "high") == "fast":
         return dtype
     return torch.float32
