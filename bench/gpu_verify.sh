@@ -11,7 +11,7 @@
 #   bash bench/gpu_verify.sh OUTDIR stages # register-pressure switches of both ops (sweeps), fast-mode launch check
 #   bash bench/gpu_verify.sh OUTDIR fast   # launch checks (both precisions), token table with the fast mode and fla-core
 #   bash bench/gpu_verify.sh OUTDIR final  # token GPU tests, token issue table (default variant) against fla-core
-#   bash bench/gpu_verify.sh OUTDIR batch  # frame launch switches at B32 (parallel-recurrence warps, wide backward)
+#   bash bench/gpu_verify.sh OUTDIR batch  # frame GPU tests; launch switches at B32 (recurrence warps, wide backward)
 # Carry .whl (training wheels and fla-core; see bench/gpu_env.sh). Results land in OUTDIR, at most 8 files.
 set -uo pipefail
 OUTDIR=${1:-/tmp/gdkvm_gpu}; WHAT=${2:-ops}
@@ -92,7 +92,9 @@ if [ "$WHAT" = final ]; then  # about 9.5 minutes: token GPU tests, then the tok
   timeout 420 python3 bench/ops_token.py --variants high --fla-timeout 300 --json "$OUTDIR/bench_token.json" 2>&1 \
     | grep -vE '^\{' | tee "$OUTDIR/bench_token.txt" | tail -24
 fi
-if [ "$WHAT" = batch ]; then  # about 2 minutes: launch switches that matter with more programs than SMs (B32)
+if [ "$WHAT" = batch ]; then  # about 6.5 minutes: frame GPU tests, then switches that matter at B32 (more programs than SMs)
+  timeout 250 python3 -m pytest -q -p no:cacheprovider -rf --tb=line tests/ops/test_frame_gpu.py 2>&1 \
+    | tail -12 | tee "$OUTDIR/frame_tests.txt"
   timeout 150 python3 bench/ops_frame.py --sweep-only --sweep-shapes B32T10N256 B10T10N256 --sweep-knobs fast_warps \
     bwd_wide --json "$OUTDIR/sweep_frame.json" 2>&1 | grep -E "^sweep|^best" | tee "$OUTDIR/sweep_frame.txt"
 fi
