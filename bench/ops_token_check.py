@@ -22,6 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from ops_token import child_env, rel_rms  # noqa: E402
 
+from tests.ops.test_chunk_gpu import make_inputs  # noqa: E402  (the GPU tests' inputs, also on the CPU)
+
 # --check: every launch alone against the float64 torch chunk reference (gdkvm.ops.gated_delta.naive
 # .chunk_reference_intermediates), one subprocess per case so that a kernel fault (illegal address) is reported for
 # its case and launch and does not poison the others. Cases: the GPU tests' and the first benchmark shape.
@@ -93,14 +95,9 @@ def check_child(name: str, precision: str) -> None:
     dtype = getattr(torch, dtype)
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     torch.manual_seed(0)
-    q = F.normalize(torch.randn(batch, length, heads, key_dim, device=dev), dim=-1).to(dtype)
-    k = F.normalize(torch.randn(batch, length, heads, key_dim, device=dev), dim=-1).to(dtype)
-    v = torch.randn(batch, length, heads, value_dim, device=dev).to(dtype)
-    gate_shape = (batch, length, heads, key_dim) if per_channel else (batch, length, heads)
-    g = F.logsigmoid(torch.randn(gate_shape, device=dev)) * gate_scale
-    if zero_p:
-        g = g * (torch.rand(gate_shape, device=dev) > zero_p)
-    beta = torch.sigmoid(torch.randn(batch, length, heads, device=dev)).to(dtype)
+    inputs = make_inputs(batch, length, heads, key_dim, value_dim, per_channel=per_channel, dtype=dtype,
+                         gate_scale=gate_scale, zero_gate_p=zero_p, dev=dev)  # fmt: skip
+    q, k, v, g, beta = (inputs[name] for name in ("q", "k", "v", "g", "beta"))
     h0 = torch.randn(batch, heads, key_dim, value_dim, device=dev) if with_h0 else None
     do = torch.randn(batch, length, heads, value_dim, device=dev).to(dtype)
     dht = torch.randn(batch, heads, key_dim, value_dim, device=dev)

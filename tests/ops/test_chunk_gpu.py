@@ -35,9 +35,11 @@ def rel_rms(ref: torch.Tensor, got: torch.Tensor) -> float:
     return ((ref - got).pow(2).mean().sqrt() / ref.pow(2).mean().sqrt().clamp_min(1e-30)).item()
 
 
-def make_inputs(batch, length, heads, key_dim, value_dim, *, per_channel, dtype, gate_scale=1.0, zero_gate_p=0.0):
-    """q, k L2-normalised, v randn, beta sigmoid in ``dtype``; g = logsigmoid * gate_scale in fp32, some set to 0."""
-    dev = "cuda"
+def make_inputs(
+    batch, length, heads, key_dim, value_dim, *, per_channel, dtype, gate_scale=1.0, zero_gate_p=0.0, dev="cuda"
+):
+    """q, k L2-normalised, v randn, beta sigmoid in ``dtype``; g = logsigmoid * gate_scale in fp32, some set to 0.
+    Also the inputs of ``bench/ops_token.py --check``."""
     q = F.normalize(torch.randn(batch, length, heads, key_dim, device=dev), dim=-1).to(dtype)
     k = F.normalize(torch.randn(batch, length, heads, key_dim, device=dev), dim=-1).to(dtype)
     v = torch.randn(batch, length, heads, value_dim, device=dev).to(dtype)
