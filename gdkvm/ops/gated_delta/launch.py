@@ -95,8 +95,8 @@ def check_precision_mode(device: torch.device) -> None:
         raise RuntimeError(f"GDKVM_TOKEN_PRECISION must be 'high' or 'fast', got {mode!r}")
     if mode == "fast" and device.type == "cuda":
         raise RuntimeError(
-            "GDKVM_TOKEN_PRECISION=fast (bf16 intermediates) is disabled on CUDA: on an H100 with triton 3.6 it gave "
-            "wrong outputs and an illegal memory access; unset it to use the default 'high' mode"
+            "GDKVM_TOKEN_PRECISION=fast (bf16 intermediates) is disabled on CUDA: on an H100 and an H200 with triton "
+            "3.6 its backward diverged or hit an illegal memory access; unset it to use the default 'high' mode"
         )
 
 
@@ -130,7 +130,7 @@ def _heuristic(kernel: str, key_dim: int, value_dim: int, batch_heads: int) -> d
     H8 K128 V128); the backward pass is fastest unpipelined (1 stage: 0.690 vs 1.023 ms at B4 T10240 H8 K64 V64).
     The prep kernel runs 4 warps up to K 128 (0.432 vs 0.887 ms with 8 at B4 T10240 K64, 0.167 vs 0.279 at K128);
     the chunk backward 8 (4 spill heavily on sm_90)."""
-    bk = max(16, next_power_of_2(key_dim))
+    bk = block_k(key_dim)
     widest = max(16, next_power_of_2(value_dim))
     pipelined = 1 if interpreting() else None
     if kernel in ("state", "state_bwd"):
