@@ -33,8 +33,8 @@ def _bwd_chunk(
     """One chunk of the reverse state pass: dU = A^T dO + (K * e^{G_C - G}) dS, then
     dS <- e^{G_C} dS + scale (Q * e^G)^T dO - w^T dU. Returns (dU [BT, BV] fp32, new dS [BK, BV] fp32).
 
-    A^T, w^T and Q^T are loaded transposed (no ``tl.trans`` of a loaded tile as the left operand): with bf16
-    intermediates (GDKVM_TOKEN_PRECISION=fast) that form gave a diverging dS on an H100/H200 with triton 3.6."""
+    A^T, w^T and Q^T are loaded transposed rather than transposed with ``tl.trans`` (tried on an H200 as a cause of
+    fast mode's diverging dS: it was not, and high mode times the same either way)."""
     dt = w_ptr.dtype.element_ty  # operand dtype of the tensor-core products
     o_i = tl.arange(0, BT)
     m_k = mrow[:, None] & mcol[None, :]
