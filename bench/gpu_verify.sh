@@ -12,6 +12,7 @@
 #   bash bench/gpu_verify.sh OUTDIR fast   # launch checks (both precisions), token table with the fast mode and fla-core
 #   bash bench/gpu_verify.sh OUTDIR final  # token GPU tests, token issue table (default variant) against fla-core
 #   bash bench/gpu_verify.sh OUTDIR batch  # frame GPU tests; launch switches at B32 (recurrence warps, wide backward)
+#   bash bench/gpu_verify.sh OUTDIR check  # launch checks (both precisions), token GPU tests, ours-only high vs fast
 # Carry .whl (training wheels and fla-core; see bench/gpu_env.sh). Results land in OUTDIR, at most 8 files.
 set -uo pipefail
 OUTDIR=${1:-/tmp/gdkvm_gpu}; WHAT=${2:-ops}
@@ -97,4 +98,13 @@ if [ "$WHAT" = batch ]; then  # about 6.5 minutes: frame GPU tests, then switche
     | tail -12 | tee "$OUTDIR/frame_tests.txt"
   timeout 150 python3 bench/ops_frame.py --sweep-only --sweep-shapes B32T10N256 B10T10N256 --sweep-knobs fast_warps \
     bwd_wide --json "$OUTDIR/sweep_frame.json" 2>&1 | grep -E "^sweep|^best" | tee "$OUTDIR/sweep_frame.txt"
+fi
+if [ "$WHAT" = check ]; then  # about 7 minutes: is each precision right launch by launch, and what does fast buy
+  timeout 170 python3 bench/ops_token.py --check --check-cases B4T2560H8K64V64 B2T1000H4K64V64-h0 \
+    B1T2000H2K64V32-slowgate B2T500H3K100V60-chan --check-precisions fast high --check-timeout 45 2>&1 \
+    | tee "$OUTDIR/check.txt" | grep -E "RESULT|BAD|e2e|CRASH|Error"
+  timeout 140 python3 -m pytest -q -p no:cacheprovider -rf --tb=line tests/ops/test_chunk_gpu.py 2>&1 \
+    | tail -20 | tee "$OUTDIR/token_tests.txt"
+  timeout 130 python3 bench/ops_token.py --no-fla --no-accuracy --variants high fast --json "$OUTDIR/bench_token.json" \
+    2>&1 | grep -vE '^\{' | tee "$OUTDIR/bench_token.txt" | tail -24
 fi

@@ -284,9 +284,11 @@ def time_launches(inputs: dict[str, torch.Tensor], warmup: int, rep: int) -> dic
 
     from gdkvm.ops.gated_delta.chunk_bwd import launch_chunk_bwd, launch_state_bwd
     from gdkvm.ops.gated_delta.chunk_fwd import launch_prep, launch_state_fwd
+    from gdkvm.ops.gated_delta.gates import chunk_local_cumsum
 
-    q, k, v, beta, g = (inputs[n] for n in ("q", "k", "v", "beta", "g"))
+    q, k, v, beta = (inputs[n] for n in ("q", "k", "v", "beta"))
     scale, value_dim, chunk = q.shape[-1] ** -0.5, v.shape[-1], 64 if q.shape[-1] <= 128 else 32
+    g = chunk_local_cumsum(inputs["g"], chunk)
     do = torch.randn_like(v)
     prep = launch_prep(q, k, v, g, beta, scale, chunk)
     saved = {**prep, **launch_state_fwd(q, k, g, prep, value_dim, scale, None, False, True, chunk)}

@@ -83,6 +83,7 @@ def check_child(name: str, precision: str) -> None:
     from gdkvm.ops.gated_delta.chunk import default_chunk_size
     from gdkvm.ops.gated_delta.chunk_bwd import launch_chunk_bwd, launch_state_bwd
     from gdkvm.ops.gated_delta.chunk_fwd import launch_prep, launch_state_fwd
+    from gdkvm.ops.gated_delta.gates import chunk_local_cumsum
     from gdkvm.ops.gated_delta.launch import autotuning, heuristic
     from gdkvm.ops.gated_delta.naive import chunk_reference_intermediates
 
@@ -130,24 +131,24 @@ def check_child(name: str, precision: str) -> None:
             extra = state_errors(want, got)
         print(f"    {verdict:3s} {stage:12s} rel_rms {err:.2e} {'' if finite else 'NON-FINITE '}{extra}", flush=True)
 
-    g32 = g.float().contiguous()
-    prep = launch("1 prep", lambda: launch_prep(q, k, v, g32, beta, scale, chunk))
+    gc = chunk_local_cumsum(g, chunk)
+    prep = launch("1 prep", lambda: launch_prep(q, k, v, gc, beta, scale, chunk))
     for stage in ("t_inv", "a", "w", "u"):
         compare(stage, prep[stage], ref[stage])
-    fwd = launch("2 state_fwd", lambda: launch_state_fwd(q, k, g32, prep, value_dim, scale, h0, True, True, chunk))
+    fwd = launch("2 state_fwd", lambda: launch_state_fwd(q, k, gc, prep, value_dim, scale, h0, True, True, chunk))
     compare("states", fwd["states"], ref["states"], "states")
     compare("pseudo(U)", fwd["pseudo"], ref["pseudo"])
     compare("o", fwd["o"], ref["o"])
     compare("final_state", fwd["final_state"], ref["final_state"], "none")
     saved = {**prep, **fwd}
     sgrads = launch(
-        "3 state_bwd", lambda: launch_state_bwd(q, k, g32, saved, value_dim, scale, do, dht, with_h0, chunk)
+        "3 state_bwd", lambda: launch_state_bwd(q, k, gc, saved, value_dim, scale, do, dht, with_h0, chunk)
     )  # fmt: skip
     compare("dstates", sgrads["dstates"], ref["dstates"], "states")
     compare("dpseudo(dU)", sgrads["dpseudo"], ref["dpseudo"])
     if with_h0:
         compare("dh0", sgrads["dh0"], ref["dh0"], "none")
-    grads = launch("4 chunk_bwd", lambda: launch_chunk_bwd(saved, sgrads, q, k, v, g32, beta, scale, do, chunk))
+    grads = launch("4 chunk_bwd", lambda: launch_chunk_bwd(saved, sgrads, q, k, v, gc, beta, scale, do, chunk))
     # Reference gradients: autograd through the fp32 token loop on the same rounded inputs (as the GPU tests).
     leaves = {n: t.float().clone().requires_grad_() for n, t in dict(q=q, k=k, v=v, g=g, beta=beta).items()}
     o_ref, s_ref = naive_recurrent_gated_delta(

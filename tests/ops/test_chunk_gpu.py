@@ -143,6 +143,7 @@ def test_gpu_each_launch_matches_chunk_reference(batch, length, heads, key_dim, 
     from gdkvm.ops.gated_delta.chunk import default_chunk_size
     from gdkvm.ops.gated_delta.chunk_bwd import launch_state_bwd
     from gdkvm.ops.gated_delta.chunk_fwd import launch_prep, launch_state_fwd
+    from gdkvm.ops.gated_delta.gates import chunk_local_cumsum
     from gdkvm.ops.gated_delta.naive import chunk_reference_intermediates
 
     torch.manual_seed(0)
@@ -152,9 +153,10 @@ def test_gpu_each_launch_matches_chunk_reference(batch, length, heads, key_dim, 
     dht = torch.randn(batch, heads, key_dim, value_dim, device="cuda")
     scale, chunk = key_dim**-0.5, default_chunk_size(key_dim, torch.bfloat16)
     ref = chunk_reference_intermediates(**x, scale=scale, initial_state=h0, chunk_size=chunk, do=do, dht=dht)
-    prep = launch_prep(x["q"], x["k"], x["v"], x["g"], x["beta"], scale, chunk)
-    fwd = launch_state_fwd(x["q"], x["k"], x["g"], prep, value_dim, scale, h0, True, True, chunk)
-    bwd = launch_state_bwd(x["q"], x["k"], x["g"], {**prep, **fwd}, value_dim, scale, do, dht, True, chunk)
+    gc = chunk_local_cumsum(x["g"], chunk)
+    prep = launch_prep(x["q"], x["k"], x["v"], gc, x["beta"], scale, chunk)
+    fwd = launch_state_fwd(x["q"], x["k"], gc, prep, value_dim, scale, h0, True, True, chunk)
+    bwd = launch_state_bwd(x["q"], x["k"], gc, {**prep, **fwd}, value_dim, scale, do, dht, True, chunk)
     got = {**prep, **fwd, **bwd}
     errors = {
         name: rel_rms(ref[name], got[name])

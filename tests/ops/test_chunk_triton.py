@@ -154,6 +154,7 @@ def test_each_launch_matches_chunk_reference(
     # Per-kernel twins (FLA's test_gdn_kernels model): every stored intermediate against the float64 chunk reference.
     from gdkvm.ops.gated_delta.chunk_bwd import launch_state_bwd
     from gdkvm.ops.gated_delta.chunk_fwd import launch_prep, launch_state_fwd
+    from gdkvm.ops.gated_delta.gates import chunk_local_cumsum
     from gdkvm.ops.gated_delta.naive import chunk_reference_intermediates
 
     x = make_inputs(2, length, 2, key_dim, value_dim, per_channel=per_channel, dtype=dtype)
@@ -162,11 +163,11 @@ def test_each_launch_matches_chunk_reference(
     dht = torch.randn(2, 2, key_dim, value_dim)
     scale = key_dim**-0.5
     ref = chunk_reference_intermediates(**x, scale=scale, initial_state=h0, chunk_size=chunk, do=do, dht=dht)
-    g32 = x["g"].float()
-    prep = launch_prep(x["q"], x["k"], x["v"], g32, x["beta"], scale, chunk)
-    fwd = launch_state_fwd(x["q"], x["k"], g32, prep, value_dim, scale, h0, True, True, chunk)
+    gc = chunk_local_cumsum(x["g"], chunk)
+    prep = launch_prep(x["q"], x["k"], x["v"], gc, x["beta"], scale, chunk)
+    fwd = launch_state_fwd(x["q"], x["k"], gc, prep, value_dim, scale, h0, True, True, chunk)
     saved = {**prep, **fwd}
-    bwd = launch_state_bwd(x["q"], x["k"], g32, saved, value_dim, scale, do, dht, True, chunk)
+    bwd = launch_state_bwd(x["q"], x["k"], gc, saved, value_dim, scale, do, dht, True, chunk)
     got = {**prep, **fwd, **bwd}
     tol = 2e-3 if dtype == torch.float32 else 1e-2  # TF32 products; bf16 rounding of o
     for name in ("t_inv", "a", "w", "u", "states", "pseudo", "o", "final_state", "dstates", "dpseudo", "dh0"):
@@ -232,17 +233,19 @@ def test_register_solve_equals_scratch_solve(monkeypatch: pytest.MonkeyPatch, le
     # GDKVM_TOKEN_SOLVE=regs (the chunk inverse in registers) against the scratch solve and the float64 reference,
     # including a partial last chunk.
     from gdkvm.ops.gated_delta.chunk_fwd import launch_prep
+    from gdkvm.ops.gated_delta.gates import chunk_local_cumsum
     from gdkvm.ops.gated_delta.naive import chunk_reference_intermediates
 
     x = make_inputs(1, length, 2, 24, 20, per_channel=False, dtype=torch.float32)
+    gc = chunk_local_cumsum(x["g"], chunk)
     ref = chunk_reference_intermediates(**x, scale=0.2, initial_state=None, chunk_size=chunk)
     preps = {}
     for mode in ("scratch", "regs"):
         monkeypatch.setenv("GDKVM_TOKEN_SOLVE", mode)
-        preps[mode] = launch_prep(x["q"], x["k"], x["v"], x["g"].float(), x["beta"], 0.2, chunk)
+        preps[mode] = launch_prep(x["q"], x["k"], x["v"], gc, x["beta"], 0.2, chunk)
     for name in ("t_inv", "w", "u"):
         assert rel_rms(ref[name], preps["regs"][name]) < 1e-5, name
         torch.testing.assert_close(preps["regs"][name], preps["scratch"][name], rtol=1e-5, atol=1e-6)
     monkeypatch.setenv("GDKVM_TOKEN_SOLVE", "registers")  # neither mode
     with pytest.raises(ValueError, match="GDKVM_TOKEN_SOLVE"):
-        launch_prep(x["q"], x["k"], x["v"], x["g"].float(), x["beta"], 0.2, chunk)
+        launch_prep(x["q"], x["k"], x["v"], gc, x["beta"], 0.2, chunk)

@@ -81,7 +81,8 @@ class _ChunkGatedDelta(torch.autograd.Function):
         h0 = None if initial_state is None else initial_state.float().contiguous()
         out = chunk_fwd(q, k, v, g32, beta, scale, h0, output_final_state, save, chunk_size=chunk_size)
         if save:
-            ctx.save_for_backward(q, k, v, g32, beta, out["t_inv"], out["a"], out["w"], out["states"], out["pseudo"])
+            kept = [out[name] for name in ("t_inv", "a", "w", "states", "pseudo")]
+            ctx.save_for_backward(q, k, v, out["gc"], beta, *kept)
         ctx.meta = (scale, chunk_size, g.dtype, beta.dtype, None if initial_state is None else initial_state.dtype)
         return out["o"], out["final_state"]
 
@@ -89,12 +90,12 @@ class _ChunkGatedDelta(torch.autograd.Function):
     def backward(ctx, do, dht):  # noqa: D102
         from gdkvm.ops.gated_delta.chunk_bwd import chunk_bwd
 
-        q, k, v, g32, beta, t_inv, a, w, states, pseudo = ctx.saved_tensors
+        q, k, v, gc, beta, t_inv, a, w, states, pseudo = ctx.saved_tensors
         scale, chunk_size, g_dtype, beta_dtype, h0_dtype = ctx.meta
         saved = {"t_inv": t_inv, "a": a, "w": w, "states": states, "pseudo": pseudo}
         dht = None if dht is None else dht.float().contiguous()
         dq, dk, dv, dg, dbeta, dh0 = chunk_bwd(
-            saved, q, k, v, g32, beta, scale, do.to(q.dtype).contiguous(), dht, h0_dtype is not None, chunk_size
+            saved, q, k, v, gc, beta, scale, do.to(q.dtype).contiguous(), dht, h0_dtype is not None, chunk_size
         )
         dh0 = None if dh0 is None else dh0.to(h0_dtype)
         return dq, dk, dv, dg.to(g_dtype), dbeta.to(beta_dtype), None, dh0, None, None, None

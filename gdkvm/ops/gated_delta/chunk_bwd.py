@@ -5,7 +5,8 @@
    then dS <- e^{G_C} dS + scale (Q * e^G)^T dO - w^T dU; the last dS is d initial_state.
 2. ``_chunk_bwd_kernel``, one program per (chunk, batch*head), fully parallel: from the states S saved by the forward,
    dS, U, dU and dO it forms dq, dk, dv, dbeta and dg in one pass (the WY backward through T = (I + L)^-1,
-   dL = -T^T dT T^T, the decayed Gram and score products, and the reverse chunk-local cumsum of dG).
+   dL = -T^T dT T^T, the decayed Gram and score products) and dG, which the host turns into dg by a reverse
+   chunk-local cumsum.
 """
 
 from __future__ import annotations
@@ -19,11 +20,13 @@ from gdkvm.ops.gated_delta.chunk_jit import (
     _bwd_chunk,
     _channel_column,
     _chunk_rows,
-    _gate_cumsum,
+    _gate_load,
+    _last_mask,
     _program_bh_segment,
     _rows,
 )
 from gdkvm.ops.gated_delta.chunk_seg import _seg_bwd_kernel, segment_starts
+from gdkvm.ops.gated_delta.gates import reverse_chunk_local_cumsum
 from gdkvm.ops.gated_delta.launch import (
     PARALLEL_CONFIGS,
     STATE_CONFIGS,
@@ -38,7 +41,7 @@ from gdkvm.ops.gated_delta.launch import (
 
 @triton.jit
 def _state_bwd_kernel(
-    q_ptr, k_ptr, g_ptr, w_ptr, a_ptr, do_ptr, dht_ptr, dh0_ptr, dhs_ptr, dus_ptr, scale, T, H, K, V, NT, NS, CPS,
+    q_ptr, k_ptr, gc_ptr, w_ptr, a_ptr, do_ptr, dht_ptr, dh0_ptr, dhs_ptr, dus_ptr, scale, T, H, K, V, NT, NS, CPS,
     PER_CHANNEL: tl.constexpr, HAS_DHT: tl.constexpr, STORE_DH0: tl.constexpr, SEG: tl.constexpr,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
 ):  # fmt: skip
@@ -65,7 +68,7 @@ def _state_bwd_kernel(
         chunk_bh = (i_b.to(tl.int64) * NT + i_t) * H + i_h
         tl.store(dhs_ptr + chunk_bh * K * V + p_s, dstate.to(dhs_ptr.dtype.element_ty), mask=m_s)
         dpseudo, dstate = _bwd_chunk(
-            q_ptr, k_ptr, g_ptr, w_ptr, a_ptr, do_ptr, dstate, th, mrow, cols, mcol, cv, m_v, scale, K, V,
+            q_ptr, k_ptr, gc_ptr, w_ptr, a_ptr, do_ptr, dstate, th, mrow, cols, mcol, cv, m_v, scale, K, V,
             PER_CHANNEL, BT,
         )  # fmt: skip
         tl.store(dus_ptr + th[:, None] * V + cv[None, :], dpseudo, mask=m_v)
@@ -76,7 +79,7 @@ def _state_bwd_kernel(
 
 @triton.jit
 def _pairwise_bwd_channel(
-    q_ptr, k_ptr, g_ptr, th, mrow, d_kk, d_qk, d_lower, cols, K, BT: tl.constexpr, BK: tl.constexpr
+    q_ptr, k_ptr, gc_ptr, th, mrow, d_kk, d_qk, d_lower, cols, K, BT: tl.constexpr, BK: tl.constexpr
 ):  # fmt: skip
     """Per-key-channel gate: gradients of P_kk (d_kk) and P_qk (d_qk) into dq, dk, dG ([BT, BK] each) and
     sum_j d_lower_ij P_kk_ij ([BT]), channel by channel."""
@@ -87,7 +90,7 @@ def _pairwise_bwd_channel(
     dG = tl.zeros([BT, BK], dtype=tl.float32)
     dbeta = tl.zeros([BT], dtype=tl.float32)
     for c in range(K):
-        k_c, q_c, e = _channel_column(q_ptr, k_ptr, g_ptr, th, mrow, c, K, causal)
+        k_c, q_c, e = _channel_column(q_ptr, k_ptr, gc_ptr, th, mrow, c, K, causal)
         ke_j = k_c[None, :] * e
         dbeta += tl.sum(d_lower * (k_c[:, None] * ke_j), 1)
         r1 = tl.sum(d_kk * ke_j, 1)
@@ -170,11 +173,12 @@ def _pairwise_bwd_head(kd, qd, G, d_kk, d_qk, d_lower, scr_ptr, th, mrow, BT: tl
 
 @triton.jit
 def _chunk_bwd_kernel(
-    q_ptr, k_ptr, v_ptr, g_ptr, beta_ptr, t_ptr, hs_ptr, dhs_ptr, us_ptr, dus_ptr, do_ptr,
+    q_ptr, k_ptr, v_ptr, gc_ptr, beta_ptr, t_ptr, hs_ptr, dhs_ptr, us_ptr, dus_ptr, do_ptr,
     dq_ptr, dk_ptr, dv_ptr, dg_ptr, dbeta_ptr, scr_ptr, scale, T, H, K, V, NT,
     PER_CHANNEL: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr,
 ):  # fmt: skip
-    """Per chunk: dq, dk, dv (input dtype), dbeta and dg (fp32)."""
+    """Per chunk: dq, dk, dv (input dtype), dbeta and dG, the gradient of the chunk-local cumulative log-decay (fp32;
+    the host turns it into dg)."""
     i_t = tl.program_id(0)
     i_bh = tl.program_id(1)
     i_b = i_bh // H
@@ -196,7 +200,7 @@ def _chunk_bwd_kernel(
     # Loaded only now, to keep the value sweep's register footprint small.
     kt = tl.load(k_ptr + th[:, None] * K + cols[None, :], mask=m_k, other=0.0).to(tl.float32)
     qt = tl.load(q_ptr + th[:, None] * K + cols[None, :], mask=m_k, other=0.0).to(tl.float32)
-    G, G_last = _gate_cumsum(g_ptr, th, mrow, cols, mcol, K, PER_CHANNEL)
+    G, G_last = _gate_load(gc_ptr, th, mrow, cols, mcol, K, PER_CHANNEL)
     e = tl.exp(_rows(G, PER_CHANNEL))
     dq = dq * e * scale
     dG = qt * dq
@@ -215,18 +219,16 @@ def _chunk_bwd_kernel(
     d_qk = tl.where(o_i[:, None] >= o_i[None, :], d_a * scale, 0.0)
     if PER_CHANNEL:
         dq2, dk2, dG2, dbeta2 = _pairwise_bwd_channel(
-            q_ptr, k_ptr, g_ptr, th, mrow, d_kk, d_qk, d_lower, cols, K, BT, BK
+            q_ptr, k_ptr, gc_ptr, th, mrow, d_kk, d_qk, d_lower, cols, K, BT, BK
         )
-        dG += dG2 + tl.where((o_i == BT - 1)[:, None], dgc[None, :], 0.0)
-        dg = tl.sum(dG, 0)[None, :] - tl.cumsum(dG, 0) + dG  # reverse cumsum: G_i = sum_{r <= i} g_r
-        tl.store(dg_ptr + th[:, None] * K + cols[None, :], dg, mask=m_k)
+        dG += dG2 + tl.where(_last_mask(o_i, mrow)[:, None], dgc[None, :], 0.0)
+        tl.store(dg_ptr + th[:, None] * K + cols[None, :], dG, mask=m_k)
     else:
         pdt = q_ptr.dtype.element_ty  # the pairwise products stay in the input dtype (shared-memory budget)
         kd, qd = kt.to(pdt), qt.to(pdt)
         dq2, dk2, dG2, dbeta2 = _pairwise_bwd_head(kd, qd, G, d_kk, d_qk, d_lower, scr_ptr, th, mrow, BT)
-        dGr = tl.sum(dG, 1) + dG2 + tl.where(o_i == BT - 1, tl.sum(dgc, 0), 0.0)
-        dg = tl.sum(dGr, 0) - tl.cumsum(dGr, 0) + dGr
-        tl.store(dg_ptr + th, dg, mask=mrow)
+        dGr = tl.sum(dG, 1) + dG2 + tl.where(_last_mask(o_i, mrow), tl.sum(dgc, 0), 0.0)
+        tl.store(dg_ptr + th, dGr, mask=mrow)
     tl.store(dq_ptr + th[:, None] * K + cols[None, :], (dq + dq2).to(dq_ptr.dtype.element_ty), mask=m_k)
     tl.store(dk_ptr + th[:, None] * K + cols[None, :], (dk + dk2).to(dk_ptr.dtype.element_ty), mask=m_k)
     tl.store(dbeta_ptr + th, dbeta + dbeta2, mask=mrow)
@@ -235,7 +237,7 @@ def _chunk_bwd_kernel(
 def launch_state_bwd(
     q: torch.Tensor,
     k: torch.Tensor,
-    g: torch.Tensor,
+    gc: torch.Tensor,
     saved: dict[str, torch.Tensor | None],
     value_dim: int,
     scale: float,
@@ -251,17 +253,17 @@ def launch_state_bwd(
     dstates = torch.empty_like(saved["states"])
     dpseudo = torch.empty(batch, length, heads, value_dim, device=q.device, dtype=torch.float32)
     dh0 = torch.empty(batch, heads, key_dim, value_dim, device=q.device, dtype=torch.float32) if need_dh0 else None
-    const = dict(PER_CHANNEL=g.dim() == 4, BT=chunk_size, BK=block_k(key_dim))
+    const = dict(PER_CHANNEL=gc.dim() == 4, BT=chunk_size, BK=block_k(key_dim))
     ns, cps, cfg = _segment_plan(n_chunks, batch * heads, key_dim, value_dim, "state_bwd")
     dend = dht
     if ns > 1:
         seg_meta = {"scalars": (scale, length, heads, key_dim, value_dim, n_chunks), "const": const}
         dend = segment_starts(
-            _seg_bwd_kernel, (q, k, g, saved["w"], saved["a"], do), dht, batch * heads, key_dim, value_dim, ns, cps,
+            _seg_bwd_kernel, (q, k, gc, saved["w"], saved["a"], do), dht, batch * heads, key_dim, value_dim, ns, cps,
             cfg, seg_meta, True, q.device,
         )  # fmt: skip
     args = (
-        q, k, g, saved["w"], saved["a"], do, dend if dend is not None else dpseudo, dh0 if need_dh0 else dpseudo,
+        q, k, gc, saved["w"], saved["a"], do, dend if dend is not None else dpseudo, dh0 if need_dh0 else dpseudo,
         dstates, dpseudo, scale, length, heads, key_dim, value_dim, n_chunks, ns, cps,
     )  # fmt: skip
     meta = dict(**const, HAS_DHT=dht is not None, STORE_DH0=need_dh0, SEG=ns > 1)
@@ -281,33 +283,35 @@ def launch_chunk_bwd(
     q: torch.Tensor,
     k: torch.Tensor,
     v: torch.Tensor,
-    g: torch.Tensor,
+    gc: torch.Tensor,
     beta: torch.Tensor,
     scale: float,
     do: torch.Tensor,
     chunk_size: int = 64,
 ) -> tuple[torch.Tensor, ...]:
-    """Launch 4 (parallel over chunks): dq, dk [B, T, H, K], dv [B, T, H, V] (dtype of q), dg (shape of g) and
-    dbeta [B, T, H] fp32."""
+    """Launch 4 (parallel over chunks): dq, dk [B, T, H, K], dv [B, T, H, V] (dtype of q), dg (gradient of
+    the raw log-decay g, shape of gc: the kernel's dG through ``reverse_chunk_local_cumsum``) and dbeta [B, T, H]
+    fp32."""
     batch, length, heads, key_dim = k.shape
     value_dim = v.shape[-1]
     n_chunks = cdiv(length, chunk_size)
     dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
-    dg = torch.empty(g.shape, device=g.device, dtype=torch.float32)
+    d_big_g = torch.empty(gc.shape, device=gc.device, dtype=torch.float32)
     dbeta = torch.empty(beta.shape, device=beta.device, dtype=torch.float32)
     scratch = torch.empty(batch, length, heads, 2 * chunk_size, device=q.device, dtype=q.dtype)
     args = (
-        q, k, v, g, beta, saved["t_inv"], saved["states"], state_grads["dstates"], saved["pseudo"],
-        state_grads["dpseudo"], do, dq, dk, dv, dg, dbeta, scratch, scale, length, heads, key_dim, value_dim, n_chunks,
+        q, k, v, gc, beta, saved["t_inv"], saved["states"], state_grads["dstates"], saved["pseudo"],
+        state_grads["dpseudo"], do, dq, dk, dv, d_big_g, dbeta, scratch, scale, length, heads, key_dim, value_dim,
+        n_chunks,
     )  # fmt: skip
     cfg = heuristic("chunk_bwd", key_dim, value_dim, batch * heads)
-    meta = dict(PER_CHANNEL=g.dim() == 4, BT=chunk_size, BK=block_k(key_dim), BV=cfg["BV"], PREC=prec(q.dtype))
+    meta = dict(PER_CHANNEL=gc.dim() == 4, BT=chunk_size, BK=block_k(key_dim), BV=cfg["BV"], PREC=prec(q.dtype))
     grid = (n_chunks, batch * heads)
     if autotuning():
         tuned(_chunk_bwd_kernel, "chunk_bwd", PARALLEL_CONFIGS, False)[grid](*args, **meta)
     else:
         _chunk_bwd_kernel[grid](*args, **meta, num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
-    return dq, dk, dv, dg, dbeta
+    return dq, dk, dv, reverse_chunk_local_cumsum(d_big_g, chunk_size), dbeta
 
 
 def chunk_bwd(
@@ -315,7 +319,7 @@ def chunk_bwd(
     q: torch.Tensor,
     k: torch.Tensor,
     v: torch.Tensor,
-    g: torch.Tensor,
+    gc: torch.Tensor,
     beta: torch.Tensor,
     scale: float,
     do: torch.Tensor,
@@ -327,7 +331,8 @@ def chunk_bwd(
 
     Args:
         saved: the forward's dict (t_inv, a, w, states, pseudo).
-        q, k: [B, T, H, K]; v: [B, T, H, V]; g: [B, T, H] or [B, T, H, K] fp32; beta: [B, T, H]; all contiguous.
+        q, k: [B, T, H, K]; v: [B, T, H, V]; gc: [B, T, H] or [B, T, H, K] fp32, the chunk-local cumulative
+            log-decay (``chunk_local_cumsum``); beta: [B, T, H]; all contiguous.
         scale: query scale.
         do: [B, T, H, V] gradient of o (contiguous, dtype of q).
         dht: [B, H, K, V] fp32 gradient of the final state, or None.
@@ -335,9 +340,10 @@ def chunk_bwd(
         chunk_size: C used by the forward.
 
     Returns:
-        dq, dk [B, T, H, K], dv [B, T, H, V] (dtype of q); dg (shape of g) and dbeta [B, T, H] fp32;
+        dq, dk [B, T, H, K], dv [B, T, H, V] (dtype of q); dg (the gradient of the raw log-decay g, shape of gc)
+        and dbeta [B, T, H] fp32;
         dh0 [B, H, K, V] fp32 or None.
     """
-    state_grads = launch_state_bwd(q, k, g, saved, v.shape[-1], scale, do, dht, need_dh0, chunk_size)
-    grads = launch_chunk_bwd(saved, state_grads, q, k, v, g, beta, scale, do, chunk_size)
+    state_grads = launch_state_bwd(q, k, gc, saved, v.shape[-1], scale, do, dht, need_dh0, chunk_size)
+    grads = launch_chunk_bwd(saved, state_grads, q, k, v, gc, beta, scale, do, chunk_size)
     return (*grads, state_grads["dh0"])

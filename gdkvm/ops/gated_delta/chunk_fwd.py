@@ -8,7 +8,8 @@
    fp32 registers: U = u - w S, o = scale (Q * e^G) S + A U, S <- e^{G_C} S + (K * e^{G_C - G})^T U.
    With ``save`` it also writes S entering each chunk and U for the backward (which then needs no forward replay).
 
-G is never stored: every kernel rebuilds it from g with a chunk-local cumsum. Pairwise decays e^{G_i - G_j} are only
+G is computed once on the host (``chunk_local_cumsum``, fp32) and loaded by every kernel: no kernel scans (Triton scan
+results used in two layouts are a known miscompile class). Pairwise decays e^{G_i - G_j} are only
 formed for i >= j (masked before exp), so nothing overflows. A per-key-channel gate (KDA) cannot be folded out of the
 Gram product; it is computed exactly as a sum over key channels of rank-1 tiles (CUDA cores, slower, any gate).
 Stored intermediates (w, u, A, U, per-chunk S) are fp32 by default, or the input dtype with
@@ -25,13 +26,14 @@ import triton.language as tl
 from gdkvm.ops._host import cdiv, next_power_of_2
 from gdkvm.ops.gated_delta.chunk_jit import (
     _chunk_rows,
-    _gate_cumsum,
+    _gate_load,
     _pairwise_channel,
     _program_bh_segment,
     _rows,
     _vec,
 )
 from gdkvm.ops.gated_delta.chunk_seg import _seg_fwd_kernel, segment_starts
+from gdkvm.ops.gated_delta.gates import chunk_local_cumsum
 from gdkvm.ops.gated_delta.launch import (
     PARALLEL_CONFIGS,
     STATE_CONFIGS,
@@ -128,7 +130,7 @@ def _solve_unit_lower_regs(lower, BT: tl.constexpr, BS: tl.constexpr, PREC: tl.c
 
 @triton.jit
 def _prep_kernel(
-    q_ptr, k_ptr, v_ptr, g_ptr, beta_ptr, t_ptr, a_ptr, w_ptr, u_ptr, scale, T, H, K, V,
+    q_ptr, k_ptr, v_ptr, gc_ptr, beta_ptr, t_ptr, a_ptr, w_ptr, u_ptr, scale, T, H, K, V,
     PER_CHANNEL: tl.constexpr, BT: tl.constexpr, BS: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     PREC: tl.constexpr, REG_SOLVE: tl.constexpr,
 ):  # fmt: skip
@@ -150,9 +152,9 @@ def _prep_kernel(
     p_t = th[:, None] * BT + o_i[None, :]
     kt = tl.load(k_ptr + th[:, None] * K + cols[None, :], mask=m_k, other=0.0)
     bt = tl.load(beta_ptr + th, mask=mrow, other=0.0).to(tl.float32)
-    G, _ = _gate_cumsum(g_ptr, th, mrow, cols, mcol, K, PER_CHANNEL)
+    G, _ = _gate_load(gc_ptr, th, mrow, cols, mcol, K, PER_CHANNEL)
     if PER_CHANNEL:
-        p_kk, p_qk = _pairwise_channel(q_ptr, k_ptr, g_ptr, th, mrow, K, BT)
+        p_kk, p_qk = _pairwise_channel(q_ptr, k_ptr, gc_ptr, th, mrow, K, BT)
         tl.store(a_ptr + p_t, (scale * p_qk).to(a_ptr.dtype.element_ty), mask=m_t)
     else:
         decay = tl.exp(tl.where(o_i[:, None] >= o_i[None, :], G[:, None] - G[None, :], float("-inf")))
@@ -178,7 +180,7 @@ def _prep_kernel(
 
 @triton.jit
 def _state_fwd_kernel(
-    q_ptr, k_ptr, g_ptr, w_ptr, u_ptr, a_ptr, h0_ptr, o_ptr, ht_ptr, hs_ptr, us_ptr, scale, T, H, K, V, NT, NS, CPS,
+    q_ptr, k_ptr, gc_ptr, w_ptr, u_ptr, a_ptr, h0_ptr, o_ptr, ht_ptr, hs_ptr, us_ptr, scale, T, H, K, V, NT, NS, CPS,
     PER_CHANNEL: tl.constexpr, HAS_H0: tl.constexpr, STORE_HT: tl.constexpr, SAVE: tl.constexpr,
     EMIT_O: tl.constexpr, SEG: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
 ):  # fmt: skip
@@ -209,7 +211,7 @@ def _state_fwd_kernel(
         kt = tl.load(k_ptr + th[:, None] * K + cols[None, :], mask=m_k, other=0.0)
         wt = tl.load(w_ptr + th[:, None] * K + cols[None, :], mask=m_k, other=0.0)
         ut = tl.load(u_ptr + th[:, None] * V + cv[None, :], mask=m_v, other=0.0).to(tl.float32)
-        G, G_last = _gate_cumsum(g_ptr, th, mrow, cols, mcol, K, PER_CHANNEL)
+        G, G_last = _gate_load(gc_ptr, th, mrow, cols, mcol, K, PER_CHANNEL)
         s_dt = state.to(dt)
         pseudo = ut - tl.dot(wt, s_dt)
         if SAVE:
@@ -230,7 +232,7 @@ def _state_fwd_kernel(
 
 @triton.jit
 def _output_kernel(
-    q_ptr, g_ptr, a_ptr, hs_ptr, us_ptr, o_ptr, scale, T, H, K, V, NT,
+    q_ptr, gc_ptr, a_ptr, hs_ptr, us_ptr, o_ptr, scale, T, H, K, V, NT,
     PER_CHANNEL: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
 ):  # fmt: skip
     """o = scale (Q * e^G) S + A U for one (chunk, batch*head, value tile), from the state entering the chunk and U
@@ -256,7 +258,7 @@ def _output_kernel(
     u_t = tl.load(us_ptr + th[:, None] * V + cv[None, :], mask=m_v, other=0.0)
     qt = tl.load(q_ptr + th[:, None] * K + cols[None, :], mask=m_k, other=0.0)
     at = tl.load(a_ptr + th[:, None] * BT + o_i[None, :], mask=mrow[:, None], other=0.0)
-    G, _ = _gate_cumsum(g_ptr, th, mrow, cols, mcol, K, PER_CHANNEL)
+    G, _ = _gate_load(gc_ptr, th, mrow, cols, mcol, K, PER_CHANNEL)
     qe = (qt * (tl.exp(_rows(G, PER_CHANNEL)) * scale)).to(dt)
     ot = tl.dot(qe, s_t.to(dt)) + tl.dot(at.to(dt), u_t.to(dt))
     tl.store(o_ptr + th[:, None] * V + cv[None, :], ot.to(o_ptr.dtype.element_ty), mask=m_v)
@@ -266,13 +268,14 @@ def launch_prep(
     q: torch.Tensor,
     k: torch.Tensor,
     v: torch.Tensor,
-    g: torch.Tensor,
+    gc: torch.Tensor,
     beta: torch.Tensor,
     scale: float,
     chunk_size: int = 64,
 ) -> dict[str, torch.Tensor]:
     """Launch 1 (parallel over chunks): t_inv [B, T, H, C] fp32, a [B, T, H, C], w [B, T, H, K], u [B, T, H, V] in the
-    intermediate dtype. Inputs contiguous; g fp32 [B, T, H] or [B, T, H, K]."""
+    intermediate dtype. Inputs contiguous; gc fp32 [B, T, H] or [B, T, H, K], the chunk-local cumulative log-decay
+    (``chunk_local_cumsum``), as in every launch below."""
     batch, length, heads, key_dim = k.shape
     value_dim = v.shape[-1]
     n_chunks = cdiv(length, chunk_size)
@@ -284,10 +287,10 @@ def launch_prep(
     u = torch.empty(v.shape, device=q.device, dtype=inter)
     cfg = heuristic("prep", key_dim, value_dim, batch * heads)
     meta = dict(
-        PER_CHANNEL=g.dim() == 4, BT=chunk_size, BS=min(16, chunk_size), BK=block_k(key_dim), BV=cfg["BV"],
+        PER_CHANNEL=gc.dim() == 4, BT=chunk_size, BS=min(16, chunk_size), BK=block_k(key_dim), BV=cfg["BV"],
         PREC=prec(q.dtype), REG_SOLVE=solve_mode() == "regs",
     )  # fmt: skip
-    args = (q, k, v, g, beta, t_inv, a, w, u, scale, length, heads, key_dim, value_dim)
+    args = (q, k, v, gc, beta, t_inv, a, w, u, scale, length, heads, key_dim, value_dim)
     grid = (n_chunks, batch * heads)
     if autotuning():
         tuned(_prep_kernel, "prep", PARALLEL_CONFIGS, False)[grid](*args, **meta)
@@ -297,7 +300,7 @@ def launch_prep(
 
 
 def launch_output(
-    q: torch.Tensor, g: torch.Tensor, a: torch.Tensor, states: torch.Tensor, pseudo: torch.Tensor, o: torch.Tensor,
+    q: torch.Tensor, gc: torch.Tensor, a: torch.Tensor, states: torch.Tensor, pseudo: torch.Tensor, o: torch.Tensor,
     scale: float, chunk_size: int,
 ) -> None:  # fmt: skip
     """The split output mode's o kernel (parallel over chunks, batch*heads and value tiles)."""
@@ -307,8 +310,8 @@ def launch_output(
     bk = block_k(key_dim)
     bv = min(64 if bk <= 128 else 32, max(16, next_power_of_2(value_dim)))
     _output_kernel[(n_chunks, batch * heads, cdiv(value_dim, bv))](
-        q, g, a, states, pseudo, o, scale, length, heads, key_dim, value_dim, n_chunks,
-        PER_CHANNEL=g.dim() == 4, BT=chunk_size, BK=bk, BV=bv, num_warps=4,
+        q, gc, a, states, pseudo, o, scale, length, heads, key_dim, value_dim, n_chunks,
+        PER_CHANNEL=gc.dim() == 4, BT=chunk_size, BK=bk, BV=bv, num_warps=4,
         num_stages=1 if interpreting() else 2,
     )  # fmt: skip
 
@@ -316,7 +319,7 @@ def launch_output(
 def launch_state_fwd(
     q: torch.Tensor,
     k: torch.Tensor,
-    g: torch.Tensor,
+    gc: torch.Tensor,
     prep: dict[str, torch.Tensor],
     value_dim: int,
     scale: float,
@@ -338,17 +341,17 @@ def launch_state_fwd(
     final = torch.empty(batch, heads, key_dim, value_dim, device=q.device, dtype=torch.float32)
     states = torch.empty(batch, n_chunks, heads, key_dim, value_dim, device=q.device, dtype=w.dtype) if keep else None
     pseudo = torch.empty(batch, length, heads, value_dim, device=q.device, dtype=w.dtype) if keep else None
-    const = dict(PER_CHANNEL=g.dim() == 4, BT=chunk_size, BK=block_k(key_dim))
+    const = dict(PER_CHANNEL=gc.dim() == 4, BT=chunk_size, BK=block_k(key_dim))
     ns, cps, cfg = _segment_plan(n_chunks, batch * heads, key_dim, value_dim)
     h0 = initial_state
     if ns > 1:
         meta = {"scalars": (length, heads, key_dim, value_dim, n_chunks), "const": const}
         h0 = segment_starts(
-            _seg_fwd_kernel, (k, g, w, u), initial_state, batch * heads, key_dim, value_dim, ns, cps, cfg, meta,
+            _seg_fwd_kernel, (k, gc, w, u), initial_state, batch * heads, key_dim, value_dim, ns, cps, cfg, meta,
             False, q.device,
         )  # fmt: skip
     args = (
-        q, k, g, w, u, a, h0 if h0 is not None else final, o, final,
+        q, k, gc, w, u, a, h0 if h0 is not None else final, o, final,
         states if keep else o, pseudo if keep else o, scale, length, heads, key_dim, value_dim, n_chunks, ns, cps,
     )  # fmt: skip
     meta = dict(
@@ -363,7 +366,7 @@ def launch_state_fwd(
             *args, **meta, BV=cfg["BV"], num_warps=cfg["num_warps"], num_stages=cfg["num_stages"]
         )
     if split_o:
-        launch_output(q, g, a, states, pseudo, o, scale, chunk_size)
+        launch_output(q, gc, a, states, pseudo, o, scale, chunk_size)
     if not save:
         states = pseudo = None
     return {"o": o, "final_state": final if output_final_state else None, "states": states, "pseudo": pseudo}
@@ -393,8 +396,10 @@ def chunk_fwd(
 
     Returns:
         dict with o [B, T, H, V] (dtype of q), final_state [B, H, K, V] fp32 or None, and the saved tensors
-        t_inv [B, T, H, C] fp32, a [B, T, H, C], w [B, T, H, K], states, pseudo (None unless ``save``).
+        t_inv [B, T, H, C] fp32, a [B, T, H, C], w [B, T, H, K], states, pseudo (None unless ``save``), and gc,
+        the chunk-local cumulative log-decay (shape of g, fp32) that the kernels read.
     """
-    prep = launch_prep(q, k, v, g, beta, scale, chunk_size)
-    out = launch_state_fwd(q, k, g, prep, v.shape[-1], scale, initial_state, output_final_state, save, chunk_size)
-    return {**out, "t_inv": prep["t_inv"], "a": prep["a"], "w": prep["w"]}
+    gc = chunk_local_cumsum(g, chunk_size)
+    prep = launch_prep(q, k, v, gc, beta, scale, chunk_size)
+    out = launch_state_fwd(q, k, gc, prep, v.shape[-1], scale, initial_state, output_final_state, save, chunk_size)
+    return {**out, "t_inv": prep["t_inv"], "a": prep["a"], "w": prep["w"], "gc": gc}

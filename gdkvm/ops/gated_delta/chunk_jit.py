@@ -1,6 +1,6 @@
 """Triton helpers shared by the token-rule kernels (forward, backward and segment scan): program and row indexing,
-the reverse pass's chunk step, segment-summary columns, the chunk-local cumulative log-decay G and the gate shape
-adapters (per head [BT] or per key channel [BT, BK]), and the per-key-channel pairwise decayed products. All
+the reverse pass's chunk step, segment-summary columns, the loads of the chunk-local cumulative log-decay G, the gate
+shape adapters (per head [BT] or per key channel [BT, BK]), and the per-key-channel pairwise decayed products. All
 ``@triton.jit``; they run inside the kernels that call them.
 """
 
@@ -27,7 +27,7 @@ def _chunk_rows(i_b, i_t, i_h, T, H, BT: tl.constexpr):
 
 @triton.jit
 def _bwd_chunk(
-    q_ptr, k_ptr, g_ptr, w_ptr, a_ptr, do_ptr, dstate, th, mrow, cols, mcol, cv, m_v, scale, K, V,
+    q_ptr, k_ptr, gc_ptr, w_ptr, a_ptr, do_ptr, dstate, th, mrow, cols, mcol, cv, m_v, scale, K, V,
     PER_CHANNEL: tl.constexpr, BT: tl.constexpr,
 ):  # fmt: skip
     """One chunk of the reverse state pass: dU = A^T dO + (K * e^{G_C - G}) dS, then
@@ -44,22 +44,22 @@ def _bwd_chunk(
     w_tr = tl.load(w_ptr + th[None, :] * K + cols[:, None], mask=m_kt, other=0.0)  # [BK, BT]
     a_tr = tl.load(a_ptr + th[None, :] * BT + o_i[:, None], mask=mrow[None, :], other=0.0)  # [BT, BT]: A^T
     dot_ = tl.load(do_ptr + th[:, None] * V + cv[None, :], mask=m_v, other=0.0).to(dt)
-    G, G_last = _gate_cumsum(g_ptr, th, mrow, cols, mcol, K, PER_CHANNEL)
+    G, G_last = _gate_load(gc_ptr, th, mrow, cols, mcol, K, PER_CHANNEL)
     kbar = (kt * tl.exp(_rows(G_last - G, PER_CHANNEL))).to(dt)
     dpseudo = tl.dot(a_tr, dot_) + tl.dot(kbar, dstate.to(dt))
-    qe_tr = (q_tr * (tl.exp(_cols(g_ptr, th, mrow, cols, mcol, K, G, PER_CHANNEL)) * scale)).to(dt)
+    qe_tr = (q_tr * (tl.exp(_cols(gc_ptr, th, mrow, cols, mcol, K, G, G_last, PER_CHANNEL)) * scale)).to(dt)
     dstate = dstate * tl.exp(_vec(G_last, PER_CHANNEL)) + tl.dot(qe_tr, dot_)
     dstate -= tl.dot(w_tr, dpseudo.to(dt))
     return dpseudo, dstate
 
 
 @triton.jit
-def _cols(g_ptr, th, mrow, cols, mcol, K, G, PER_CHANNEL: tl.constexpr):
-    """G of ``_gate_cumsum`` laid out against a transposed [BK, BT] tile: [BT] -> [1, BT]; per key channel the
-    [BK, BT] cumulative sum, rebuilt from a transposed load of g."""
+def _cols(gc_ptr, th, mrow, cols, mcol, K, G, G_last, PER_CHANNEL: tl.constexpr):
+    """G of ``_gate_load`` laid out against a transposed [BK, BT] tile: [BT] -> [1, BT]; per key channel the
+    [BK, BT] tile, loaded transposed (rows past the end hold G_C)."""
     if PER_CHANNEL:
-        gt = tl.load(g_ptr + th[None, :] * K + cols[:, None], mask=mcol[:, None] & mrow[None, :], other=0.0)
-        return tl.cumsum(gt.to(tl.float32), 1)
+        gt = tl.load(gc_ptr + th[None, :] * K + cols[:, None], mask=mcol[:, None] & mrow[None, :], other=0.0)
+        return tl.where(mrow[None, :], gt, G_last[:, None])
     else:
         return G[None, :]
 
@@ -76,14 +76,32 @@ def _seg_columns(i_c, NVT, K, V, BK: tl.constexpr, BV: tl.constexpr):
 
 
 @triton.jit
-def _gate_cumsum(g_ptr, th, mrow, cols, mcol, K, PER_CHANNEL: tl.constexpr):
-    """Chunk-local cumulative log-decay G ([BT] or [BT, BK], fp32) and its last value G_C ([] or [BK])."""
+def _last_row(th, mrow):
+    """Row index (into the [B, T, H] token-head layout) of the chunk's last valid token: th grows with the row."""
+    return tl.max(tl.where(mrow, th, 0), 0)
+
+
+@triton.jit
+def _last_mask(o_i, mrow):
+    """[BT] mask of the chunk's last valid row (where the G_C term of the gate gradient enters)."""
+    return o_i == tl.sum(mrow.to(tl.int32), 0) - 1
+
+
+@triton.jit
+def _gate_load(gc_ptr, th, mrow, cols, mcol, K, PER_CHANNEL: tl.constexpr):
+    """Chunk-local cumulative log-decay G ([BT] or [BT, BK], fp32) and its last value G_C ([] or [BK]), loaded from
+    ``chunk_local_cumsum``'s output; rows past the end of the clip hold G_C (as a cumulative sum would), so every
+    pairwise decay e^{G_i - G_j} with i >= j stays <= 1. No tl.cumsum in the kernels: Triton's scan results used in
+    two layouts are a known miscompile class (triton issues 3017, 7817)."""
+    last = _last_row(th, mrow)
     if PER_CHANNEL:
-        gt = tl.load(g_ptr + th[:, None] * K + cols[None, :], mask=mrow[:, None] & mcol[None, :], other=0.0)
+        g_last = tl.load(gc_ptr + last * K + cols, mask=mcol, other=0.0)
+        gt = tl.load(gc_ptr + th[:, None] * K + cols[None, :], mask=mrow[:, None] & mcol[None, :], other=0.0)
+        return tl.where(mrow[:, None], gt, g_last[None, :]), g_last
     else:
-        gt = tl.load(g_ptr + th, mask=mrow, other=0.0)
-    gt = gt.to(tl.float32)
-    return tl.cumsum(gt, 0), tl.sum(gt, 0)
+        g_last = tl.load(gc_ptr + last)
+        gt = tl.load(gc_ptr + th, mask=mrow, other=0.0)
+        return tl.where(mrow, gt, g_last), g_last
 
 
 @triton.jit
@@ -105,26 +123,27 @@ def _vec(x, PER_CHANNEL: tl.constexpr):
 
 
 @triton.jit
-def _channel_column(q_ptr, k_ptr, g_ptr, th, mrow, c, K, causal):
+def _channel_column(q_ptr, k_ptr, gc_ptr, th, mrow, c, K, causal):
     """Key channel c of a chunk for the per-channel gate: k_c, q_c ([BT] fp32) and the pairwise decays
-    e[i, j] = e^{G_i - G_j} of that channel for i >= j, 0 above ([BT, BT]; G rebuilt by cumsum)."""
+    e[i, j] = e^{G_i - G_j} of that channel for i >= j, 0 above ([BT, BT]; G loaded, rows past the end at G_C)."""
     k_c = tl.load(k_ptr + th * K + c, mask=mrow, other=0.0).to(tl.float32)
     q_c = tl.load(q_ptr + th * K + c, mask=mrow, other=0.0).to(tl.float32)
-    g_c = tl.cumsum(tl.load(g_ptr + th * K + c, mask=mrow, other=0.0).to(tl.float32), 0)
+    g_last = tl.load(gc_ptr + _last_row(th, mrow) * K + c)
+    g_c = tl.where(mrow, tl.load(gc_ptr + th * K + c, mask=mrow, other=0.0), g_last)
     return k_c, q_c, tl.exp(tl.where(causal, g_c[:, None] - g_c[None, :], float("-inf")))
 
 
 @triton.jit
-def _pairwise_channel(q_ptr, k_ptr, g_ptr, th, mrow, K, BT: tl.constexpr):
+def _pairwise_channel(q_ptr, k_ptr, gc_ptr, th, mrow, K, BT: tl.constexpr):
     """Per-key-channel gate: P_kk[i, j] = k_i^T diag(e^{G_i - G_j}) k_j and P_qk (q_i instead of k_i) for i >= j,
     zero above; [BT, BT] fp32 each. The decay cannot leave the channel sum, so this is an exact sum of rank-1 tiles
-    over channels (columns reloaded from memory, G columns rebuilt by cumsum), on CUDA cores."""
+    over channels (columns reloaded from memory), on CUDA cores."""
     o_i = tl.arange(0, BT)
     causal = o_i[:, None] >= o_i[None, :]
     p_kk = tl.zeros([BT, BT], dtype=tl.float32)
     p_qk = tl.zeros([BT, BT], dtype=tl.float32)
     for c in range(K):
-        k_c, q_c, e = _channel_column(q_ptr, k_ptr, g_ptr, th, mrow, c, K, causal)
+        k_c, q_c, e = _channel_column(q_ptr, k_ptr, gc_ptr, th, mrow, c, K, causal)
         ke = k_c[None, :] * e
         p_kk += k_c[:, None] * ke
         p_qk += q_c[:, None] * ke

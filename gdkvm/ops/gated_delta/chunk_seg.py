@@ -15,7 +15,7 @@ from gdkvm.ops._host import cdiv
 from gdkvm.ops.gated_delta.chunk_jit import (
     _bwd_chunk,
     _chunk_rows,
-    _gate_cumsum,
+    _gate_load,
     _program_bh_segment,
     _rows,
     _seg_columns,
@@ -25,7 +25,7 @@ from gdkvm.ops.gated_delta.chunk_jit import (
 
 @triton.jit
 def _seg_fwd_kernel(
-    k_ptr, g_ptr, w_ptr, u_ptr, sum_ptr, T, H, K, V, NT, NS, CPS, NVT,
+    k_ptr, gc_ptr, w_ptr, u_ptr, sum_ptr, T, H, K, V, NT, NS, CPS, NVT,
     PER_CHANNEL: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
 ):  # fmt: skip
     """Segment summary (segment-parallel forward, phase 1): over the chunks of segment i_s the state map is affine,
@@ -45,7 +45,7 @@ def _seg_fwd_kernel(
         kt = tl.load(k_ptr + th[:, None] * K + cols[None, :], mask=m_k, other=0.0)
         wt = tl.load(w_ptr + th[:, None] * K + cols[None, :], mask=m_k, other=0.0)
         ut = tl.load(u_ptr + th[:, None] * V + cv[None, :], mask=m_v, other=0.0).to(tl.float32)
-        G, G_last = _gate_cumsum(g_ptr, th, mrow, cols, mcol, K, PER_CHANNEL)
+        G, G_last = _gate_load(gc_ptr, th, mrow, cols, mcol, K, PER_CHANNEL)
         p_dt = (ut - tl.dot(wt, state.to(dt))).to(dt)
         kbar = (kt * tl.exp(_rows(G_last - G, PER_CHANNEL))).to(dt)
         state = state * tl.exp(_vec(G_last, PER_CHANNEL)) + tl.dot(tl.trans(kbar), p_dt)
@@ -97,7 +97,7 @@ def _seg_combine_kernel(
 
 @triton.jit
 def _seg_bwd_kernel(
-    q_ptr, k_ptr, g_ptr, w_ptr, a_ptr, do_ptr, sum_ptr, scale, T, H, K, V, NT, NS, CPS, NVT,
+    q_ptr, k_ptr, gc_ptr, w_ptr, a_ptr, do_ptr, sum_ptr, scale, T, H, K, V, NT, NS, CPS, NVT,
     PER_CHANNEL: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
 ):  # fmt: skip
     """Segment summary of the reverse pass (phase 1): dS_start = N dS_end + c over segment i_s. Column tiles
@@ -115,7 +115,7 @@ def _seg_bwd_kernel(
         th, mrow = _chunk_rows(i_b, i_t, i_h, T, H, BT)
         m_v = mrow[:, None] & (cv < tl.where(is_val, V, 0))[None, :]
         dv_chunk, dstate = _bwd_chunk(
-            q_ptr, k_ptr, g_ptr, w_ptr, a_ptr, do_ptr, dstate, th, mrow, cols, mcol, cv, m_v, scale, K, V,
+            q_ptr, k_ptr, gc_ptr, w_ptr, a_ptr, do_ptr, dstate, th, mrow, cols, mcol, cv, m_v, scale, K, V,
             PER_CHANNEL, BT,
         )  # fmt: skip
     out_col = tl.where(is_val, cv, V + cv)
