@@ -13,6 +13,7 @@
 #   bash bench/gpu_verify.sh OUTDIR final  # token GPU tests, token issue table (default variant) against fla-core
 #   bash bench/gpu_verify.sh OUTDIR batch  # frame GPU tests; launch switches at B32 (recurrence warps, wide backward)
 #   bash bench/gpu_verify.sh OUTDIR check  # launch checks (both precisions), token GPU tests, ours-only high vs fast
+#   bash bench/gpu_verify.sh OUTDIR warps  # fast-mode launch checks at fewer warps per kernel, then its speed
 # Carry .whl (training wheels and fla-core; see bench/gpu_env.sh). Results land in OUTDIR, at most 8 files.
 set -uo pipefail
 OUTDIR=${1:-/tmp/gdkvm_gpu}; WHAT=${2:-ops}
@@ -107,4 +108,19 @@ if [ "$WHAT" = check ]; then  # about 7 minutes: is each precision right launch 
     | tail -20 | tee "$OUTDIR/token_tests.txt"
   timeout 130 python3 bench/ops_token.py --no-fla --no-accuracy --variants high fast --json "$OUTDIR/bench_token.json" \
     2>&1 | grep -vE '^\{' | tee "$OUTDIR/bench_token.txt" | tail -24
+fi
+if [ "$WHAT" = warps ]; then  # about 6 minutes: does fast mode (bf16 intermediates) pass with fewer warps per kernel?
+  w2='{"prep":{"num_warps":2},"state":{"num_warps":2},"state_bwd":{"num_warps":2},"chunk_bwd":{"num_warps":2}}'
+  w2b='{"prep":{"num_warps":2},"state_bwd":{"num_warps":2},"chunk_bwd":{"num_warps":4}}'
+  w2c='{"prep":{"num_warps":2},"state_bwd":{"num_warps":2}}'
+  for cfg in "$w2" "$w2b" "$w2c"; do
+    echo "== GDKVM_TOKEN_CONFIG=$cfg" | tee -a "$OUTDIR/check.txt"
+    GDKVM_TOKEN_CONFIG="$cfg" timeout 75 python3 bench/ops_token.py --check --check-cases B4T2560H8K64V64 \
+      B2T1000H4K64V64-h0 B1T2000H2K64V32-slowgate --check-precisions fast --check-timeout 30 2>&1 \
+      | tee -a "$OUTDIR/check.txt" | grep -E "RESULT|BAD|e2e|CRASH|Error"
+  done
+  timeout 60 python3 bench/ops_token.py --no-fla --no-accuracy --variants high --json "$OUTDIR/bench_high.json" \
+    2>&1 | grep -vE '^\{' | tee "$OUTDIR/bench_high.txt" | tail -8
+  GDKVM_TOKEN_CONFIG="$w2b" timeout 70 python3 bench/ops_token.py --no-fla --no-accuracy --variants fast \
+    --json "$OUTDIR/bench_fast.json" 2>&1 | grep -vE '^\{' | tee "$OUTDIR/bench_fast.txt" | tail -8
 fi
