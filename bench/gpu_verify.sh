@@ -14,6 +14,7 @@
 #   bash bench/gpu_verify.sh OUTDIR batch  # frame GPU tests; launch switches at B32 (recurrence warps, wide backward)
 #   bash bench/gpu_verify.sh OUTDIR check  # launch checks (both precisions), token GPU tests, ours-only high vs fast
 #   bash bench/gpu_verify.sh OUTDIR warps  # fast-mode launch checks at fewer warps per kernel, then its speed
+#   bash bench/gpu_verify.sh OUTDIR fast2  # token GPU tests (fast mode included), fast checks at K 64-256, timings
 # Carry .whl (training wheels and fla-core; see bench/gpu_env.sh). Results land in OUTDIR, at most 8 files.
 set -uo pipefail
 OUTDIR=${1:-/tmp/gdkvm_gpu}; WHAT=${2:-ops}
@@ -123,4 +124,15 @@ if [ "$WHAT" = warps ]; then  # about 6 minutes: does fast mode (bf16 intermedia
     2>&1 | grep -vE '^\{' | tee "$OUTDIR/bench_high.txt" | tail -8
   GDKVM_TOKEN_CONFIG="$w2b" timeout 70 python3 bench/ops_token.py --no-fla --no-accuracy --variants fast \
     --json "$OUTDIR/bench_fast.json" 2>&1 | grep -vE '^\{' | tee "$OUTDIR/bench_fast.txt" | tail -8
+fi
+if [ "$WHAT" = fast2 ]; then  # about 5.5 minutes: fast mode with its 2-warp kernels, tested and timed (no peers)
+  timeout 150 python3 -m pytest -q -p no:cacheprovider -rf --tb=line tests/ops/test_chunk_gpu.py 2>&1 \
+    | tail -20 | tee "$OUTDIR/token_tests.txt"
+  timeout 120 python3 bench/ops_token.py --check --check-cases B2T1500H4K128V128-zerogate B1T300H2K256V96-h0 \
+    B4T2560H8K64V64 B1T2000H2K64V32-slowgate B1T300H2K64V48-chan-strong --check-precisions fast --check-timeout 40 \
+    2>&1 | tee "$OUTDIR/check.txt" | grep -E "RESULT|BAD|e2e|CRASH|Error"
+  timeout 80 python3 bench/ops_token.py --no-fla --no-accuracy --variants high fast --json "$OUTDIR/bench.json" \
+    2>&1 | grep -vE '^\{' | tee "$OUTDIR/bench.txt" | tail -14
+  GDKVM_TOKEN_CONFIG='{"prep":{"num_warps":2}}' timeout 45 python3 bench/ops_token.py --no-fla --no-accuracy \
+    --variants high --json "$OUTDIR/bench_prep2.json" 2>&1 | grep -vE '^\{' | tee "$OUTDIR/bench_prep2.txt" | tail -8
 fi

@@ -65,14 +65,6 @@ VARIANT_ENV = {
 DEFAULT_VARIANTS = ["high", "high+serial", "high+split"]
 
 
-def allow_fast_on_cuda() -> None:
-    """Lifts, in this process only, the library's refusal of GDKVM_TOKEN_PRECISION=fast on CUDA tensors
-    (``launch.check_precision_mode``): the bench times it and ``--check`` diagnoses it launch by launch."""
-    import gdkvm.ops.gated_delta.chunk_fwd as chunk_fwd_module
-
-    chunk_fwd_module.check_precision_mode = lambda device: None
-
-
 def variant_env(variant: str) -> dict[str, str]:
     env = {"GDKVM_TOKEN_PRECISION": "high", "GDKVM_TOKEN_SEGMENTS": "auto", "GDKVM_TOKEN_O": "fused"}
     for flag in variant.split("+"):
@@ -415,8 +407,6 @@ def run(args: argparse.Namespace) -> list[dict[str, object]]:
             setattr(args, key, default)
     for variant in args.variants:
         variant_env(variant)  # fail early on a typo
-    if any("fast" in variant.split("+") for variant in args.variants):
-        allow_fast_on_cuda()
     with_fla = not getattr(args, "no_fla", False) and fla_available()
     import triton
 

@@ -201,13 +201,16 @@ def test_segment_parallel_and_split_output(
 
 
 def test_launch_heuristic_and_config_override(monkeypatch: pytest.MonkeyPatch) -> None:
-    from gdkvm.ops.gated_delta.launch import heuristic
+    from gdkvm.ops.gated_delta.launch import heuristic, interpreting
 
     monkeypatch.delenv("GDKVM_TOKEN_CONFIG", raising=False)
     assert heuristic("prep", 64, 64, 32)["num_warps"] == 4  # measured 2x faster than 8 on an H100 up to K 128
     assert heuristic("prep", 256, 64, 32)["num_warps"] == 8
     assert heuristic("state", 128, 128, 32)["BV"] == 32  # K 128: no narrower than 32 columns
     assert heuristic("state_bwd", 64, 64, 32)["BV"] == heuristic("state", 64, 64, 32)["BV"] == 16
+    if not interpreting():  # 16-bit intermediates: 2 warps for the kernels that miscompile at 4 on Hopper
+        assert heuristic("prep", 64, 64, 32, narrow=True)["num_warps"] == 2
+        assert heuristic("state_bwd", 64, 64, 32, narrow=True)["num_warps"] == 2
     monkeypatch.setenv("GDKVM_TOKEN_CONFIG", '{"prep": {"num_warps": 8, "BV": 32}, "state": {"unknown": 1}}')
     assert heuristic("prep", 64, 64, 32) | {"num_stages": 0} == {"BV": 32, "num_warps": 8, "num_stages": 0}
     assert "unknown" not in heuristic("state", 64, 64, 32)
@@ -223,9 +226,8 @@ def test_precision_mode_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(RuntimeError, match="must be 'high' or 'fast'"):
         check_precision_mode(torch.device("cpu"))
     monkeypatch.setenv("GDKVM_TOKEN_PRECISION", "fast")
-    check_precision_mode(torch.device("cpu"))  # the interpreter path keeps the mode (CPU tests cover it)
-    with pytest.raises(RuntimeError, match="disabled on CUDA"):
-        check_precision_mode(torch.device("cuda"))
+    check_precision_mode(torch.device("cpu"))
+    check_precision_mode(torch.device("cuda"))  # allowed on CUDA since 2-warp prep / reverse pass (see heuristic)
 
 
 @pytest.mark.parametrize(("length", "chunk"), [(150, 64), (75, 32), (40, 16)])

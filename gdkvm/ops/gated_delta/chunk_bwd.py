@@ -254,7 +254,8 @@ def launch_state_bwd(
     dpseudo = torch.empty(batch, length, heads, value_dim, device=q.device, dtype=torch.float32)
     dh0 = torch.empty(batch, heads, key_dim, value_dim, device=q.device, dtype=torch.float32) if need_dh0 else None
     const = dict(PER_CHANNEL=gc.dim() == 4, BT=chunk_size, BK=block_k(key_dim))
-    ns, cps, cfg = _segment_plan(n_chunks, batch * heads, key_dim, value_dim, "state_bwd")
+    narrow = saved["w"].dtype.itemsize < 4
+    ns, cps, cfg = _segment_plan(n_chunks, batch * heads, key_dim, value_dim, "state_bwd", narrow)
     dend = dht
     if ns > 1:
         seg_meta = {"scalars": (scale, length, heads, key_dim, value_dim, n_chunks), "const": const}
@@ -304,7 +305,7 @@ def launch_chunk_bwd(
         state_grads["dpseudo"], do, dq, dk, dv, d_big_g, dbeta, scratch, scale, length, heads, key_dim, value_dim,
         n_chunks,
     )  # fmt: skip
-    cfg = heuristic("chunk_bwd", key_dim, value_dim, batch * heads)
+    cfg = heuristic("chunk_bwd", key_dim, value_dim, batch * heads, saved["w"].dtype.itemsize < 4)
     meta = dict(PER_CHANNEL=gc.dim() == 4, BT=chunk_size, BK=block_k(key_dim), BV=cfg["BV"], PREC=prec(q.dtype))
     grid = (n_chunks, batch * heads)
     if autotuning():

@@ -285,7 +285,7 @@ def launch_prep(
     a = torch.empty(batch, length, heads, chunk_size, device=q.device, dtype=inter)
     w = torch.empty(k.shape, device=q.device, dtype=inter)
     u = torch.empty(v.shape, device=q.device, dtype=inter)
-    cfg = heuristic("prep", key_dim, value_dim, batch * heads)
+    cfg = heuristic("prep", key_dim, value_dim, batch * heads, inter.itemsize < 4)
     meta = dict(
         PER_CHANNEL=gc.dim() == 4, BT=chunk_size, BS=min(16, chunk_size), BK=block_k(key_dim), BV=cfg["BV"],
         PREC=prec(q.dtype), REG_SOLVE=solve_mode() == "regs",
@@ -342,7 +342,7 @@ def launch_state_fwd(
     states = torch.empty(batch, n_chunks, heads, key_dim, value_dim, device=q.device, dtype=w.dtype) if keep else None
     pseudo = torch.empty(batch, length, heads, value_dim, device=q.device, dtype=w.dtype) if keep else None
     const = dict(PER_CHANNEL=gc.dim() == 4, BT=chunk_size, BK=block_k(key_dim))
-    ns, cps, cfg = _segment_plan(n_chunks, batch * heads, key_dim, value_dim)
+    ns, cps, cfg = _segment_plan(n_chunks, batch * heads, key_dim, value_dim, "state", w.dtype.itemsize < 4)
     h0 = initial_state
     if ns > 1:
         meta = {"scalars": (length, heads, key_dim, value_dim, n_chunks), "const": const}

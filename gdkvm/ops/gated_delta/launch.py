@@ -77,27 +77,22 @@ def intermediate_dtype(dtype: torch.dtype) -> torch.dtype:
     """dtype of the stored intermediates (w, u, A, U, per-chunk states) and of the tensor-core operands built from
     them. fp32 (TF32 products) by default: bf16 intermediates alone cost about 3-5e-3 relative RMS on o (measured by
     simulation), too close to the 5e-3 test bound. ``GDKVM_TOKEN_PRECISION=fast`` keeps them in the input dtype
-    (FLA's choice: half the intermediate traffic, bf16 tensor cores), on the CPU interpreter only: on an H100 and an
-    H200 with triton 3.6 (2026-11-27, ``bench/ops_token.py --check --check-precisions fast``, launch by launch) its
-    forward launches are right (o 3.3e-3, like fla-core) and a per-key-channel gate passes everything, but with a
-    per-head gate the reverse state pass diverges or faults and at V 32 the prep returns non-finite u; three
-    hypotheses were refuted (docs/benchmarks.md), so on CUDA tensors ``check_precision_mode`` refuses it."""
+    (FLA's choice: half the intermediate traffic, bf16 tensor cores). On Hopper with triton 3.6 the 4-warp prep and
+    reverse state pass miscompile with 16-bit operands (non-finite u at V 32, diverging dS, illegal addresses; FLA
+    restricts its Hopper warps for the same class of bug, FLA PR 988); at 2 warps every launch and gradient is right
+    (H200, 2026-11-27, ``bench/ops_token.py --check --check-precisions fast``), so ``heuristic`` gives those two
+    kernels 2 warps whenever the intermediates are 16-bit."""
     if os.environ.get("GDKVM_TOKEN_PRECISION", "high") == "fast":
         return dtype
     return torch.float32
 
 
 def check_precision_mode(device: torch.device) -> None:
-    """Raises RuntimeError for GDKVM_TOKEN_PRECISION values other than "high" and "fast", and for "fast" on CUDA
-    (see ``intermediate_dtype``)."""
+    """Raises RuntimeError for GDKVM_TOKEN_PRECISION values other than "high" and "fast" (``device``: the tensors'
+    device, kept for per-device policies)."""
     mode = os.environ.get("GDKVM_TOKEN_PRECISION", "high")
     if mode not in ("high", "fast"):
-        raise RuntimeError(f"GDKVM_TOKEN_PRECISION must be 'high' or 'fast', got {mode!r}")
-    if mode == "fast" and device.type == "cuda":
-        raise RuntimeError(
-            "GDKVM_TOKEN_PRECISION=fast (bf16 intermediates) is disabled on CUDA: on an H100 and an H200 with triton "
-            "3.6 its backward diverged or hit an illegal memory access; unset it to use the default 'high' mode"
-        )
+        raise RuntimeError(f"GDKVM_TOKEN_PRECISION must be 'high' or 'fast', got {mode!r} on {device}")
 
 
 def prec(dtype: torch.dtype) -> str:
@@ -105,11 +100,13 @@ def prec(dtype: torch.dtype) -> str:
     return "ieee" if dtype == torch.float32 else "tf32"
 
 
-def heuristic(kernel: str, key_dim: int, value_dim: int, batch_heads: int) -> dict[str, int]:
-    """The launch configuration of ``_heuristic``, with ``GDKVM_TOKEN_CONFIG`` applied (read per call): a JSON object
-    such as ``{"prep": {"num_warps": 4}}`` overriding fields per kernel, for measuring alternatives
-    (bench/token_configs.py)."""
+def heuristic(kernel: str, key_dim: int, value_dim: int, batch_heads: int, narrow: bool = False) -> dict[str, int]:
+    """The launch configuration of ``_heuristic`` (``narrow``: the intermediates are 16-bit, fast mode), with
+    ``GDKVM_TOKEN_CONFIG`` applied (read per call): a JSON object such as ``{"prep": {"num_warps": 4}}`` overriding
+    fields per kernel, for measuring alternatives (bench/token_configs.py)."""
     cfg = _heuristic(kernel, key_dim, value_dim, batch_heads)
+    if narrow and kernel in ("prep", "state_bwd") and not interpreting():
+        cfg["num_warps"] = 2  # 4 warps miscompile with 16-bit operands on Hopper, triton 3.6 (see intermediate_dtype)
     raw = os.environ.get("GDKVM_TOKEN_CONFIG")
     if raw:
         try:
@@ -195,11 +192,11 @@ def n_segments(n_chunks: int, programs: int) -> int:
 
 
 def _segment_plan(
-    n_chunks: int, batch_heads: int, key_dim: int, value_dim: int, kernel: str = "state"
+    n_chunks: int, batch_heads: int, key_dim: int, value_dim: int, kernel: str = "state", narrow: bool = False
 ) -> tuple[int, int, dict]:
     """(NS, chunks per segment, heuristic config of ``kernel``, "state" or "state_bwd"); NS = 1: the plain serial
     pass."""
-    cfg = heuristic(kernel, key_dim, value_dim, batch_heads)
+    cfg = heuristic(kernel, key_dim, value_dim, batch_heads, narrow)
     ns = n_segments(n_chunks, batch_heads * cdiv(value_dim, cfg["BV"]))
     cps = cdiv(n_chunks, ns)
     return cdiv(n_chunks, cps), cps, cfg
