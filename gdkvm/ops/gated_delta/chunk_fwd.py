@@ -280,7 +280,7 @@ def launch_prep(
     value_dim = v.shape[-1]
     n_chunks = cdiv(length, chunk_size)
     check_precision_mode(q.device)
-    inter = intermediate_dtype(q.dtype)
+    inter = intermediate_dtype(q.dtype, key_dim)
     t_inv = torch.empty(batch, length, heads, chunk_size, device=q.device, dtype=torch.float32)
     a = torch.empty(batch, length, heads, chunk_size, device=q.device, dtype=inter)
     w = torch.empty(k.shape, device=q.device, dtype=inter)

@@ -73,7 +73,7 @@ def tuned(kernel, name: str, configs: list, state_kernel: bool):
     return _TUNED[name]
 
 
-def intermediate_dtype(dtype: torch.dtype) -> torch.dtype:
+def intermediate_dtype(dtype: torch.dtype, key_dim: int = 64) -> torch.dtype:
     """dtype of the stored intermediates (w, u, A, U, per-chunk states) and of the tensor-core operands built from
     them. fp32 (TF32 products) by default: bf16 intermediates alone cost about 3-5e-3 relative RMS on o (measured by
     simulation), too close to the 5e-3 test bound. ``GDKVM_TOKEN_PRECISION=fast`` keeps them in the input dtype
@@ -81,8 +81,9 @@ def intermediate_dtype(dtype: torch.dtype) -> torch.dtype:
     reverse state pass miscompile with 16-bit operands (non-finite u at V 32, diverging dS, illegal addresses; FLA
     restricts its Hopper warps for the same class of bug, FLA PR 988); at 2 warps every launch and gradient is right
     (H200, 2026-11-27, ``bench/ops_token.py --check --check-precisions fast``), so ``heuristic`` gives those two
-    kernels 2 warps whenever the intermediates are 16-bit."""
-    if os.environ.get("GDKVM_TOKEN_PRECISION", "high") == "fast":
+    kernels 2 warps whenever the intermediates are 16-bit. Above K 64 the 2-warp reverse pass is 10x slower than the
+    fp32 one (17.4 vs 1.8 ms at B8 T4096 H16 K128), so fast mode keeps fp32 intermediates there."""
+    if os.environ.get("GDKVM_TOKEN_PRECISION", "high") == "fast" and key_dim <= 64:
         return dtype
     return torch.float32
 
