@@ -15,6 +15,7 @@
 #   bash bench/gpu_verify.sh OUTDIR check  # launch checks (both precisions), token GPU tests, ours-only high vs fast
 #   bash bench/gpu_verify.sh OUTDIR warps  # fast-mode launch checks at fewer warps per kernel, then its speed
 #   bash bench/gpu_verify.sh OUTDIR fast2  # token GPU tests (fast mode included), fast checks at K 64-256, timings
+#   bash bench/gpu_verify.sh OUTDIR ablate # where the token forward launches spend their time (both precisions)
 # Carry .whl (training wheels and fla-core; see bench/gpu_env.sh). Results land in OUTDIR, at most 8 files.
 set -uo pipefail
 OUTDIR=${1:-/tmp/gdkvm_gpu}; WHAT=${2:-ops}
@@ -135,4 +136,10 @@ if [ "$WHAT" = fast2 ]; then  # about 5.5 minutes: fast mode with its 2-warp ker
     2>&1 | grep -vE '^\{' | tee "$OUTDIR/bench.txt" | tail -14
   GDKVM_TOKEN_CONFIG='{"prep":{"num_warps":2}}' timeout 45 python3 bench/ops_token.py --no-fla --no-accuracy \
     --variants high --json "$OUTDIR/bench_prep2.json" 2>&1 | grep -vE '^\{' | tee "$OUTDIR/bench_prep2.txt" | tail -8
+fi
+if [ "$WHAT" = ablate ]; then  # about 5 minutes: each forward launch with one part removed (wrong results, timing only)
+  timeout 200 python3 bench/ablate_token.py --json "$OUTDIR/ablate_high.json" 2>&1 | tee "$OUTDIR/ablate_high.txt" \
+    | grep -E "^\|"
+  GDKVM_TOKEN_PRECISION=fast timeout 120 python3 bench/ablate_token.py --shapes B4T10240H8K64V64 \
+    --json "$OUTDIR/ablate_fast.json" 2>&1 | tee "$OUTDIR/ablate_fast.txt" | grep -E "^\|"
 fi
