@@ -13,7 +13,8 @@ results used in two layouts are a known miscompile class). Pairwise decays e^{G_
 formed for i >= j (masked before exp), so nothing overflows. A per-key-channel gate (KDA) cannot be folded out of the
 Gram product; it is computed exactly as a sum over key channels of rank-1 tiles (CUDA cores, slower, any gate).
 Stored intermediates (w, u, A, U, per-chunk S) are fp32 by default, or the input dtype with
-GDKVM_TOKEN_PRECISION=fast; the kernels take their operand dtype from the buffers they are given.
+GDKVM_TOKEN_PRECISION=fast up to K 64 (see ``launch.intermediate_dtype``); the kernels take their operand dtype
+from the buffers they are given.
 No ``tl.make_block_ptr``: pointer arithmetic and masks only, so the kernels also run under TRITON_INTERPRET=1.
 """
 

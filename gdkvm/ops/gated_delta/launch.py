@@ -106,7 +106,7 @@ def heuristic(kernel: str, key_dim: int, value_dim: int, batch_heads: int, narro
     ``GDKVM_TOKEN_CONFIG`` applied (read per call): a JSON object such as ``{"prep": {"num_warps": 4}}`` overriding
     fields per kernel, for measuring alternatives (bench/token_configs.py)."""
     cfg = _heuristic(kernel, key_dim, value_dim, batch_heads)
-    if narrow and kernel in ("prep", "state_bwd") and not interpreting():
+    if narrow and kernel in ("prep", "state_bwd"):
         cfg["num_warps"] = 2  # 4 warps miscompile with 16-bit operands on Hopper, triton 3.6 (see intermediate_dtype)
     raw = os.environ.get("GDKVM_TOKEN_CONFIG")
     if raw:
