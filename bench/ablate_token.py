@@ -25,10 +25,12 @@ from pathlib import Path
 from types import ModuleType
 
 import torch
-import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from ops_token import make_inputs  # noqa: E402
 
 SOURCE = ROOT / "gdkvm" / "ops" / "gated_delta" / "chunk_fwd.py"
 SHAPES = {  # name: (B, T, H, K, V)
@@ -86,23 +88,6 @@ def patched_module(launch: str, variant: str, workdir: Path) -> ModuleType:
     return module
 
 
-def make_inputs(shape: tuple[int, int, int, int, int], device: str) -> dict[str, torch.Tensor]:
-    """bf16 q, k (L2-normalised), v, beta; fp32 logsigmoid gates per head; as bench/ops_token.py."""
-    batch, length, heads, key_dim, value_dim = shape
-    gen = torch.Generator(device=device).manual_seed(0)
-
-    def randn(*size: int) -> torch.Tensor:
-        return torch.randn(*size, device=device, generator=gen)
-
-    return {
-        "q": F.normalize(randn(batch, length, heads, key_dim), dim=-1).bfloat16(),
-        "k": F.normalize(randn(batch, length, heads, key_dim), dim=-1).bfloat16(),
-        "v": randn(batch, length, heads, value_dim).bfloat16(),
-        "g": F.logsigmoid(randn(batch, length, heads)),
-        "beta": torch.sigmoid(randn(batch, length, heads)).bfloat16(),
-    }
-
-
 def launch_call(module: ModuleType, launch: str, x: dict[str, torch.Tensor]):
     """A closure running one launch of ``module`` (its state pass on the baseline's prep, which it never writes)."""
     from gdkvm.ops.gated_delta.gates import chunk_local_cumsum
@@ -121,7 +106,7 @@ def run(shapes: list[str], launches: list[str], smoke: bool, warmup: int, rep: i
     rows: list[dict[str, object]] = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in ["smoke"] if smoke else shapes:
-            x = make_inputs(SHAPES[name], device)
+            x = make_inputs(SHAPES[name], device=device)
             for launch in launches:
                 base = None
                 for variant in ABLATIONS[launch]:

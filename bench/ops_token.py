@@ -74,13 +74,13 @@ def variant_env(variant: str) -> dict[str, str]:
     return env
 
 
-def make_inputs(shape: tuple[int, int, int, int, int], seed: int = 0) -> dict[str, torch.Tensor]:
-    """bf16 q, k (L2-normalised), v, beta (sigmoid) and fp32 g (logsigmoid) on the GPU, FLA's benchmark regime."""
+def make_inputs(shape: tuple[int, int, int, int, int], seed: int = 0, device: str = "cuda") -> dict[str, torch.Tensor]:
+    """bf16 q, k (L2-normalised), v, beta (sigmoid) and fp32 g (logsigmoid) on ``device``, FLA's benchmark regime."""
     batch, length, heads, key_dim, value_dim = shape
-    gen = torch.Generator(device="cuda").manual_seed(seed)
+    gen = torch.Generator(device=device).manual_seed(seed)
 
     def randn(*size: int) -> torch.Tensor:
-        return torch.randn(*size, device="cuda", generator=gen)
+        return torch.randn(*size, device=device, generator=gen)
 
     return {
         "q": F.normalize(randn(batch, length, heads, key_dim), dim=-1).bfloat16(),
