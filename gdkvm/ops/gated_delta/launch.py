@@ -89,8 +89,8 @@ def intermediate_dtype(dtype: torch.dtype, key_dim: int = 64) -> torch.dtype:
 
 
 def check_precision_mode(device: torch.device) -> None:
-    """Raises RuntimeError for GDKVM_TOKEN_PRECISION values other than "high" and "fast" (``device``: the tensors'
-    device, kept for per-device policies)."""
+    """Raises RuntimeError (naming ``device``, the tensors' device) for GDKVM_TOKEN_PRECISION values other than
+    "high" and "fast"."""
     mode = os.environ.get("GDKVM_TOKEN_PRECISION", "high")
     if mode not in ("high", "fast"):
         raise RuntimeError(f"GDKVM_TOKEN_PRECISION must be 'high' or 'fast', got {mode!r} on {device}")
