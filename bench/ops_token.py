@@ -280,17 +280,17 @@ def time_launches(inputs: dict[str, torch.Tensor], warmup: int, rep: int) -> dic
 
     q, k, v, beta = (inputs[n] for n in ("q", "k", "v", "beta"))
     scale, value_dim, chunk = q.shape[-1] ** -0.5, v.shape[-1], 64 if q.shape[-1] <= 128 else 32
-    g = chunk_local_cumsum(inputs["g"], chunk)
+    gc = chunk_local_cumsum(inputs["gc"], chunk)
     do = torch.randn_like(v)
-    prep = launch_prep(q, k, v, g, beta, scale, chunk)
-    saved = {**prep, **launch_state_fwd(q, k, g, prep, value_dim, scale, None, False, True, chunk)}
-    grads = launch_state_bwd(q, k, g, saved, value_dim, scale, do, None, False, chunk)
+    prep = launch_prep(q, k, v, gc, beta, scale, chunk)
+    saved = {**prep, **launch_state_fwd(q, k, gc, prep, value_dim, scale, None, False, True, chunk)}
+    grads = launch_state_bwd(q, k, gc, saved, value_dim, scale, do, None, False, chunk)
     calls = {
-        "k_prep_ms": lambda: launch_prep(q, k, v, g, beta, scale, chunk),
-        "k_state_fwd_ms": lambda: launch_state_fwd(q, k, g, prep, value_dim, scale, None, False, False, chunk),
-        "k_state_fwd_save_ms": lambda: launch_state_fwd(q, k, g, prep, value_dim, scale, None, False, True, chunk),
-        "k_state_bwd_ms": lambda: launch_state_bwd(q, k, g, saved, value_dim, scale, do, None, False, chunk),
-        "k_chunk_bwd_ms": lambda: launch_chunk_bwd(saved, grads, q, k, v, g, beta, scale, do, chunk),
+        "k_prep_ms": lambda: launch_prep(q, k, v, gc, beta, scale, chunk),
+        "k_state_fwd_ms": lambda: launch_state_fwd(q, k, gc, prep, value_dim, scale, None, False, False, chunk),
+        "k_state_fwd_save_ms": lambda: launch_state_fwd(q, k, gc, prep, value_dim, scale, None, False, True, chunk),
+        "k_state_bwd_ms": lambda: launch_state_bwd(q, k, gc, saved, value_dim, scale, do, None, False, chunk),
+        "k_chunk_bwd_ms": lambda: launch_chunk_bwd(saved, grads, q, k, v, gc, beta, scale, do, chunk),
     }
     out = {}
     for name, call in calls.items():
