@@ -280,7 +280,7 @@ def time_launches(inputs: dict[str, torch.Tensor], warmup: int, rep: int) -> dic
 
     q, k, v, beta = (inputs[n] for n in ("q", "k", "v", "beta"))
     scale, value_dim, chunk = q.shape[-1] ** -0.5, v.shape[-1], 64 if q.shape[-1] <= 128 else 32
-    gc = chunk_local_cumsum(inputs["gc"], chunk)
+    gc = chunk_local_cumsum(inputs["g"], chunk)
     do = torch.randn_like(v)
     prep = launch_prep(q, k, v, gc, beta, scale, chunk)
     saved = {**prep, **launch_state_fwd(q, k, gc, prep, value_dim, scale, None, False, True, chunk)}
