@@ -43,14 +43,15 @@ SHAPES = {  # name: (B, T, H, K, V)
 ABLATIONS: dict[str, dict[str, list[tuple[str, str]]]] = {
     "prep": {
         "none": [],
-        "no_solve": [("t_inv = _solve_unit_lower_regs(lower, BT, BS, PREC)", "t_inv = lower")],
-        "no_merge": [("    if BT > BS:\n        n = tl.dot(t_diag", "    if BT < 0:\n        n = tl.dot(t_diag")],
-        "no_a_store": [
-            ("        tl.store(a_ptr + p_t, (tl.dot(qt, tl.trans(kt)) * decay * scale).to(a_ptr.dtype.element_ty), "
-             "mask=m_t)\n", ""),
+        # the solve the prep runs by default at 4 warps (fp32 intermediates) and at 2 (fast mode), see solve_mode
+        "no_solve": [
+            ("t_inv = _solve_unit_lower_doubling(lower, BT, PREC)", "t_inv = lower"),
+            ("t_inv = _solve_unit_lower_regs(lower, BT, BS, PREC)", "t_inv = lower"),
         ],
+        "no_merge": [("    if BT > BS:\n        n = tl.dot(t_diag", "    if BT < 0:\n        n = tl.dot(t_diag")],
+        "no_a_store": [("        tl.store(a_ptr + p_t, (p_qk * scale).to(a_ptr.dtype.element_ty), mask=m_t)\n", "")],
         "no_t_store": [("    tl.store(t_ptr + p_t, t_inv, mask=m_t)\n", "")],
-        "no_w": [("    tl.store(w_ptr + th[:, None] * K + cols[None, :], tl.dot(t_dt, kb).to(idt), mask=m_k)\n", "")],
+        "no_w": [("    tl.store(w_ptr + th[:, None] * K + cols[None, :], w_dt, mask=m_k)\n", "")],
         "no_u": [
             ("    for i_v in range(tl.cdiv(V, BV)):\n        cv = i_v * BV",
              "    for i_v in range(0):\n        cv = i_v * BV"),

@@ -144,6 +144,9 @@ def token_cases() -> None:
         ((1, 300, 2, 64, 32), torch.bfloat16, False, {"GDKVM_TOKEN_SEGMENTS": "3", "GDKVM_TOKEN_PRECISION": "fast"}),
         ((1, 200, 2, 128, 128), torch.bfloat16, True, {"GDKVM_TOKEN_O": "split", "GDKVM_TOKEN_PRECISION": "fast"}),
         ((1, 300, 2, 256, 96), torch.bfloat16, False, {}),  # two segments (auto) at K 256
+        ((1, 200, 2, 64, 64), torch.bfloat16, False, {"GDKVM_TOKEN_SOLVE": "doubling", "GDKVM_TOKEN_O": "folded"}),
+        ((1, 200, 2, 128, 128), torch.bfloat16, True, {"GDKVM_TOKEN_SOLVE": "doubling", "GDKVM_TOKEN_O": "folded"}),
+        ((1, 300, 2, 64, 32), torch.bfloat16, False, {"GDKVM_TOKEN_O": "folded", "GDKVM_TOKEN_PRECISION": "fast"}),
     )
     for (b, t, h, kd, vd), dtype, channel, env in cases:
         saved = {name: os.environ.get(name) for name in env}

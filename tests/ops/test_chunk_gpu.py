@@ -159,8 +159,15 @@ def test_gpu_each_launch_matches_chunk_reference(batch, length, heads, key_dim, 
 
 @pytest.mark.parametrize(
     ("segments", "output", "precision"),
-    [("auto", "fused", "high"), ("6", "split", "high"), ("1", "split", "high"), ("auto", "fused", "fast")],
-    ids=["seg-auto", "seg6-split-o", "split-o", "fast"],
+    [
+        ("auto", "fused", "high"),
+        ("6", "split", "high"),
+        ("1", "split", "high"),
+        ("auto", "fused", "fast"),
+        ("auto", "folded", "high"),
+        ("auto", "folded", "fast"),
+    ],
+    ids=["seg-auto", "seg6-split-o", "split-o", "fast", "folded-o", "folded-o-fast"],
 )
 def test_gpu_segments_and_split_output(monkeypatch: pytest.MonkeyPatch, segments, output, precision) -> None:
     # The switchable paths (GDKVM_TOKEN_SEGMENTS, GDKVM_TOKEN_O) against the oracle, both gate shapes, V = 32.

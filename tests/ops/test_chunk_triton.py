@@ -177,8 +177,15 @@ def test_each_launch_matches_chunk_reference(
 
 @pytest.mark.parametrize(
     ("per_channel", "segments", "output"),
-    [(False, "3", "fused"), (False, "4", "split"), (True, "3", "split"), (False, "1", "split")],
-    ids=["head-seg3", "head-seg4-split-o", "chan-seg3-split-o", "head-split-o"],
+    [
+        (False, "3", "fused"),
+        (False, "4", "split"),
+        (True, "3", "split"),
+        (False, "1", "split"),
+        (False, "1", "folded"),
+        (True, "3", "folded"),
+    ],
+    ids=["head-seg3", "head-seg4-split-o", "chan-seg3-split-o", "head-split-o", "head-folded-o", "chan-seg3-folded-o"],
 )
 def test_segment_parallel_and_split_output(
     monkeypatch: pytest.MonkeyPatch, per_channel: bool, segments: str, output: str
@@ -232,9 +239,9 @@ def test_precision_mode_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.parametrize(("length", "chunk"), [(150, 64), (75, 32), (40, 16)])
-def test_register_solve_equals_scratch_solve(monkeypatch: pytest.MonkeyPatch, length, chunk) -> None:
-    # GDKVM_TOKEN_SOLVE=regs (the chunk inverse in registers) against the scratch solve and the float64 reference,
-    # including a partial last chunk.
+def test_solve_modes_agree(monkeypatch: pytest.MonkeyPatch, length, chunk) -> None:
+    # GDKVM_TOKEN_SOLVE=regs (the chunk inverse in registers) and =doubling (recursive doubling on tensor cores)
+    # against the scratch solve and the float64 reference, including a partial last chunk.
     from gdkvm.ops.gated_delta.chunk_fwd import launch_prep
     from gdkvm.ops.gated_delta.gates import chunk_local_cumsum
     from gdkvm.ops.gated_delta.naive import chunk_reference_intermediates
@@ -243,12 +250,17 @@ def test_register_solve_equals_scratch_solve(monkeypatch: pytest.MonkeyPatch, le
     gc = chunk_local_cumsum(x["g"], chunk)
     ref = chunk_reference_intermediates(**x, scale=0.2, initial_state=None, chunk_size=chunk)
     preps = {}
-    for mode in ("scratch", "regs"):
+    for mode in ("scratch", "regs", "doubling"):
         monkeypatch.setenv("GDKVM_TOKEN_SOLVE", mode)
         preps[mode] = launch_prep(x["q"], x["k"], x["v"], gc, x["beta"], 0.2, chunk)
     for name in ("t_inv", "w", "u"):
-        assert rel_rms(ref[name], preps["regs"][name]) < 1e-5, name
-        torch.testing.assert_close(preps["regs"][name], preps["scratch"][name], rtol=1e-5, atol=1e-6)
+        for mode in ("regs", "doubling"):
+            assert rel_rms(ref[name], preps[mode][name]) < 1e-5, (mode, name)
+            torch.testing.assert_close(preps[mode][name], preps["scratch"][name], rtol=1e-5, atol=1e-6)
+    from gdkvm.ops.gated_delta.launch import solve_mode
+
+    monkeypatch.setenv("GDKVM_TOKEN_SOLVE", "auto")  # tensor-core doubling needs a warp group: 2-warp preps substitute
+    assert (solve_mode(4), solve_mode(8), solve_mode(2)) == ("doubling", "doubling", "regs")
     monkeypatch.setenv("GDKVM_TOKEN_SOLVE", "registers")  # neither mode
     with pytest.raises(ValueError, match="GDKVM_TOKEN_SOLVE"):
         launch_prep(x["q"], x["k"], x["v"], gc, x["beta"], 0.2, chunk)

@@ -130,13 +130,37 @@ def _solve_unit_lower_regs(lower, BT: tl.constexpr, BS: tl.constexpr, PREC: tl.c
 
 
 @triton.jit
+def _solve_unit_lower_doubling(lower, BT: tl.constexpr, PREC: tl.constexpr):
+    """(I + L)^-1 of a strictly lower [BT, BT] fp32 tile L by recursive doubling on tensor cores, no reductions:
+    T starts as the inverse of the 1 x 1 diagonal blocks (I); each level s = 1, 2, .., BT / 2 turns the inverted
+    s-blocks into inverted 2s-blocks with T <- T - T L_s T, where L_s is L on the lower-left s-block of each 2s-block
+    ([[A, 0], [C, B]]^-1 = [[A^-1, 0], [-B^-1 C A^-1, B^-1]]). Level 1 needs no product (T = I - L_1): 2 log2(BT) - 2
+    products of [BT, BT] tiles, exact in exact arithmetic (simulated error with TF32 products: about that of the
+    substitution + merge path)."""
+    o_i = tl.arange(0, BT)
+    t_inv = tl.where(o_i[:, None] == o_i[None, :], 1.0, 0.0) - tl.where(
+        (o_i[:, None] // 2 == o_i[None, :] // 2) & (o_i[:, None] != o_i[None, :]), lower, 0.0
+    )
+    for level in tl.static_range(1, 6):  # span 2 .. 32: every level below BT <= 64
+        span = 1 << level
+        if span < BT:
+            block = (o_i[:, None] // (2 * span) == o_i[None, :] // (2 * span)) & (
+                o_i[:, None] // span != o_i[None, :] // span
+            )
+            l_s = tl.where(block, lower, 0.0)
+            t_inv = t_inv - tl.dot(tl.dot(t_inv, l_s, input_precision=PREC), t_inv, input_precision=PREC)
+    return t_inv
+
+
+@triton.jit
 def _prep_kernel(
-    q_ptr, k_ptr, v_ptr, gc_ptr, beta_ptr, t_ptr, a_ptr, w_ptr, u_ptr, scale, T, H, K, V,
+    q_ptr, k_ptr, v_ptr, gc_ptr, beta_ptr, t_ptr, a_ptr, w_ptr, u_ptr, qw_ptr, ou_ptr, scale, T, H, K, V,
     PER_CHANNEL: tl.constexpr, BT: tl.constexpr, BS: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-    PREC: tl.constexpr, REG_SOLVE: tl.constexpr,
+    PREC: tl.constexpr, SOLVE: tl.constexpr, FOLD: tl.constexpr,
 ):  # fmt: skip
     """Per chunk: G, L, T = (I + L)^-1 (fp32, kept for the backward); A, w and u in the dtype of their buffers (the
-    intermediate dtype, see ``intermediate_dtype``)."""
+    intermediate dtype, see ``intermediate_dtype``). With FOLD also the folded output terms of ``_state_fwd_kernel``:
+    Q' = scale (Q * e^G) - A w [BT, K] and A u [BT, V], so that the state pass computes o = Q' S + A u."""
     i_t = tl.program_id(0)
     i_bh = tl.program_id(1)
     i_b = i_bh // H
@@ -160,10 +184,13 @@ def _prep_kernel(
     else:
         decay = tl.exp(tl.where(o_i[:, None] >= o_i[None, :], G[:, None] - G[None, :], float("-inf")))
         qt = tl.load(q_ptr + th[:, None] * K + cols[None, :], mask=m_k, other=0.0)
-        tl.store(a_ptr + p_t, (tl.dot(qt, tl.trans(kt)) * decay * scale).to(a_ptr.dtype.element_ty), mask=m_t)
+        p_qk = tl.dot(qt, tl.trans(kt)) * decay
+        tl.store(a_ptr + p_t, (p_qk * scale).to(a_ptr.dtype.element_ty), mask=m_t)
         p_kk = tl.dot(kt, tl.trans(kt)) * decay
     lower = tl.where(o_i[:, None] > o_i[None, :], bt[:, None] * p_kk, 0.0)
-    if REG_SOLVE:
+    if SOLVE == 2:
+        t_inv = _solve_unit_lower_doubling(lower, BT, PREC)
+    elif SOLVE == 1:
         t_inv = _solve_unit_lower_regs(lower, BT, BS, PREC)
     else:
         t_inv = _solve_unit_lower(lower, t_ptr, tok0, i_h, H, n_valid, BT, BS, PREC)
@@ -171,23 +198,35 @@ def _prep_kernel(
     idt = w_ptr.dtype.element_ty  # operand dtype of the intermediates (see intermediate_dtype)
     t_dt = t_inv.to(idt)
     kb = (kt.to(tl.float32) * tl.exp(_rows(G, PER_CHANNEL)) * bt[:, None]).to(idt)
-    tl.store(w_ptr + th[:, None] * K + cols[None, :], tl.dot(t_dt, kb).to(idt), mask=m_k)
+    w_dt = tl.dot(t_dt, kb).to(idt)
+    tl.store(w_ptr + th[:, None] * K + cols[None, :], w_dt, mask=m_k)
+    a_dt = (p_qk * scale).to(idt)
+    if FOLD:
+        qs = tl.load(q_ptr + th[:, None] * K + cols[None, :], mask=m_k, other=0.0).to(tl.float32)
+        q_fold = qs * tl.exp(_rows(G, PER_CHANNEL)) * scale - tl.dot(a_dt, w_dt)
+        tl.store(qw_ptr + th[:, None] * K + cols[None, :], q_fold.to(idt), mask=m_k)
     for i_v in range(tl.cdiv(V, BV)):
         cv = i_v * BV + tl.arange(0, BV)
         m_v = mrow[:, None] & (cv < V)[None, :]
         vt = tl.load(v_ptr + th[:, None] * V + cv[None, :], mask=m_v, other=0.0).to(tl.float32)
-        tl.store(u_ptr + th[:, None] * V + cv[None, :], tl.dot(t_dt, (vt * bt[:, None]).to(idt)).to(idt), mask=m_v)
+        u_dt = tl.dot(t_dt, (vt * bt[:, None]).to(idt)).to(idt)
+        tl.store(u_ptr + th[:, None] * V + cv[None, :], u_dt, mask=m_v)
+        if FOLD:
+            tl.store(ou_ptr + th[:, None] * V + cv[None, :], tl.dot(a_dt, u_dt).to(idt), mask=m_v)
 
 
 @triton.jit
 def _state_fwd_kernel(
-    q_ptr, k_ptr, gc_ptr, w_ptr, u_ptr, a_ptr, h0_ptr, o_ptr, ht_ptr, hs_ptr, us_ptr, scale, T, H, K, V, NT, NS, CPS,
-    PER_CHANNEL: tl.constexpr, HAS_H0: tl.constexpr, STORE_HT: tl.constexpr, SAVE: tl.constexpr,
-    EMIT_O: tl.constexpr, SEG: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    q_ptr, k_ptr, gc_ptr, w_ptr, u_ptr, a_ptr, ou_ptr, h0_ptr, o_ptr, ht_ptr, hs_ptr, us_ptr, scale, T, H, K, V, NT,
+    NS, CPS, PER_CHANNEL: tl.constexpr, HAS_H0: tl.constexpr, STORE_HT: tl.constexpr, SAVE: tl.constexpr,
+    EMIT_O: tl.constexpr, FOLD: tl.constexpr, SEG: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr,
+    BV: tl.constexpr,
 ):  # fmt: skip
     """Sequential over chunks for one (value tile, batch*head, segment): o (EMIT_O), the final state and (SAVE)
     per-chunk states/U. With SEG the chunks [i_s * CPS, (i_s + 1) * CPS) of segment i_s start from the state that
-    ``_seg_combine_kernel`` stored in h0_ptr ([B*H*NS, K, V] fp32); otherwise NS = 1 and h0_ptr is [B*H, K, V]."""
+    ``_seg_combine_kernel`` stored in h0_ptr ([B*H*NS, K, V] fp32); otherwise NS = 1 and h0_ptr is [B*H, K, V].
+    With FOLD, q_ptr holds the prep's Q' = scale (Q * e^G) - A w and ou_ptr its A u: o = Q' S + A u, two products
+    that need only S (instead of A (u - w S), which waits for U)."""
     i_v = tl.program_id(0)
     i_bhs, i_bh, i_s, i_b, i_h = _program_bh_segment(NS, H)
     dt = w_ptr.dtype.element_ty  # operand dtype of the tensor-core products
@@ -218,7 +257,11 @@ def _state_fwd_kernel(
         if SAVE:
             tl.store(us_ptr + th[:, None] * V + cv[None, :], pseudo.to(us_ptr.dtype.element_ty), mask=m_v)
         p_dt = pseudo.to(dt)
-        if EMIT_O:
+        if EMIT_O and FOLD:
+            qt = tl.load(q_ptr + th[:, None] * K + cols[None, :], mask=m_k, other=0.0).to(dt)
+            ot = tl.dot(qt, s_dt) + tl.load(ou_ptr + th[:, None] * V + cv[None, :], mask=m_v, other=0.0).to(tl.float32)
+            tl.store(o_ptr + th[:, None] * V + cv[None, :], ot.to(o_ptr.dtype.element_ty), mask=m_v)
+        elif EMIT_O:
             qt = tl.load(q_ptr + th[:, None] * K + cols[None, :], mask=m_k, other=0.0)
             at = tl.load(a_ptr + th[:, None] * BT + o_i[None, :], mask=mrow[:, None], other=0.0)
             qe = (qt * (tl.exp(_rows(G, PER_CHANNEL)) * scale)).to(dt)
@@ -275,7 +318,8 @@ def launch_prep(
     chunk_size: int = 64,
 ) -> dict[str, torch.Tensor]:
     """Launch 1 (parallel over chunks): t_inv [B, T, H, C] fp32, a [B, T, H, C], w [B, T, H, K], u [B, T, H, V] in the
-    intermediate dtype. Inputs contiguous; gc fp32 [B, T, H] or [B, T, H, K], the chunk-local cumulative log-decay
+    intermediate dtype; with ``GDKVM_TOKEN_O=folded`` also q_fold [B, T, H, K] and a_u [B, T, H, V] (same dtype).
+    Inputs contiguous; gc fp32 [B, T, H] or [B, T, H, K], the chunk-local cumulative log-decay
     (``chunk_local_cumsum``), as in every launch below."""
     batch, length, heads, key_dim = k.shape
     value_dim = v.shape[-1]
@@ -286,18 +330,21 @@ def launch_prep(
     a = torch.empty(batch, length, heads, chunk_size, device=q.device, dtype=inter)
     w = torch.empty(k.shape, device=q.device, dtype=inter)
     u = torch.empty(v.shape, device=q.device, dtype=inter)
+    fold = output_mode() == "folded"
+    q_fold = torch.empty(k.shape, device=q.device, dtype=inter) if fold else w
+    a_u = torch.empty(v.shape, device=q.device, dtype=inter) if fold else u
     cfg = heuristic("prep", key_dim, value_dim, batch * heads, inter.itemsize < 4)
     meta = dict(
         PER_CHANNEL=gc.dim() == 4, BT=chunk_size, BS=min(16, chunk_size), BK=block_k(key_dim), BV=cfg["BV"],
-        PREC=prec(q.dtype), REG_SOLVE=solve_mode() == "regs",
+        PREC=prec(q.dtype), SOLVE=("scratch", "regs", "doubling").index(solve_mode(cfg["num_warps"])), FOLD=fold,
     )  # fmt: skip
-    args = (q, k, v, gc, beta, t_inv, a, w, u, scale, length, heads, key_dim, value_dim)
+    args = (q, k, v, gc, beta, t_inv, a, w, u, q_fold, a_u, scale, length, heads, key_dim, value_dim)
     grid = (n_chunks, batch * heads)
     if autotuning():
         tuned(_prep_kernel, "prep", PARALLEL_CONFIGS, False)[grid](*args, **meta)
     else:
         _prep_kernel[grid](*args, **meta, num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
-    return {"t_inv": t_inv, "a": a, "w": w, "u": u}
+    return {"t_inv": t_inv, "a": a, "w": w, "u": u, **({"q_fold": q_fold, "a_u": a_u} if fold else {})}
 
 
 def launch_output(
@@ -337,6 +384,7 @@ def launch_state_fwd(
     n_chunks = cdiv(length, chunk_size)
     w, u, a = prep["w"], prep["u"], prep["a"]
     split_o = output_mode() == "split"
+    fold = "q_fold" in prep
     keep = save or split_o
     o = torch.empty(batch, length, heads, value_dim, device=q.device, dtype=q.dtype)
     final = torch.empty(batch, heads, key_dim, value_dim, device=q.device, dtype=torch.float32)
@@ -352,12 +400,13 @@ def launch_state_fwd(
             False, q.device,
         )  # fmt: skip
     args = (
-        q, k, gc, w, u, a, h0 if h0 is not None else final, o, final,
+        prep["q_fold"] if fold else q, k, gc, w, u, a, prep["a_u"] if fold else u, h0 if h0 is not None else final, o,
+        final,
         states if keep else o, pseudo if keep else o, scale, length, heads, key_dim, value_dim, n_chunks, ns, cps,
     )  # fmt: skip
     meta = dict(
         **const, HAS_H0=initial_state is not None, STORE_HT=output_final_state, SAVE=keep, EMIT_O=not split_o,
-        SEG=ns > 1,
+        FOLD=fold, SEG=ns > 1,
     )  # fmt: skip
     if autotuning() and ns == 1:
         grid = lambda m: (cdiv(value_dim, m["BV"]), batch * heads)  # noqa: E731

@@ -157,21 +157,28 @@ def block_k(key_dim: int) -> int:
 def output_mode() -> str:
     """``GDKVM_TOKEN_O`` (read per call): "fused" (default) emits o inside the sequential state pass; "split" keeps
     only U and S on the sequential chain and computes o in the fully parallel ``_output_kernel`` from the stored
-    per-chunk states."""
+    per-chunk states; "folded" keeps o in the state pass but has the prep fold A w and A u into Q' = scale (Q * e^G)
+    - A w and A u, so the pass computes o = Q' S + A u from S alone."""
     mode = os.environ.get("GDKVM_TOKEN_O", "fused")
-    if mode not in ("fused", "split"):
-        raise ValueError(f"GDKVM_TOKEN_O must be 'fused' or 'split', got {mode!r}")
+    if mode not in ("fused", "split", "folded"):
+        raise ValueError(f"GDKVM_TOKEN_O must be 'fused', 'split' or 'folded', got {mode!r}")
     return mode
 
 
-def solve_mode() -> str:
-    """``GDKVM_TOKEN_SOLVE`` (read per call): how the prep kernel inverts each chunk's unit-lower matrix, "regs"
-    (default: all in registers) or "scratch" (the forward substitution reads its rows back from global memory).
-    On an H100 (triton 3.6, 2026-11-27) "regs" cut the prep kernel by 4-12% (0.437 -> 0.391 ms at B4 T10240 H8 K64,
-    0.977 -> 0.860 at B8 T4096 H16 K128) and passed the GPU tests it reached."""
-    mode = os.environ.get("GDKVM_TOKEN_SOLVE", "regs")
-    if mode not in ("scratch", "regs"):
-        raise ValueError(f"GDKVM_TOKEN_SOLVE must be 'scratch' or 'regs', got {mode!r}")
+def solve_mode(num_warps: int = 4) -> str:
+    """How the prep kernel inverts each chunk's unit-lower matrix, from ``GDKVM_TOKEN_SOLVE`` (read per call):
+    "doubling" (recursive doubling, every product on tensor cores, see ``_solve_unit_lower_doubling``), "regs"
+    (forward substitution on the 16 x 16 diagonal blocks in registers, then a block merge), "scratch" (the same
+    substitution reading its rows back from global memory) or "auto" (default): doubling for a prep of 4 or more
+    warps, regs below (2 warps, fast mode: no warp-group tensor cores, measured 2.6x slower with doubling).
+    On an H200 (triton 3.6, 2026-11-27, fp32 intermediates) doubling cut the prep by 9-23% against regs (0.421 ->
+    0.323 ms at B4 T10240 H8 K64, 0.252 -> 0.198 at B1 T25600 V32, 0.919 -> 0.838 at B8 T4096 H16 K128); regs had cut
+    it by 4-12% against scratch (H100)."""
+    mode = os.environ.get("GDKVM_TOKEN_SOLVE", "auto")
+    if mode not in ("auto", "scratch", "regs", "doubling"):
+        raise ValueError(f"GDKVM_TOKEN_SOLVE must be 'auto', 'scratch', 'regs' or 'doubling', got {mode!r}")
+    if mode == "auto":
+        return "doubling" if num_warps >= 4 else "regs"
     return mode
 
 
