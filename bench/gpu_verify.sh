@@ -16,6 +16,9 @@
 #   bash bench/gpu_verify.sh OUTDIR warps  # fast-mode launch checks at fewer warps per kernel, then its speed
 #   bash bench/gpu_verify.sh OUTDIR fast2  # token GPU tests (fast mode included), fast checks at K 64-256, timings
 #   bash bench/gpu_verify.sh OUTDIR ablate # where the token forward launches spend their time (both precisions)
+#   bash bench/gpu_verify.sh OUTDIR fold   # token GPU tests of the switchable paths with the doubling solve; state-pass
+#                                          # ablation; ours-only sweep of solve (regs/doubling) x o (fused/folded)
+#   bash bench/gpu_verify.sh OUTDIR sweep2 # fast-mode checks with a 4-warp prep; ours-only sweep of prep warps, split o, BV
 # Carry .whl (training wheels and fla-core; see bench/gpu_env.sh). Results land in OUTDIR, at most 8 files.
 set -uo pipefail
 OUTDIR=${1:-/tmp/gdkvm_gpu}; WHAT=${2:-ops}
@@ -91,10 +94,11 @@ if [ "$WHAT" = fast ]; then  # about 9.5 minutes: launch checks of both precisio
     | grep -vE '^\{' | tee "$OUTDIR/bench_token.txt" | tail -24
 fi
 if [ "$WHAT" = final ]; then  # about 9.5 minutes: token GPU tests, then the token issue table (fla-core ~5 of them)
-  timeout 140 python3 -m pytest -q -p no:cacheprovider -rf --tb=line tests/ops/test_chunk_gpu.py 2>&1 \
-    | tail -20 | tee "$OUTDIR/token_tests.txt"
-  timeout 420 python3 bench/ops_token.py --variants high --fla-timeout 300 --json "$OUTDIR/bench_token.json" 2>&1 \
-    | grep -vE '^\{' | tee "$OUTDIR/bench_token.txt" | tail -24
+  # the switchable-path cases take 135 s alone: run them with FINAL_K="segments_and_split" in a call of their own
+  timeout 150 python3 -m pytest -q -p no:cacheprovider -rf --tb=line tests/ops/test_chunk_gpu.py \
+    -k "${FINAL_K:-not segments_and_split}" 2>&1 | tail -20 | tee "$OUTDIR/token_tests.txt"
+  timeout 420 python3 bench/ops_token.py --variants high fast --fla-timeout 300 --json "$OUTDIR/bench_token.json" \
+    2>&1 | grep -vE '^\{' | tee "$OUTDIR/bench_token.txt" | tail -30
 fi
 if [ "$WHAT" = batch ]; then  # about 6.5 minutes: frame GPU tests, then switches that matter at B32 (more programs than SMs)
   timeout 250 python3 -m pytest -q -p no:cacheprovider -rf --tb=line tests/ops/test_frame_gpu.py 2>&1 \
@@ -142,4 +146,22 @@ if [ "$WHAT" = ablate ]; then  # about 5 minutes: each forward launch with one p
     | grep -E "^\|"
   GDKVM_TOKEN_PRECISION=fast timeout 120 python3 bench/ablate_token.py --shapes B4T10240H8K64V64 \
     --json "$OUTDIR/ablate_fast.json" 2>&1 | tee "$OUTDIR/ablate_fast.txt" | grep -E "^\|"
+fi
+if [ "$WHAT" = fold ]; then  # about 8 minutes
+  GDKVM_TOKEN_SOLVE=doubling timeout 150 python3 -m pytest -q -p no:cacheprovider -rf --tb=line -s \
+    tests/ops/test_chunk_gpu.py -k "segments_and_split" 2>&1 | grep -E "passed|failed|FAIL|Error|^(auto|1|6) " \
+    | tail -30 | tee "$OUTDIR/token_tests.txt"
+  timeout 80 python3 bench/ablate_token.py --launches state_fwd --shapes B4T10240H8K64V64 \
+    --json "$OUTDIR/ablate_state.json" 2>&1 | grep -E "^\|" | tee "$OUTDIR/ablate_state.txt"
+  timeout 330 python3 bench/ops_token.py --no-fla --shapes B4T2560H8K64V64 B4T10240H8K64V64 B1T25600H8K64V32 \
+    B8T4096H16K128V128 --variants high high+doubling high+folded high+doubling+folded fast fast+doubling+folded \
+    --json "$OUTDIR/bench_token.json" 2>&1 | grep -vE '^\{' | tee "$OUTDIR/bench_token.txt" | tail -60
+fi
+if [ "$WHAT" = sweep2 ]; then  # about 5 minutes
+  GDKVM_TOKEN_CONFIG='{"prep":{"num_warps":4}}' timeout 100 python3 bench/ops_token.py --check --check-cases \
+    B4T2560H8K64V64 B2T1000H4K64V64-h0 B1T2000H2K64V32-slowgate --check-precisions fast --check-timeout 30 2>&1 \
+    | tee "$OUTDIR/check.txt" | grep -E "RESULT|BAD|e2e|CRASH|Error"
+  timeout 280 python3 bench/ops_token.py --no-fla --no-accuracy --shapes B4T10240H8K64V64 B1T25600H8K64V32 \
+    B8T4096H16K128V128 B4T2560H8K128V128 --variants high fast fast+prep4 high+split fast+prep4+split high+bv32 \
+    fast+prep4+bv32 --json "$OUTDIR/bench_token.json" 2>&1 | grep -vE '^\{' | tee "$OUTDIR/bench_token.txt" | tail -70
 fi

@@ -59,18 +59,31 @@ VARIANT_ENV = {
     "fast": {"GDKVM_TOKEN_PRECISION": "fast"},
     "serial": {"GDKVM_TOKEN_SEGMENTS": "1"},
     "split": {"GDKVM_TOKEN_O": "split"},
+    "folded": {"GDKVM_TOKEN_O": "folded"},
     "regs": {"GDKVM_TOKEN_SOLVE": "regs"},
     "scratch": {"GDKVM_TOKEN_SOLVE": "scratch"},
+    "doubling": {"GDKVM_TOKEN_SOLVE": "doubling"},
+    "prep4": {"GDKVM_TOKEN_CONFIG": {"prep": {"num_warps": 4}}},  # fast mode's prep at 4 warps (tensor-core solve)
+    "bv32": {"GDKVM_TOKEN_CONFIG": {"state": {"BV": 32}, "state_bwd": {"BV": 32}}},  # half the state-pass programs
 }
 DEFAULT_VARIANTS = ["high", "high+serial", "high+split"]
 
 
 def variant_env(variant: str) -> dict[str, str]:
+    """The environment of one '+'-joined variant; the flags' GDKVM_TOKEN_CONFIG objects are merged per kernel into
+    the one set outside (if any)."""
     env = {"GDKVM_TOKEN_PRECISION": "high", "GDKVM_TOKEN_SEGMENTS": "auto", "GDKVM_TOKEN_O": "fused"}
+    config: dict[str, dict[str, int]] = json.loads(os.environ.get("GDKVM_TOKEN_CONFIG") or "{}")  # the caller's first
     for flag in variant.split("+"):
         if flag not in VARIANT_ENV:
             raise SystemExit(f"unknown variant flag {flag!r} in {variant!r} (known: {', '.join(VARIANT_ENV)})")
-        env.update(VARIANT_ENV[flag])
+        for name, value in VARIANT_ENV[flag].items():
+            if name == "GDKVM_TOKEN_CONFIG":
+                for kernel, fields in value.items():
+                    config.setdefault(kernel, {}).update(fields)
+            else:
+                env[name] = value
+    env["GDKVM_TOKEN_CONFIG"] = json.dumps(config)
     return env
 
 
