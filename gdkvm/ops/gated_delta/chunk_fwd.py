@@ -1,8 +1,9 @@
 """Triton forward of the chunkwise gated delta rule (token rule): two launches.
 
 1. ``_prep_kernel``, one program per (chunk, batch*head), fully parallel: chunk-local cumulative log-decay G (fp32),
-   the decayed key Gram L = strict-lower(beta_i k_i^T diag(e^{G_i - G_j}) k_j), its UT inverse T = (I + L)^-1 (forward
-   substitution on 16x16 diagonal blocks in fp32, then a block merge (I - N)(I + N^2) T_diag with N = T_diag L_off),
+   the decayed key Gram L = strict-lower(beta_i k_i^T diag(e^{G_i - G_j}) k_j), its UT inverse T = (I + L)^-1 (by
+   recursive doubling on tensor cores at 4+ warps; at 2 warps by forward substitution on 16x16 diagonal blocks in
+   fp32, then a block merge (I - N)(I + N^2) T_diag with N = T_diag L_off; see ``launch.solve_mode``),
    w = T diag(beta) (K * e^G), u = T diag(beta) V, and the causal query-key scores A = scale (Q K^T * e^{G_i - G_j}).
 2. ``_state_fwd_kernel``, one program per (value tile, batch*head), sequential over chunks with the state S [K, BV] in
    fp32 registers: U = u - w S, o = scale (Q * e^G) S + A U, S <- e^{G_C} S + (K * e^{G_C - G})^T U.
