@@ -19,6 +19,7 @@
 #   bash bench/gpu_verify.sh OUTDIR fold   # token GPU tests of the switchable paths with the doubling solve; state-pass
 #                                          # ablation; ours-only sweep of solve (regs/doubling) x o (fused/folded)
 #   bash bench/gpu_verify.sh OUTDIR sweep2 # fast-mode checks with a 4-warp prep; ours-only sweep of prep warps, split o, BV
+#   bash bench/gpu_verify.sh OUTDIR graph  # token issue table with CUDA-graph timing on both sides (host time removed)
 # Carry .whl (training wheels and fla-core; see bench/gpu_env.sh). Results land in OUTDIR, at most 8 files.
 set -uo pipefail
 OUTDIR=${1:-/tmp/gdkvm_gpu}; WHAT=${2:-ops}
@@ -164,4 +165,8 @@ if [ "$WHAT" = sweep2 ]; then  # about 5 minutes
   timeout 280 python3 bench/ops_token.py --no-fla --no-accuracy --shapes B4T10240H8K64V64 B1T25600H8K64V32 \
     B8T4096H16K128V128 B4T2560H8K128V128 --variants high fast fast+prep4 high+split fast+prep4+split high+bv32 \
     fast+prep4+bv32 --json "$OUTDIR/bench_token.json" 2>&1 | grep -vE '^\{' | tee "$OUTDIR/bench_token.txt" | tail -70
+fi
+if [ "$WHAT" = graph ]; then  # about 7 minutes (fla-core's autotuning most of it)
+  timeout 450 python3 bench/ops_token.py --timer graph --variants high fast --fla-timeout 300 --no-launches \
+    --json "$OUTDIR/bench_token_graph.json" 2>&1 | grep -vE '^\{' | tee "$OUTDIR/bench_token_graph.txt" | tail -30
 fi

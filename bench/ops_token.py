@@ -115,9 +115,13 @@ def floors_us(shape: tuple[int, int, int, int, int]) -> tuple[float, float]:
 
 
 def time_case(fn, inputs: dict[str, torch.Tensor], mode: str, warmup: int, rep: int) -> float:
-    """Median ms of ``fn(**inputs)`` (mode "fwd") or of it plus the backward of every input (mode "fwdbwd")."""
+    """Median ms of ``fn(**inputs)`` (mode "fwd") or of it plus the backward of every input (mode "fwdbwd").
+    ``GDKVM_BENCH_TIMER=graph`` (``--timer graph``; the fla-core child inherits it) replays the call from a CUDA graph
+    instead: GPU time without the host's launch overhead, warm L2, for comparing kernels when host time dominates."""
     import triton.testing
 
+    if os.environ.get("GDKVM_BENCH_TIMER", "eager") == "graph":
+        return time_case_graph(fn, inputs, mode, rep)
     if mode == "fwd":
         args = {n: t.detach() for n, t in inputs.items()}
 
@@ -138,6 +142,29 @@ def time_case(fn, inputs: dict[str, torch.Tensor], mode: str, warmup: int, rep: 
         call()
     torch.cuda.synchronize()
     return float(triton.testing.do_bench(call, warmup=warmup, rep=rep, grad_to_none=None if mode == "fwd" else leaves))
+
+
+def time_case_graph(fn, inputs: dict[str, torch.Tensor], mode: str, rep: int) -> float:
+    """``time_case`` from a CUDA graph (``triton.testing.do_bench_cudagraph``, median). The backward is taken with
+    ``torch.autograd.grad`` so that no ``.grad`` accumulates across replays."""
+    import triton.testing
+
+    args = {n: t.detach().clone().requires_grad_(mode == "fwdbwd") for n, t in inputs.items()}
+    if mode == "fwd":
+
+        def call() -> None:
+            with torch.no_grad():
+                fn(**args)
+    else:
+        d_out = torch.randn_like(fn(**args)[0])
+
+        def call() -> None:
+            torch.autograd.grad(fn(**args)[0], list(args.values()), d_out)
+
+    for _ in range(2):  # compile and autotune before capture
+        call()
+    torch.cuda.synchronize()
+    return float(triton.testing.do_bench_cudagraph(call, rep=rep, return_mode="median"))
 
 
 def ours(**kw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -402,6 +429,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also time each launch alone")  # fmt: skip
     parser.add_argument("--json", type=Path, default=None, help="also write the rows to this JSON file")
     parser.add_argument("--no-accuracy", action="store_true", help="skip the fp32 token-loop reference")
+    parser.add_argument("--timer", choices=["eager", "graph"], default="eager",
+                        help="eager launches (default) or CUDA-graph replays (GPU time only), both sides")  # fmt: skip
     parser.add_argument("--check", action="store_true", help="per-launch self-check against the torch reference")
     parser.add_argument("--check-cases", nargs="*", default=[c for c in CHECK_CASES if c != "tiny-cpu"])
     parser.add_argument("--check-precisions", nargs="*", default=["high", "fast"], choices=["high", "fast"])
@@ -423,9 +452,11 @@ def run(args: argparse.Namespace) -> list[dict[str, object]]:
     with_fla = not getattr(args, "no_fla", False) and fla_available()
     import triton
 
+    timer = getattr(args, "timer", "eager")
+    os.environ["GDKVM_BENCH_TIMER"] = timer  # read by time_case here and in the fla-core child
     t0 = time.time()
     print(f"token rule on {torch.cuda.get_device_name()}, torch {torch.__version__}, triton {triton.__version__}, "
-          f"fla-core {'yes' if with_fla else 'not available'}", flush=True)  # fmt: skip
+          f"fla-core {'yes' if with_fla else 'not available'}, timer {timer}", flush=True)  # fmt: skip
     names = list(getattr(args, "shapes", list(SHAPES)))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
