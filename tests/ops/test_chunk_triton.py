@@ -257,6 +257,16 @@ def test_solve_modes_agree(monkeypatch: pytest.MonkeyPatch, length, chunk) -> No
         for mode in ("regs", "doubling"):
             assert rel_rms(ref[name], preps[mode][name]) < 1e-5, (mode, name)
             torch.testing.assert_close(preps[mode][name], preps["scratch"][name], rtol=1e-5, atol=1e-6)
+    # Hard case for any inverse: near-parallel keys, beta near 1 and no decay (entries of T grow with the chunk).
+    torch.manual_seed(3)
+    hard = make_inputs(1, length, 2, 24, 20, per_channel=False, dtype=torch.float32, gate_scale=0.0)
+    base = torch.nn.functional.normalize(torch.randn(24), dim=0)
+    hard["k"] = torch.nn.functional.normalize(base + 0.3 * hard["k"], dim=-1)
+    hard["beta"] = torch.full_like(hard["beta"], 0.95)
+    ref = chunk_reference_intermediates(**hard, scale=0.2, initial_state=None, chunk_size=chunk)
+    monkeypatch.setenv("GDKVM_TOKEN_SOLVE", "doubling")
+    got = launch_prep(hard["q"], hard["k"], hard["v"], chunk_local_cumsum(hard["g"], chunk), hard["beta"], 0.2, chunk)
+    assert rel_rms(ref["t_inv"], got["t_inv"]) < 1e-4 and rel_rms(ref["u"], got["u"]) < 1e-4
     from gdkvm.ops.gated_delta.launch import solve_mode
 
     monkeypatch.setenv("GDKVM_TOKEN_SOLVE", "auto")  # tensor-core doubling needs a warp group: 2-warp preps substitute
