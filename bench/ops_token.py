@@ -115,38 +115,11 @@ def floors_us(shape: tuple[int, int, int, int, int]) -> tuple[float, float]:
 
 
 def time_case(fn, inputs: dict[str, torch.Tensor], mode: str, warmup: int, rep: int) -> float:
-    """Median ms of ``fn(**inputs)`` (mode "fwd") or of it plus the backward of every input (mode "fwdbwd").
-    ``GDKVM_BENCH_TIMER=graph`` (``--timer graph``; the fla-core child inherits it) replays the call from a CUDA graph
-    instead: GPU time without the host's launch overhead, warm L2, for comparing kernels when host time dominates."""
-    import triton.testing
-
-    if os.environ.get("GDKVM_BENCH_TIMER", "eager") == "graph":
-        return time_case_graph(fn, inputs, mode, rep)
-    if mode == "fwd":
-        args = {n: t.detach() for n, t in inputs.items()}
-
-        def call() -> None:
-            with torch.no_grad():
-                fn(**args)
-    else:
-        args = {n: t.detach().clone().requires_grad_() for n, t in inputs.items()}
-        out, _ = fn(**args)
-        d_out = torch.randn_like(out)
-        leaves = list(args.values())
-
-        def call() -> None:
-            o, _ = fn(**args)
-            torch.autograd.backward(o, d_out)
-
-    for _ in range(2):  # compile and autotune outside the timed region
-        call()
-    torch.cuda.synchronize()
-    return float(triton.testing.do_bench(call, warmup=warmup, rep=rep, grad_to_none=None if mode == "fwd" else leaves))
-
-
-def time_case_graph(fn, inputs: dict[str, torch.Tensor], mode: str, rep: int) -> float:
-    """``time_case`` from a CUDA graph (``triton.testing.do_bench_cudagraph``, median). The backward is taken with
-    ``torch.autograd.grad`` so that no ``.grad`` accumulates across replays."""
+    """Median ms of ``fn(**inputs)`` (mode "fwd") or of it plus the gradients of every input (mode "fwdbwd", taken
+    with ``torch.autograd.grad``, so nothing accumulates across repetitions). ``GDKVM_BENCH_TIMER=graph``
+    (``--timer graph``; the fla-core child inherits it) replays the call from a CUDA graph instead
+    (``do_bench_cudagraph``): GPU time without the host's launch overhead, warm L2, for comparing kernels when host
+    time dominates."""
     import triton.testing
 
     args = {n: t.detach().clone().requires_grad_(mode == "fwdbwd") for n, t in inputs.items()}
@@ -161,10 +134,12 @@ def time_case_graph(fn, inputs: dict[str, torch.Tensor], mode: str, rep: int) ->
         def call() -> None:
             torch.autograd.grad(fn(**args)[0], list(args.values()), d_out)
 
-    for _ in range(2):  # compile and autotune before capture
+    for _ in range(2):  # compile and autotune outside the timed region (and before a graph capture)
         call()
     torch.cuda.synchronize()
-    return float(triton.testing.do_bench_cudagraph(call, rep=rep, return_mode="median"))
+    if os.environ.get("GDKVM_BENCH_TIMER", "eager") == "graph":
+        return float(triton.testing.do_bench_cudagraph(call, rep=rep, return_mode="median"))
+    return float(triton.testing.do_bench(call, warmup=warmup, rep=rep))
 
 
 def ours(**kw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
