@@ -63,7 +63,7 @@ VARIANT_ENV = {
     "regs": {"GDKVM_TOKEN_SOLVE": "regs"},
     "scratch": {"GDKVM_TOKEN_SOLVE": "scratch"},
     "doubling": {"GDKVM_TOKEN_SOLVE": "doubling"},
-    "prep4": {"GDKVM_TOKEN_CONFIG": {"prep": {"num_warps": 4}}},  # fast mode's prep at 4 warps (tensor-core solve)
+    "prep4": {"GDKVM_TOKEN_CONFIG": {"prep": {"num_warps": 4}}},  # fast-mode prep at 4 warps: illegal address at V 32
     "bv32": {"GDKVM_TOKEN_CONFIG": {"state": {"BV": 32}, "state_bwd": {"BV": 32}}},  # half the state-pass programs
 }
 DEFAULT_VARIANTS = ["high", "high+serial", "high+split"]
