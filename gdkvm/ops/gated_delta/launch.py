@@ -171,7 +171,7 @@ def solve_mode(num_warps: int = 4) -> str:
     (forward substitution on the 16 x 16 diagonal blocks in registers, then a block merge), "scratch" (the same
     substitution reading its rows back from global memory) or "auto" (default): doubling for a prep of 4 or more
     warps, regs below (2 warps, fast mode: no warp-group tensor cores; 0.887 vs 0.347 ms at B4 T10240 with doubling
-    and the folded output together, which alone adds 15-25% to a 4-warp prep).
+    and the folded output together, which alone adds 13-31% to a 4-warp prep).
     On an H200 (triton 3.6, 2026-11-27, fp32 intermediates) doubling cut the prep by 9-23% against regs (0.421 ->
     0.323 ms at B4 T10240 H8 K64, 0.252 -> 0.198 at B1 T25600 V32, 0.919 -> 0.838 at B8 T4096 H16 K128); regs had cut
     it by 4-12% against scratch (H100)."""
