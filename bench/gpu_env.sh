@@ -30,6 +30,15 @@ fi
 export PYTHONPATH=$PWD:/tmp/site:${PYTHONPATH:-} PYTHONUNBUFFERED=1
 # compiled kernels, never the interpreter; fla-core (the token-rule peer) without its backend dispatch
 export TRITON_INTERPRET=0 FLA_DISABLE_BACKEND_DISPATCH=1
+# Triton's autotuning results (fla-core's spend about 300 s per bench call) are kept on disk and carried between
+# calls: save_autotune OUTDIR packs them into OUTDIR/autotune.tgz; copied here into .tcache/ (git-ignored) and named
+# in the call's carry, they are unpacked below, so fla-core's kernels compile only the configurations chosen before.
+export TRITON_CACHE_AUTOTUNING=1 TRITON_CACHE_DIR=/tmp/tcache
+mkdir -p /tmp/tcache
+[ -f .tcache/autotune.tgz ] && tar -xzf .tcache/autotune.tgz -C /tmp/tcache && echo "autotune cache restored"
+save_autotune() {  # save_autotune OUTDIR
+  (cd /tmp/tcache && find . -name '*.autotune.json' -print0 | tar -czf "$1/autotune.tgz" --null -T -)
+}
 
 gpu_report() {  # the card(s), driver and versions that every recorded GPU figure names
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader

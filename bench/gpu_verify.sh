@@ -20,6 +20,7 @@
 #                                          # ablation; ours-only sweep of solve (regs/doubling) x o (fused/folded)
 #   bash bench/gpu_verify.sh OUTDIR sweep2 # fast-mode checks with a 4-warp prep; ours-only sweep of split o and BV
 #   bash bench/gpu_verify.sh OUTDIR graph  # token issue table with CUDA-graph timing on both sides (host time removed)
+#   bash bench/gpu_verify.sh OUTDIR sweep3 # ours-only CUDA-graph sweep of split o and BV 32, then the graph mode
 # Carry .whl (training wheels and fla-core; see bench/gpu_env.sh). Results land in OUTDIR, at most 8 files.
 set -uo pipefail
 OUTDIR=${1:-/tmp/gdkvm_gpu}; WHAT=${2:-ops}
@@ -165,7 +166,14 @@ if [ "$WHAT" = sweep2 ]; then  # about 5 minutes (the 4-warp fast prep crashed a
   timeout 280 python3 bench/ops_token.py --no-fla --no-accuracy --shapes B4T10240H8K64V64 B1T25600H8K64V32 \
     B8T4096H16K128V128 B4T2560H8K128V128 --variants high fast high+split fast+split high+bv32 fast+bv32 --json "$OUTDIR/bench_token.json" 2>&1 | grep -vE '^\{' | tee "$OUTDIR/bench_token.txt" | tail -70
 fi
-if [ "$WHAT" = graph ]; then  # about 7 minutes (fla-core's autotuning most of it)
-  timeout 450 python3 bench/ops_token.py --timer graph --variants high fast --fla-timeout 300 --no-launches \
+if [ "$WHAT" = sweep3 ]; then  # about 9.5 minutes: kernel-time sweep of the state-pass variants, then the graph table
+  timeout 200 python3 bench/ops_token.py --timer graph --no-fla --no-accuracy --variants high fast high+split \
+    fast+split high+bv32 fast+bv32 high+split+bv32 fast+split+bv32 --json "$OUTDIR/sweep_graph.json" 2>&1 \
+    | grep -vE '^\{' | tee "$OUTDIR/sweep_graph.txt" | tail -60
+  WHAT=graph
+fi
+if [ "$WHAT" = graph ]; then  # about 7 minutes (fla-core's autotuning most of it, unless .tcache is carried)
+  timeout 380 python3 bench/ops_token.py --timer graph --variants high fast --fla-timeout 330 --no-launches \
     --json "$OUTDIR/bench_token_graph.json" 2>&1 | grep -vE '^\{' | tee "$OUTDIR/bench_token_graph.txt" | tail -30
 fi
+save_autotune "$OUTDIR"
