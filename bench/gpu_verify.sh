@@ -21,6 +21,7 @@
 #   bash bench/gpu_verify.sh OUTDIR sweep2 # fast-mode checks with a 4-warp prep; ours-only sweep of split o and BV
 #   bash bench/gpu_verify.sh OUTDIR graph  # token issue table with CUDA-graph timing on both sides (host time removed)
 #   bash bench/gpu_verify.sh OUTDIR sweep3 # ours-only CUDA-graph sweep of split o and BV 32, then the graph mode
+#   bash bench/gpu_verify.sh OUTDIR hilo   # token GPU tests, then the graph table (high, fast, fast+split, launches)
 # Carry .whl (training wheels and fla-core; see bench/gpu_env.sh). Results land in OUTDIR, at most 8 files.
 set -uo pipefail
 OUTDIR=${1:-/tmp/gdkvm_gpu}; WHAT=${2:-ops}
@@ -165,6 +166,12 @@ if [ "$WHAT" = sweep2 ]; then  # about 5 minutes (the 4-warp fast prep crashed a
     | tee "$OUTDIR/check.txt" | grep -E "RESULT|BAD|e2e|CRASH|Error"
   timeout 280 python3 bench/ops_token.py --no-fla --no-accuracy --shapes B4T10240H8K64V64 B1T25600H8K64V32 \
     B8T4096H16K128V128 B4T2560H8K128V128 --variants high fast high+split fast+split high+bv32 fast+bv32 --json "$OUTDIR/bench_token.json" 2>&1 | grep -vE '^\{' | tee "$OUTDIR/bench_token.txt" | tail -70
+fi
+if [ "$WHAT" = hilo ]; then  # about 9.5 minutes with the autotune cache carried (.tcache)
+  timeout 290 python3 -m pytest -q -p no:cacheprovider -rf --tb=line tests/ops/test_chunk_gpu.py 2>&1 \
+    | tail -20 | tee "$OUTDIR/token_tests.txt"
+  timeout 270 python3 bench/ops_token.py --timer graph --variants high fast fast+split --fla-timeout 230 \
+    --json "$OUTDIR/bench_token_graph.json" 2>&1 | grep -vE '^\{' | tee "$OUTDIR/bench_token_graph.txt" | tail -40
 fi
 if [ "$WHAT" = sweep3 ]; then  # about 9.5 minutes: kernel-time sweep of the state-pass variants, then the graph table
   timeout 200 python3 bench/ops_token.py --timer graph --no-fla --no-accuracy --variants high fast high+split \

@@ -28,11 +28,12 @@ import triton.language as tl
 from gdkvm.ops._host import cdiv, next_power_of_2
 from gdkvm.ops.gated_delta.chunk_jit import (
     _chunk_rows,
+    _dot_hilo,
     _gate_load,
     _pairwise_channel,
     _program_bh_segment,
     _rows,
-    _vec,
+    _state_update,
 )
 from gdkvm.ops.gated_delta.chunk_seg import _seg_fwd_kernel, segment_starts
 from gdkvm.ops.gated_delta.gates import chunk_local_cumsum
@@ -49,6 +50,7 @@ from gdkvm.ops.gated_delta.launch import (
     output_mode,
     prec,
     solve_mode,
+    split16,
     tuned,
 )
 
@@ -157,7 +159,7 @@ def _solve_unit_lower_doubling(lower, BT: tl.constexpr, PREC: tl.constexpr):
 def _prep_kernel(
     q_ptr, k_ptr, v_ptr, gc_ptr, beta_ptr, t_ptr, a_ptr, w_ptr, u_ptr, qw_ptr, ou_ptr, scale, T, H, K, V,
     PER_CHANNEL: tl.constexpr, BT: tl.constexpr, BS: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-    PREC: tl.constexpr, SOLVE: tl.constexpr, FOLD: tl.constexpr,
+    PREC: tl.constexpr, SOLVE: tl.constexpr, FOLD: tl.constexpr, STORE_T: tl.constexpr,
 ):  # fmt: skip
     """Per chunk: G, L, T = (I + L)^-1 (fp32, kept for the backward); A, w and u in the dtype of their buffers (the
     intermediate dtype, see ``intermediate_dtype``). With FOLD also the folded output terms of ``_state_fwd_kernel``:
@@ -195,7 +197,8 @@ def _prep_kernel(
         t_inv = _solve_unit_lower_regs(lower, BT, BS, PREC)
     else:
         t_inv = _solve_unit_lower(lower, t_ptr, tok0, i_h, H, n_valid, BT, BS, PREC)
-    tl.store(t_ptr + p_t, t_inv, mask=m_t)
+    if STORE_T:
+        tl.store(t_ptr + p_t, t_inv, mask=m_t)
     idt = w_ptr.dtype.element_ty  # operand dtype of the intermediates (see intermediate_dtype)
     t_dt = t_inv.to(idt)
     kb = (kt.to(tl.float32) * tl.exp(_rows(G, PER_CHANNEL)) * bt[:, None]).to(idt)
@@ -220,8 +223,8 @@ def _prep_kernel(
 def _state_fwd_kernel(
     q_ptr, k_ptr, gc_ptr, w_ptr, u_ptr, a_ptr, ou_ptr, h0_ptr, o_ptr, ht_ptr, hs_ptr, us_ptr, scale, T, H, K, V, NT,
     NS, CPS, PER_CHANNEL: tl.constexpr, HAS_H0: tl.constexpr, STORE_HT: tl.constexpr, SAVE: tl.constexpr,
-    EMIT_O: tl.constexpr, FOLD: tl.constexpr, SEG: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr,
-    BV: tl.constexpr,
+    EMIT_O: tl.constexpr, FOLD: tl.constexpr, SEG: tl.constexpr, SPLIT16: tl.constexpr, BT: tl.constexpr,
+    BK: tl.constexpr, BV: tl.constexpr,
 ):  # fmt: skip
     """Sequential over chunks for one (value tile, batch*head, segment): o (EMIT_O), the final state and (SAVE)
     per-chunk states/U. With SEG the chunks [i_s * CPS, (i_s + 1) * CPS) of segment i_s start from the state that
@@ -265,11 +268,15 @@ def _state_fwd_kernel(
         elif EMIT_O:
             qt = tl.load(q_ptr + th[:, None] * K + cols[None, :], mask=m_k, other=0.0)
             at = tl.load(a_ptr + th[:, None] * BT + o_i[None, :], mask=mrow[:, None], other=0.0)
-            qe = (qt * (tl.exp(_rows(G, PER_CHANNEL)) * scale)).to(dt)
-            ot = tl.dot(qe, s_dt) + tl.dot(at, p_dt)
+            if PER_CHANNEL:
+                ot = tl.dot((qt * tl.exp(G) * scale).to(dt), s_dt)
+            elif SPLIT16:  # per-head gate: scale the rows of Q S, not Q (Q reaches the tensor cores as loaded)
+                ot = _dot_hilo(qt, state) * (tl.exp(G) * scale)[:, None]
+            else:
+                ot = tl.dot(qt.to(dt), s_dt) * (tl.exp(G) * scale)[:, None]
+            ot += tl.dot(at, p_dt)
             tl.store(o_ptr + th[:, None] * V + cv[None, :], ot.to(o_ptr.dtype.element_ty), mask=m_v)
-        kbar = (kt * tl.exp(_rows(G_last - G, PER_CHANNEL))).to(dt)
-        state = state * tl.exp(_vec(G_last, PER_CHANNEL)) + tl.dot(tl.trans(kbar), p_dt)
+        state = _state_update(kt, pseudo, state, G, G_last, dt, PER_CHANNEL, SPLIT16)
     if STORE_HT:
         if i_s == NS - 1:
             tl.store(ht_ptr + i_bh.to(tl.int64) * K * V + p_s, state, mask=m_s)
@@ -317,35 +324,40 @@ def launch_prep(
     beta: torch.Tensor,
     scale: float,
     chunk_size: int = 64,
-) -> dict[str, torch.Tensor]:
-    """Launch 1 (parallel over chunks): t_inv [B, T, H, C] fp32, a [B, T, H, C], w [B, T, H, K], u [B, T, H, V] in the
-    intermediate dtype; with ``GDKVM_TOKEN_O=folded`` also q_fold [B, T, H, K] and a_u [B, T, H, V] (same dtype).
-    Inputs contiguous; gc fp32 [B, T, H] or [B, T, H, K], the chunk-local cumulative log-decay
-    (``chunk_local_cumsum``), as in every launch below."""
+    keep_t: bool = True,
+) -> dict[str, torch.Tensor | None]:
+    """Launch 1 (parallel over chunks): t_inv [B, T, H, C] fp32 (None unless ``keep_t``: only the backward reads it),
+    a [B, T, H, C], w [B, T, H, K], u [B, T, H, V] in the intermediate dtype; with ``GDKVM_TOKEN_O=folded`` also
+    q_fold [B, T, H, K] and a_u [B, T, H, V] (same dtype). Inputs contiguous; gc fp32 [B, T, H] or [B, T, H, K], the
+    chunk-local cumulative log-decay (``chunk_local_cumsum``), as in every launch below."""
     batch, length, heads, key_dim = k.shape
     value_dim = v.shape[-1]
     n_chunks = cdiv(length, chunk_size)
     check_precision_mode(q.device)
     inter = intermediate_dtype(q.dtype, key_dim)
-    t_inv = torch.empty(batch, length, heads, chunk_size, device=q.device, dtype=torch.float32)
+    cfg = heuristic("prep", key_dim, value_dim, batch * heads, inter.itemsize < 4)
+    solve = ("scratch", "regs", "doubling").index(solve_mode(cfg["num_warps"]))
+    store_t = keep_t or solve == 0  # the scratch solve reads its rows back from the T buffer
+    t_inv = torch.empty(batch, length, heads, chunk_size, device=q.device, dtype=torch.float32) if store_t else None
     a = torch.empty(batch, length, heads, chunk_size, device=q.device, dtype=inter)
     w = torch.empty(k.shape, device=q.device, dtype=inter)
     u = torch.empty(v.shape, device=q.device, dtype=inter)
     fold = output_mode() == "folded"
     q_fold = torch.empty(k.shape, device=q.device, dtype=inter) if fold else w
     a_u = torch.empty(v.shape, device=q.device, dtype=inter) if fold else u
-    cfg = heuristic("prep", key_dim, value_dim, batch * heads, inter.itemsize < 4)
     meta = dict(
         PER_CHANNEL=gc.dim() == 4, BT=chunk_size, BS=min(16, chunk_size), BK=block_k(key_dim), BV=cfg["BV"],
-        PREC=prec(q.dtype), SOLVE=("scratch", "regs", "doubling").index(solve_mode(cfg["num_warps"])), FOLD=fold,
+        PREC=prec(q.dtype), SOLVE=solve, FOLD=fold, STORE_T=store_t,
     )  # fmt: skip
-    args = (q, k, v, gc, beta, t_inv, a, w, u, q_fold, a_u, scale, length, heads, key_dim, value_dim)
+    t_arg = t_inv if store_t else a  # never written without STORE_T
+    args = (q, k, v, gc, beta, t_arg, a, w, u, q_fold, a_u, scale, length, heads, key_dim, value_dim)
     grid = (n_chunks, batch * heads)
     if autotuning():
         tuned(_prep_kernel, "prep", PARALLEL_CONFIGS, False)[grid](*args, **meta)
     else:
         _prep_kernel[grid](*args, **meta, num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
-    return {"t_inv": t_inv, "a": a, "w": w, "u": u, **({"q_fold": q_fold, "a_u": a_u} if fold else {})}
+    return {"t_inv": t_inv if keep_t else None, "a": a, "w": w, "u": u,
+            **({"q_fold": q_fold, "a_u": a_u} if fold else {})}  # fmt: skip
 
 
 def launch_output(
@@ -391,7 +403,7 @@ def launch_state_fwd(
     final = torch.empty(batch, heads, key_dim, value_dim, device=q.device, dtype=torch.float32)
     states = torch.empty(batch, n_chunks, heads, key_dim, value_dim, device=q.device, dtype=w.dtype) if keep else None
     pseudo = torch.empty(batch, length, heads, value_dim, device=q.device, dtype=w.dtype) if keep else None
-    const = dict(PER_CHANNEL=gc.dim() == 4, BT=chunk_size, BK=block_k(key_dim))
+    const = dict(PER_CHANNEL=gc.dim() == 4, SPLIT16=split16(q.dtype, w.dtype), BT=chunk_size, BK=block_k(key_dim))
     ns, cps, cfg = _segment_plan(n_chunks, batch * heads, key_dim, value_dim, "state", w.dtype.itemsize < 4)
     h0 = initial_state
     if ns > 1:
@@ -447,10 +459,11 @@ def chunk_fwd(
 
     Returns:
         dict with o [B, T, H, V] (dtype of q), final_state [B, H, K, V] fp32 or None, and the saved tensors
-        t_inv [B, T, H, C] fp32, a [B, T, H, C], w [B, T, H, K], states, pseudo (None unless ``save``), and gc,
+        a [B, T, H, C], w [B, T, H, K], t_inv [B, T, H, C] fp32, states, pseudo (the last three None unless
+        ``save``), and gc,
         the chunk-local cumulative log-decay (shape of g, fp32) that the kernels read.
     """
     gc = chunk_local_cumsum(g, chunk_size)
-    prep = launch_prep(q, k, v, gc, beta, scale, chunk_size)
+    prep = launch_prep(q, k, v, gc, beta, scale, chunk_size, keep_t=save)
     out = launch_state_fwd(q, k, gc, prep, v.shape[-1], scale, initial_state, output_final_state, save, chunk_size)
     return {**out, "t_inv": prep["t_inv"], "a": prep["a"], "w": prep["w"], "gc": gc}

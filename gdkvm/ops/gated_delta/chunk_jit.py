@@ -26,15 +26,43 @@ def _chunk_rows(i_b, i_t, i_h, T, H, BT: tl.constexpr):
 
 
 @triton.jit
+def _dot_hilo(a, b):
+    """a [M, N] (bf16, exact) times b [N, P] fp32 on bf16 tensor cores: b = hi + lo, both bf16, and the two products
+    summed in fp32, which keeps about 16 bits of b's mantissa (TF32 keeps 10) for the instruction count of one TF32
+    product, and lets a feed the tensor cores straight from shared memory in either orientation (TF32 operands must
+    be K-major, so a transposed 16-bit tile would first pass through registers)."""
+    hi = b.to(a.dtype)
+    return tl.dot(a, hi) + tl.dot(a, (b - hi.to(tl.float32)).to(a.dtype))
+
+
+@triton.jit
+def _state_update(kt, pseudo, state, G, G_last, DT: tl.constexpr, PER_CHANNEL: tl.constexpr, SPLIT16: tl.constexpr):
+    """S' = e^{G_C} S + (K * e^{G_C - G})^T U for one chunk: kt [BT, BK] as loaded, pseudo U [BT, BV] fp32, state S
+    [BK, BV] fp32; products in DT (the intermediates' dtype). A per-head gate scales the rows of U instead of K, so
+    K^T reaches the tensor cores as loaded (with SPLIT16, bf16 inputs and fp32 intermediates, by ``_dot_hilo``)."""
+    if PER_CHANNEL:
+        kbar = (kt * tl.exp(G_last - G)).to(DT)
+        return state * tl.exp(G_last[:, None]) + tl.dot(tl.trans(kbar), pseudo.to(DT))
+    else:
+        p_dec = pseudo * tl.exp(G_last - G)[:, None]
+        if SPLIT16:
+            return state * tl.exp(G_last) + _dot_hilo(tl.trans(kt), p_dec)
+        else:
+            return state * tl.exp(G_last) + tl.dot(tl.trans(kt.to(DT)), p_dec.to(DT))
+
+
+@triton.jit
 def _bwd_chunk(
     q_ptr, k_ptr, gc_ptr, w_ptr, a_ptr, do_ptr, dstate, th, mrow, cols, mcol, cv, m_v, scale, K, V,
-    PER_CHANNEL: tl.constexpr, BT: tl.constexpr,
+    PER_CHANNEL: tl.constexpr, SPLIT16: tl.constexpr, BT: tl.constexpr,
 ):  # fmt: skip
     """One chunk of the reverse state pass: dU = A^T dO + (K * e^{G_C - G}) dS, then
     dS <- e^{G_C} dS + scale (Q * e^G)^T dO - w^T dU. Returns (dU [BT, BV] fp32, new dS [BK, BV] fp32).
 
-    A^T, w^T and Q^T are loaded transposed rather than transposed with ``tl.trans`` (tried on an H200 as a cause of
-    fast mode's diverging dS: it was not, and high mode times the same either way)."""
+    With a per-head gate the decays scale the [BT, BV] side (K dS is formed first and its rows scaled; Q^T takes dO
+    with scaled rows), so K and Q^T reach the tensor cores as loaded; SPLIT16 (bf16 inputs, fp32 intermediates)
+    multiplies them by fp32 tiles with ``_dot_hilo``. A^T, w^T and Q^T are loaded transposed rather than transposed
+    with ``tl.trans`` (tried on an H200 as a cause of fast mode's diverging dS: it was not)."""
     dt = w_ptr.dtype.element_ty  # operand dtype of the tensor-core products
     o_i = tl.arange(0, BT)
     m_k = mrow[:, None] & mcol[None, :]
@@ -43,12 +71,24 @@ def _bwd_chunk(
     q_tr = tl.load(q_ptr + th[None, :] * K + cols[:, None], mask=m_kt, other=0.0)  # [BK, BT]
     w_tr = tl.load(w_ptr + th[None, :] * K + cols[:, None], mask=m_kt, other=0.0)  # [BK, BT]
     a_tr = tl.load(a_ptr + th[None, :] * BT + o_i[:, None], mask=mrow[None, :], other=0.0)  # [BT, BT]: A^T
-    dot_ = tl.load(do_ptr + th[:, None] * V + cv[None, :], mask=m_v, other=0.0).to(dt)
+    do_f = tl.load(do_ptr + th[:, None] * V + cv[None, :], mask=m_v, other=0.0).to(tl.float32)
+    dot_ = do_f.to(dt)
     G, G_last = _gate_load(gc_ptr, th, mrow, cols, mcol, K, PER_CHANNEL)
-    kbar = (kt * tl.exp(_rows(G_last - G, PER_CHANNEL))).to(dt)
-    dpseudo = tl.dot(a_tr, dot_) + tl.dot(kbar, dstate.to(dt))
-    qe_tr = (q_tr * (tl.exp(_cols(gc_ptr, th, mrow, cols, mcol, K, G, G_last, PER_CHANNEL)) * scale)).to(dt)
-    dstate = dstate * tl.exp(_vec(G_last, PER_CHANNEL)) + tl.dot(qe_tr, dot_)
+    if PER_CHANNEL:
+        kbar = (kt * tl.exp(G_last - G)).to(dt)
+        dpseudo = tl.dot(a_tr, dot_) + tl.dot(kbar, dstate.to(dt))
+        qe_tr = (q_tr * (tl.exp(_cols(gc_ptr, th, mrow, cols, mcol, K, G, G_last, PER_CHANNEL)) * scale)).to(dt)
+        dstate = dstate * tl.exp(G_last[:, None]) + tl.dot(qe_tr, dot_)
+    else:
+        do_e = do_f * (tl.exp(G) * scale)[:, None]
+        if SPLIT16:
+            k_ds = _dot_hilo(kt, dstate)
+            q_do = _dot_hilo(q_tr, do_e)
+        else:
+            k_ds = tl.dot(kt.to(dt), dstate.to(dt))
+            q_do = tl.dot(q_tr.to(dt), do_e.to(dt))
+        dpseudo = tl.dot(a_tr, dot_) + k_ds * tl.exp(G_last - G)[:, None]
+        dstate = dstate * tl.exp(G_last) + q_do
     dstate -= tl.dot(w_tr, dpseudo.to(dt))
     return dpseudo, dstate
 

@@ -96,6 +96,13 @@ def check_precision_mode(device: torch.device) -> None:
         raise RuntimeError(f"GDKVM_TOKEN_PRECISION must be 'high' or 'fast', got {mode!r} on {device}")
 
 
+def split16(in_dtype: torch.dtype, inter_dtype: torch.dtype) -> bool:
+    """Whether the state passes multiply the 16-bit input tiles (q, k) by their fp32 tiles as a bf16 head and tail
+    (``_dot_hilo``) rather than in TF32: bf16 inputs with fp32 intermediates. Not fp16, whose range the tail of a
+    large state could leave."""
+    return in_dtype == torch.bfloat16 and inter_dtype == torch.float32
+
+
 def prec(dtype: torch.dtype) -> str:
     """Input precision of fp32 tl.dot operands: IEEE for fp32 inputs, TF32 for 16-bit inputs (as FLA's solve)."""
     return "ieee" if dtype == torch.float32 else "tf32"
