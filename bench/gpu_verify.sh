@@ -21,7 +21,8 @@
 #   bash bench/gpu_verify.sh OUTDIR sweep2 # fast-mode checks with a 4-warp prep; ours-only sweep of split o and BV
 #   bash bench/gpu_verify.sh OUTDIR graph  # token issue table with CUDA-graph timing on both sides (host time removed)
 #   bash bench/gpu_verify.sh OUTDIR sweep3 # ours-only CUDA-graph sweep of split o and BV 32, then the graph mode
-#   bash bench/gpu_verify.sh OUTDIR hilo   # token GPU tests, then the graph table (high, fast, fast+split, launches)
+#   bash bench/gpu_verify.sh OUTDIR hilo   # token GPU tests, then the graph table (high, high+hilo0, fast; launches)
+#   bash bench/gpu_verify.sh OUTDIR hilo2  # which state passes take bf16 head+tail products without a fault, then hilo
 # Carry .whl (training wheels and fla-core; see bench/gpu_env.sh). Results land in OUTDIR, at most 8 files.
 set -uo pipefail
 OUTDIR=${1:-/tmp/gdkvm_gpu}; WHAT=${2:-ops}
@@ -167,10 +168,26 @@ if [ "$WHAT" = sweep2 ]; then  # about 5 minutes (the 4-warp fast prep crashed a
   timeout 280 python3 bench/ops_token.py --no-fla --no-accuracy --shapes B4T10240H8K64V64 B1T25600H8K64V32 \
     B8T4096H16K128V128 B4T2560H8K128V128 --variants high fast high+split fast+split high+bv32 fast+bv32 --json "$OUTDIR/bench_token.json" 2>&1 | grep -vE '^\{' | tee "$OUTDIR/bench_token.txt" | tail -70
 fi
+if [ "$WHAT" = hilo2 ]; then  # GPU oracle tests per GDKVM_TOKEN_HILO setting (blocking launches), first clean one kept
+  pick=""
+  for h in fwd both bwd off; do
+    echo "== GDKVM_TOKEN_HILO=$h" | tee -a "$OUTDIR/diag.txt"
+    CUDA_LAUNCH_BLOCKING=1 GDKVM_TOKEN_HILO=$h timeout 60 python3 -m pytest -x -q -p no:cacheprovider --tb=line \
+      tests/ops/test_chunk_gpu.py -k "oracle or long_v32" 2>&1 | tail -4 > "$OUTDIR/diag_one.txt"
+    cat "$OUTDIR/diag_one.txt" | tee -a "$OUTDIR/diag.txt"
+    if grep -q " passed" "$OUTDIR/diag_one.txt" && ! grep -qE "failed|error" "$OUTDIR/diag_one.txt"; then
+      [ -z "$pick" ] && pick=$h
+    fi
+  done
+  rm -f "$OUTDIR/diag_one.txt"
+  echo "GDKVM_TOKEN_HILO kept: ${pick:-none}" | tee -a "$OUTDIR/diag.txt"
+  export GDKVM_TOKEN_HILO=${pick:-off}
+  WHAT=hilo
+fi
 if [ "$WHAT" = hilo ]; then  # about 9.5 minutes with the autotune cache carried (.tcache)
-  timeout 290 python3 -m pytest -q -p no:cacheprovider -rf --tb=line tests/ops/test_chunk_gpu.py 2>&1 \
+  timeout 180 python3 -m pytest -q -p no:cacheprovider -rf --tb=line tests/ops/test_chunk_gpu.py 2>&1 \
     | tail -20 | tee "$OUTDIR/token_tests.txt"
-  timeout 270 python3 bench/ops_token.py --timer graph --variants high fast fast+split --fla-timeout 230 \
+  timeout 250 python3 bench/ops_token.py --timer graph --variants high high+hilo0 fast --fla-timeout 200 \
     --json "$OUTDIR/bench_token_graph.json" 2>&1 | grep -vE '^\{' | tee "$OUTDIR/bench_token_graph.txt" | tail -40
 fi
 if [ "$WHAT" = sweep3 ]; then  # about 9.5 minutes: kernel-time sweep of the state-pass variants, then the graph table

@@ -274,3 +274,30 @@ def test_solve_modes_agree(monkeypatch: pytest.MonkeyPatch, length, chunk) -> No
     monkeypatch.setenv("GDKVM_TOKEN_SOLVE", "registers")  # neither mode
     with pytest.raises(ValueError, match="GDKVM_TOKEN_SOLVE"):
         launch_prep(x["q"], x["k"], x["v"], gc, x["beta"], 0.2, chunk)
+
+
+def test_hilo_settings_agree_and_forward_keeps_no_t(gpu_like_dot, monkeypatch: pytest.MonkeyPatch) -> None:
+    # GDKVM_TOKEN_HILO picks which state passes multiply bf16 q, k by fp32 tiles as a bf16 head + tail: every setting
+    # gives the same o and gradients as the oracle (within the bf16 bounds); other values are refused.
+    from gdkvm.ops.gated_delta.chunk_fwd import launch_prep
+    from gdkvm.ops.gated_delta.gates import chunk_local_cumsum
+    from gdkvm.ops.gated_delta.launch import split16
+
+    x = make_inputs(1, 100, 2, 32, 24, per_channel=False, dtype=torch.bfloat16)
+    h0, do, dht = torch.randn(1, 2, 32, 24), torch.randn(1, 100, 2, 24), torch.randn(1, 2, 32, 24)
+    o_ref, s_ref, g_ref = _run(naive_recurrent_gated_delta, {n: t.float() for n, t in x.items()}, h0, do, dht)
+    for mode in ("off", "fwd", "bwd", "both"):
+        monkeypatch.setenv("GDKVM_TOKEN_HILO", mode)
+        assert split16(torch.bfloat16, torch.float32, "fwd") == (mode in ("fwd", "both"))
+        assert not split16(torch.float16, torch.float32, "fwd") and not split16(torch.bfloat16, torch.bfloat16, "fwd")
+        o, s, grads = _run(chunk_gated_delta_triton, x, h0, do, dht, scale=32**-0.5)
+        assert rel_rms(o_ref, o) < OUT_TOL and rel_rms(s_ref, s) < OUT_TOL, mode
+        for name, ref in g_ref.items():
+            assert rel_rms(ref, grads[name]) < GRAD_TOL, (mode, name)
+    monkeypatch.setenv("GDKVM_TOKEN_HILO", "on")
+    with pytest.raises(ValueError, match="GDKVM_TOKEN_HILO"):
+        _run(chunk_gated_delta_triton, x, h0, do, dht, scale=0.2)
+    monkeypatch.delenv("GDKVM_TOKEN_HILO")
+    gc = chunk_local_cumsum(x["g"], 64)
+    assert launch_prep(x["q"], x["k"], x["v"], gc, x["beta"], 0.2, keep_t=False)["t_inv"] is None
+    assert launch_prep(x["q"], x["k"], x["v"], gc, x["beta"], 0.2)["t_inv"].shape == (1, 100, 2, 64)

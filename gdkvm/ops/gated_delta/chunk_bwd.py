@@ -254,7 +254,7 @@ def launch_state_bwd(
     dstates = torch.empty_like(saved["states"])
     dpseudo = torch.empty(batch, length, heads, value_dim, device=q.device, dtype=torch.float32)
     dh0 = torch.empty(batch, heads, key_dim, value_dim, device=q.device, dtype=torch.float32) if need_dh0 else None
-    const = dict(PER_CHANNEL=gc.dim() == 4, SPLIT16=split16(q.dtype, saved["w"].dtype), BT=chunk_size,
+    const = dict(PER_CHANNEL=gc.dim() == 4, SPLIT16=split16(q.dtype, saved["w"].dtype, "bwd"), BT=chunk_size,
                  BK=block_k(key_dim))  # fmt: skip
     narrow = saved["w"].dtype.itemsize < 4
     ns, cps, cfg = _segment_plan(n_chunks, batch * heads, key_dim, value_dim, "state_bwd", narrow)

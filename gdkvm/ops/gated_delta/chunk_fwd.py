@@ -403,7 +403,8 @@ def launch_state_fwd(
     final = torch.empty(batch, heads, key_dim, value_dim, device=q.device, dtype=torch.float32)
     states = torch.empty(batch, n_chunks, heads, key_dim, value_dim, device=q.device, dtype=w.dtype) if keep else None
     pseudo = torch.empty(batch, length, heads, value_dim, device=q.device, dtype=w.dtype) if keep else None
-    const = dict(PER_CHANNEL=gc.dim() == 4, SPLIT16=split16(q.dtype, w.dtype), BT=chunk_size, BK=block_k(key_dim))
+    hilo = split16(q.dtype, w.dtype, "fwd")
+    const = dict(PER_CHANNEL=gc.dim() == 4, SPLIT16=hilo, BT=chunk_size, BK=block_k(key_dim))
     ns, cps, cfg = _segment_plan(n_chunks, batch * heads, key_dim, value_dim, "state", w.dtype.itemsize < 4)
     h0 = initial_state
     if ns > 1:

@@ -96,11 +96,18 @@ def check_precision_mode(device: torch.device) -> None:
         raise RuntimeError(f"GDKVM_TOKEN_PRECISION must be 'high' or 'fast', got {mode!r} on {device}")
 
 
-def split16(in_dtype: torch.dtype, inter_dtype: torch.dtype) -> bool:
-    """Whether the state passes multiply the 16-bit input tiles (q, k) by their fp32 tiles as a bf16 head and tail
-    (``_dot_hilo``) rather than in TF32: bf16 inputs with fp32 intermediates. Not fp16, whose range the tail of a
-    large state could leave."""
-    return in_dtype == torch.bfloat16 and inter_dtype == torch.float32
+HILO_DEFAULT = "fwd"
+
+
+def split16(in_dtype: torch.dtype, inter_dtype: torch.dtype, kernel: str) -> bool:
+    """Whether the state pass ``kernel`` ("fwd": the forward state pass and its segment summaries, "bwd": the reverse
+    ones) multiplies the 16-bit input tiles (q, k) by its fp32 tiles as a bf16 head and tail (``_dot_hilo``) rather
+    than in TF32: only for bf16 inputs with fp32 intermediates (not fp16, whose range the tail of a large state could
+    leave), and where ``GDKVM_TOKEN_HILO`` (read per call: "fwd" (default), "bwd", "both" or "off") allows it."""
+    mode = os.environ.get("GDKVM_TOKEN_HILO", HILO_DEFAULT)
+    if mode not in ("fwd", "bwd", "both", "off"):
+        raise ValueError(f"GDKVM_TOKEN_HILO must be 'fwd', 'bwd', 'both' or 'off', got {mode!r}")
+    return in_dtype == torch.bfloat16 and inter_dtype == torch.float32 and mode in (kernel, "both")
 
 
 def prec(dtype: torch.dtype) -> str:
