@@ -23,6 +23,7 @@
 #   bash bench/gpu_verify.sh OUTDIR sweep3 # ours-only CUDA-graph sweep of split o and BV 32, then the graph mode
 #   bash bench/gpu_verify.sh OUTDIR hilo   # token GPU tests, then the graph table (high, high+hilo0, fast; launches)
 #   bash bench/gpu_verify.sh OUTDIR hilo2  # which state passes take bf16 head+tail products without a fault, then hilo
+#   bash bench/gpu_verify.sh OUTDIR vside  # token GPU tests; hilo failure message; fast reverse pass at 4 warps; sweep
 # Carry .whl (training wheels and fla-core; see bench/gpu_env.sh). Results land in OUTDIR, at most 8 files.
 set -uo pipefail
 OUTDIR=${1:-/tmp/gdkvm_gpu}; WHAT=${2:-ops}
@@ -167,6 +168,17 @@ if [ "$WHAT" = sweep2 ]; then  # about 5 minutes (the 4-warp fast prep crashed a
     | tee "$OUTDIR/check.txt" | grep -E "RESULT|BAD|e2e|CRASH|Error"
   timeout 280 python3 bench/ops_token.py --no-fla --no-accuracy --shapes B4T10240H8K64V64 B1T25600H8K64V32 \
     B8T4096H16K128V128 B4T2560H8K128V128 --variants high fast high+split fast+split high+bv32 fast+bv32 --json "$OUTDIR/bench_token.json" 2>&1 | grep -vE '^\{' | tee "$OUTDIR/bench_token.txt" | tail -70
+fi
+if [ "$WHAT" = vside ]; then  # about 8.5 minutes: the value-side decay of the state passes, verified and swept
+  timeout 240 python3 -m pytest -q -p no:cacheprovider -rf --tb=line tests/ops/test_chunk_gpu.py 2>&1 \
+    | tail -20 | tee "$OUTDIR/token_tests.txt"
+  GDKVM_TOKEN_HILO=fwd timeout 40 python3 -m pytest -x -q -p no:cacheprovider --tb=short tests/ops/test_chunk_gpu.py \
+    -k "oracle and B2-T1000" 2>&1 | grep -E "^E |assert|Error|passed|failed" | head -20 | tee "$OUTDIR/diag.txt"
+  GDKVM_TOKEN_CONFIG='{"state_bwd":{"num_warps":4}}' timeout 70 python3 bench/ops_token.py --check --check-cases \
+    B2T1000H4K64V64-h0 B1T2000H2K64V32-slowgate B1T300H2K64V48-chan-strong --check-precisions fast \
+    --check-timeout 30 2>&1 | tee "$OUTDIR/check.txt" | grep -E "RESULT|BAD|e2e|CRASH|Error"
+  timeout 160 python3 bench/ops_token.py --timer graph --no-fla --no-accuracy --variants fast fast+split fast+sbwd4 \
+    high+split --json "$OUTDIR/sweep_graph.json" 2>&1 | grep -vE '^\{' | tee "$OUTDIR/sweep_graph.txt" | tail -45
 fi
 if [ "$WHAT" = hilo2 ]; then  # GPU oracle tests per GDKVM_TOKEN_HILO setting (blocking launches), first clean one kept
   pick=""

@@ -66,6 +66,7 @@ VARIANT_ENV = {
     "prep4": {"GDKVM_TOKEN_CONFIG": {"prep": {"num_warps": 4}}},  # fast-mode prep at 4 warps: illegal address at V 32
     "bv32": {"GDKVM_TOKEN_CONFIG": {"state": {"BV": 32}, "state_bwd": {"BV": 32}}},  # half the state-pass programs
     "hilo0": {"GDKVM_TOKEN_HILO": "off"},  # q and k products of the state passes in TF32 (high mode)
+    "sbwd4": {"GDKVM_TOKEN_CONFIG": {"state_bwd": {"num_warps": 4}}},  # fast mode's reverse pass at 4 warps
     "hilo2": {"GDKVM_TOKEN_HILO": "both"},  # bf16 head + tail products in both state passes (high mode)
 }
 DEFAULT_VARIANTS = ["high", "high+serial", "high+split"]

@@ -96,7 +96,7 @@ def check_precision_mode(device: torch.device) -> None:
         raise RuntimeError(f"GDKVM_TOKEN_PRECISION must be 'high' or 'fast', got {mode!r} on {device}")
 
 
-HILO_DEFAULT = "fwd"
+HILO_DEFAULT = "off"
 
 
 def split16(in_dtype: torch.dtype, inter_dtype: torch.dtype, kernel: str) -> bool:
