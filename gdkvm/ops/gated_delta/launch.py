@@ -103,7 +103,9 @@ def split16(in_dtype: torch.dtype, inter_dtype: torch.dtype, kernel: str) -> boo
     """Whether the state pass ``kernel`` ("fwd": the forward state pass and its segment summaries, "bwd": the reverse
     ones) multiplies the 16-bit input tiles (q, k) by its fp32 tiles as a bf16 head and tail (``_dot_hilo``) rather
     than in TF32: only for bf16 inputs with fp32 intermediates (not fp16, whose range the tail of a large state could
-    leave), and where ``GDKVM_TOKEN_HILO`` (read per call: "fwd" (default), "bwd", "both" or "off") allows it."""
+    leave), and where ``GDKVM_TOKEN_HILO`` (read per call: "off" (default), "fwd", "bwd" or "both") allows it. Off by
+    default: exact in the CPU tests, but the GPU oracle test failed with it in either pass (H200, triton 3.6,
+    2026-11-27), while the same kernels without it pass."""
     mode = os.environ.get("GDKVM_TOKEN_HILO", HILO_DEFAULT)
     if mode not in ("fwd", "bwd", "both", "off"):
         raise ValueError(f"GDKVM_TOKEN_HILO must be 'fwd', 'bwd', 'both' or 'off', got {mode!r}")
