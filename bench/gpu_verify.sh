@@ -24,6 +24,7 @@
 #   bash bench/gpu_verify.sh OUTDIR hilo   # token GPU tests, then the graph table (high, high+hilo0, fast; launches)
 #   bash bench/gpu_verify.sh OUTDIR hilo2  # which state passes take bf16 head+tail products without a fault, then hilo
 #   bash bench/gpu_verify.sh OUTDIR vside  # token GPU tests; hilo failure message; fast reverse pass at 4 warps; sweep
+#   bash bench/gpu_verify.sh OUTDIR stab   # graph table (high, fast, fast+vdecay), then fast+vdecay in fresh processes
 # Carry .whl (training wheels and fla-core; see bench/gpu_env.sh). Results land in OUTDIR, at most 8 files.
 set -uo pipefail
 OUTDIR=${1:-/tmp/gdkvm_gpu}; WHAT=${2:-ops}
@@ -168,6 +169,16 @@ if [ "$WHAT" = sweep2 ]; then  # about 5 minutes (the 4-warp fast prep crashed a
     | tee "$OUTDIR/check.txt" | grep -E "RESULT|BAD|e2e|CRASH|Error"
   timeout 280 python3 bench/ops_token.py --no-fla --no-accuracy --shapes B4T10240H8K64V64 B1T25600H8K64V32 \
     B8T4096H16K128V128 B4T2560H8K128V128 --variants high fast high+split fast+split high+bv32 fast+bv32 --json "$OUTDIR/bench_token.json" 2>&1 | grep -vE '^\{' | tee "$OUTDIR/bench_token.txt" | tail -70
+fi
+if [ "$WHAT" = stab ]; then  # about 7 minutes: the issue table with the defaults, then value-side fast mode rerun
+  timeout 240 python3 bench/ops_token.py --timer graph --variants high fast fast+vdecay --fla-timeout 200 \
+    --json "$OUTDIR/bench_token_graph.json" 2>&1 | grep -vE '^\{' | tee "$OUTDIR/bench_token_graph.txt" | tail -40
+  for i in 1 2 3 4; do
+    echo "== run $i" >> "$OUTDIR/stab.txt"
+    timeout 50 python3 bench/ops_token.py --timer graph --no-fla --no-accuracy --no-launches --variants fast+vdecay \
+      --shapes B4T2560H8K64V64 B4T10240H8K64V64 B1T25600H8K64V32 2>&1 | grep -E "^\| B|Error|error" >> "$OUTDIR/stab.txt"
+  done
+  cat "$OUTDIR/stab.txt"
 fi
 if [ "$WHAT" = vside ]; then  # about 8.5 minutes: the value-side decay of the state passes, verified and swept
   timeout 240 python3 -m pytest -q -p no:cacheprovider -rf --tb=line tests/ops/test_chunk_gpu.py 2>&1 \

@@ -67,6 +67,8 @@ VARIANT_ENV = {
     "bv32": {"GDKVM_TOKEN_CONFIG": {"state": {"BV": 32}, "state_bwd": {"BV": 32}}},  # half the state-pass programs
     "hilo0": {"GDKVM_TOKEN_HILO": "off"},  # q and k products of the state passes in TF32 (high mode)
     "sbwd4": {"GDKVM_TOKEN_CONFIG": {"state_bwd": {"num_warps": 4}}},  # fast mode's reverse pass at 4 warps
+    "vdecay": {"GDKVM_TOKEN_DECAY": "value"},  # per-head decay on the value side in both precisions
+    "kdecay": {"GDKVM_TOKEN_DECAY": "key"},  # per-head decay on the k and q tiles in both precisions
     "hilo2": {"GDKVM_TOKEN_HILO": "both"},  # bf16 head + tail products in both state passes (high mode)
 }
 DEFAULT_VARIANTS = ["high", "high+serial", "high+split"]

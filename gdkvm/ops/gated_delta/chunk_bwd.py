@@ -34,6 +34,7 @@ from gdkvm.ops.gated_delta.launch import (
     autotuning,
     block_k,
     heuristic,
+    key_decay,
     prec,
     split16,
     tuned,
@@ -44,7 +45,7 @@ from gdkvm.ops.gated_delta.launch import (
 def _state_bwd_kernel(
     q_ptr, k_ptr, gc_ptr, w_ptr, a_ptr, do_ptr, dht_ptr, dh0_ptr, dhs_ptr, dus_ptr, scale, T, H, K, V, NT, NS, CPS,
     PER_CHANNEL: tl.constexpr, HAS_DHT: tl.constexpr, STORE_DH0: tl.constexpr, SEG: tl.constexpr,
-    SPLIT16: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    SPLIT16: tl.constexpr, KEY_DECAY: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
 ):  # fmt: skip
     """Reverse pass over the chunks of one (value tile, batch*head, segment). With SEG, segment i_s covers chunks
     [i_s * CPS, (i_s + 1) * CPS) and starts from the dS (leaving its last chunk) that ``_seg_combine_kernel`` stored
@@ -70,7 +71,7 @@ def _state_bwd_kernel(
         tl.store(dhs_ptr + chunk_bh * K * V + p_s, dstate.to(dhs_ptr.dtype.element_ty), mask=m_s)
         dpseudo, dstate = _bwd_chunk(
             q_ptr, k_ptr, gc_ptr, w_ptr, a_ptr, do_ptr, dstate, th, mrow, cols, mcol, cv, m_v, scale, K, V,
-            PER_CHANNEL, SPLIT16, BT,
+            PER_CHANNEL, SPLIT16, KEY_DECAY, BT,
         )  # fmt: skip
         tl.store(dus_ptr + th[:, None] * V + cv[None, :], dpseudo, mask=m_v)
     if STORE_DH0:
@@ -254,8 +255,9 @@ def launch_state_bwd(
     dstates = torch.empty_like(saved["states"])
     dpseudo = torch.empty(batch, length, heads, value_dim, device=q.device, dtype=torch.float32)
     dh0 = torch.empty(batch, heads, key_dim, value_dim, device=q.device, dtype=torch.float32) if need_dh0 else None
-    const = dict(PER_CHANNEL=gc.dim() == 4, SPLIT16=split16(q.dtype, saved["w"].dtype, "bwd"), BT=chunk_size,
-                 BK=block_k(key_dim))  # fmt: skip
+    inter = saved["w"].dtype
+    const = dict(PER_CHANNEL=gc.dim() == 4, SPLIT16=split16(q.dtype, inter, "bwd"), KEY_DECAY=key_decay(inter),
+                 BT=chunk_size, BK=block_k(key_dim))  # fmt: skip
     narrow = saved["w"].dtype.itemsize < 4
     ns, cps, cfg = _segment_plan(n_chunks, batch * heads, key_dim, value_dim, "state_bwd", narrow)
     dend = dht

@@ -47,6 +47,7 @@ from gdkvm.ops.gated_delta.launch import (
     heuristic,
     intermediate_dtype,
     interpreting,
+    key_decay,
     output_mode,
     prec,
     solve_mode,
@@ -223,8 +224,8 @@ def _prep_kernel(
 def _state_fwd_kernel(
     q_ptr, k_ptr, gc_ptr, w_ptr, u_ptr, a_ptr, ou_ptr, h0_ptr, o_ptr, ht_ptr, hs_ptr, us_ptr, scale, T, H, K, V, NT,
     NS, CPS, PER_CHANNEL: tl.constexpr, HAS_H0: tl.constexpr, STORE_HT: tl.constexpr, SAVE: tl.constexpr,
-    EMIT_O: tl.constexpr, FOLD: tl.constexpr, SEG: tl.constexpr, SPLIT16: tl.constexpr, BT: tl.constexpr,
-    BK: tl.constexpr, BV: tl.constexpr,
+    EMIT_O: tl.constexpr, FOLD: tl.constexpr, SEG: tl.constexpr, SPLIT16: tl.constexpr, KEY_DECAY: tl.constexpr,
+    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
 ):  # fmt: skip
     """Sequential over chunks for one (value tile, batch*head, segment): o (EMIT_O), the final state and (SAVE)
     per-chunk states/U. With SEG the chunks [i_s * CPS, (i_s + 1) * CPS) of segment i_s start from the state that
@@ -268,15 +269,15 @@ def _state_fwd_kernel(
         elif EMIT_O:
             qt = tl.load(q_ptr + th[:, None] * K + cols[None, :], mask=m_k, other=0.0)
             at = tl.load(a_ptr + th[:, None] * BT + o_i[None, :], mask=mrow[:, None], other=0.0)
-            if PER_CHANNEL:
-                ot = tl.dot((qt * tl.exp(G) * scale).to(dt), s_dt)
+            if PER_CHANNEL or KEY_DECAY:
+                ot = tl.dot((qt * tl.exp(_rows(G, PER_CHANNEL)) * scale).to(dt), s_dt)
             elif SPLIT16:  # per-head gate: scale the rows of Q S, not Q (Q reaches the tensor cores as loaded)
                 ot = _dot_hilo(qt, state) * (tl.exp(G) * scale)[:, None]
             else:
                 ot = tl.dot(qt.to(dt), s_dt) * (tl.exp(G) * scale)[:, None]
             ot += tl.dot(at, p_dt)
             tl.store(o_ptr + th[:, None] * V + cv[None, :], ot.to(o_ptr.dtype.element_ty), mask=m_v)
-        state = _state_update(kt, pseudo, state, G, G_last, dt, PER_CHANNEL, SPLIT16)
+        state = _state_update(kt, pseudo, state, G, G_last, dt, PER_CHANNEL, SPLIT16, KEY_DECAY)
     if STORE_HT:
         if i_s == NS - 1:
             tl.store(ht_ptr + i_bh.to(tl.int64) * K * V + p_s, state, mask=m_s)
@@ -404,7 +405,8 @@ def launch_state_fwd(
     states = torch.empty(batch, n_chunks, heads, key_dim, value_dim, device=q.device, dtype=w.dtype) if keep else None
     pseudo = torch.empty(batch, length, heads, value_dim, device=q.device, dtype=w.dtype) if keep else None
     hilo = split16(q.dtype, w.dtype, "fwd")
-    const = dict(PER_CHANNEL=gc.dim() == 4, SPLIT16=hilo, BT=chunk_size, BK=block_k(key_dim))
+    const = dict(PER_CHANNEL=gc.dim() == 4, SPLIT16=hilo, KEY_DECAY=key_decay(w.dtype), BT=chunk_size,
+                 BK=block_k(key_dim))  # fmt: skip
     ns, cps, cfg = _segment_plan(n_chunks, batch * heads, key_dim, value_dim, "state", w.dtype.itemsize < 4)
     h0 = initial_state
     if ns > 1:

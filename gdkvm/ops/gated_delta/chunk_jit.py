@@ -36,13 +36,17 @@ def _dot_hilo(a, b):
 
 
 @triton.jit
-def _state_update(kt, pseudo, state, G, G_last, DT: tl.constexpr, PER_CHANNEL: tl.constexpr, SPLIT16: tl.constexpr):
+def _state_update(
+    kt, pseudo, state, G, G_last, DT: tl.constexpr, PER_CHANNEL: tl.constexpr, SPLIT16: tl.constexpr,
+    KEY_DECAY: tl.constexpr,
+):  # fmt: skip
     """S' = e^{G_C} S + (K * e^{G_C - G})^T U for one chunk: kt [BT, BK] as loaded, pseudo U [BT, BV] fp32, state S
-    [BK, BV] fp32; products in DT (the intermediates' dtype). A per-head gate scales the rows of U instead of K, so
-    K^T reaches the tensor cores as loaded (with SPLIT16, bf16 inputs and fp32 intermediates, by ``_dot_hilo``)."""
-    if PER_CHANNEL:
-        kbar = (kt * tl.exp(G_last - G)).to(DT)
-        return state * tl.exp(G_last[:, None]) + tl.dot(tl.trans(kbar), pseudo.to(DT))
+    [BK, BV] fp32; products in DT (the intermediates' dtype). A per-head gate scales the rows of U instead of K
+    (unless KEY_DECAY, see ``launch.key_decay``), so K^T reaches the tensor cores as loaded (with SPLIT16, bf16
+    inputs and fp32 intermediates, by ``_dot_hilo``)."""
+    if PER_CHANNEL or KEY_DECAY:
+        kbar = (kt * tl.exp(_rows(G_last - G, PER_CHANNEL))).to(DT)
+        return state * tl.exp(_vec(G_last, PER_CHANNEL)) + tl.dot(tl.trans(kbar), pseudo.to(DT))
     else:
         p_dec = pseudo * tl.exp(G_last - G)[:, None]
         if SPLIT16:
@@ -54,15 +58,15 @@ def _state_update(kt, pseudo, state, G, G_last, DT: tl.constexpr, PER_CHANNEL: t
 @triton.jit
 def _bwd_chunk(
     q_ptr, k_ptr, gc_ptr, w_ptr, a_ptr, do_ptr, dstate, th, mrow, cols, mcol, cv, m_v, scale, K, V,
-    PER_CHANNEL: tl.constexpr, SPLIT16: tl.constexpr, BT: tl.constexpr,
+    PER_CHANNEL: tl.constexpr, SPLIT16: tl.constexpr, KEY_DECAY: tl.constexpr, BT: tl.constexpr,
 ):  # fmt: skip
     """One chunk of the reverse state pass: dU = A^T dO + (K * e^{G_C - G}) dS, then
     dS <- e^{G_C} dS + scale (Q * e^G)^T dO - w^T dU. Returns (dU [BT, BV] fp32, new dS [BK, BV] fp32).
 
-    With a per-head gate the decays scale the [BT, BV] side (K dS is formed first and its rows scaled; Q^T takes dO
-    with scaled rows), so K and Q^T reach the tensor cores as loaded; SPLIT16 (bf16 inputs, fp32 intermediates)
-    multiplies them by fp32 tiles with ``_dot_hilo``. A^T, w^T and Q^T are loaded transposed rather than transposed
-    with ``tl.trans`` (tried on an H200 as a cause of fast mode's diverging dS: it was not)."""
+    With a per-head gate (and not KEY_DECAY) the decays scale the [BT, BV] side (K dS is formed first and its rows
+    scaled; Q^T takes dO with scaled rows), so K and Q^T reach the tensor cores as loaded; SPLIT16 (bf16 inputs, fp32
+    intermediates) multiplies them by fp32 tiles with ``_dot_hilo``. A^T, w^T and Q^T are loaded transposed rather
+    than transposed with ``tl.trans`` (tried on an H200 as a cause of fast mode's diverging dS: it was not)."""
     dt = w_ptr.dtype.element_ty  # operand dtype of the tensor-core products
     o_i = tl.arange(0, BT)
     m_k = mrow[:, None] & mcol[None, :]
@@ -74,11 +78,11 @@ def _bwd_chunk(
     do_f = tl.load(do_ptr + th[:, None] * V + cv[None, :], mask=m_v, other=0.0).to(tl.float32)
     dot_ = do_f.to(dt)
     G, G_last = _gate_load(gc_ptr, th, mrow, cols, mcol, K, PER_CHANNEL)
-    if PER_CHANNEL:
-        kbar = (kt * tl.exp(G_last - G)).to(dt)
+    if PER_CHANNEL or KEY_DECAY:
+        kbar = (kt * tl.exp(_rows(G_last - G, PER_CHANNEL))).to(dt)
         dpseudo = tl.dot(a_tr, dot_) + tl.dot(kbar, dstate.to(dt))
         qe_tr = (q_tr * (tl.exp(_cols(gc_ptr, th, mrow, cols, mcol, K, G, G_last, PER_CHANNEL)) * scale)).to(dt)
-        dstate = dstate * tl.exp(G_last[:, None]) + tl.dot(qe_tr, dot_)
+        dstate = dstate * tl.exp(_vec(G_last, PER_CHANNEL)) + tl.dot(qe_tr, dot_)
     else:
         do_e = do_f * (tl.exp(G) * scale)[:, None]
         if SPLIT16:

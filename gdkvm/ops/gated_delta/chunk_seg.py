@@ -25,7 +25,8 @@ from gdkvm.ops.gated_delta.chunk_jit import (
 @triton.jit
 def _seg_fwd_kernel(
     k_ptr, gc_ptr, w_ptr, u_ptr, sum_ptr, T, H, K, V, NT, NS, CPS, NVT,
-    PER_CHANNEL: tl.constexpr, SPLIT16: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    PER_CHANNEL: tl.constexpr, SPLIT16: tl.constexpr, KEY_DECAY: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr,
+    BV: tl.constexpr,
 ):  # fmt: skip
     """Segment summary (segment-parallel forward, phase 1): over the chunks of segment i_s the state map is affine,
     S_end = M S_start + b. Column tiles i_c < NVT run the recurrence from S = 0 with the chunk's u (giving b, the V
@@ -46,7 +47,7 @@ def _seg_fwd_kernel(
         ut = tl.load(u_ptr + th[:, None] * V + cv[None, :], mask=m_v, other=0.0).to(tl.float32)
         G, G_last = _gate_load(gc_ptr, th, mrow, cols, mcol, K, PER_CHANNEL)
         pseudo = ut - tl.dot(wt, state.to(dt))
-        state = _state_update(kt, pseudo, state, G, G_last, dt, PER_CHANNEL, SPLIT16)
+        state = _state_update(kt, pseudo, state, G, G_last, dt, PER_CHANNEL, SPLIT16, KEY_DECAY)
     out_col = tl.where(is_val, cv, V + cv)
     tl.store(sum_ptr + i_bhs.to(tl.int64) * K * (V + K) + cols[:, None] * (V + K) + out_col[None, :], state,
              mask=mcol[:, None] & mc[None, :])  # fmt: skip
@@ -96,7 +97,8 @@ def _seg_combine_kernel(
 @triton.jit
 def _seg_bwd_kernel(
     q_ptr, k_ptr, gc_ptr, w_ptr, a_ptr, do_ptr, sum_ptr, scale, T, H, K, V, NT, NS, CPS, NVT,
-    PER_CHANNEL: tl.constexpr, SPLIT16: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    PER_CHANNEL: tl.constexpr, SPLIT16: tl.constexpr, KEY_DECAY: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr,
+    BV: tl.constexpr,
 ):  # fmt: skip
     """Segment summary of the reverse pass (phase 1): dS_start = N dS_end + c over segment i_s. Column tiles
     i_c < NVT run the reverse recurrence from dS = 0 with the chunk's dO (c, V columns); the others from dS = I
@@ -114,7 +116,7 @@ def _seg_bwd_kernel(
         m_v = mrow[:, None] & (cv < tl.where(is_val, V, 0))[None, :]
         dv_chunk, dstate = _bwd_chunk(
             q_ptr, k_ptr, gc_ptr, w_ptr, a_ptr, do_ptr, dstate, th, mrow, cols, mcol, cv, m_v, scale, K, V,
-            PER_CHANNEL, SPLIT16, BT,
+            PER_CHANNEL, SPLIT16, KEY_DECAY, BT,
         )  # fmt: skip
     out_col = tl.where(is_val, cv, V + cv)
     tl.store(sum_ptr + i_bhs.to(tl.int64) * K * (V + K) + cols[:, None] * (V + K) + out_col[None, :], dstate,

@@ -112,6 +112,18 @@ def split16(in_dtype: torch.dtype, inter_dtype: torch.dtype, kernel: str) -> boo
     return in_dtype == torch.bfloat16 and inter_dtype == torch.float32 and mode in (kernel, "both")
 
 
+def key_decay(inter_dtype: torch.dtype) -> bool:
+    """Whether the state passes apply a per-head decay to the [BT, K] tiles of k and q (the formulation GPU-tested
+    before 2026-11-27) rather than to the [BT, BV] value-side tiles (k and q then reach the tensor cores as loaded),
+    from ``GDKVM_TOKEN_DECAY`` (read per call): "value", "key" or "auto" (default: value side with fp32
+    intermediates, key side with 16-bit ones, fast mode, whose value-side kernels hit one illegal memory access in
+    two H200 runs)."""
+    mode = os.environ.get("GDKVM_TOKEN_DECAY", "auto")
+    if mode not in ("auto", "value", "key"):
+        raise ValueError(f"GDKVM_TOKEN_DECAY must be 'auto', 'value' or 'key', got {mode!r}")
+    return mode == "key" or (mode == "auto" and inter_dtype.itemsize < 4)
+
+
 def prec(dtype: torch.dtype) -> str:
     """Input precision of fp32 tl.dot operands: IEEE for fp32 inputs, TF32 for 16-bit inputs (as FLA's solve)."""
     return "ieee" if dtype == torch.float32 else "tf32"
