@@ -25,6 +25,7 @@
 #   bash bench/gpu_verify.sh OUTDIR hilo2  # which state passes take bf16 head+tail products without a fault, then hilo
 #   bash bench/gpu_verify.sh OUTDIR vside  # token GPU tests; hilo failure message; fast reverse pass at 4 warps; sweep
 #   bash bench/gpu_verify.sh OUTDIR stab   # graph table (high, fast, fast+vdecay), then fast+vdecay in fresh processes
+#   bash bench/gpu_verify.sh OUTDIR stages2 # ours-only graph sweep of segments and pipeline depth, launch checks of each
 # Carry .whl (training wheels and fla-core; see bench/gpu_env.sh). Results land in OUTDIR, at most 8 files.
 set -uo pipefail
 OUTDIR=${1:-/tmp/gdkvm_gpu}; WHAT=${2:-ops}
@@ -169,6 +170,19 @@ if [ "$WHAT" = sweep2 ]; then  # about 5 minutes (the 4-warp fast prep crashed a
     | tee "$OUTDIR/check.txt" | grep -E "RESULT|BAD|e2e|CRASH|Error"
   timeout 280 python3 bench/ops_token.py --no-fla --no-accuracy --shapes B4T10240H8K64V64 B1T25600H8K64V32 \
     B8T4096H16K128V128 B4T2560H8K128V128 --variants high fast high+split fast+split high+bv32 fast+bv32 --json "$OUTDIR/bench_token.json" 2>&1 | grep -vE '^\{' | tee "$OUTDIR/bench_token.txt" | tail -70
+fi
+if [ "$WHAT" = stages2 ]; then  # about 6 minutes
+  timeout 170 python3 bench/ops_token.py --timer graph --no-fla --no-accuracy --shapes B4T2560H8K64V64 \
+    B4T10240H8K64V64 B4T2560H8K128V128 B8T4096H16K128V128 --variants high high+seg2 high+sb2 high+sf3 fast+seg2 \
+    --json "$OUTDIR/sweep_graph.json" 2>&1 | grep -vE '^\{' | tee "$OUTDIR/sweep_graph.txt" | tail -45
+  for pair in "GDKVM_TOKEN_SEGMENTS=2" 'GDKVM_TOKEN_CONFIG={"state_bwd":{"num_stages":2}}' \
+    'GDKVM_TOKEN_CONFIG={"state":{"num_stages":3}}'; do
+    echo "== $pair" >> "$OUTDIR/check.txt"
+    env "$pair" timeout 60 python3 bench/ops_token.py --check --check-cases B2T1000H4K64V64-h0 \
+      B2T1500H4K128V128-zerogate B1T2000H2K64V32-slowgate --check-precisions high --check-timeout 25 2>&1 \
+      | grep -E "RESULT|e2e|CRASH|TIMEOUT|check:" >> "$OUTDIR/check.txt"
+  done
+  cat "$OUTDIR/check.txt"
 fi
 if [ "$WHAT" = stab ]; then  # about 7 minutes: the issue table with the defaults, then value-side fast mode rerun
   timeout 240 python3 bench/ops_token.py --timer graph --variants high fast fast+vdecay --fla-timeout 200 \
