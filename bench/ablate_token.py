@@ -50,7 +50,7 @@ ABLATIONS: dict[str, dict[str, list[tuple[str, str]]]] = {
         ],
         "no_merge": [("    if BT > BS:\n        n = tl.dot(t_diag", "    if BT < 0:\n        n = tl.dot(t_diag")],
         "no_a_store": [("        tl.store(a_ptr + p_t, (p_qk * scale).to(a_ptr.dtype.element_ty), mask=m_t)\n", "")],
-        "no_t_store": [("    tl.store(t_ptr + p_t, t_inv, mask=m_t)\n", "")],
+        "no_t_store": [("    if STORE_T:\n        tl.store(t_ptr + p_t, t_inv, mask=m_t)\n", "")],
         "no_w": [("    tl.store(w_ptr + th[:, None] * K + cols[None, :], w_dt, mask=m_k)\n", "")],
         "no_u": [
             ("    for i_v in range(tl.cdiv(V, BV)):\n        cv = i_v * BV",
@@ -66,8 +66,8 @@ ABLATIONS: dict[str, dict[str, list[tuple[str, str]]]] = {
         ],
         "no_ws": [("        pseudo = ut - tl.dot(wt, s_dt)\n", "        pseudo = ut\n")],
         "no_update": [
-            ("        state = state * tl.exp(_vec(G_last, PER_CHANNEL)) + tl.dot(tl.trans(kbar), p_dt)\n",
-             "        state = state * tl.exp(_vec(G_last, PER_CHANNEL))\n"),
+            ("        state = _state_update(kt, pseudo, state, G, G_last, dt, PER_CHANNEL, SPLIT16, KEY_DECAY)\n",
+             "        state = state * 0.999\n"),
         ],
     },
 }  # fmt: skip
