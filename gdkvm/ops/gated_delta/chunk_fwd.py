@@ -8,6 +8,8 @@
 2. ``_state_fwd_kernel``, one program per (value tile, batch*head), sequential over chunks with the state S [K, BV] in
    fp32 registers: U = u - w S, o = scale (Q * e^G) S + A U, S <- e^{G_C} S + (K * e^{G_C - G})^T U.
    With ``save`` it also writes S entering each chunk and U for the backward (which then needs no forward replay).
+   A per-head decay scales the [C, BV] tiles rather than k and q (``launch.key_decay``); GDKVM_TOKEN_O=split moves o
+   to ``chunk_out.py``'s parallel kernel.
 
 G is computed once on the host (``chunk_local_cumsum``, fp32) and loaded by every kernel: no kernel scans (Triton scan
 results used in two layouts are a known miscompile class). Pairwise decays e^{G_i - G_j} are only
@@ -25,7 +27,7 @@ import torch
 import triton
 import triton.language as tl
 
-from gdkvm.ops._host import cdiv, next_power_of_2
+from gdkvm.ops._host import cdiv
 from gdkvm.ops.gated_delta.chunk_jit import (
     _chunk_rows,
     _dot_hilo,
@@ -35,6 +37,7 @@ from gdkvm.ops.gated_delta.chunk_jit import (
     _rows,
     _state_update,
 )
+from gdkvm.ops.gated_delta.chunk_out import launch_output
 from gdkvm.ops.gated_delta.chunk_seg import _seg_fwd_kernel, segment_starts
 from gdkvm.ops.gated_delta.gates import chunk_local_cumsum
 from gdkvm.ops.gated_delta.launch import (
@@ -46,7 +49,6 @@ from gdkvm.ops.gated_delta.launch import (
     check_precision_mode,
     heuristic,
     intermediate_dtype,
-    interpreting,
     key_decay,
     output_mode,
     prec,
@@ -283,40 +285,6 @@ def _state_fwd_kernel(
             tl.store(ht_ptr + i_bh.to(tl.int64) * K * V + p_s, state, mask=m_s)
 
 
-@triton.jit
-def _output_kernel(
-    q_ptr, gc_ptr, a_ptr, hs_ptr, us_ptr, o_ptr, scale, T, H, K, V, NT,
-    PER_CHANNEL: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-):  # fmt: skip
-    """o = scale (Q * e^G) S + A U for one (chunk, batch*head, value tile), from the state entering the chunk and U
-    stored by the state pass (split output mode): fully parallel, off the sequential chain."""
-    i_t = tl.program_id(0)
-    i_bh = tl.program_id(1)
-    i_v = tl.program_id(2)
-    i_b = i_bh // H
-    i_h = i_bh % H
-    dt = hs_ptr.dtype.element_ty
-    tok0 = i_b.to(tl.int64) * T + i_t * BT
-    o_i = tl.arange(0, BT)
-    cols = tl.arange(0, BK)
-    cv = i_v * BV + tl.arange(0, BV)
-    mrow = o_i < T - i_t * BT
-    mcol = cols < K
-    th = (tok0 + o_i) * H + i_h
-    m_k = mrow[:, None] & mcol[None, :]
-    m_v = mrow[:, None] & (cv < V)[None, :]
-    chunk_bh = (i_b.to(tl.int64) * NT + i_t) * H + i_h
-    s_t = tl.load(hs_ptr + chunk_bh * K * V + cols[:, None] * V + cv[None, :], mask=mcol[:, None] & (cv < V)[None, :],
-                  other=0.0)  # fmt: skip
-    u_t = tl.load(us_ptr + th[:, None] * V + cv[None, :], mask=m_v, other=0.0)
-    qt = tl.load(q_ptr + th[:, None] * K + cols[None, :], mask=m_k, other=0.0)
-    at = tl.load(a_ptr + th[:, None] * BT + o_i[None, :], mask=mrow[:, None], other=0.0)
-    G, _ = _gate_load(gc_ptr, th, mrow, cols, mcol, K, PER_CHANNEL)
-    qe = (qt * (tl.exp(_rows(G, PER_CHANNEL)) * scale)).to(dt)
-    ot = tl.dot(qe, s_t.to(dt)) + tl.dot(at.to(dt), u_t.to(dt))
-    tl.store(o_ptr + th[:, None] * V + cv[None, :], ot.to(o_ptr.dtype.element_ty), mask=m_v)
-
-
 def launch_prep(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -359,23 +327,6 @@ def launch_prep(
         _prep_kernel[grid](*args, **meta, num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
     return {"t_inv": t_inv if keep_t else None, "a": a, "w": w, "u": u,
             **({"q_fold": q_fold, "a_u": a_u} if fold else {})}  # fmt: skip
-
-
-def launch_output(
-    q: torch.Tensor, gc: torch.Tensor, a: torch.Tensor, states: torch.Tensor, pseudo: torch.Tensor, o: torch.Tensor,
-    scale: float, chunk_size: int,
-) -> None:  # fmt: skip
-    """The split output mode's o kernel (parallel over chunks, batch*heads and value tiles)."""
-    batch, length, heads, key_dim = q.shape
-    value_dim = o.shape[-1]
-    n_chunks = cdiv(length, chunk_size)
-    bk = block_k(key_dim)
-    bv = min(64 if bk <= 128 else 32, max(16, next_power_of_2(value_dim)))
-    _output_kernel[(n_chunks, batch * heads, cdiv(value_dim, bv))](
-        q, gc, a, states, pseudo, o, scale, length, heads, key_dim, value_dim, n_chunks,
-        PER_CHANNEL=gc.dim() == 4, BT=chunk_size, BK=bk, BV=bv, num_warps=4,
-        num_stages=1 if interpreting() else 2,
-    )  # fmt: skip
 
 
 def launch_state_fwd(
