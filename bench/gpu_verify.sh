@@ -26,7 +26,8 @@
 #   bash bench/gpu_verify.sh OUTDIR vside  # token GPU tests; hilo failure message; fast reverse pass at 4 warps; sweep
 #   bash bench/gpu_verify.sh OUTDIR stab   # graph table (high, fast, fast+vdecay), then fast+vdecay in fresh processes
 #   bash bench/gpu_verify.sh OUTDIR stages2 # ours-only graph sweep of segments and pipeline depth, launch checks of each
-# Carry .whl (training wheels and fla-core; see bench/gpu_env.sh). Results land in OUTDIR, at most 8 files.
+# Carry .whl (training wheels and fla-core; see bench/gpu_env.sh) and .tcache (autotune results saved by an
+# earlier call as OUTDIR/autotune.tgz, copied to .tcache/). Results land in OUTDIR, at most 8 files.
 set -uo pipefail
 OUTDIR=${1:-/tmp/gdkvm_gpu}; WHAT=${2:-ops}
 mkdir -p "$OUTDIR"
