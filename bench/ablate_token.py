@@ -48,7 +48,6 @@ ABLATIONS: dict[str, dict[str, list[tuple[str, str]]]] = {
             ("t_inv = _solve_unit_lower_doubling(lower, BT, PREC)", "t_inv = lower"),
             ("t_inv = _solve_unit_lower_regs(lower, BT, BS, PREC)", "t_inv = lower"),
         ],
-        "no_merge": [("    if BT > BS:\n        n = tl.dot(t_diag", "    if BT < 0:\n        n = tl.dot(t_diag")],
         "no_a_store": [("        tl.store(a_ptr + p_t, (p_qk * scale).to(a_ptr.dtype.element_ty), mask=m_t)\n", "")],
         "no_t_store": [("    if STORE_T:\n        tl.store(t_ptr + p_t, t_inv, mask=m_t)\n", "")],
         "no_w": [("    tl.store(w_ptr + th[:, None] * K + cols[None, :], w_dt, mask=m_k)\n", "")],
@@ -59,7 +58,7 @@ ABLATIONS: dict[str, dict[str, list[tuple[str, str]]]] = {
     },
     "state_fwd": {
         "none": [],
-        "no_o": [("EMIT_O=not split_o,", "EMIT_O=False,")],
+        "no_o": [("    emit_o = not split_o  #", "    emit_o = False  #")],
         "no_a_load": [
             ("            at = tl.load(a_ptr + th[:, None] * BT + o_i[None, :], mask=mrow[:, None], other=0.0)\n",
              "            at = tl.zeros([BT, BT], dtype=a_ptr.dtype.element_ty)\n"),

@@ -17,7 +17,7 @@ def test_every_ablation_applies_and_runs_on_the_cpu() -> None:
         [sys.executable, str(SCRIPT), "--smoke"], capture_output=True, text=True, env=env, timeout=600
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
-    for variant in ("no_solve", "no_merge", "no_u", "no_o", "no_a_load", "no_update"):
+    for variant in ("no_solve", "no_t_store", "no_u", "no_o", "no_a_load", "no_update"):
         assert f"| {variant} |" in proc.stdout, proc.stdout[-2000:]
 
 

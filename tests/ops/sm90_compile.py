@@ -93,7 +93,8 @@ def _record(self: JITFunction, *args: object, grid: object = None, warmup: bool 
             signature[param.name] = spec[0]
             if spec[1] == "D":
                 attrs[(param.num,)] = [["tt.divisibility", 16]]
-    key = (self.__name__, tuple(signature.items()), tuple(sorted(constexprs.items())), tuple(sorted(options.items())))
+    key = (self.__name__, tuple(signature.items()), tuple(sorted(constexprs.items())), tuple(sorted(attrs)),
+           tuple(sorted(options.items())))  # fmt: skip
     if key in results:
         return
     try:
@@ -172,6 +173,7 @@ def token_cases() -> None:
         ((1, 300, 2, 64, 32), torch.bfloat16, False, {"GDKVM_TOKEN_O": "folded", "GDKVM_TOKEN_PRECISION": "fast"}),
         ((1, 300, 2, 64, 32), torch.bfloat16, False, {"GDKVM_TOKEN_DECAY": "value", "GDKVM_TOKEN_PRECISION": "fast"}),
         ((1, 300, 2, 64, 32), torch.bfloat16, False, {"GDKVM_TOKEN_DECAY": "key", "GDKVM_TOKEN_HILO": "both"}),
+        ((1, 300, 2, 64, 64), torch.bfloat16, False, {"GDKVM_TOKEN_OVERLAP": "2", "GDKVM_TOKEN_SEGMENTS": "1"}),
     )
     for (b, t, h, kd, vd), dtype, channel, env in cases:
         saved = {name: os.environ.get(name) for name in env}

@@ -23,6 +23,8 @@ No ``tl.make_block_ptr``: pointer arithmetic and masks only, so the kernels also
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import triton
 import triton.language as tl
@@ -38,7 +40,13 @@ from gdkvm.ops.gated_delta.chunk_jit import (
     _state_update,
 )
 from gdkvm.ops.gated_delta.chunk_out import launch_output
+from gdkvm.ops.gated_delta.chunk_overlap import piece_ranges, prep_ahead
 from gdkvm.ops.gated_delta.chunk_seg import _seg_fwd_kernel, segment_starts
+from gdkvm.ops.gated_delta.chunk_solve import (
+    _solve_unit_lower,
+    _solve_unit_lower_doubling,
+    _solve_unit_lower_regs,
+)
 from gdkvm.ops.gated_delta.gates import chunk_local_cumsum
 from gdkvm.ops.gated_delta.launch import (
     PARALLEL_CONFIGS,
@@ -51,6 +59,7 @@ from gdkvm.ops.gated_delta.launch import (
     intermediate_dtype,
     key_decay,
     output_mode,
+    overlap_pieces,
     prec,
     solve_mode,
     split16,
@@ -59,115 +68,15 @@ from gdkvm.ops.gated_delta.launch import (
 
 
 @triton.jit
-def _merge_blocks(t_diag, l_off, BT: tl.constexpr, BS: tl.constexpr, PREC: tl.constexpr):
-    """(I + L)^-1 from T_diag (the inverted BS x BS diagonal blocks, zero elsewhere) and L_off (L off those blocks):
-    T = (I - N)(I + N^2) T_diag with N = T_diag L_off, exact while BT / BS <= 4. [BT, BT] fp32."""
-    if BT > BS:
-        n = tl.dot(t_diag, l_off, input_precision=PREC)
-        m = t_diag + tl.dot(tl.dot(n, n, input_precision=PREC), t_diag, input_precision=PREC)
-        return m - tl.dot(n, m, input_precision=PREC)
-    else:
-        return t_diag
-
-
-@triton.jit
-def _solve_unit_lower(lower, t_ptr, tok0, i_h, H, n_valid, BT: tl.constexpr, BS: tl.constexpr, PREC: tl.constexpr):
-    """(I + L)^-1 of a strictly lower [BT, BT] fp32 tile L of the chunk whose first token is ``tok0`` (row index into
-    [B*T]). The chunk's rows of t_ptr ([B*T, H, BT]) are scratch: L is stored there, each BS x BS diagonal block is
-    inverted by forward substitution in fp32, and the blocks are merged with T = (I - N)(I + N^2) T_diag,
-    N = T_diag L_off (exact while BT / BS <= 4). The caller stores the result over the scratch."""
-    o_i = tl.arange(0, BT)
-    o_s = tl.arange(0, BS)
-    same = (o_i[:, None] // BS) == (o_i[None, :] // BS)
-    m2 = (o_i < n_valid)[:, None] & (o_i[None, :] < BT)
-    p_full = t_ptr + ((tok0 + o_i[:, None]) * H + i_h) * BT + o_i[None, :]
-    tl.store(p_full, lower, mask=m2)
-    tl.debug_barrier()
-    # All NB = BT / BS diagonal blocks are solved together as one [NB, BS, BS] tile (15 steps, not 60).
-    NB: tl.constexpr = BT // BS
-    o_b = tl.arange(0, NB)
-    row_b = tok0 + o_b * BS  # first token of each block, [NB]
-    eye = tl.where(o_s[:, None] == o_s[None, :], 1.0, 0.0)
-    t_b = tl.zeros([NB, BS, BS], dtype=tl.float32)
-    for r in range(1, BS):
-        p_row = t_ptr + ((row_b[:, None] + r) * H + i_h) * BT + o_b[:, None] * BS + o_s[None, :]
-        m_row = (o_s[None, :] < r) & ((o_b[:, None] * BS + r) < n_valid)
-        a = tl.load(p_row, mask=m_row, other=0.0).to(tl.float32)  # row r of each block's L, [NB, BS]
-        new = -tl.sum(a[:, :, None] * (t_b + eye[None, :, :]), 1)
-        t_b = tl.where((o_s == r)[None, :, None], new[:, None, :], t_b)
-    t_b += eye[None, :, :]
-    tl.debug_barrier()
-    p_blk = t_ptr + ((row_b[:, None, None] + o_s[None, :, None]) * H + i_h) * BT + o_b[:, None, None] * BS
-    m_blk = ((o_b[:, None, None] * BS + o_s[None, :, None]) < n_valid) & (o_s[None, None, :] < BS)
-    tl.store(p_blk + o_s[None, None, :], t_b, mask=m_blk)
-    # The [NB, BS, BS] store and the [BT, BT] reload below map elements to different threads (other warps): without
-    # this barrier a warp can read a diagonal block before the warp that owns it has written T_diag there, and gets
-    # the stale L block (a GPU-only race; the interpreter runs the program serially).
-    tl.debug_barrier()
-    # Diagonal blocks now hold T_diag, the others still hold L: reload instead of keeping L live in registers.
-    t_full = tl.load(p_full, mask=m2, other=0.0).to(tl.float32)
-    t_inv = _merge_blocks(tl.where(same, t_full, 0.0), tl.where(same, 0.0, t_full), BT, BS, PREC)
-    tl.debug_barrier()
-    return t_inv
-
-
-@triton.jit
-def _solve_unit_lower_regs(lower, BT: tl.constexpr, BS: tl.constexpr, PREC: tl.constexpr):
-    """(I + L)^-1 of a strictly lower [BT, BT] fp32 tile L, all in registers (``_solve_unit_lower`` without the
-    scratch round trip): the NB = BT / BS diagonal blocks are cut out as one [NB, BS, BS] tile, solved together by
-    forward substitution (BS - 1 steps), put back on the diagonal and merged the same way."""
-    NB: tl.constexpr = BT // BS
-    o_i = tl.arange(0, BT)
-    o_s = tl.arange(0, BS)
-    o_b = tl.arange(0, NB)
-    same = (o_i[:, None] // BS) == (o_i[None, :] // BS)
-    diag4 = o_b[:, None, None, None] == o_b[None, None, :, None]  # [NB, 1, NB, 1]: block row == block column
-    l_b = tl.sum(tl.where(diag4, tl.reshape(lower, (NB, BS, NB, BS)), 0.0), axis=2)  # [NB, BS, BS]
-    eye = tl.where(o_s[:, None] == o_s[None, :], 1.0, 0.0)
-    t_b = tl.zeros([NB, BS, BS], dtype=tl.float32)
-    for r in range(1, BS):
-        row = (o_s == r)[None, :, None]
-        a = tl.sum(tl.where(row, l_b, 0.0), axis=1)  # row r of each block's L, [NB, BS]
-        new = -tl.sum(a[:, :, None] * (t_b + eye[None, :, :]), 1)
-        t_b = tl.where(row, new[:, None, :], t_b)
-    t_b += eye[None, :, :]
-    t_diag = tl.reshape(tl.where(diag4, t_b[:, :, None, :], 0.0), (BT, BT))
-    return _merge_blocks(t_diag, tl.where(same, 0.0, lower), BT, BS, PREC)
-
-
-@triton.jit
-def _solve_unit_lower_doubling(lower, BT: tl.constexpr, PREC: tl.constexpr):
-    """(I + L)^-1 of a strictly lower [BT, BT] fp32 tile L by recursive doubling on tensor cores, no reductions:
-    T starts as the inverse of the 1 x 1 diagonal blocks (I); each level s = 1, 2, .., BT / 2 turns the inverted
-    s-blocks into inverted 2s-blocks with T <- T - T L_s T, where L_s is L on the lower-left s-block of each 2s-block
-    ([[A, 0], [C, B]]^-1 = [[A^-1, 0], [-B^-1 C A^-1, B^-1]]). Level 1 needs no product (T = I - L_1): 2 log2(BT) - 2
-    products of [BT, BT] tiles, exact in exact arithmetic (simulated error with TF32 products: about that of the
-    substitution + merge path)."""
-    o_i = tl.arange(0, BT)
-    t_inv = tl.where(o_i[:, None] == o_i[None, :], 1.0, 0.0) - tl.where(
-        (o_i[:, None] // 2 == o_i[None, :] // 2) & (o_i[:, None] != o_i[None, :]), lower, 0.0
-    )
-    for level in tl.static_range(1, 6):  # span 2 .. 32: every level below BT <= 64
-        span = 1 << level
-        if span < BT:
-            block = (o_i[:, None] // (2 * span) == o_i[None, :] // (2 * span)) & (
-                o_i[:, None] // span != o_i[None, :] // span
-            )
-            l_s = tl.where(block, lower, 0.0)
-            t_inv = t_inv - tl.dot(tl.dot(t_inv, l_s, input_precision=PREC), t_inv, input_precision=PREC)
-    return t_inv
-
-
-@triton.jit
 def _prep_kernel(
-    q_ptr, k_ptr, v_ptr, gc_ptr, beta_ptr, t_ptr, a_ptr, w_ptr, u_ptr, qw_ptr, ou_ptr, scale, T, H, K, V,
+    q_ptr, k_ptr, v_ptr, gc_ptr, beta_ptr, t_ptr, a_ptr, w_ptr, u_ptr, qw_ptr, ou_ptr, scale, T, H, K, V, C0,
     PER_CHANNEL: tl.constexpr, BT: tl.constexpr, BS: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     PREC: tl.constexpr, SOLVE: tl.constexpr, FOLD: tl.constexpr, STORE_T: tl.constexpr,
 ):  # fmt: skip
     """Per chunk: G, L, T = (I + L)^-1 (fp32, kept for the backward); A, w and u in the dtype of their buffers (the
     intermediate dtype, see ``intermediate_dtype``). With FOLD also the folded output terms of ``_state_fwd_kernel``:
     Q' = scale (Q * e^G) - A w [BT, K] and A u [BT, V], so that the state pass computes o = Q' S + A u."""
-    i_t = tl.program_id(0)
+    i_t = tl.program_id(0) + C0  # chunks [C0, C0 + grid) of the clip
     i_bh = tl.program_id(1)
     i_b = i_bh // H
     i_h = i_bh % H
@@ -225,13 +134,14 @@ def _prep_kernel(
 @triton.jit
 def _state_fwd_kernel(
     q_ptr, k_ptr, gc_ptr, w_ptr, u_ptr, a_ptr, ou_ptr, h0_ptr, o_ptr, ht_ptr, hs_ptr, us_ptr, scale, T, H, K, V, NT,
-    NS, CPS, PER_CHANNEL: tl.constexpr, HAS_H0: tl.constexpr, STORE_HT: tl.constexpr, SAVE: tl.constexpr,
+    NS, CPS, C0, PER_CHANNEL: tl.constexpr, HAS_H0: tl.constexpr, STORE_HT: tl.constexpr, SAVE: tl.constexpr,
     EMIT_O: tl.constexpr, FOLD: tl.constexpr, SEG: tl.constexpr, SPLIT16: tl.constexpr, KEY_DECAY: tl.constexpr,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
 ):  # fmt: skip
     """Sequential over chunks for one (value tile, batch*head, segment): o (EMIT_O), the final state and (SAVE)
     per-chunk states/U. With SEG the chunks [i_s * CPS, (i_s + 1) * CPS) of segment i_s start from the state that
-    ``_seg_combine_kernel`` stored in h0_ptr ([B*H*NS, K, V] fp32); otherwise NS = 1 and h0_ptr is [B*H, K, V].
+    ``_seg_combine_kernel`` stored in h0_ptr ([B*H*NS, K, V] fp32); otherwise NS = 1, h0_ptr is [B*H, K, V] and the
+    program runs chunks [C0, C0 + CPS) (one piece of an overlapped forward, see ``chunk_overlap``).
     With FOLD, q_ptr holds the prep's Q' = scale (Q * e^G) - A w and ou_ptr its A u: o = Q' S + A u, two products
     that need only S (instead of A (u - w S), which waits for U)."""
     i_v = tl.program_id(0)
@@ -247,8 +157,8 @@ def _state_fwd_kernel(
         state = tl.load(h0_ptr + i_bhs.to(tl.int64) * K * V + p_s, mask=m_s, other=0.0).to(tl.float32)
     else:
         state = tl.zeros([BK, BV], dtype=tl.float32)
-    c_end = tl.minimum(NT, (i_s + 1) * CPS)
-    for i_t in range(i_s * CPS, c_end):
+    c_end = tl.minimum(NT, C0 + (i_s + 1) * CPS)
+    for i_t in range(C0 + i_s * CPS, c_end):
         th, mrow = _chunk_rows(i_b, i_t, i_h, T, H, BT)
         m_k = mrow[:, None] & mcol[None, :]
         m_v = mrow[:, None] & (cv < V)[None, :]
@@ -294,11 +204,14 @@ def launch_prep(
     scale: float,
     chunk_size: int = 64,
     keep_t: bool = True,
+    chunks: tuple[int, int] | None = None,
+    out: dict[str, torch.Tensor | None] | None = None,
 ) -> dict[str, torch.Tensor | None]:
     """Launch 1 (parallel over chunks): t_inv [B, T, H, C] fp32 (None unless ``keep_t``: only the backward reads it),
     a [B, T, H, C], w [B, T, H, K], u [B, T, H, V] in the intermediate dtype; with ``GDKVM_TOKEN_O=folded`` also
     q_fold [B, T, H, K] and a_u [B, T, H, V] (same dtype). Inputs contiguous; gc fp32 [B, T, H] or [B, T, H, K], the
-    chunk-local cumulative log-decay (``chunk_local_cumsum``), as in every launch below."""
+    chunk-local cumulative log-decay (``chunk_local_cumsum``), as in every launch below. ``chunks`` = (c0, c1) runs
+    only those chunks, into ``out`` (the dict an earlier call returned) when given."""
     batch, length, heads, key_dim = k.shape
     value_dim = v.shape[-1]
     n_chunks = cdiv(length, chunk_size)
@@ -307,25 +220,30 @@ def launch_prep(
     cfg = heuristic("prep", key_dim, value_dim, batch * heads, inter.itemsize < 4)
     solve = ("scratch", "regs", "doubling").index(solve_mode(cfg["num_warps"]))
     store_t = keep_t or solve == 0  # the scratch solve reads its rows back from the T buffer
-    t_inv = torch.empty(batch, length, heads, chunk_size, device=q.device, dtype=torch.float32) if store_t else None
-    a = torch.empty(batch, length, heads, chunk_size, device=q.device, dtype=inter)
-    w = torch.empty(k.shape, device=q.device, dtype=inter)
-    u = torch.empty(v.shape, device=q.device, dtype=inter)
     fold = output_mode() == "folded"
-    q_fold = torch.empty(k.shape, device=q.device, dtype=inter) if fold else w
-    a_u = torch.empty(v.shape, device=q.device, dtype=inter) if fold else u
+    if out is None:
+        t_inv = torch.empty(batch, length, heads, chunk_size, device=q.device, dtype=torch.float32) if store_t else None
+        a = torch.empty(batch, length, heads, chunk_size, device=q.device, dtype=inter)
+        w = torch.empty(k.shape, device=q.device, dtype=inter)
+        u = torch.empty(v.shape, device=q.device, dtype=inter)
+        q_fold = torch.empty(k.shape, device=q.device, dtype=inter) if fold else w
+        a_u = torch.empty(v.shape, device=q.device, dtype=inter) if fold else u
+    else:
+        t_inv, a, w, u = out["t_inv_buffer"], out["a"], out["w"], out["u"]
+        q_fold, a_u = out.get("q_fold", w), out.get("a_u", u)
+    c0, c1 = chunks if chunks is not None else (0, n_chunks)
     meta = dict(
         PER_CHANNEL=gc.dim() == 4, BT=chunk_size, BS=min(16, chunk_size), BK=block_k(key_dim), BV=cfg["BV"],
         PREC=prec(q.dtype), SOLVE=solve, FOLD=fold, STORE_T=store_t,
     )  # fmt: skip
     t_arg = t_inv if store_t else a  # never written without STORE_T
-    args = (q, k, v, gc, beta, t_arg, a, w, u, q_fold, a_u, scale, length, heads, key_dim, value_dim)
-    grid = (n_chunks, batch * heads)
+    args = (q, k, v, gc, beta, t_arg, a, w, u, q_fold, a_u, scale, length, heads, key_dim, value_dim, c0)
+    grid = (c1 - c0, batch * heads)
     if autotuning():
         tuned(_prep_kernel, "prep", PARALLEL_CONFIGS, False)[grid](*args, **meta)
     else:
         _prep_kernel[grid](*args, **meta, num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
-    return {"t_inv": t_inv if keep_t else None, "a": a, "w": w, "u": u,
+    return {"t_inv": t_inv if keep_t else None, "t_inv_buffer": t_inv, "a": a, "w": w, "u": u,
             **({"q_fold": q_fold, "a_u": a_u} if fold else {})}  # fmt: skip
 
 
@@ -340,15 +258,20 @@ def launch_state_fwd(
     output_final_state: bool,
     save: bool,
     chunk_size: int = 64,
+    pieces: list[tuple[int, int]] | None = None,
+    ready=None,
 ) -> dict[str, torch.Tensor | None]:
     """Launch 2 (sequential over chunks): o [B, T, H, V] (dtype of q), the final state [B, H, K, V] fp32 (or None) and,
     with ``save``, the states entering each chunk [B, NT, H, K, V] and U [B, T, H, V] (intermediate dtype).
     ``GDKVM_TOKEN_O=split`` moves o to a parallel kernel; ``GDKVM_TOKEN_SEGMENTS`` cuts the chunks into segments
-    scanned in parallel (see ``n_segments``); both are off by default."""
+    scanned in parallel (see ``n_segments``); both are off by default. ``pieces`` (chunk ranges in order, no
+    segments) runs the pass as one launch per piece, each continuing from the state the last one left, after
+    ``ready(i)`` (see ``chunk_overlap``)."""
     batch, length, heads, key_dim = k.shape
     n_chunks = cdiv(length, chunk_size)
     w, u, a = prep["w"], prep["u"], prep["a"]
     split_o = output_mode() == "split"
+    emit_o = not split_o  # o in this pass (the split mode's own kernel forms it otherwise)
     fold = "q_fold" in prep
     keep = save or split_o
     o = torch.empty(batch, length, heads, value_dim, device=q.device, dtype=q.dtype)
@@ -360,7 +283,14 @@ def launch_state_fwd(
                  BK=block_k(key_dim))  # fmt: skip
     ns, cps, cfg = _segment_plan(n_chunks, batch * heads, key_dim, value_dim, "state", w.dtype.itemsize < 4)
     h0 = initial_state
-    if ns > 1:
+    if pieces is not None and len(pieces) > 1:
+        if ns > 1:
+            raise ValueError("a forward in pieces cannot also be cut into segments")
+        piece_const = dict(const, SAVE=keep, EMIT_O=emit_o, FOLD=fold, SEG=False)
+        operands = (prep["q_fold"] if fold else q, k, gc, w, u, a, prep["a_u"] if fold else u)
+        outputs = (o, final, states, pseudo)
+        _state_pieces(operands, outputs, initial_state, scale, pieces, ready, piece_const, cfg, n_chunks)
+    elif ns > 1:
         meta = {"scalars": (length, heads, key_dim, value_dim, n_chunks), "const": const}
         h0 = segment_starts(
             _seg_fwd_kernel, (k, gc, w, u), initial_state, batch * heads, key_dim, value_dim, ns, cps, cfg, meta,
@@ -369,13 +299,15 @@ def launch_state_fwd(
     args = (
         prep["q_fold"] if fold else q, k, gc, w, u, a, prep["a_u"] if fold else u, h0 if h0 is not None else final, o,
         final,
-        states if keep else o, pseudo if keep else o, scale, length, heads, key_dim, value_dim, n_chunks, ns, cps,
+        states if keep else o, pseudo if keep else o, scale, length, heads, key_dim, value_dim, n_chunks, ns, cps, 0,
     )  # fmt: skip
     meta = dict(
-        **const, HAS_H0=initial_state is not None, STORE_HT=output_final_state, SAVE=keep, EMIT_O=not split_o,
+        **const, HAS_H0=initial_state is not None, STORE_HT=output_final_state, SAVE=keep, EMIT_O=emit_o,
         FOLD=fold, SEG=ns > 1,
     )  # fmt: skip
-    if autotuning() and ns == 1:
+    if pieces is not None and len(pieces) > 1:
+        pass  # launched piece by piece above
+    elif autotuning() and ns == 1:
         grid = lambda m: (cdiv(value_dim, m["BV"]), batch * heads)  # noqa: E731
         tuned(_state_fwd_kernel, "state_fwd", STATE_CONFIGS, True)[grid](*args, **meta)
     else:
@@ -387,6 +319,31 @@ def launch_state_fwd(
     if not save:
         states = pseudo = None
     return {"o": o, "final_state": final if output_final_state else None, "states": states, "pseudo": pseudo}
+
+
+def _state_pieces(operands, outputs, initial_state, scale, pieces, ready, const, cfg, n_chunks) -> None:
+    """One state-pass launch per chunk range of ``pieces``: piece 0 starts from ``initial_state`` (or zero), every
+    later one from the state the one before stored in the final-state buffer (read and rewritten in place: each
+    program owns its [K, BV] tile). ``ready(i)`` runs before launch i (it makes the stream wait for that piece's
+    prep)."""
+    k = operands[1]
+    o, final, states, pseudo = outputs
+    batch, length, heads, key_dim = k.shape
+    value_dim = o.shape[-1]
+    keep = states is not None
+    for i, (c0, c1) in enumerate(pieces):
+        if ready is not None:
+            ready(i)
+        first = i == 0
+        h0 = initial_state if first and initial_state is not None else final
+        args = (
+            *operands, h0, o, final, states if keep else o, pseudo if keep else o, scale, length, heads, key_dim,
+            value_dim, n_chunks, 1, c1 - c0, c0,
+        )  # fmt: skip
+        _state_fwd_kernel[(cdiv(value_dim, cfg["BV"]), batch * heads)](
+            *args, **const, HAS_H0=not first or initial_state is not None, STORE_HT=True, BV=cfg["BV"],
+            num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
+        )  # fmt: skip
 
 
 def chunk_fwd(
@@ -418,6 +375,14 @@ def chunk_fwd(
         the chunk-local cumulative log-decay (shape of g, fp32) that the kernels read.
     """
     gc = chunk_local_cumsum(g, chunk_size)
-    prep = launch_prep(q, k, v, gc, beta, scale, chunk_size, keep_t=save)
-    out = launch_state_fwd(q, k, gc, prep, v.shape[-1], scale, initial_state, output_final_state, save, chunk_size)
+    batch, length, heads, key_dim = k.shape
+    n_chunks = cdiv(length, chunk_size)
+    narrow = intermediate_dtype(q.dtype, key_dim).itemsize < 4
+    ns = _segment_plan(n_chunks, batch * heads, key_dim, v.shape[-1], "state", narrow)[0]
+    pieces = piece_ranges(n_chunks, overlap_pieces() if ns == 1 else 1)
+    bound = functools.partial(launch_prep, q, k, v, gc, beta, scale, chunk_size, keep_t=save)
+    prep, ready = prep_ahead(bound, q.device, pieces) if len(pieces) > 1 else (bound(), None)
+    out = launch_state_fwd(
+        q, k, gc, prep, v.shape[-1], scale, initial_state, output_final_state, save, chunk_size, pieces, ready
+    )
     return {**out, "t_inv": prep["t_inv"], "a": prep["a"], "w": prep["w"], "gc": gc}

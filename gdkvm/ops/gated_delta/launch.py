@@ -228,6 +228,17 @@ def n_segments(n_chunks: int, programs: int) -> int:
     return max(1, min(want, n_chunks // 4 if raw == "auto" else n_chunks))
 
 
+def overlap_pieces() -> int:
+    """Number of chunk pieces of an overlapped forward (``chunk_overlap``), from ``GDKVM_TOKEN_OVERLAP`` (read per
+    call): "off" (default, 1) or an integer >= 1. Not measured on a GPU yet (2026-11-27), hence off."""
+    raw = os.environ.get("GDKVM_TOKEN_OVERLAP", "off")
+    if raw == "off":
+        return 1
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"GDKVM_TOKEN_OVERLAP must be 'off' or a positive integer, got {raw!r}")
+    return int(raw)
+
+
 def _segment_plan(
     n_chunks: int, batch_heads: int, key_dim: int, value_dim: int, kernel: str = "state", narrow: bool = False
 ) -> tuple[int, int, dict]:
