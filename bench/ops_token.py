@@ -69,6 +69,9 @@ VARIANT_ENV = {
     "sbwd4": {"GDKVM_TOKEN_CONFIG": {"state_bwd": {"num_warps": 4}}},  # fast mode's reverse pass at 4 warps
     "vdecay": {"GDKVM_TOKEN_DECAY": "value"},  # per-head decay on the value side in both precisions
     "seg2": {"GDKVM_TOKEN_SEGMENTS": "2"},  # two segments scanned in parallel, whatever the program count
+    "ov2": {"GDKVM_TOKEN_OVERLAP": "2"},  # forward in 2 pieces, later preps on a side stream
+    "ov4": {"GDKVM_TOKEN_OVERLAP": "4"},
+    "ov8": {"GDKVM_TOKEN_OVERLAP": "8"},
     "sb2": {"GDKVM_TOKEN_CONFIG": {"state_bwd": {"num_stages": 2}}},  # pipelined reverse pass
     "sf3": {"GDKVM_TOKEN_CONFIG": {"state": {"num_stages": 3}}},  # deeper pipeline in the forward pass
     "kdecay": {"GDKVM_TOKEN_DECAY": "key"},  # per-head decay on the k and q tiles in both precisions

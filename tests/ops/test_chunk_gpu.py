@@ -207,3 +207,36 @@ def test_gpu_long_v32(monkeypatch: pytest.MonkeyPatch) -> None:
             errors[f"autotune{tune}"] = rel_rms(o_ref, chunk_gated_delta(**x)[0])
     print("long V32", errors)
     assert all(e < OUT_TOL for e in errors.values()), errors
+
+
+@pytest.mark.parametrize("precision", ["high", "fast"])
+def test_gpu_forward_in_pieces_on_a_side_stream(monkeypatch: pytest.MonkeyPatch, precision: str) -> None:
+    # GDKVM_TOKEN_OVERLAP: the preps of later pieces run on a side stream while the state pass walks earlier ones.
+    # Same kernels, same arithmetic: o, final state and gradients equal the one-launch forward, eagerly and from a
+    # CUDA graph (fork and join of the side stream inside the capture).
+    monkeypatch.setenv("GDKVM_TOKEN_PRECISION", precision)
+    monkeypatch.setenv("GDKVM_TOKEN_SEGMENTS", "1")
+    torch.manual_seed(0)
+    x = make_inputs(4, 4000, 8, 64, 64, per_channel=False, dtype=torch.bfloat16)
+    h0 = torch.randn(4, 8, 64, 64, device="cuda")
+    do = torch.randn(4, 4000, 8, 64, device="cuda")
+    dht = torch.randn(4, 8, 64, 64, device="cuda")
+    monkeypatch.setenv("GDKVM_TOKEN_OVERLAP", "off")
+    o_ref, s_ref, g_ref = run(chunk_gated_delta, x, h0, do, dht)
+    monkeypatch.setenv("GDKVM_TOKEN_OVERLAP", "4")
+    o, s, grads = run(chunk_gated_delta, x, h0, do, dht)
+    torch.testing.assert_close(o, o_ref, rtol=0, atol=0)
+    torch.testing.assert_close(s, s_ref, rtol=0, atol=0)
+    for name, ref in g_ref.items():
+        torch.testing.assert_close(grads[name], ref, rtol=0, atol=0, msg=name)
+    with torch.no_grad():
+        for _ in range(2):  # compile outside the capture
+            chunk_gated_delta(**x, initial_state=h0, output_final_state=True)
+        torch.cuda.synchronize()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            o_graph, s_graph = chunk_gated_delta(**x, initial_state=h0, output_final_state=True)
+        graph.replay()
+        torch.cuda.synchronize()
+    torch.testing.assert_close(o_graph, o_ref, rtol=0, atol=0)
+    torch.testing.assert_close(s_graph, s_ref, rtol=0, atol=0)
