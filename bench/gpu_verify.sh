@@ -178,7 +178,7 @@ if [ "$WHAT" = overlap ]; then  # about 6 minutes: never run yet
     -k "pieces or no_grad or (oracle and K64)" 2>&1 | tail -15 | tee "$OUTDIR/token_tests.txt"
   timeout 200 python3 bench/ops_token.py --timer graph --no-fla --no-accuracy --shapes B4T2560H8K64V64 \
     B4T10240H8K64V64 B4T2560H8K128V128 B8T4096H16K128V128 --variants high high+ov2 high+ov4 high+ov8 high+seg2 \
-    high+sb2 fast fast+ov4 --json "$OUTDIR/sweep_graph.json" 2>&1 | grep -vE '^\{' \
+    high+sb2 high+prep8 fast fast+ov4 --json "$OUTDIR/sweep_graph.json" 2>&1 | grep -vE '^\{' \
     | tee "$OUTDIR/sweep_graph.txt" | tail -50
 fi
 if [ "$WHAT" = stages2 ]; then  # about 6 minutes
