@@ -282,38 +282,33 @@ def launch_state_fwd(
     const = dict(PER_CHANNEL=gc.dim() == 4, SPLIT16=hilo, KEY_DECAY=key_decay(w.dtype), BT=chunk_size,
                  BK=block_k(key_dim))  # fmt: skip
     ns, cps, cfg = _segment_plan(n_chunks, batch * heads, key_dim, value_dim, "state", w.dtype.itemsize < 4)
-    h0 = initial_state
+    operands = (prep["q_fold"] if fold else q, k, gc, w, u, a, prep["a_u"] if fold else u)
+    flags = dict(const, SAVE=keep, EMIT_O=emit_o, FOLD=fold)
     if pieces is not None and len(pieces) > 1:
         if ns > 1:
             raise ValueError("a forward in pieces cannot also be cut into segments")
-        piece_const = dict(const, SAVE=keep, EMIT_O=emit_o, FOLD=fold, SEG=False)
-        operands = (prep["q_fold"] if fold else q, k, gc, w, u, a, prep["a_u"] if fold else u)
         outputs = (o, final, states, pseudo)
-        _state_pieces(operands, outputs, initial_state, scale, pieces, ready, piece_const, cfg, n_chunks)
-    elif ns > 1:
-        meta = {"scalars": (length, heads, key_dim, value_dim, n_chunks), "const": const}
-        h0 = segment_starts(
-            _seg_fwd_kernel, (k, gc, w, u), initial_state, batch * heads, key_dim, value_dim, ns, cps, cfg, meta,
-            False, q.device,
-        )  # fmt: skip
-    args = (
-        prep["q_fold"] if fold else q, k, gc, w, u, a, prep["a_u"] if fold else u, h0 if h0 is not None else final, o,
-        final,
-        states if keep else o, pseudo if keep else o, scale, length, heads, key_dim, value_dim, n_chunks, ns, cps, 0,
-    )  # fmt: skip
-    meta = dict(
-        **const, HAS_H0=initial_state is not None, STORE_HT=output_final_state, SAVE=keep, EMIT_O=emit_o,
-        FOLD=fold, SEG=ns > 1,
-    )  # fmt: skip
-    if pieces is not None and len(pieces) > 1:
-        pass  # launched piece by piece above
-    elif autotuning() and ns == 1:
-        grid = lambda m: (cdiv(value_dim, m["BV"]), batch * heads)  # noqa: E731
-        tuned(_state_fwd_kernel, "state_fwd", STATE_CONFIGS, True)[grid](*args, **meta)
+        _state_pieces(operands, outputs, initial_state, scale, pieces, ready, dict(flags, SEG=False), cfg, n_chunks)
     else:
-        _state_fwd_kernel[(cdiv(value_dim, cfg["BV"]), batch * heads * ns)](
-            *args, **meta, BV=cfg["BV"], num_warps=cfg["num_warps"], num_stages=cfg["num_stages"]
-        )
+        h0 = initial_state
+        if ns > 1:
+            meta = {"scalars": (length, heads, key_dim, value_dim, n_chunks), "const": const}
+            h0 = segment_starts(
+                _seg_fwd_kernel, (k, gc, w, u), initial_state, batch * heads, key_dim, value_dim, ns, cps, cfg, meta,
+                False, q.device,
+            )  # fmt: skip
+        args = (
+            *operands, h0 if h0 is not None else final, o, final, states if keep else o, pseudo if keep else o, scale,
+            length, heads, key_dim, value_dim, n_chunks, ns, cps, 0,
+        )  # fmt: skip
+        meta = dict(flags, HAS_H0=initial_state is not None, STORE_HT=output_final_state, SEG=ns > 1)
+        if autotuning() and ns == 1:
+            grid = lambda m: (cdiv(value_dim, m["BV"]), batch * heads)  # noqa: E731
+            tuned(_state_fwd_kernel, "state_fwd", STATE_CONFIGS, True)[grid](*args, **meta)
+        else:
+            _state_fwd_kernel[(cdiv(value_dim, cfg["BV"]), batch * heads * ns)](
+                *args, **meta, BV=cfg["BV"], num_warps=cfg["num_warps"], num_stages=cfg["num_stages"]
+            )
     if split_o:
         launch_output(q, gc, a, states, pseudo, o, scale, chunk_size)
     if not save:
