@@ -117,7 +117,7 @@ def key_decay(inter_dtype: torch.dtype) -> bool:
     before 2026-11-27) rather than to the [BT, BV] value-side tiles (k and q then reach the tensor cores as loaded),
     from ``GDKVM_TOKEN_DECAY`` (read per call): "value", "key" or "auto" (default: value side with fp32
     intermediates, key side with 16-bit ones, fast mode, whose value-side kernels hit one illegal memory access in
-    two H200 runs)."""
+    seven H200 runs, 2026-11-27)."""
     mode = os.environ.get("GDKVM_TOKEN_DECAY", "auto")
     if mode not in ("auto", "value", "key"):
         raise ValueError(f"GDKVM_TOKEN_DECAY must be 'auto', 'value' or 'key', got {mode!r}")
