@@ -136,13 +136,17 @@ def _ptxas_usage(ptx: str) -> str:
 
 def frame_cases() -> None:
     from gdkvm.ops.frame.autograd import frame_gated_delta_step_triton, frame_gated_delta_triton
+    from gdkvm.ops.frame.tuning import TUNING
 
-    for dtype, (b, t, n, dk, dv, heads), h0 in (
-        (torch.float32, (2, 3, 64, 64, 256, 8), False),  # the paper's sizes, parallel recurrence
-        (torch.bfloat16, (2, 3, 196, 64, 256, 8), True),
-        (torch.float32, (1, 2, 64, 128, 512, 8), True),  # largest supported Dk, Dv
-        (torch.float32, (2, 3, 50, 48, 96, 4), False),  # Dv / H = 24: the one-program-per-clip recurrence
+    for dtype, (b, t, n, dk, dv, heads), h0, sliced in (
+        (torch.float32, (2, 3, 64, 64, 256, 8), False, 1),  # the paper's sizes, parallel recurrence
+        (torch.bfloat16, (2, 3, 196, 64, 256, 8), True, 1),
+        (torch.float32, (1, 2, 64, 128, 512, 8), True, 1),  # largest supported Dk, Dv
+        (torch.float32, (1, 2, 64, 128, 512, 8), True, 0),  # the one-program reverse walk
+        (torch.float32, (2, 3, 50, 48, 96, 4), False, 0),  # Dv / H = 24: the one-program-per-clip recurrence
+        (torch.float32, (2, 3, 50, 48, 96, 4), True, 1),
     ):
+        TUNING["bwd_sliced"] = sliced
         k = torch.softmax(torch.randn(b, t, n, dk), -1).to(dtype).requires_grad_()
         v = torch.randn(b, t, n, dv).to(dtype).requires_grad_()
         params = [torch.randn(dv, heads) / dv**0.5, torch.randn(dv, heads) / dv**0.5, torch.zeros(heads),
@@ -153,6 +157,7 @@ def frame_cases() -> None:
         (o.float().sum() + final.sum()).backward()
         with torch.no_grad():
             frame_gated_delta_step_triton(k[:, 0], v[:, 0], *params, heads=heads, state=state)
+    TUNING["bwd_sliced"] = 1
 
 
 def token_cases() -> None:

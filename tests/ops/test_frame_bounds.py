@@ -106,6 +106,7 @@ def test_no_out_of_bounds_access(
     shape: tuple, recurrence: str, with_state: bool, checker: BoundsChecker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setitem(TUNING, "fast_path", int(recurrence == "parallel"))
+    monkeypatch.setitem(TUNING, "bwd_sliced", int(recurrence == "parallel"))  # backward: value slices or one program
     b, t, n, dk, dv, h = shape
     inp = make_inputs(b=b, t=t, n=n, dk=dk, dv=dv, heads=h, with_state=with_state)
     guarded, buffers = {}, {}

@@ -26,10 +26,11 @@ SHAPES = [
 
 @pytest.mark.parametrize("with_state", [False, True], ids=["no_h0", "h0"])
 def test_one_program_recurrence_matches_reference(with_state: bool, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The fallback recurrence at a shape the parallel one would take."""
+    """The fallback recurrences (one program per clip, forward and reverse) at a shape the parallel ones would take."""
     from gdkvm.ops.frame.triton_fwd import TUNING
 
     monkeypatch.setitem(TUNING, "fast_path", 0)
+    monkeypatch.setitem(TUNING, "bwd_sliced", 0)
     inp = make_inputs(b=2, t=3, n=10, dk=48, dv=96, heads=6, with_state=with_state)
     assert_match(run(inp, "triton"), run(inp, "naive"), TOL)
 
@@ -39,9 +40,20 @@ def test_wide_backward_tiles_match_reference(monkeypatch: pytest.MonkeyPatch) ->
     warps on a GPU; ``bwd_wide`` in bench/ops_frame.py's sweep)."""
     from gdkvm.ops.frame.triton_fwd import TUNING
 
-    for knob, value in {"bwd_min_bh": 32, "bwd_state_tile": 2048, "bwd_light_tile": 4096, "bwd_warps": 8}.items():
+    wide = {"bwd_sliced": 0, "bwd_min_bh": 32, "bwd_state_tile": 2048, "bwd_light_tile": 4096, "bwd_warps": 8}
+    for knob, value in wide.items():
         monkeypatch.setitem(TUNING, knob, value)
     inp = make_inputs(b=2, t=3, n=11, dk=48, dv=64, heads=4, with_state=True)
+    assert_match(run(inp, "triton"), run(inp, "naive"), TOL)
+
+
+@pytest.mark.parametrize("slice_width", [16, 64], ids=["inside-heads", "across-heads"])
+def test_sliced_backward_at_other_slice_widths(slice_width: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The value-sliced reverse walk with slices narrower than a head (two per head) and wider (two heads each)."""
+    from gdkvm.ops.frame.triton_fwd import TUNING
+
+    monkeypatch.setitem(TUNING, "bwd_slice", slice_width)
+    inp = make_inputs(b=2, t=3, n=9, dk=20, dv=128, heads=4, with_state=True)
     assert_match(run(inp, "triton"), run(inp, "naive"), TOL)
 
 

@@ -24,7 +24,8 @@ def test_every_launch_compiles_for_sm90() -> None:
     assert proc.returncode == 0 and not failures, "\n".join(failures or lines[-20:] or [proc.stderr[-3000:]])
     compiled = {line.split()[1] for line in lines if line.startswith("ok ")}
     for kernel in ("gram_kernel", "fwd_parallel_kernel", "fwd_recurrence_kernel", "readout_kernel",
-                   "bwd_recurrence_kernel", "dkdv_kernel", "step_kernel", "_prep_kernel", "_state_fwd_kernel",
+                   "bwd_recurrence_kernel", "gate_logits_kernel", "bwd_slice_kernel", "outer_kernel",
+                   "dkdv_kernel", "step_kernel", "_prep_kernel", "_state_fwd_kernel",
                    "_state_bwd_kernel", "_chunk_bwd_kernel", "_seg_fwd_kernel", "_seg_bwd_kernel",
                    "_seg_combine_kernel", "_output_kernel"):  # fmt: skip
         assert kernel in compiled, f"{kernel} was never launched by the cases of {SCRIPT.name}"

@@ -13,8 +13,18 @@ import triton.language as tl
 
 from gdkvm.ops._host import cdiv
 from gdkvm.ops.frame.tiles import collapse_to_heads, expand_gates, gate_logits, softplus
+from gdkvm.ops.frame.triton_bwd_sliced import sliced_recurrence
 from gdkvm.ops.frame.triton_fwd import gram
-from gdkvm.ops.frame.tuning import TUNING, block_sizes, dot_precision, fit, launch, safe_warps, serial_precision
+from gdkvm.ops.frame.tuning import (
+    TUNING,
+    block_sizes,
+    dot_precision,
+    fit,
+    launch,
+    pad_k,
+    safe_warps,
+    serial_precision,
+)
 
 
 @triton.jit
@@ -212,7 +222,40 @@ def frame_bwd(
     b, t, n, dk_ = k.shape
     dv_ = v.shape[-1]
     kdo, _, _ = gram(k, do, with_kk=False)
-    f32 = {"device": k.device, "dtype": torch.float32}
+    if TUNING["bwd_sliced"]:
+        du, dg, dwb, dwa, dhead, dh0 = sliced_recurrence(kdo, dfinal, params, heads, states, kk, kv, has_h0)
+        dalog, ddt = dhead[:, :, 0].sum(1), dhead[:, :, 1].sum(1)
+    else:
+        du, dg, dwb, dwa, dalog, ddt, dh0 = _one_program_recurrence(kdo, dfinal, params, heads, states, kk, kv, has_h0)
+    bk = pad_k(dk_)
+    dk = torch.empty_like(k)
+    dv = torch.empty_like(v)
+    bn = fit(int(TUNING["dkdv_tile"] if bk <= 64 else TUNING["dkdv_tile_k128"]), bk)
+    launch(
+        dkdv_kernel, (b * t, cdiv(n, bn)),
+        k, v, do, states, du, dg, dk, dv, t, n, dk_, dv_, BK=bk, BN=bn, BV=32, PREC=dot_precision(k.dtype, k.device),
+        num_warps=safe_warps(int(TUNING["dkdv_warps"]), bn, min(bk, 32)), num_stages=int(TUNING["dkdv_stages"]),
+    )  # fmt: skip
+    return dk, dv, dwb.sum((0, 1)), dwa.sum((0, 1)), dalog.sum(0), ddt.sum(0), dh0
+
+
+def _one_program_recurrence(
+    kdo: torch.Tensor,
+    dfinal: torch.Tensor | None,
+    params: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
+    heads: int,
+    states: torch.Tensor,
+    kk: torch.Tensor,
+    kv: torch.Tensor,
+    has_h0: bool,
+) -> tuple[torch.Tensor, ...]:
+    """The reverse recurrence in one program per batch element (``bwd_recurrence_kernel``; TUNING bwd_sliced 0).
+
+    Same arguments as ``triton_bwd_sliced.sliced_recurrence``. Returns du [B,T,Dk,Dv], dg [B,T,Dk,Dk], dwb and dwa
+    [B,T,Dv,H], dalog and ddt [B,H] (summed over frames), dh0 [B,Dk,Dv] or None; all fp32.
+    """
+    b, t, dk_, dv_ = kv.shape
+    f32 = {"device": kv.device, "dtype": torch.float32}
     ds = torch.zeros(b, 2, dk_, dv_, **f32)
     if dfinal is not None:
         ds[:, 0] = dfinal
@@ -228,16 +271,7 @@ def frame_bwd(
         bwd_recurrence_kernel, (b,),
         kk, kv, kdo, states, *params, ds, du, dg, dwb, dwa, dalog, ddt, t, dk_, dv_, heads, dv_ // heads,
         HAS_H0=has_h0, BK=bk, BV=bv, BVW=bvw, BH=bh, HEAD_TILE=(dv_ // heads) % bv == 0,
-        PREC=serial_precision(k.device), num_warps=safe_warps(int(TUNING["bwd_warps"]), bk, min(bv, bvw, bh)),
+        PREC=serial_precision(kv.device), num_warps=safe_warps(int(TUNING["bwd_warps"]), bk, min(bv, bvw, bh)),
         num_stages=int(TUNING["bwd_stages"]),
     )  # fmt: skip
-    dk = torch.empty_like(k)
-    dv = torch.empty_like(v)
-    bn = fit(int(TUNING["dkdv_tile"] if bk <= 64 else TUNING["dkdv_tile_k128"]), bk)
-    launch(
-        dkdv_kernel, (b * t, cdiv(n, bn)),
-        k, v, do, states, du, dg, dk, dv, t, n, dk_, dv_, BK=bk, BN=bn, BV=32, PREC=dot_precision(k.dtype, k.device),
-        num_warps=safe_warps(int(TUNING["dkdv_warps"]), bn, min(bk, 32)), num_stages=int(TUNING["dkdv_stages"]),
-    )  # fmt: skip
-    dh0 = ds[:, 0] if has_h0 else None
-    return dk, dv, dwb.sum((0, 1)), dwa.sum((0, 1)), dalog.sum(0), ddt.sum(0), dh0
+    return du, dg, dwb, dwa, dalog, ddt, (ds[:, 0] if has_h0 else None)

@@ -30,7 +30,7 @@ def serial_precision(device: torch.device) -> str:
 TUNING: dict[str, int | str] = {
     "fast_path": 1,  # 0: always use the one-program-per-clip recurrence (for tests and the sweep)
     "fast_slice": 32,  # value columns per program of the parallel recurrence (a power of two dividing Dv/H)
-    "fast_warps": 8,
+    "fast_warps": 4,  # 4 vs 8: 0.190 vs 0.194 ms at B10 T10 N256, 0.475 vs 0.496 at B32 (H100, batch sweep)
     "fast_prec": "tf32x3",  # tl.dot precision of the parallel recurrence on CUDA: "tf32x3" or "ieee"
     "fast_psum_dot": 0,  # 1: head sums of Q by a 0/1 matrix product instead of a reshape and sum
     "fwd_state_tile": 2048,
@@ -38,7 +38,10 @@ TUNING: dict[str, int | str] = {
     "bwd_state_tile": 1024,
     "bwd_light_tile": 2048,
     "bwd_warps": 4,
-    "bwd_min_bh": 16,  # head padding of the backward recurrence; 32 lets safe_warps allow 8 warps (with BV >= 32)
+    "bwd_min_bh": 16,
+    "bwd_sliced": 1,  # 1: reverse recurrence by value slices, one launch per frame; 0: one program per clip
+    "bwd_slice": 32,  # value columns per program of the sliced reverse recurrence
+    "bwd_slice_warps": 4,  # head padding of the backward recurrence; 32 lets safe_warps allow 8 warps (with BV >= 32)
     "gram_tile": 4096,
     "gram_warps": 4,
     "readout_tile": 4096,
