@@ -28,6 +28,7 @@
 #   bash bench/gpu_verify.sh OUTDIR stages2 # ours-only graph sweep of segments and pipeline depth, launch checks of each
 #   bash bench/gpu_verify.sh OUTDIR overlap # token GPU tests (pieces included); graph sweep of pieces, segments, stages
 #   bash bench/gpu_verify.sh OUTDIR sliced # frame GPU tests; sweep of the value-sliced reverse walk; per-launch profile
+#   bash bench/gpu_verify.sh OUTDIR sliced2 # the same with the one-launch walk, plus gradient errors against float64
 # Carry .whl (training wheels and fla-core; see bench/gpu_env.sh) and .tcache (autotune results saved by an
 # earlier call as OUTDIR/autotune.tgz, copied to .tcache/). Results land in OUTDIR, at most 8 files.
 set -uo pipefail
@@ -181,6 +182,16 @@ if [ "$WHAT" = overlap ]; then  # about 8.5 minutes: never run yet
     B4T10240H8K64V64 B4T2560H8K128V128 B8T4096H16K128V128 --variants high high+ov2 high+ov4 high+ov8 high+seg2 \
     high+sb2 high+prep8 fast fast+ov4 --json "$OUTDIR/sweep_graph.json" 2>&1 | grep -vE '^\{' \
     | tee "$OUTDIR/sweep_graph.txt" | tail -50
+fi
+if [ "$WHAT" = sliced2 ]; then  # about 8 minutes
+  timeout 250 python3 -m pytest -q -p no:cacheprovider -rf --tb=short tests/ops/test_frame_gpu.py 2>&1 \
+    | tail -15 | tee "$OUTDIR/frame_tests.txt"
+  timeout 60 python3 bench/frame_grad_errors.py 2>&1 | tail -14 | tee "$OUTDIR/grad_errors.txt"
+  timeout 130 python3 bench/ops_frame.py --sweep-only --sweep-shapes B10T10N256 B32T10N256 B1T200N64 --sweep-knobs \
+    bwd_persistent bwd_slice bwd_slice_warps --json "$OUTDIR/sweep_frame.json" 2>&1 | grep -E "^sweep|^best" \
+    | tee "$OUTDIR/sweep_frame.txt"
+  timeout 60 python3 bench/profile_ops.py --rule frame --modes fwdbwd --shapes B10T10N256 B32T10N256 B1T200N64 \
+    --iters 10 --json "$OUTDIR/profile.json" 2>&1 | tee "$OUTDIR/profile.txt" | grep -E "^##|slice|outer|gate_log"
 fi
 if [ "$WHAT" = sliced ]; then  # about 7 minutes: the frame backward by value slices, one launch per frame
   timeout 250 python3 -m pytest -q -p no:cacheprovider -rf --tb=short tests/ops/test_frame_gpu.py 2>&1 \

@@ -254,6 +254,7 @@ SWEEP = {  # knob -> values tried, one knob at a time, the others at their defau
     ],
     "fwdbwd": [
         ("bwd_sliced", (0, 1)),
+        ("bwd_persistent", (0, 1)),
         ("bwd_slice", (16, 32, 64)),
         ("bwd_slice_warps", (4, 8)),
         ("bwd_state_tile", (1024, 2048, 4096)),

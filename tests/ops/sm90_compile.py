@@ -36,7 +36,7 @@ SMEM_LIMIT = 232448  # bytes of shared memory one block may use on an H100 (227 
 TARGET = GPUTarget("cuda", 90, 32)
 # tensor-core instructions in the PTX; narrower than 16 columns is the shape Triton 3.6 got wrong (triton#10629)
 WGMMA = re.compile(r"wgmma\.mma_async\.sync\.aligned\.(m64n\d+k\d+)\.f32\.(\w+)\.")
-LAUNCH_OPTIONS = ("num_warps", "num_stages", "num_ctas", "maxnreg")
+LAUNCH_OPTIONS = ("num_warps", "num_stages", "num_ctas", "maxnreg", "launch_cooperative_grid")
 _DTYPES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16", torch.int32: "i32",
            torch.int64: "i64", torch.bool: "i1"}  # fmt: skip
 results: dict[tuple, str] = {}
@@ -147,6 +147,7 @@ def frame_cases() -> None:
         (torch.float32, (2, 3, 50, 48, 96, 4), True, 1),
     ):
         TUNING["bwd_sliced"] = sliced
+        TUNING["bwd_persistent"] = 2 * (h0 and sliced)  # the one-launch walk (compiled only, never run here)
         k = torch.softmax(torch.randn(b, t, n, dk), -1).to(dtype).requires_grad_()
         v = torch.randn(b, t, n, dv).to(dtype).requires_grad_()
         params = [torch.randn(dv, heads) / dv**0.5, torch.randn(dv, heads) / dv**0.5, torch.zeros(heads),
@@ -157,7 +158,7 @@ def frame_cases() -> None:
         (o.float().sum() + final.sum()).backward()
         with torch.no_grad():
             frame_gated_delta_step_triton(k[:, 0], v[:, 0], *params, heads=heads, state=state)
-    TUNING["bwd_sliced"] = 1
+    TUNING["bwd_sliced"], TUNING["bwd_persistent"] = 1, 1
 
 
 def token_cases() -> None:

@@ -23,6 +23,7 @@ import triton.language as tl
 from gdkvm.ops._host import next_power_of_2
 from gdkvm.ops.frame.tiles import collapse_to_heads, expand_gates, gate_logits, softplus
 from gdkvm.ops.frame.tuning import TUNING, block_sizes, launch, safe_warps, serial_precision
+from gdkvm.ops.gated_delta.launch import interpreting
 
 
 @triton.jit(do_not_specialize=["T", "H", "T_FIRST"])
@@ -68,8 +69,8 @@ def _finish_frame(
     dalpha = tl.zeros((BK, BH), dtype=tl.float32)
     dbeta = tl.zeros((BK, BH), dtype=tl.float32)
     for s in range(0, NS):
-        dalpha += tl.load(base + s * 2 * BK * BH + tile)
-        dbeta += tl.load(base + s * 2 * BK * BH + BK * BH + tile)
+        dalpha += tl.load(base + s * 2 * BK * BH + tile, cache_modifier=".cg")  # .cg: L2, never a stale L1 line
+        dbeta += tl.load(base + s * 2 * BK * BH + BK * BH + tile, cache_modifier=".cg")
     valid = (rk[:, None] < DK) & (rh[None, :] < H)
     dg_log = tl.where(valid, dalpha * alpha, 0.0)
     dpa = dg_log * -rate[None, :] * sig
@@ -91,11 +92,12 @@ def _finish_frame(
 
 @triton.jit
 def _frame_columns(
-    ds, p_ptr, part_ptr, prev, kk_ptr, kv_ptr, kdo_ptr, ds_ptr, du_ptr, dgs_ptr, b, t, sl, rate, dt, T, DK, DV, HD,
-    NS, j0, BK: tl.constexpr, BV: tl.constexpr, BH: tl.constexpr, HEAD_TILE: tl.constexpr, PREC: tl.constexpr,
+    ds, p_ptr, part_ptr, prev, kk_ptr, kv_ptr, kdo_ptr, du_ptr, dgs_ptr, b, t, sl, rate, dt, T, DK, DV, HD, NS, j0,
+    BK: tl.constexpr, BV: tl.constexpr, BH: tl.constexpr, HEAD_TILE: tl.constexpr, PREC: tl.constexpr,
 ):  # fmt: skip
     """The column-local part of frame t for this slice, given ds = its columns of dL/dS_t (without K^T dO): stores
-    dU_t, d(GS)_t, the direct part of dL/dS_{t-1} and this slice's head sums of dalpha and dbeta."""
+    dU_t, d(GS)_t and this slice's head sums of dalpha and dbeta; returns its columns of the direct part of
+    dL/dS_{t-1}, [BK, BV]."""
     rk = tl.arange(0, BK)
     rv = j0 + tl.arange(0, BV)
     offs = rk[:, None] * DV + rv[None, :]
@@ -113,40 +115,23 @@ def _frame_columns(
     dgs = -bx * dm
     tl.store(du_ptr + frame * DK * DV + offs, bx * dst, mask=mask)
     tl.store(dgs_ptr + frame * DK * DV + offs, dgs, mask=mask)
-    tl.store(ds_ptr + b * DK * DV + offs, dm + tl.dot(gram_t, dgs, input_precision=PREC), mask=mask)
     tile = rk[:, None] * BH + tl.arange(0, BH)[None, :]
     base = part_ptr + ((b * 2 + t % 2) * NS + sl) * 2 * BK * BH
     tl.store(base + tile, collapse_to_heads(dst * (s - bx * gs), j0, DV, HD, BV, BH, HEAD_TILE, PREC))
     tl.store(base + BK * BH + tile, collapse_to_heads(dst * kv - dm * gs, j0, DV, HD, BV, BH, HEAD_TILE, PREC))
+    return dm + tl.dot(gram_t, dgs, input_precision=PREC)
 
 
-@triton.jit(do_not_specialize=["t", "T", "H", "HD", "NS"])
-def bwd_slice_kernel(
-    kk_ptr, kv_ptr, kdo_ptr, states_ptr, p_ptr, wb_ptr, wa_ptr, alog_ptr, dt_ptr,
-    ds_ptr, part_ptr, du_ptr, dgs_ptr, dwb_ptr, dwa_ptr, dhead_ptr,
-    t, T, DK, DV, H, HD, NS,
+@triton.jit
+def _reverse_step(
+    ds, t, kk_ptr, kv_ptr, kdo_ptr, states_ptr, p_ptr, wb_ptr, wa_ptr, part_ptr, du_ptr, dgs_ptr, dwb_ptr, dwa_ptr,
+    dhead_ptr, b, sl, j0, rate, dt, T, DK, DV, H, HD, NS,
     HAS_H0: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, BH: tl.constexpr, HEAD_TILE: tl.constexpr,
     PREC: tl.constexpr,
 ):  # fmt: skip
-    """Reverse step t for one (batch element, value slice): finish frame t + 1 (if t + 1 < T), then frame t's
-    column-local part (t >= first frame), or at the end dU_0 = dL/dS_0 (no initial state) or dL/dS_init (t = -1).
-
-    Grid: (B, NS), slice sl owns value columns sl*BV .. sl*BV+BV-1. kk [B,T,DK,DK], kv and kdo [B,T,DK,DV], states
-    [B,T+1,DK,DV], p [B,T,2,BK,BH] (gate logits), ds [B,DK,DV] (in: direct part of dL/dS_t; out: that of
-    dL/dS_{t-1}, or dL/dS_init), part [B,2,NS,2,BK,BH] (head sums, slot by frame parity), du and dgs [B,T,DK,DV],
-    dwb and dwa [B,T,DV,H], dhead [B,T,2,H] (per-frame d a_log and d dt_bias terms). All fp32.
-    """
-    b = tl.program_id(0).to(tl.int64)
-    sl = tl.program_id(1)
-    j0 = sl * BV
-    rk = tl.arange(0, BK)
-    rh = tl.arange(0, BH)
-    rv = j0 + tl.arange(0, BV)
-    offs = rk[:, None] * DV + rv[None, :]
-    mask = (rk[:, None] < DK) & (rv[None, :] < DV)
-    rate = tl.exp(tl.load(alog_ptr + rh, mask=rh < H, other=0.0))
-    dt = tl.load(dt_ptr + rh, mask=rh < H, other=0.0)
-    ds = tl.load(ds_ptr + b * DK * DV + offs, mask=mask, other=0.0)
+    """Reverse step t of one (batch element, value slice), given ds = its columns of the direct part of dL/dS_t:
+    finish frame t + 1 (if t + 1 < T), then frame t's column-local part (t >= first frame; returns the direct part
+    of dL/dS_{t-1}), or dU_0 = dL/dS_0 (t = 0 without an initial state), or dL/dS_init (t = -1; returned)."""
     if t + 1 < T:
         prev = states_ptr + (b * (T + 1) + t + 1) * DK * DV
         ds += _finish_frame(
@@ -158,15 +143,79 @@ def bwd_slice_kernel(
         t_first = 0
     if t >= t_first:
         prev = states_ptr + (b * (T + 1) + t) * DK * DV
-        _frame_columns(
-            ds, p_ptr, part_ptr, prev, kk_ptr, kv_ptr, kdo_ptr, ds_ptr, du_ptr, dgs_ptr, b, t, sl, rate, dt, T, DK,
-            DV, HD, NS, j0, BK, BV, BH, HEAD_TILE, PREC,
+        ds = _frame_columns(
+            ds, p_ptr, part_ptr, prev, kk_ptr, kv_ptr, kdo_ptr, du_ptr, dgs_ptr, b, t, sl, rate, dt, T, DK, DV, HD,
+            NS, j0, BK, BV, BH, HEAD_TILE, PREC,
         )  # fmt: skip
     elif t == 0:  # no initial state: S_0 = U_0, so dU_0 is the whole gradient of S_0
-        ds += tl.load(kdo_ptr + b * T * DK * DV + offs, mask=mask, other=0.0)
-        tl.store(du_ptr + b * T * DK * DV + offs, ds, mask=mask)
+        rk = tl.arange(0, BK)
+        rv = j0 + tl.arange(0, BV)
+        offs = b * T * DK * DV + rk[:, None] * DV + rv[None, :]
+        mask = (rk[:, None] < DK) & (rv[None, :] < DV)
+        tl.store(du_ptr + offs, ds + tl.load(kdo_ptr + offs, mask=mask, other=0.0), mask=mask)
+    return ds
+
+
+@triton.jit
+def _slice_barrier(bar_ptr, target):
+    """Wait until the counter at bar_ptr reaches target after adding this program's arrival (one atomic per program:
+    Triton runs scalar atomics once). Release on arrival and acquire while spinning, at GPU scope, with CTA barriers
+    around so that every thread's stores precede the arrival and every thread's loads follow the wait."""
+    tl.debug_barrier()
+    tl.atomic_add(bar_ptr, 1, sem="release", scope="gpu")
+    while tl.atomic_add(bar_ptr, 0, sem="acquire", scope="gpu") < target:
+        pass
+    tl.debug_barrier()
+
+
+@triton.jit(do_not_specialize=["t", "T", "H", "HD", "NS"])
+def bwd_slice_kernel(
+    kk_ptr, kv_ptr, kdo_ptr, states_ptr, p_ptr, wb_ptr, wa_ptr, alog_ptr, dt_ptr,
+    ds_ptr, part_ptr, du_ptr, dgs_ptr, dwb_ptr, dwa_ptr, dhead_ptr, bar_ptr,
+    t, T, DK, DV, H, HD, NS,
+    HAS_H0: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, BH: tl.constexpr, HEAD_TILE: tl.constexpr,
+    PREC: tl.constexpr, PERSISTENT: tl.constexpr,
+):  # fmt: skip
+    """Reverse step t (``_reverse_step``) for one (batch element, value slice), or with PERSISTENT every step from
+    T - 1 down, the programs of a batch element meeting at a barrier (counter bar[b]) after each frame: this needs
+    all B * NS programs resident at once (a cooperative launch guarantees it or fails).
+
+    Grid: (B, NS), slice sl owns value columns sl*BV .. sl*BV+BV-1. kk [B,T,DK,DK], kv and kdo [B,T,DK,DV], states
+    [B,T+1,DK,DV], p [B,T,2,BK,BH] (gate logits), ds [B,DK,DV] (in: dL/dS_{T-1} or the direct part of dL/dS_t;
+    out: that of dL/dS_{t-1}, or dL/dS_init), part [B,2,NS,2,BK,BH] (head sums, slot by frame parity), du and dgs
+    [B,T,DK,DV], dwb and dwa [B,T,DV,H], dhead [B,T,2,H] (per-frame d a_log and d dt_bias terms), all fp32; bar [B]
+    int32 zeros (PERSISTENT only).
+    """
+    b = tl.program_id(0).to(tl.int64)
+    sl = tl.program_id(1)
+    j0 = sl * BV
+    rk = tl.arange(0, BK)
+    rh = tl.arange(0, BH)
+    rv = j0 + tl.arange(0, BV)
+    offs = b * DK * DV + rk[:, None] * DV + rv[None, :]
+    mask = (rk[:, None] < DK) & (rv[None, :] < DV)
+    rate = tl.exp(tl.load(alog_ptr + rh, mask=rh < H, other=0.0))
+    dt = tl.load(dt_ptr + rh, mask=rh < H, other=0.0)
+    ds = tl.load(ds_ptr + offs, mask=mask, other=0.0)
+    if PERSISTENT:
+        t_first = 1
+        if HAS_H0:
+            t_first = 0
+        for i in range(0, T - t_first + 1):
+            step = T - 1 - i
+            ds = _reverse_step(
+                ds, step, kk_ptr, kv_ptr, kdo_ptr, states_ptr, p_ptr, wb_ptr, wa_ptr, part_ptr, du_ptr, dgs_ptr,
+                dwb_ptr, dwa_ptr, dhead_ptr, b, sl, j0, rate, dt, T, DK, DV, H, HD, NS, HAS_H0, BK, BV, BH, HEAD_TILE,
+                PREC,
+            )  # fmt: skip
+            if step >= t_first:
+                _slice_barrier(bar_ptr + b, (i + 1) * NS)
     else:
-        tl.store(ds_ptr + b * DK * DV + offs, ds, mask=mask)
+        ds = _reverse_step(
+            ds, t, kk_ptr, kv_ptr, kdo_ptr, states_ptr, p_ptr, wb_ptr, wa_ptr, part_ptr, du_ptr, dgs_ptr, dwb_ptr,
+            dwa_ptr, dhead_ptr, b, sl, j0, rate, dt, T, DK, DV, H, HD, NS, HAS_H0, BK, BV, BH, HEAD_TILE, PREC,
+        )  # fmt: skip
+    tl.store(ds_ptr + offs, ds, mask=mask)
 
 
 @triton.jit(do_not_specialize=["T", "T_FIRST"])
@@ -193,6 +242,26 @@ def outer_kernel(
     tl.store(out_ptr + bt * DK * DK + rk[:, None] * DK + rk[None, :], acc, mask=out_mask)
 
 
+def _persistent_walk(walk: tuple, sizes: tuple, const: dict) -> bool:
+    """All reverse steps in ONE cooperative launch (``bwd_slice_kernel`` with PERSISTENT), where TUNING allows it
+    (bwd_persistent: 0 never, 1 on CUDA, 2 always; 2 is for compile checks only, as the interpreter runs programs
+    one by one and would wait forever at the first barrier). Returns False, having changed nothing, where it did not
+    run: not allowed, or the grid does not fit on the device at once (the cooperative launch is refused)."""
+    mode = int(TUNING["bwd_persistent"])
+    kv = walk[1]
+    if mode == 0 or (mode == 1 and (not kv.is_cuda or interpreting())):
+        return False
+    b, ns = kv.shape[0], -(-kv.shape[-1] // const["BV"])
+    bar = torch.zeros(b, device=kv.device, dtype=torch.int32)
+    try:
+        launch(bwd_slice_kernel, (b, ns), *walk, bar, 0, *sizes, PERSISTENT=True, launch_cooperative_grid=True, **const)
+    except RuntimeError as err:  # CUDA refuses a cooperative grid larger than what can be resident at once
+        if "cooperative" not in str(err).lower():
+            raise
+        return False
+    return True
+
+
 def sliced_recurrence(
     kdo: torch.Tensor,
     dfinal: torch.Tensor | None,
@@ -203,7 +272,8 @@ def sliced_recurrence(
     kv: torch.Tensor,
     has_h0: bool,
 ) -> tuple[torch.Tensor, ...]:
-    """The reverse recurrence by value slices (module docstring): T - first + 1 launches of ``bwd_slice_kernel``.
+    """The reverse recurrence by value slices (module docstring): one cooperative launch of ``bwd_slice_kernel`` on
+    CUDA where the grid fits the device at once, else T - first + 1 launches of it, one per reverse step.
 
     Args:
         kdo: [B, T, Dk, Dv] fp32 K_t^T dO_t; kk [B, T, Dk, Dk], kv [B, T, Dk, Dv] fp32 from the forward.
@@ -237,14 +307,14 @@ def sliced_recurrence(
     dwb = torch.zeros(b, t, dv, heads, **f32)
     dwa = torch.zeros(b, t, dv, heads, **f32)
     dhead = torch.zeros(b, t, 2, heads, **f32)
-    warps = safe_warps(int(TUNING["bwd_slice_warps"]), bk, min(bv, bh))
-    for step in range(t - 1, t_first - 2, -1):
-        launch(
-            bwd_slice_kernel, (b, ns),
-            kk, kv, kdo, states, p, wb, wa, a_log, dt_bias, ds, part, du, dgs, dwb, dwa, dhead,
-            step, t, dk, dv, heads, dv // heads, ns,
-            HAS_H0=has_h0, BK=bk, BV=bv, BH=bh, HEAD_TILE=(dv // heads) % bv == 0, PREC=prec, num_warps=warps,
-        )  # fmt: skip
+    walk = (kk, kv, kdo, states, p, wb, wa, a_log, dt_bias, ds, part, du, dgs, dwb, dwa, dhead)
+    const = {"HAS_H0": has_h0, "BK": bk, "BV": bv, "BH": bh, "HEAD_TILE": (dv // heads) % bv == 0, "PREC": prec}
+    const["num_warps"] = safe_warps(int(TUNING["bwd_slice_warps"]), bk, min(bv, bh))
+    if not _persistent_walk(walk, (t, dk, dv, heads, dv // heads, ns), const):  # one launch per reverse step
+        bar = torch.empty(1, device=kv.device, dtype=torch.int32)
+        for step in range(t - 1, t_first - 2, -1):
+            sizes = (step, t, dk, dv, heads, dv // heads, ns)
+            launch(bwd_slice_kernel, (b, ns), *walk, bar, *sizes, PERSISTENT=False, **const)
     dg = torch.empty(b, t, dk, dk, **f32)
     launch(
         outer_kernel, (b * t,), dgs, states, dg, t, dk, dv, t_first, BK=bk, BV=bvw, PREC=prec,

@@ -38,10 +38,11 @@ TUNING: dict[str, int | str] = {
     "bwd_state_tile": 1024,
     "bwd_light_tile": 2048,
     "bwd_warps": 4,
-    "bwd_min_bh": 16,
-    "bwd_sliced": 1,  # 1: reverse recurrence by value slices, one launch per frame; 0: one program per clip
+    "bwd_min_bh": 16,  # head padding of the backward recurrence; 32 lets safe_warps allow 8 warps (with BV >= 32)
+    "bwd_sliced": 1,  # 1: reverse recurrence by value slices (triton_bwd_sliced.py); 0: one program per clip
     "bwd_slice": 32,  # value columns per program of the sliced reverse recurrence
-    "bwd_slice_warps": 4,  # head padding of the backward recurrence; 32 lets safe_warps allow 8 warps (with BV >= 32)
+    "bwd_slice_warps": 4,
+    "bwd_persistent": 1,  # sliced walk in one cooperative launch: 0 never, 1 on CUDA, 2 always (compile checks only)
     "gram_tile": 4096,
     "gram_warps": 4,
     "readout_tile": 4096,
