@@ -28,6 +28,7 @@ VARIANTS = {
     "sliced, one launch": {"bwd_sliced": 1, "bwd_persistent": 1},
     "sliced, launch per frame": {"bwd_sliced": 1, "bwd_persistent": 0},
     "one program per clip": {"bwd_sliced": 0},
+    "sliced; forward recurrence in fp32 FMA dots": {"fast_prec": "ieee"},
 }
 
 
