@@ -12,8 +12,13 @@ from gdkvm.ops.frame.triton_fwd import frame_fwd
 from gdkvm.ops.frame.triton_step import frame_step
 
 
+def _fp32(x: torch.Tensor) -> torch.Tensor:
+    """x as a contiguous fp32 tensor; x itself (no copy, no new autograd node) when it already is one."""
+    return x if x.dtype == torch.float32 and x.is_contiguous() else x.detach().to(torch.float32).contiguous()
+
+
 def _params(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    return tuple(p.detach().to(torch.float32).contiguous() for p in tensors)
+    return tuple(_fp32(p) for p in tensors)
 
 
 class FrameGatedDeltaFunction(torch.autograd.Function):
@@ -34,7 +39,7 @@ class FrameGatedDeltaFunction(torch.autograd.Function):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         k, v = k.contiguous(), v.contiguous()
         params = _params(w_beta, w_alpha, a_log, dt_bias)
-        h0 = None if initial_state is None else initial_state.detach().to(torch.float32).contiguous()
+        h0 = None if initial_state is None else _fp32(initial_state)
         o, states, kk, kv = frame_fwd(k, v, *params, heads, h0)
         ctx.save_for_backward(k, v, *params, states, kk, kv)
         ctx.heads = heads
@@ -84,7 +89,7 @@ def frame_gated_delta_triton(
     inputs = (k, v, w_beta, w_alpha, a_log, dt_bias, initial_state)
     if torch.is_grad_enabled() and any(x is not None and x.requires_grad for x in inputs):
         return FrameGatedDeltaFunction.apply(*inputs, heads, output_final_state)
-    h0 = None if initial_state is None else initial_state.to(torch.float32).contiguous()
+    h0 = None if initial_state is None else _fp32(initial_state)
     params = _params(w_beta, w_alpha, a_log, dt_bias)
     o, states, _, _ = frame_fwd(k.contiguous(), v.contiguous(), *params, heads, h0, save=False)
     return o, (states[:, -1].contiguous() if output_final_state else None)

@@ -78,18 +78,22 @@ def safe_warps(warps: int, m: int, n: int) -> int:
     return warps
 
 
-def launch(kernel: triton.JITFunction, grid: tuple[int, ...], *args: object, **kwargs: object) -> None:
+def launch(kernel: triton.JITFunction, grid: tuple[int, ...], *args: object, **kwargs: object) -> object:
     """Launch; if the compiled kernel needs more shared memory than the device has (Triton raises OutOfResources
     before anything runs), retry with fp32 FMA dots (``PREC="ieee"``: no 3xTF32 operand copies), then 4 warps."""
+    try:
+        return kernel[grid](*args, **kwargs)
+    except triton.runtime.errors.OutOfResources:
+        pass  # the retries below are built only here: this function runs on every launch (host time)
     ieee = {key: "ieee" for key in ("PREC", "SPREC") if kwargs.get(key) in ("tf32x3", "tf32")}
-    retries = [{}, ieee, {**ieee, "num_warps": 4}] if ieee else [{}, {"num_warps": 4}]
+    retries = [ieee, {**ieee, "num_warps": 4}] if ieee else [{"num_warps": 4}]
     for i, change in enumerate(retries):
         try:
-            kernel[grid](*args, **{**kwargs, **change})
-            return
+            return kernel[grid](*args, **{**kwargs, **change})
         except triton.runtime.errors.OutOfResources:
             if i == len(retries) - 1:
                 raise
+    return None
 
 
 def pad_k(dk: int) -> int:

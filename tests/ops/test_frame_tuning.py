@@ -1,0 +1,55 @@
+"""The frame kernels' launch helper: shared-memory retries and the warp cap, without a GPU."""
+
+from __future__ import annotations
+
+import pytest
+import triton
+
+from gdkvm.ops.frame.tuning import launch, safe_warps
+
+
+class FakeKernel:
+    """Stands in for a JITFunction: records each launch's keyword arguments; raises OutOfResources (as Triton does
+    before running a kernel that needs more shared memory than the device has) unless ``accept`` says yes."""
+
+    def __init__(self, accept) -> None:  # noqa: ANN001
+        self.accept = accept
+        self.calls: list[dict] = []
+
+    def __getitem__(self, grid: tuple):  # noqa: ANN204
+        def run(*args: object, **kwargs: object) -> str:
+            self.calls.append(kwargs)
+            if not self.accept(kwargs):
+                raise triton.runtime.errors.OutOfResources(300000, 232448, "shared memory")
+            return "compiled"
+
+        return run
+
+
+def test_launch_runs_once_when_it_fits() -> None:
+    kernel = FakeKernel(lambda kw: True)
+    assert launch(kernel, (1,), 3, PREC="tf32x3", num_warps=8) == "compiled"
+    assert kernel.calls == [{"PREC": "tf32x3", "num_warps": 8}]
+
+
+def test_launch_retries_with_fp32_dots_then_four_warps() -> None:
+    kernel = FakeKernel(lambda kw: kw["num_warps"] == 4)
+    launch(kernel, (1,), PREC="tf32x3", SPREC="tf32", num_warps=8)
+    assert kernel.calls == [
+        {"PREC": "tf32x3", "SPREC": "tf32", "num_warps": 8},
+        {"PREC": "ieee", "SPREC": "ieee", "num_warps": 8},
+        {"PREC": "ieee", "SPREC": "ieee", "num_warps": 4},
+    ]
+
+
+def test_launch_gives_up_with_the_last_error() -> None:
+    kernel = FakeKernel(lambda kw: False)
+    with pytest.raises(triton.runtime.errors.OutOfResources):
+        launch(kernel, (1,), PREC="ieee", num_warps=8)
+    assert [c["num_warps"] for c in kernel.calls] == [8, 4]
+
+
+def test_safe_warps_keeps_tensor_core_tiles_16_wide() -> None:
+    assert safe_warps(8, 64, 16) == 4  # 16 columns over 2 warpgroups would be 8 wide
+    assert safe_warps(8, 64, 64) == 8
+    assert safe_warps(2, 64, 64) == 4
