@@ -222,11 +222,8 @@ def frame_bwd(
     b, t, n, dk_ = k.shape
     dv_ = v.shape[-1]
     kdo, _, _ = gram(k, do, with_kk=False)
-    if TUNING["bwd_sliced"]:
-        du, dg, dwb, dwa, dhead, dh0 = sliced_recurrence(kdo, dfinal, params, heads, states, kk, kv, has_h0)
-        dalog, ddt = dhead[:, :, 0].sum(1), dhead[:, :, 1].sum(1)
-    else:
-        du, dg, dwb, dwa, dalog, ddt, dh0 = _one_program_recurrence(kdo, dfinal, params, heads, states, kk, kv, has_h0)
+    walk = sliced_recurrence if TUNING["bwd_sliced"] else _one_program_recurrence
+    du, dg, dwb, dwa, dalog, ddt, dh0 = walk(kdo, dfinal, params, heads, states, kk, kv, has_h0)
     bk = pad_k(dk_)
     dk = torch.empty_like(k)
     dv = torch.empty_like(v)
@@ -236,7 +233,7 @@ def frame_bwd(
         k, v, do, states, du, dg, dk, dv, t, n, dk_, dv_, BK=bk, BN=bn, BV=32, PREC=dot_precision(k.dtype, k.device),
         num_warps=safe_warps(int(TUNING["dkdv_warps"]), bn, min(bk, 32)), num_stages=int(TUNING["dkdv_stages"]),
     )  # fmt: skip
-    return dk, dv, dwb.sum((0, 1)), dwa.sum((0, 1)), dalog.sum(0), ddt.sum(0), dh0
+    return dk, dv, dwb, dwa, dalog, ddt, dh0
 
 
 def _one_program_recurrence(
@@ -251,8 +248,7 @@ def _one_program_recurrence(
 ) -> tuple[torch.Tensor, ...]:
     """The reverse recurrence in one program per batch element (``bwd_recurrence_kernel``; TUNING bwd_sliced 0).
 
-    Same arguments as ``triton_bwd_sliced.sliced_recurrence``. Returns du [B,T,Dk,Dv], dg [B,T,Dk,Dk], dwb and dwa
-    [B,T,Dv,H], dalog and ddt [B,H] (summed over frames), dh0 [B,Dk,Dv] or None; all fp32.
+    Same arguments and results as ``triton_bwd_sliced.sliced_recurrence``.
     """
     b, t, dk_, dv_ = kv.shape
     f32 = {"device": kv.device, "dtype": torch.float32}
@@ -274,4 +270,5 @@ def _one_program_recurrence(
         PREC=serial_precision(kv.device), num_warps=safe_warps(int(TUNING["bwd_warps"]), bk, min(bv, bvw, bh)),
         num_stages=int(TUNING["bwd_stages"]),
     )  # fmt: skip
-    return du, dg, dwb, dwa, dalog, ddt, (ds[:, 0] if has_h0 else None)
+    dh0 = ds[:, 0] if has_h0 else None
+    return du, dg, dwb.sum((0, 1)), dwa.sum((0, 1)), dalog.sum(0), ddt.sum(0), dh0

@@ -53,12 +53,19 @@ def _gates(p_ptr, frame, rate, dt, BK: tl.constexpr, BH: tl.constexpr):
 
 
 @triton.jit
+def _accumulate(ptrs, x, mask):
+    """*ptrs += x where mask (rows of one program only: no other program touches them)."""
+    tl.store(ptrs, tl.load(ptrs, mask=mask, other=0.0) + x, mask=mask)
+
+
+@triton.jit
 def _finish_frame(
-    p_ptr, part_ptr, prev, wb_ptr, wa_ptr, dwb_ptr, dwa_ptr, dhead_ptr, b, f, sl, rate, dt, T, DK, DV, H, NS, j0,
+    p_ptr, part_ptr, prev, wb_ptr, wa_ptr, acc_row, b, f, sl, rate, dt, T, DK, DV, H, NS, j0,
     BK: tl.constexpr, BV: tl.constexpr, BH: tl.constexpr, PREC: tl.constexpr,
 ):  # fmt: skip
-    """The cross-slice part of frame f: dP from all slices' head sums; this slice's rows of dW_f (and, slice 0, the
-    per-head a_log and dt_bias terms of frame f); returns this slice's columns of dP W^T, [BK, BV]."""
+    """The cross-slice part of frame f: dP from all slices' head sums; adds this slice's rows of dW_f (and, slice 0,
+    the per-head a_log and dt_bias terms of frame f) to the batch element's gradient row acc_row (layout in
+    ``bwd_slice_kernel``); returns this slice's columns of dP W^T, [BK, BV]."""
     rk = tl.arange(0, BK)
     rh = tl.arange(0, BH)
     rv = j0 + tl.arange(0, BV)
@@ -76,13 +83,13 @@ def _finish_frame(
     dpa = dg_log * -rate[None, :] * sig
     dpb = tl.where(valid, dbeta * beta * (1.0 - beta), 0.0)
     if sl == 0:
-        tl.store(dhead_ptr + frame * 2 * H + rh, tl.sum(dg_log * g, axis=0), mask=rh < H)
-        tl.store(dhead_ptr + frame * 2 * H + H + rh, tl.sum(dpa, axis=0), mask=rh < H)
+        _accumulate(acc_row + 2 * DV * H + rh, tl.sum(dg_log * g, axis=0), rh < H)
+        _accumulate(acc_row + 2 * DV * H + H + rh, tl.sum(dpa, axis=0), rh < H)
     s_t = tl.load(prev + rk[None, :] * DV + rv[:, None], mask=(rk[None, :] < DK) & (rv[:, None] < DV), other=0.0)
-    w_offs = frame * DV * H + rv[:, None] * H + rh[None, :]
+    w_offs = rv[:, None] * H + rh[None, :]
     w_mask = (rv[:, None] < DV) & (rh[None, :] < H)
-    tl.store(dwb_ptr + w_offs, tl.dot(s_t, dpb, input_precision=PREC), mask=w_mask)
-    tl.store(dwa_ptr + w_offs, tl.dot(s_t, dpa, input_precision=PREC), mask=w_mask)
+    _accumulate(acc_row + w_offs, tl.dot(s_t, dpb, input_precision=PREC), w_mask)
+    _accumulate(acc_row + DV * H + w_offs, tl.dot(s_t, dpa, input_precision=PREC), w_mask)
     wt_offs = rh[:, None] + rv[None, :] * H
     wt_mask = (rh[:, None] < H) & (rv[None, :] < DV)
     wb_t = tl.load(wb_ptr + wt_offs, mask=wt_mask, other=0.0)
@@ -124,8 +131,8 @@ def _frame_columns(
 
 @triton.jit
 def _reverse_step(
-    ds, t, kk_ptr, kv_ptr, kdo_ptr, states_ptr, p_ptr, wb_ptr, wa_ptr, part_ptr, du_ptr, dgs_ptr, dwb_ptr, dwa_ptr,
-    dhead_ptr, b, sl, j0, rate, dt, T, DK, DV, H, HD, NS,
+    ds, t, kk_ptr, kv_ptr, kdo_ptr, states_ptr, p_ptr, wb_ptr, wa_ptr, part_ptr, du_ptr, dgs_ptr, acc_row,
+    b, sl, j0, rate, dt, T, DK, DV, H, HD, NS,
     HAS_H0: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, BH: tl.constexpr, HEAD_TILE: tl.constexpr,
     PREC: tl.constexpr,
 ):  # fmt: skip
@@ -135,8 +142,8 @@ def _reverse_step(
     if t + 1 < T:
         prev = states_ptr + (b * (T + 1) + t + 1) * DK * DV
         ds += _finish_frame(
-            p_ptr, part_ptr, prev, wb_ptr, wa_ptr, dwb_ptr, dwa_ptr, dhead_ptr, b, t + 1, sl, rate, dt, T, DK, DV, H,
-            NS, j0, BK, BV, BH, PREC,
+            p_ptr, part_ptr, prev, wb_ptr, wa_ptr, acc_row, b, t + 1, sl, rate, dt, T, DK, DV, H, NS, j0, BK, BV,
+            BH, PREC,
         )  # fmt: skip
     t_first = 1
     if HAS_H0:
@@ -171,8 +178,8 @@ def _slice_barrier(bar_ptr, target):
 @triton.jit(do_not_specialize=["t", "T", "H", "HD", "NS"])
 def bwd_slice_kernel(
     kk_ptr, kv_ptr, kdo_ptr, states_ptr, p_ptr, wb_ptr, wa_ptr, alog_ptr, dt_ptr,
-    ds_ptr, part_ptr, du_ptr, dgs_ptr, dwb_ptr, dwa_ptr, dhead_ptr, bar_ptr,
-    t, T, DK, DV, H, HD, NS,
+    ds_ptr, part_ptr, du_ptr, dgs_ptr, acc_ptr, bar_ptr,
+    t, T, DK, DV, H, HD, NS, ROW,
     HAS_H0: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, BH: tl.constexpr, HEAD_TILE: tl.constexpr,
     PREC: tl.constexpr, PERSISTENT: tl.constexpr,
 ):  # fmt: skip
@@ -183,8 +190,9 @@ def bwd_slice_kernel(
     Grid: (B, NS), slice sl owns value columns sl*BV .. sl*BV+BV-1. kk [B,T,DK,DK], kv and kdo [B,T,DK,DV], states
     [B,T+1,DK,DV], p [B,T,2,BK,BH] (gate logits), ds [B,DK,DV] (in: dL/dS_{T-1} or the direct part of dL/dS_t;
     out: that of dL/dS_{t-1}, or dL/dS_init), part [B,2,NS,2,BK,BH] (head sums, slot by frame parity), du and dgs
-    [B,T,DK,DV], dwb and dwa [B,T,DV,H], dhead [B,T,2,H] (per-frame d a_log and d dt_bias terms), all fp32; bar [B]
-    int32 zeros (PERSISTENT only).
+    [B,T,DK,DV], all fp32; acc [B, ROW] fp32 zeros, summed over frames: dW_beta [DV, H], dW_alpha [DV, H], the
+    d a_log and d dt_bias terms [2, H], then one slot that bar_ptr (the same buffer as int32) uses as the batch
+    element's barrier counter (PERSISTENT only).
     """
     b = tl.program_id(0).to(tl.int64)
     sl = tl.program_id(1)
@@ -205,15 +213,14 @@ def bwd_slice_kernel(
             step = T - 1 - i
             ds = _reverse_step(
                 ds, step, kk_ptr, kv_ptr, kdo_ptr, states_ptr, p_ptr, wb_ptr, wa_ptr, part_ptr, du_ptr, dgs_ptr,
-                dwb_ptr, dwa_ptr, dhead_ptr, b, sl, j0, rate, dt, T, DK, DV, H, HD, NS, HAS_H0, BK, BV, BH, HEAD_TILE,
-                PREC,
+                acc_ptr + b * ROW, b, sl, j0, rate, dt, T, DK, DV, H, HD, NS, HAS_H0, BK, BV, BH, HEAD_TILE, PREC,
             )  # fmt: skip
             if step >= t_first:
-                _slice_barrier(bar_ptr + b, (i + 1) * NS)
+                _slice_barrier(bar_ptr + b * ROW + ROW - 1, (i + 1) * NS)
     else:
         ds = _reverse_step(
-            ds, t, kk_ptr, kv_ptr, kdo_ptr, states_ptr, p_ptr, wb_ptr, wa_ptr, part_ptr, du_ptr, dgs_ptr, dwb_ptr,
-            dwa_ptr, dhead_ptr, b, sl, j0, rate, dt, T, DK, DV, H, HD, NS, HAS_H0, BK, BV, BH, HEAD_TILE, PREC,
+            ds, t, kk_ptr, kv_ptr, kdo_ptr, states_ptr, p_ptr, wb_ptr, wa_ptr, part_ptr, du_ptr, dgs_ptr,
+            acc_ptr + b * ROW, b, sl, j0, rate, dt, T, DK, DV, H, HD, NS, HAS_H0, BK, BV, BH, HEAD_TILE, PREC,
         )  # fmt: skip
     tl.store(ds_ptr + offs, ds, mask=mask)
 
@@ -251,10 +258,9 @@ def _persistent_walk(walk: tuple, sizes: tuple, const: dict) -> bool:
     kv = walk[1]
     if mode == 0 or (mode == 1 and (not kv.is_cuda or interpreting())):
         return False
-    b, ns = kv.shape[0], -(-kv.shape[-1] // const["BV"])
-    bar = torch.zeros(b, device=kv.device, dtype=torch.int32)
+    grid = (kv.shape[0], -(-kv.shape[-1] // const["BV"]))
     try:
-        launch(bwd_slice_kernel, (b, ns), *walk, bar, 0, *sizes, PERSISTENT=True, launch_cooperative_grid=True, **const)
+        launch(bwd_slice_kernel, grid, *walk, 0, *sizes, PERSISTENT=True, launch_cooperative_grid=True, **const)
     except RuntimeError as err:  # CUDA refuses a cooperative grid larger than what can be resident at once
         if "cooperative" not in str(err).lower():
             raise
@@ -282,8 +288,8 @@ def sliced_recurrence(
         heads: H. states: [B, T + 1, Dk, Dv] fp32 checkpoint. has_h0: whether the forward got an initial state.
 
     Returns:
-        du [B,T,Dk,Dv], dg [B,T,Dk,Dk] (frame 0 zero without h0), dwb and dwa [B,T,Dv,H], dalog and ddt [B,T,2,H]
-        packed as dhead, dh0 [B,Dk,Dv] or None. All fp32.
+        du [B,T,Dk,Dv], dg [B,T,Dk,Dk] (frame 0 zero without h0), dw_beta and dw_alpha [Dv,H], da_log and ddt_bias
+        [H] (summed over the batch), dh0 [B,Dk,Dv] or None. All fp32.
     """
     b, t, dk, dv = kv.shape
     wb, wa, a_log, dt_bias = params
@@ -301,23 +307,24 @@ def sliced_recurrence(
             BK=bk, BV=bvw, BH=bh, PREC=prec, num_warps=safe_warps(4, bk, min(bvw, bh)),
         )  # fmt: skip
     ds = dfinal.clone() if dfinal is not None else torch.zeros(b, dk, dv, **f32)
+    row = 2 * dv * heads + 2 * heads + 1  # dW_beta, dW_alpha, d a_log and d dt_bias terms, barrier counter
+    acc = torch.zeros(b, row, **f32)
     part = torch.empty(b, 2, ns, 2, bk, bh, **f32)
     du = torch.empty(b, t, dk, dv, **f32)
     dgs = torch.empty(b, t, dk, dv, **f32)
-    dwb = torch.zeros(b, t, dv, heads, **f32)
-    dwa = torch.zeros(b, t, dv, heads, **f32)
-    dhead = torch.zeros(b, t, 2, heads, **f32)
-    walk = (kk, kv, kdo, states, p, wb, wa, a_log, dt_bias, ds, part, du, dgs, dwb, dwa, dhead)
+    walk = (kk, kv, kdo, states, p, wb, wa, a_log, dt_bias, ds, part, du, dgs, acc, acc.view(torch.int32))
     const = {"HAS_H0": has_h0, "BK": bk, "BV": bv, "BH": bh, "HEAD_TILE": (dv // heads) % bv == 0, "PREC": prec}
     const["num_warps"] = safe_warps(int(TUNING["bwd_slice_warps"]), bk, min(bv, bh))
-    if not _persistent_walk(walk, (t, dk, dv, heads, dv // heads, ns), const):  # one launch per reverse step
-        bar = torch.empty(1, device=kv.device, dtype=torch.int32)
+    if not _persistent_walk(walk, (t, dk, dv, heads, dv // heads, ns, row), const):  # one launch per reverse step
         for step in range(t - 1, t_first - 2, -1):
-            sizes = (step, t, dk, dv, heads, dv // heads, ns)
-            launch(bwd_slice_kernel, (b, ns), *walk, bar, *sizes, PERSISTENT=False, **const)
+            sizes = (step, t, dk, dv, heads, dv // heads, ns, row)
+            launch(bwd_slice_kernel, (b, ns), *walk, *sizes, PERSISTENT=False, **const)
     dg = torch.empty(b, t, dk, dk, **f32)
     launch(
         outer_kernel, (b * t,), dgs, states, dg, t, dk, dv, t_first, BK=bk, BV=bvw, PREC=prec,
         num_warps=safe_warps(4, bk, bk),
     )  # fmt: skip
-    return du, dg, dwb, dwa, dhead, (ds if has_h0 else None)
+    total = acc[:, :-1].sum(0)
+    dw = total[: 2 * dv * heads].view(2, dv, heads)
+    dhead = total[2 * dv * heads :].view(2, heads)
+    return du, dg, dw[0], dw[1], dhead[0], dhead[1], (ds if has_h0 else None)
