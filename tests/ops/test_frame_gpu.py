@@ -134,6 +134,25 @@ def test_ill_conditioned_n1024_fp32_against_float64() -> None:
     assert not bad, bad
 
 
+@pytest.mark.parametrize("persistent", [1, 0], ids=["refused-cooperative-launch", "launch-per-frame"])
+def test_backward_walk_without_the_cooperative_launch(persistent: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sliced reverse walk's other path: B64 x 16 slices = 1024 programs cannot all be resident (at ~240
+    registers per thread an SM holds two), so CUDA refuses the cooperative launch and each reverse step becomes its
+    own launch; or (bwd_persistent 0) that path by choice. Gradients as in the other cases; the refusal must leave
+    nothing behind (no sticky CUDA error, no partial update)."""
+    from gdkvm.ops.frame import triton_bwd_sliced
+    from gdkvm.ops.frame.tuning import TUNING
+
+    ran = []
+    walk = triton_bwd_sliced._persistent_walk
+    monkeypatch.setattr(triton_bwd_sliced, "_persistent_walk", lambda *a: ran.append(walk(*a)) or ran[-1])
+    monkeypatch.setitem(TUNING, "bwd_slice", 16)
+    monkeypatch.setitem(TUNING, "bwd_persistent", persistent)
+    torch.manual_seed(0)
+    triton_errors(make_inputs((64, 3, 32, 64, 256, 8), F32, with_state=True), TOL[F32])
+    assert ran == [False], "the one-launch walk ran (or was never asked): the fallback was not exercised"
+
+
 INFERENCE_CASES = [
     pytest.param((10, 10, 256, 64, 256, 8), F32, False, id="B10T10N256-fp32"),
     pytest.param((10, 10, 64, 64, 256, 8), BF16, True, id="B10T10N64-bf16-h0"),
