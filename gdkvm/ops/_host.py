@@ -1,8 +1,16 @@
-"""Host-side integer helpers for launch sizes. ``triton.cdiv`` and ``triton.next_power_of_2`` are constexpr
-functions with a wrapper that costs a few microseconds per call on the host, and a single op call computes several
-launch sizes; these plain versions give the same values."""
+"""Host-side helpers shared by both ops' launchers: integer launch sizes and whether Triton is interpreting.
+``triton.cdiv`` and ``triton.next_power_of_2`` are constexpr functions with a wrapper that costs a few microseconds
+per call on the host, and a single op call computes several launch sizes; these plain versions give the same
+values."""
 
 from __future__ import annotations
+
+import os
+
+
+def interpreting() -> bool:
+    """Whether Triton runs through its CPU interpreter (TRITON_INTERPRET=1)."""
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
 
 def cdiv(x: int, y: int) -> int:

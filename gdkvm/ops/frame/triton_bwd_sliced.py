@@ -1,4 +1,4 @@
-"""Reverse recurrence of the frame rule split over value slices: one launch per frame, (batch, value slice) programs.
+"""Reverse recurrence of the frame rule split over value slices: (batch element, value slice) programs.
 
 The one-program reverse walk (``triton_bwd.bwd_recurrence_kernel``) sweeps every value tile of a clip three times
 per frame in ONE program per batch element, so it is latency-bound (~90 us per frame on an H100 at Dv 256). Almost
@@ -8,10 +8,13 @@ all of the adjoint's work is local to a value column: with the gates of frame t 
 local: the gates themselves (``S_{t-1} W``, a sum over all columns; forward quantities, so they are computed for all
 frames at once before the walk, ``gate_logits_kernel``) and the gate-logit gradient ``dP [Dk, 2H]``, a sum over each
 head's columns that feeds every column of ``dS_{t-1}`` through ``dP W^T``. That sum is the only exchange between
-programs, and a launch boundary provides it: launch t first finishes frame t + 1 (sums the slices' partial head sums
-that launch t + 1 left in ``part``, forms dP, adds ``dP W^T`` to its columns of ``dS_t``, writes its rows of dW)
-and then runs frame t's column-local part. ``dG_t = d(GS)_t S_{t-1}^T`` needs no recurrence and is one parallel
-launch afterwards (``outer_kernel``). Every exchange goes through global memory in a fixed order: deterministic.
+programs: reverse step t first finishes frame t + 1 (sums the slices' partial head sums that step t + 1 left in
+``part``, forms dP, adds ``dP W^T`` to its columns of ``dS_t``, adds its rows of dW) and then runs frame t's
+column-local part. On CUDA all steps run in one cooperative launch, the programs of a clip meeting at a barrier
+after each frame; elsewhere (the interpreter, or a grid too large to be resident at once) each step is a launch of
+its own and the launch boundary is the barrier. ``dG_t = d(GS)_t S_{t-1}^T`` needs no recurrence and is one
+parallel launch afterwards (``outer_kernel``). Every exchange goes through global memory in a fixed order:
+deterministic.
 """
 
 from __future__ import annotations
@@ -20,10 +23,9 @@ import torch
 import triton
 import triton.language as tl
 
-from gdkvm.ops._host import next_power_of_2
+from gdkvm.ops._host import cdiv, interpreting, next_power_of_2
 from gdkvm.ops.frame.tiles import collapse_to_heads, expand_gates, gate_logits, softplus
 from gdkvm.ops.frame.tuning import TUNING, block_sizes, launch, safe_warps, serial_precision
-from gdkvm.ops.gated_delta.launch import interpreting
 
 
 @triton.jit(do_not_specialize=["T", "H", "T_FIRST"])
@@ -249,16 +251,14 @@ def outer_kernel(
     tl.store(out_ptr + bt * DK * DK + rk[:, None] * DK + rk[None, :], acc, mask=out_mask)
 
 
-def _persistent_walk(walk: tuple, sizes: tuple, const: dict) -> bool:
+def _persistent_walk(grid: tuple[int, int], walk: tuple, sizes: tuple, const: dict) -> bool:
     """All reverse steps in ONE cooperative launch (``bwd_slice_kernel`` with PERSISTENT), where TUNING allows it
     (bwd_persistent: 0 never, 1 on CUDA, 2 always; 2 is for compile checks only, as the interpreter runs programs
     one by one and would wait forever at the first barrier). Returns False, having changed nothing, where it did not
     run: not allowed, or the grid does not fit on the device at once (the cooperative launch is refused)."""
     mode = int(TUNING["bwd_persistent"])
-    kv = walk[1]
-    if mode == 0 or (mode == 1 and (not kv.is_cuda or interpreting())):
+    if mode == 0 or (mode == 1 and (not walk[0].is_cuda or interpreting())):
         return False
-    grid = (kv.shape[0], -(-kv.shape[-1] // const["BV"]))
     try:
         launch(bwd_slice_kernel, grid, *walk, 0, *sizes, PERSISTENT=True, launch_cooperative_grid=True, **const)
     except RuntimeError as err:  # CUDA refuses a cooperative grid larger than what can be resident at once
@@ -298,7 +298,7 @@ def sliced_recurrence(
     bk, _, bh = block_sizes(dk, dv, heads, int(TUNING["bwd_state_tile"]), int(TUNING["bwd_min_bh"]))
     bvw = block_sizes(dk, dv, heads, int(TUNING["bwd_light_tile"]))[1]
     bv = max(16, min(next_power_of_2(dv), int(TUNING["bwd_slice"])))
-    ns = -(-dv // bv)
+    ns = cdiv(dv, bv)
     t_first = 0 if has_h0 else 1
     p = torch.empty(b, t, 2, bk, bh, **f32)
     if t > t_first:
@@ -315,7 +315,7 @@ def sliced_recurrence(
     walk = (kk, kv, kdo, states, p, wb, wa, a_log, dt_bias, ds, part, du, dgs, acc, acc.view(torch.int32))
     const = {"HAS_H0": has_h0, "BK": bk, "BV": bv, "BH": bh, "HEAD_TILE": (dv // heads) % bv == 0, "PREC": prec}
     const["num_warps"] = safe_warps(int(TUNING["bwd_slice_warps"]), bk, min(bv, bh))
-    if not _persistent_walk(walk, (t, dk, dv, heads, dv // heads, ns, row), const):  # one launch per reverse step
+    if not _persistent_walk((b, ns), walk, (t, dk, dv, heads, dv // heads, ns, row), const):  # else a launch a step
         for step in range(t - 1, t_first - 2, -1):
             sizes = (step, t, dk, dv, heads, dv // heads, ns, row)
             launch(bwd_slice_kernel, (b, ns), *walk, *sizes, PERSISTENT=False, **const)

@@ -93,7 +93,7 @@ def launch(kernel: triton.JITFunction, grid: tuple[int, ...], *args: object, **k
         except triton.runtime.errors.OutOfResources:
             if i == len(retries) - 1:
                 raise
-    return None
+    raise AssertionError("unreachable: the last retry returns or raises")
 
 
 def pad_k(dk: int) -> int:

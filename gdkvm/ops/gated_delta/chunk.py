@@ -180,7 +180,7 @@ def chunk_gated_delta(
             q, k, v, g, beta, scale=scale, initial_state=initial_state, output_final_state=output_final_state
         )
         return o, (state.float() if state is not None and q.dtype != torch.float64 else state)
-    from gdkvm.ops.gated_delta.launch import interpreting
+    from gdkvm.ops._host import interpreting
 
     if not q.is_cuda and not interpreting():
         raise InputError("backend='triton' on CPU tensors needs TRITON_INTERPRET=1 set before gdkvm is imported")

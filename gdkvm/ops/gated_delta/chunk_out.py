@@ -8,9 +8,9 @@ import torch
 import triton
 import triton.language as tl
 
-from gdkvm.ops._host import cdiv, next_power_of_2
+from gdkvm.ops._host import cdiv, interpreting, next_power_of_2
 from gdkvm.ops.gated_delta.chunk_jit import _gate_load, _rows
-from gdkvm.ops.gated_delta.launch import block_k, interpreting
+from gdkvm.ops.gated_delta.launch import block_k
 
 
 @triton.jit

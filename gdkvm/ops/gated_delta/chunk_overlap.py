@@ -5,11 +5,12 @@ per value tile and batch*head: on B4 H8 that is 128 programs, one per SM, each l
 pieces of consecutive chunks, the prep of piece 0 runs first on the caller's stream; the preps of pieces 1..P-1 are
 queued on a side stream, each recording an event; the state pass runs one launch per piece on the caller's stream,
 each waiting for its piece's event and continuing from the state the last one left (``chunk_fwd._state_pieces``).
-So the prep of later pieces can run on the SMs the state pass leaves idle, and the forward costs about one piece of
-prep plus the state pass instead of their sum. Every buffer is allocated on the caller's stream (by piece 0's
-prep), and the caller's stream has waited for every side-stream event before the op returns, so the caching
-allocator never sees a block in use on the side stream. CUDA-graph capture is fine (fork by ``wait_stream``, join by
-the events). On the CPU (Triton's interpreter) the pieces run one after another: same arithmetic, no streams.
+So the prep of later pieces can run on the SMs the state pass leaves idle. Measured on an H100 (CUDA graphs): 8 pieces
+0.693 vs 0.785 ms at B4 T10240 H8 K64, 2-15% slower at B4 T2560 and the K128 shapes, hence off by default.
+Every buffer is allocated on the caller's stream (by piece 0's prep), and the caller's stream has waited for every
+side-stream event before the op returns, so the caching allocator never sees a block in use on the side stream.
+CUDA-graph capture is fine (fork by ``wait_stream``, join by the events).
+On the CPU (Triton's interpreter) the pieces run one after another: same arithmetic, no streams.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import Callable
 
 import torch
 
-from gdkvm.ops.gated_delta.launch import interpreting
+from gdkvm.ops._host import interpreting
 
 _SIDE_STREAMS: dict[int, torch.cuda.Stream] = {}
 
