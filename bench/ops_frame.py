@@ -161,10 +161,20 @@ def launch_overhead(inputs: list[torch.Tensor], warmup: int, rep: int) -> dict[s
         for _ in range(3):
             ours(*inputs)
         torch.cuda.synchronize()
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            ours(*inputs)
-        graph_ms = triton.testing.do_bench(graph.replay, warmup=warmup, rep=rep, return_mode="median")
+        graph_ms = float("nan")
+        for capture in (1, 0):  # the one-launch forward captured (a cooperative launch in a graph), else without it
+            TUNING["fused_capture"] = capture
+            try:
+                graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(graph):
+                    ours(*inputs)
+                graph_ms = triton.testing.do_bench(graph.replay, warmup=warmup, rep=rep, return_mode="median")
+                break
+            except RuntimeError as err:
+                print(f"graph capture with fused_capture={capture} failed: {err!r:.300}", flush=True)
+                torch.cuda.synchronize()
+            finally:
+                TUNING["fused_capture"] = 0
         torch.cuda.synchronize()
         host = []
         for _ in range(50):
@@ -238,6 +248,10 @@ def run(args: argparse.Namespace) -> list[dict]:
 
 SWEEP = {  # knob -> values tried, one knob at a time, the others at their defaults
     "fwd": [
+        ("fused_fwd", (0, 1)),
+        ("fused_sync", (1, 2)),
+        ("fused_per_sm", (1, 2)),
+        ("gram_heads", (1, 2, 4, 8)),
         ("fast_path", (0, 1)),
         ("fast_warps", (4, 8)),
         ("fast_slice", (16, 32, 64)),
@@ -253,6 +267,7 @@ SWEEP = {  # knob -> values tried, one knob at a time, the others at their defau
         ("readout_warps", (4, 8)),
     ],
     "fwdbwd": [
+        ("fused_fwd", (0, 1)),
         ("bwd_sliced", (0, 1)),
         ("bwd_persistent", (0, 1)),
         ("bwd_slice", (16, 32, 64)),

@@ -153,6 +153,40 @@ def test_backward_walk_without_the_cooperative_launch(persistent: int, monkeypat
     assert ran == [False], "the one-launch walk ran (or was never asked): the fallback was not exercised"
 
 
+FORWARD_VARIANTS = [  # TUNING changes of the forward, and whether it then runs as one launch
+    pytest.param({}, True, id="one-launch"),
+    pytest.param({"fused_sync": 2}, True, id="one-launch-readouts-after-the-walk"),
+    pytest.param({"gram_heads": 2}, True, id="one-launch-gram-2-heads"),
+    pytest.param({"gram_heads": 8, "fused_per_sm": 2}, True, id="one-launch-gram-8-heads-2-per-sm"),
+    pytest.param({"fused_fwd": 2}, False, id="phased-launches"),
+    pytest.param({"fused_fwd": 0, "gram_heads": 4}, False, id="three-launches-gram-4-heads"),
+]
+
+
+@pytest.mark.parametrize(("tuning", "one_launch"), FORWARD_VARIANTS)
+@pytest.mark.parametrize("with_state", [False, True], ids=["no_h0", "h0"])
+def test_forward_variants(tuning: dict, one_launch: bool, with_state: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The forward in one cooperative launch (Gram tasks, walkers and readouts meeting at per-frame counters) and its
+    alternatives at B10 T10 N256, with gradients (the backward's checkpoint) and without (states in place)."""
+    from gdkvm.ops.frame import triton_fwd_fused
+    from gdkvm.ops.frame.tuning import TUNING
+
+    for knob, value in tuning.items():
+        monkeypatch.setitem(TUNING, knob, value)
+    ran = []
+    fused = triton_fwd_fused.fused_frame_fwd
+    monkeypatch.setattr(triton_fwd_fused, "fused_frame_fwd", lambda *a: ran.append(fused(*a)) or ran[-1])
+    torch.manual_seed(0)
+    inp = make_inputs((10, 10, 256, 64, 256, 8), F32, with_state)
+    triton_errors(inp, TOL[F32])
+    with torch.no_grad():
+        o, final = frame_gated_delta(**inp, output_final_state=True, backend="triton")
+        o_ref, final_ref = frame_gated_delta(**inp, output_final_state=True, backend="naive")
+    assert rel_rms(o, o_ref) <= TOL[F32] and rel_rms(final, final_ref) <= TOL[F32]
+    if one_launch:
+        assert len(ran) == 2 and all(r is not None for r in ran), "the one-launch forward did not run"
+
+
 INFERENCE_CASES = [
     pytest.param((10, 10, 256, 64, 256, 8), F32, False, id="B10T10N256-fp32"),
     pytest.param((10, 10, 64, 64, 256, 8), BF16, True, id="B10T10N64-bf16-h0"),

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 
 from gdkvm.ops.frame.triton_bwd import frame_bwd
-from gdkvm.ops.frame.triton_fwd import frame_fwd
+from gdkvm.ops.frame.triton_fwd_fused import frame_forward
 from gdkvm.ops.frame.triton_step import frame_step
 
 
@@ -40,7 +40,7 @@ class FrameGatedDeltaFunction(torch.autograd.Function):
         k, v = k.contiguous(), v.contiguous()
         params = _params(w_beta, w_alpha, a_log, dt_bias)
         h0 = None if initial_state is None else _fp32(initial_state)
-        o, states, kk, kv = frame_fwd(k, v, *params, heads, h0)
+        o, states, kk, kv = frame_forward(k, v, params, heads, h0)
         ctx.save_for_backward(k, v, *params, states, kk, kv)
         ctx.heads = heads
         ctx.has_h0 = h0 is not None
@@ -91,7 +91,7 @@ def frame_gated_delta_triton(
         return FrameGatedDeltaFunction.apply(*inputs, heads, output_final_state)
     h0 = None if initial_state is None else _fp32(initial_state)
     params = _params(w_beta, w_alpha, a_log, dt_bias)
-    o, states, _, _ = frame_fwd(k.contiguous(), v.contiguous(), *params, heads, h0, save=False)
+    o, states, _, _ = frame_forward(k.contiguous(), v.contiguous(), params, heads, h0, save=False)
     return o, (states[:, -1].contiguous() if output_final_state else None)
 
 

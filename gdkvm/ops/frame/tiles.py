@@ -108,3 +108,20 @@ def gate_logits(
 @triton.jit
 def softplus(x):
     return tl.maximum(x, 0.0) + tl.log(1.0 + tl.exp(-tl.abs(x)))
+
+
+@triton.jit
+def signal_count(flag_ptr):
+    """Add this program's arrival to the int32 counter at flag_ptr once every thread's earlier stores are issued
+    (CTA barrier) and visible at GPU scope (release; Triton runs a scalar atomic once per program)."""
+    tl.debug_barrier()
+    tl.atomic_add(flag_ptr, 1, sem="release", scope="gpu")
+
+
+@triton.jit
+def wait_count(flag_ptr, target):
+    """Spin until the int32 counter at flag_ptr reaches target (acquire, GPU scope); a CTA barrier then orders every
+    thread's later loads after the wait (read cross-program data with ``.cg``: never a stale L1 line)."""
+    while tl.atomic_add(flag_ptr, 0, sem="acquire", scope="gpu") < target:
+        pass
+    tl.debug_barrier()

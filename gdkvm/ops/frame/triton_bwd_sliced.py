@@ -24,7 +24,7 @@ import triton
 import triton.language as tl
 
 from gdkvm.ops._host import cdiv, interpreting, next_power_of_2
-from gdkvm.ops.frame.tiles import collapse_to_heads, expand_gates, gate_logits, softplus
+from gdkvm.ops.frame.tiles import collapse_to_heads, expand_gates, gate_logits, signal_count, softplus, wait_count
 from gdkvm.ops.frame.tuning import TUNING, block_sizes, launch, safe_warps, serial_precision
 
 
@@ -170,11 +170,8 @@ def _slice_barrier(bar_ptr, target):
     """Wait until the counter at bar_ptr reaches target after adding this program's arrival (one atomic per program:
     Triton runs scalar atomics once). Release on arrival and acquire while spinning, at GPU scope, with CTA barriers
     around so that every thread's stores precede the arrival and every thread's loads follow the wait."""
-    tl.debug_barrier()
-    tl.atomic_add(bar_ptr, 1, sem="release", scope="gpu")
-    while tl.atomic_add(bar_ptr, 0, sem="acquire", scope="gpu") < target:
-        pass
-    tl.debug_barrier()
+    signal_count(bar_ptr)
+    wait_count(bar_ptr, target)
 
 
 @triton.jit(do_not_specialize=["t", "T", "H", "HD", "NS"])

@@ -22,7 +22,9 @@ from gdkvm.ops.frame.tiles import (
     gate_logits_tile,
     head_block_weights,
     kt_y_tile,
+    signal_count,
     softplus,
+    wait_count,
 )
 from gdkvm.ops.frame.tuning import (
     TUNING,
@@ -38,23 +40,14 @@ from gdkvm.ops.frame.tuning import (
 )
 
 
-@triton.jit(do_not_specialize=["N", "H", "HD", "NCOL"])  # sizes that vary between calls: one compile
-def gram_kernel(
-    k_ptr, y_ptr, ky_ptr, kk_ptr, wb_ptr, wa_ptr, r_ptr, N, DK, DY, H, HD, NCOL, CW,
+@triton.jit
+def gram_task(
+    k_ptr, y_ptr, ky_ptr, kk_ptr, wb_ptr, wa_ptr, r_ptr, bt, pc, N, DK, DY, H, HD, NCOL, CW,
     WITH_KK: tl.constexpr, WITH_R: tl.constexpr, BK: tl.constexpr, BN: tl.constexpr, BY: tl.constexpr,
     BH: tl.constexpr, PREC: tl.constexpr, SPREC: tl.constexpr,
 ):  # fmt: skip
-    """Per frame bt: ky[bt] = K^T Y, kk[bt] = K^T K (program NCOL, with WITH_KK) and the per-head gate projections of
-    K^T Y (WITH_R): r[bt, :, 0, h * BH + h'] = (K^T Y)[:, head h] W_beta[head h, h'], r[bt, :, 1, ...] the same with
-    W_alpha.
-
-    Grid: (B*T, NCOL + WITH_KK). Program pc < NCOL owns columns pc*CW .. pc*CW+CW-1 (with WITH_R exactly head pc:
-    CW = HD) in sub-tiles of BY. k [BT, N, DK], y [BT, N, DY], ky [BT, DK, DY], kk [BT, DK, DK], r [BT, DK, 2, BH*BH]
-    (entries of padded heads are not written), all fp32 but k and y. PREC: precision of the dots over pixels (K, Y
-    operands); SPREC: of the gate projections of K^T Y, whose fp32 operands TF32 would round (they feed the gates).
-    """
-    bt = tl.program_id(0).to(tl.int64)
-    pc = tl.program_id(1)
+    """One program's share of frame bt (int64) of ``gram_kernel``: columns pc*CW .. pc*CW+CW-1 of K^T Y (and with
+    WITH_R their heads' gate projections), or for pc == NCOL (with WITH_KK) K^T K. Layouts as in ``gram_kernel``."""
     k_base = k_ptr + bt * N * DK
     rk = tl.arange(0, BK)
     if pc < NCOL:
@@ -70,7 +63,9 @@ def gram_kernel(
                 ra += tl.dot(ky, head_block_weights(wa_ptr, c0, DY, H, HD, BY, BH), input_precision=SPREC)
         if WITH_R:
             rq = tl.arange(0, BH * BH)
-            r_mask = (rk[:, None] < DK) & ((rq[None, :] // BH) == pc) & ((rq[None, :] % BH) < H)
+            first = pc * CW // HD  # the heads of columns pc*CW .. pc*CW+CW-1 (CW is a multiple of HD here)
+            qh = rq[None, :] // BH
+            r_mask = (rk[:, None] < DK) & (qh >= first) & (qh < first + CW // HD) & ((rq[None, :] % BH) < H)
             r_offs = bt * DK * 2 * BH * BH + rk[:, None] * 2 * BH * BH + rq[None, :]
             tl.store(r_ptr + r_offs, rb, mask=r_mask)
             tl.store(r_ptr + r_offs + BH * BH, ra, mask=r_mask)
@@ -78,6 +73,28 @@ def gram_kernel(
         kk = kt_y_tile(k_base, k_base, N, DK, DK, 0, BK, BN, BK, PREC)
         kk_mask = (rk[:, None] < DK) & (rk[None, :] < DK)
         tl.store(kk_ptr + bt * DK * DK + rk[:, None] * DK + rk[None, :], kk, mask=kk_mask)
+
+
+@triton.jit(do_not_specialize=["N", "H", "HD", "NCOL"])  # sizes that vary between calls: one compile
+def gram_kernel(
+    k_ptr, y_ptr, ky_ptr, kk_ptr, wb_ptr, wa_ptr, r_ptr, N, DK, DY, H, HD, NCOL, CW,
+    WITH_KK: tl.constexpr, WITH_R: tl.constexpr, BK: tl.constexpr, BN: tl.constexpr, BY: tl.constexpr,
+    BH: tl.constexpr, PREC: tl.constexpr, SPREC: tl.constexpr,
+):  # fmt: skip
+    """Per frame bt: ky[bt] = K^T Y, kk[bt] = K^T K (program NCOL, with WITH_KK) and the per-head gate projections of
+    K^T Y (WITH_R): r[bt, :, 0, h * BH + h'] = (K^T Y)[:, head h] W_beta[head h, h'], r[bt, :, 1, ...] the same with
+    W_alpha.
+
+    Grid: (B*T, NCOL + WITH_KK). Program pc < NCOL owns columns pc*CW .. pc*CW+CW-1 (with WITH_R whole heads: CW a
+    multiple of HD) in sub-tiles of BY. k [BT, N, DK], y [BT, N, DY], ky [BT, DK, DY], kk [BT, DK, DK], r [BT, DK, 2,
+    BH*BH] (entries of padded heads are not written), all fp32 but k and y. PREC: precision of the dots over pixels
+    (K, Y operands); SPREC: of the gate projections of K^T Y, whose fp32 operands TF32 would round (they feed the
+    gates).
+    """
+    gram_task(
+        k_ptr, y_ptr, ky_ptr, kk_ptr, wb_ptr, wa_ptr, r_ptr, tl.program_id(0).to(tl.int64), tl.program_id(1),
+        N, DK, DY, H, HD, NCOL, CW, WITH_KK, WITH_R, BK, BN, BY, BH, PREC, SPREC,
+    )  # fmt: skip
 
 
 @triton.jit(do_not_specialize=["T", "H", "HD"])  # sizes that vary between calls: one compile
@@ -155,33 +172,65 @@ def fwd_recurrence_kernel(
 
 @triton.jit
 def _frame_inputs(kk_ptr, r_b, kv_b, b, t, T, DK, DV, BQ: tl.constexpr, g_offs, g_mask, q_offs, q_mask, s_offs, s_mask):
-    """Frame t's inputs of ``fwd_parallel_kernel``: G_t, the two blocks of R_t and the slice of U_t = K_t^T V_t."""
-    gram = tl.load(kk_ptr + (b * T + t) * DK * DK + g_offs, mask=g_mask, other=0.0)
+    """Frame t's inputs of ``fwd_parallel_kernel``: G_t, the two blocks of R_t and the slice of U_t = K_t^T V_t, read
+    through L2 (``.cg``: in the fused forward other programs wrote them during this launch)."""
+    gram = tl.load(kk_ptr + (b * T + t) * DK * DK + g_offs, mask=g_mask, other=0.0, cache_modifier=".cg")
     r_t = r_b + t * DK * 2 * BQ
-    rb = tl.load(r_t + q_offs, mask=q_mask, other=0.0)
-    ra = tl.load(r_t + BQ + q_offs, mask=q_mask, other=0.0)
-    u = tl.load(kv_b + t * DK * DV + s_offs, mask=s_mask, other=0.0)
+    rb = tl.load(r_t + q_offs, mask=q_mask, other=0.0, cache_modifier=".cg")
+    ra = tl.load(r_t + BQ + q_offs, mask=q_mask, other=0.0, cache_modifier=".cg")
+    u = tl.load(kv_b + t * DK * DV + s_offs, mask=s_mask, other=0.0, cache_modifier=".cg")
     return gram, rb, ra, u
 
 
-@triton.jit(do_not_specialize=["T", "H", "HD"])  # sizes that vary between calls: one compile
-def fwd_parallel_kernel(
-    kk_ptr, kv_ptr, r_ptr, h0_ptr, wb_ptr, wa_ptr, alog_ptr, dt_ptr, states_ptr, T, DK, DV, H, HD,
-    HAS_H0: tl.constexpr, IN_PLACE: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, BH: tl.constexpr,
+@triton.jit
+def _walk_frame(
+    kk_ptr, r_b, kv_b, st_base, b, t, slot, T, DK, DV, qb, qa, s, msum, rate, dt, own, rate_h, dt_h, own_h,
+    g_offs, g_mask, q_offs, q_mask, s_offs, s_mask, IN_PLACE: tl.constexpr, BK: tl.constexpr, BH: tl.constexpr,
     PREC: tl.constexpr, PSUM_DOT: tl.constexpr,
 ):  # fmt: skip
-    """All T frames of value slice j (BV columns inside one head) of batch element b. Grid: (B, DV / BV).
+    """Frame t of ``walk_slice``: gates from Q_{t-1}, then Q_t and this slice of S_t (stored at slot t + slot)."""
+    BQ: tl.constexpr = BH * BH
+    # frame t's inputs, all up front (loading frame t + 1's during frame t measured slower on an H100: 0.251 vs
+    # 0.196 ms at B10 T10 N256)
+    gram, rb_t, ra_t, u_t = _frame_inputs(
+        kk_ptr, r_b, kv_b, b, t, T, DK, DV, BQ, g_offs, g_mask, q_offs, q_mask, s_offs, s_mask
+    )
+    if PSUM_DOT:
+        beta = tl.sigmoid(tl.dot(qb, msum, input_precision=PREC))
+        alpha = tl.exp(-rate * softplus(tl.dot(qa, msum, input_precision=PREC) + dt))
+        beta_s = tl.sum(tl.where(own, beta, 0.0), axis=1)[:, None]
+        alpha_s = tl.sum(tl.where(own, alpha, 0.0), axis=1)[:, None]
+    else:
+        beta_h = tl.sigmoid(tl.sum(tl.reshape(qb, (BK, BH, BH)), axis=1))  # [BK, BH]: S W_beta
+        alpha_h = tl.exp(-rate_h * softplus(tl.sum(tl.reshape(qa, (BK, BH, BH)), axis=1) + dt_h))
+        beta_s = tl.sum(tl.where(own_h, beta_h, 0.0), axis=1)[:, None]
+        alpha_s = tl.sum(tl.where(own_h, alpha_h, 0.0), axis=1)[:, None]
+        beta = tl.reshape(tl.broadcast_to(beta_h[:, :, None], (BK, BH, BH)), (BK, BQ))
+        alpha = tl.reshape(tl.broadcast_to(alpha_h[:, :, None], (BK, BH, BH)), (BK, BQ))
+    gq = tl.dot(gram, qb, input_precision=PREC)
+    qb = alpha * (qb - beta * gq) + beta * rb_t
+    gq = tl.dot(gram, qa, input_precision=PREC)
+    qa = alpha * (qa - beta * gq) + beta * ra_t
+    gs = tl.dot(gram, s, input_precision=PREC)
+    s = alpha_s * (s - beta_s * gs) + beta_s * u_t
+    if IN_PLACE:
+        tl.debug_barrier()  # every thread has read its U_t elements before any overwrites them
+    tl.store(st_base + (t + slot) * DK * DV + s_offs, s, mask=s_mask)
+    return qb, qa, s
 
-    The gates of frame t need S_{t-1} W over all DV columns, which no single slice has. So every program also carries
-    the per-head gate projections Q[k, h * BH + h'] = sum over the columns c of head h of S[k, c] W[c, h'] (one block
-    for W_beta, one for W_alpha; S W = sum over h of Q). Gates are constant over a head's columns, so Q follows the
-    state's own rule with R_t = per-head projections of K_t^T V_t (from the pre-pass):
-        Q_t = A (Q_{t-1} - B (G_t Q_{t-1})) + B R_t     (A, B: the head-h gates on the columns of block h)
-    and no program needs another's data. P = Q Msum puts S W[:, h] on every column of block h (Msum is 0/1).
-    kk [B,T,DK,DK], kv [B,T,DK,DV], r [B,T,DK,2,BH*BH], h0 [B,DK,DV], states as in fwd_recurrence_kernel.
+
+@triton.jit
+def walk_slice(
+    kk_ptr, kv_ptr, r_ptr, h0_ptr, wb_ptr, wa_ptr, alog_ptr, dt_ptr, states_ptr, flag_ptr, b, j0, T, DK, DV, H, HD,
+    GT, HAS_H0: tl.constexpr, IN_PLACE: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, BH: tl.constexpr,
+    PREC: tl.constexpr, PSUM_DOT: tl.constexpr, SYNC: tl.constexpr,
+):  # fmt: skip
+    """All T frames of value slice j0 .. j0+BV-1 of batch element b (int64); see ``fwd_parallel_kernel``.
+
+    SYNC (fused forward, ``triton_fwd_fused``): 0 none; otherwise wait until flag[b, t, 0] counts GT finished Gram
+    tasks before reading frame t's inputs, and count this slice's S_t into flag[b, t, 1] after storing it (SYNC 1:
+    every frame; SYNC 2: the last frame only). flag: int32 [B, T, 2].
     """
-    b = tl.program_id(0).to(tl.int64)
-    j0 = tl.program_id(1) * BV
     BQ: tl.constexpr = BH * BH
     rk = tl.arange(0, BK)
     rv = j0 + tl.arange(0, BV)
@@ -203,6 +252,7 @@ def fwd_parallel_kernel(
     own_h = (rh == j0 // HD)[None, :]
     kv_b = kv_ptr + b * T * DK * DV
     r_b = r_ptr + b * T * DK * 2 * BQ
+    flag_b = flag_ptr + b * T * 2
     if IN_PLACE:
         st_base = kv_b  # S_t at slot t
         slot = 0
@@ -222,38 +272,78 @@ def fwd_parallel_kernel(
             qa += tl.dot(x, head_block_weights(wa_ptr, c0, DV, H, HD, BV, BH), input_precision=PREC)
     else:
         t_start = 1
-        s = tl.load(kv_b + s_offs, mask=s_mask, other=0.0)  # S_0 = K_0^T V_0
-        qb = tl.load(r_b + q_offs, mask=q_mask, other=0.0)
-        qa = tl.load(r_b + BQ + q_offs, mask=q_mask, other=0.0)
+        if SYNC:
+            wait_count(flag_b, GT)
+        s = tl.load(kv_b + s_offs, mask=s_mask, other=0.0, cache_modifier=".cg")  # S_0 = K_0^T V_0
+        qb = tl.load(r_b + q_offs, mask=q_mask, other=0.0, cache_modifier=".cg")
+        qa = tl.load(r_b + BQ + q_offs, mask=q_mask, other=0.0, cache_modifier=".cg")
     if not IN_PLACE:
         tl.store(st_base + t_start * DK * DV + s_offs, s, mask=s_mask)  # slot 0 = h0, or slot 1 = S_0
-    for t in range(t_start, T):
-        # frame t's inputs, all up front (loading frame t + 1's during frame t measured slower on an H100: 0.251 vs
-        # 0.196 ms at B10 T10 N256)
-        gram, rb_t, ra_t, u_t = _frame_inputs(
-            kk_ptr, r_b, kv_b, b, t, T, DK, DV, BQ, g_offs, g_mask, q_offs, q_mask, s_offs, s_mask
-        )
-        if PSUM_DOT:
-            beta = tl.sigmoid(tl.dot(qb, msum, input_precision=PREC))
-            alpha = tl.exp(-rate * softplus(tl.dot(qa, msum, input_precision=PREC) + dt))
-            beta_s = tl.sum(tl.where(own, beta, 0.0), axis=1)[:, None]
-            alpha_s = tl.sum(tl.where(own, alpha, 0.0), axis=1)[:, None]
-        else:
-            beta_h = tl.sigmoid(tl.sum(tl.reshape(qb, (BK, BH, BH)), axis=1))  # [BK, BH]: S W_beta
-            alpha_h = tl.exp(-rate_h * softplus(tl.sum(tl.reshape(qa, (BK, BH, BH)), axis=1) + dt_h))
-            beta_s = tl.sum(tl.where(own_h, beta_h, 0.0), axis=1)[:, None]
-            alpha_s = tl.sum(tl.where(own_h, alpha_h, 0.0), axis=1)[:, None]
-            beta = tl.reshape(tl.broadcast_to(beta_h[:, :, None], (BK, BH, BH)), (BK, BQ))
-            alpha = tl.reshape(tl.broadcast_to(alpha_h[:, :, None], (BK, BH, BH)), (BK, BQ))
-        gq = tl.dot(gram, qb, input_precision=PREC)
-        qb = alpha * (qb - beta * gq) + beta * rb_t
-        gq = tl.dot(gram, qa, input_precision=PREC)
-        qa = alpha * (qa - beta * gq) + beta * ra_t
-        gs = tl.dot(gram, s, input_precision=PREC)
-        s = alpha_s * (s - beta_s * gs) + beta_s * u_t
-        if IN_PLACE:
-            tl.debug_barrier()  # every thread has read its U_t elements before any overwrites them
-        tl.store(st_base + (t + slot) * DK * DV + s_offs, s, mask=s_mask)
+    if SYNC == 1 and not HAS_H0:
+        signal_count(flag_b + 1)  # S_0 is ready for its readout
+    if SYNC:  # not pipelined: no load of frame t + 1 may move above its wait
+        for t in tl.range(t_start, T, num_stages=1):
+            wait_count(flag_b + t * 2, GT)
+            qb, qa, s = _walk_frame(
+                kk_ptr, r_b, kv_b, st_base, b, t, slot, T, DK, DV, qb, qa, s, msum, rate, dt, own, rate_h, dt_h, own_h,
+                g_offs, g_mask, q_offs, q_mask, s_offs, s_mask, IN_PLACE, BK, BH, PREC, PSUM_DOT,
+            )  # fmt: skip
+            if SYNC == 1:
+                signal_count(flag_b + t * 2 + 1)
+    else:
+        for t in range(t_start, T):
+            qb, qa, s = _walk_frame(
+                kk_ptr, r_b, kv_b, st_base, b, t, slot, T, DK, DV, qb, qa, s, msum, rate, dt, own, rate_h, dt_h, own_h,
+                g_offs, g_mask, q_offs, q_mask, s_offs, s_mask, IN_PLACE, BK, BH, PREC, PSUM_DOT,
+            )  # fmt: skip
+    if SYNC == 2:
+        signal_count(flag_b + (T - 1) * 2 + 1)
+
+
+@triton.jit(do_not_specialize=["T", "H", "HD"])  # sizes that vary between calls: one compile
+def fwd_parallel_kernel(
+    kk_ptr, kv_ptr, r_ptr, h0_ptr, wb_ptr, wa_ptr, alog_ptr, dt_ptr, states_ptr, T, DK, DV, H, HD,
+    HAS_H0: tl.constexpr, IN_PLACE: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, BH: tl.constexpr,
+    PREC: tl.constexpr, PSUM_DOT: tl.constexpr,
+):  # fmt: skip
+    """All T frames of value slice j (BV columns inside one head) of batch element b. Grid: (B, DV / BV).
+
+    The gates of frame t need S_{t-1} W over all DV columns, which no single slice has. So every program also carries
+    the per-head gate projections Q[k, h * BH + h'] = sum over the columns c of head h of S[k, c] W[c, h'] (one block
+    for W_beta, one for W_alpha; S W = sum over h of Q). Gates are constant over a head's columns, so Q follows the
+    state's own rule with R_t = per-head projections of K_t^T V_t (from the pre-pass):
+        Q_t = A (Q_{t-1} - B (G_t Q_{t-1})) + B R_t     (A, B: the head-h gates on the columns of block h)
+    and no program needs another's data. P = Q Msum puts S W[:, h] on every column of block h (Msum is 0/1).
+    kk [B,T,DK,DK], kv [B,T,DK,DV], r [B,T,DK,2,BH*BH], h0 [B,DK,DV], states as in fwd_recurrence_kernel.
+    """
+    walk_slice(
+        kk_ptr, kv_ptr, r_ptr, h0_ptr, wb_ptr, wa_ptr, alog_ptr, dt_ptr, states_ptr, kk_ptr,
+        tl.program_id(0).to(tl.int64), tl.program_id(1) * BV, T, DK, DV, H, HD, 0,
+        HAS_H0, IN_PLACE, BK, BV, BH, PREC, PSUM_DOT, 0,
+    )  # fmt: skip
+
+
+@triton.jit
+def readout_tile(
+    k_ptr, states_ptr, o_ptr, bt, n0, v0, T, N, DK, DV, SLOTS,
+    BK: tl.constexpr, BN: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr,
+):  # fmt: skip
+    """o[b, t] = K_t S_t on rows n0 .. n0+BN-1 and columns v0 .. v0+BV-1 of frame bt = b * T + t (int64); layouts as
+    in ``readout_kernel``. The state is read through L2 (``.cg``: in the fused forward another program wrote it)."""
+    rn = n0 + tl.arange(0, BN)
+    rv = v0 + tl.arange(0, BV)
+    rk = tl.arange(0, BK)
+    b = bt // T
+    t = bt % T
+    kt = tl.load(
+        k_ptr + bt * N * DK + rn[:, None] * DK + rk[None, :], mask=(rn[:, None] < N) & (rk[None, :] < DK), other=0.0
+    )
+    s_base = states_ptr + (b * SLOTS + t + SLOTS - T) * DK * DV
+    s_mask = (rk[:, None] < DK) & (rv[None, :] < DV)
+    s = tl.load(s_base + rk[:, None] * DV + rv[None, :], mask=s_mask, other=0.0, cache_modifier=".cg")
+    o = tl.dot(kt.to(tl.float32), s, input_precision=PREC)
+    omask = (rn[:, None] < N) & (rv[None, :] < DV)
+    tl.store(o_ptr + bt * N * DV + rn[:, None] * DV + rv[None, :], o.to(o_ptr.dtype.element_ty), mask=omask)
 
 
 @triton.jit(do_not_specialize=["T", "N", "SLOTS"])  # sizes that vary between calls: one compile
@@ -275,20 +365,32 @@ def readout_kernel(
 
     k [B, T, N, DK], o [B, T, N, DV] (dtype of k); states [B, SLOTS, DK, DV] fp32 with S_t at slot t + SLOTS - T.
     """
-    bt = tl.program_id(0).to(tl.int64)
-    rn = tl.program_id(1) * BN + tl.arange(0, BN)
-    rv = tl.program_id(2) * BV + tl.arange(0, BV)
-    rk = tl.arange(0, BK)
-    b = bt // T
-    t = bt % T
-    kt = tl.load(
-        k_ptr + bt * N * DK + rn[:, None] * DK + rk[None, :], mask=(rn[:, None] < N) & (rk[None, :] < DK), other=0.0
-    )
-    s_base = states_ptr + (b * SLOTS + t + SLOTS - T) * DK * DV
-    s = tl.load(s_base + rk[:, None] * DV + rv[None, :], mask=(rk[:, None] < DK) & (rv[None, :] < DV), other=0.0)
-    o = tl.dot(kt.to(tl.float32), s, input_precision=PREC)
-    omask = (rn[:, None] < N) & (rv[None, :] < DV)
-    tl.store(o_ptr + bt * N * DV + rn[:, None] * DV + rv[None, :], o.to(o_ptr.dtype.element_ty), mask=omask)
+    readout_tile(
+        k_ptr, states_ptr, o_ptr, tl.program_id(0).to(tl.int64), tl.program_id(1) * BN, tl.program_id(2) * BV,
+        T, N, DK, DV, SLOTS, BK, BN, BV, PREC,
+    )  # fmt: skip
+
+
+def gram_layout(
+    dk: int, dy: int, heads: int, bh: int, with_r: bool, dtype: torch.dtype, device: torch.device
+) -> tuple[int, int, dict]:
+    """(CW, NCOL, launch constants) of ``gram_task``: with_r, whole heads per program (``TUNING["gram_heads"]``),
+    else BN-wide column tiles."""
+    bk = pad_k(dk)
+    bn = fit(int(TUNING["gram_tile"]), bk)
+    if with_r:
+        per = max(1, min(heads, int(TUNING["gram_heads"])))
+        cw, ncol = (dy // heads) * per, cdiv(heads, per)
+        by = min(cw, bn)
+    else:
+        by = cw = bn
+        ncol = cdiv(dy, by)
+    warps = safe_warps(int(TUNING["gram_warps"]), bk, min(by, bk, bh * bh if with_r else by))
+    const = {
+        "WITH_R": with_r, "BK": bk, "BN": bn, "BY": by, "BH": bh, "PREC": dot_precision(dtype, device),
+        "SPREC": serial_fast_precision(device), "num_warps": warps, "num_stages": int(TUNING["gram_stages"]),
+    }  # fmt: skip
+    return cw, ncol, const
 
 
 def gram(
@@ -317,24 +419,16 @@ def gram(
     f32 = {"device": k.device, "dtype": torch.float32}
     ky = torch.empty(b, t, dk, dy, **f32)
     kk = torch.empty(b, t, dk, dk, **f32) if with_kk else ky
-    bk = pad_k(dk)
-    bn = fit(int(TUNING["gram_tile"]), bk)
     if gates is None:
         wb = wa = r = ky
-        heads, bh, by = 1, 4, bn
-        cw, ncol = by, cdiv(dy, by)
+        heads, bh = 1, 4
     else:
         wb, wa, heads, bh = gates
         r = torch.empty(b, t, dk, 2, bh * bh, **f32)
-        cw, ncol = dy // heads, heads
-        by = min(cw, bn)
-    warps = safe_warps(int(TUNING["gram_warps"]), bk, min(by, bk, bh * bh if gates is not None else by))
+    cw, ncol, const = gram_layout(dk, dy, heads, bh, gates is not None, k.dtype, k.device)
     launch(
         gram_kernel, (b * t, ncol + int(with_kk)),
-        k, y, ky, kk, wb, wa, r, n, dk, dy, heads, max(1, dy // heads), ncol, cw,
-        WITH_KK=with_kk, WITH_R=gates is not None, BK=bk, BN=bn, BY=by, BH=bh,
-        PREC=dot_precision(k.dtype, k.device), SPREC=serial_fast_precision(k.device), num_warps=warps,
-        num_stages=int(TUNING["gram_stages"]),
+        k, y, ky, kk, wb, wa, r, n, dk, dy, heads, max(1, dy // heads), ncol, cw, WITH_KK=with_kk, **const,
     )  # fmt: skip
     return ky, (kk if with_kk else None), (r if gates is not None else None)
 

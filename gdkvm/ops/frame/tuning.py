@@ -43,7 +43,14 @@ TUNING: dict[str, int | str] = {
     "bwd_slice": 32,  # value columns per program of the sliced reverse recurrence
     "bwd_slice_warps": 4,
     "bwd_persistent": 1,  # sliced walk in one cooperative launch: 0 never, 1 on CUDA, 2 always (compile checks only)
+    "fused_fwd": 1,  # forward in one launch (triton_fwd_fused.py): 0 never, 1 on CUDA, 2 phased, 3 compile only
+    "fused_per_sm": 1,  # programs of the one-launch forward per SM (walkers + workers)
+    "fused_min_workers": 16,  # fewer free programs than this: the three-launch forward
+    "fused_sync": 1,  # 1: readouts of frame t wait for S_t; 2: for the walk's end
+    "fused_max_bk": 64,  # wider keys: the three-launch forward (the one-launch kernel spills ~10 KB/thread at Dk 128)
+    "fused_capture": 0,  # 1: also inside CUDA graph capture (bench/ops_frame.py tries it for its graph column)
     "gram_tile": 4096,
+    "gram_heads": 1,  # heads per program of the Gram pre-pass (its K^T V columns and their gate projections)
     "gram_warps": 4,
     "readout_tile": 4096,
     "readout_warps": 4,
