@@ -157,7 +157,7 @@ FORWARD_VARIANTS = [  # TUNING changes of the forward, and whether it then runs 
     pytest.param({}, True, id="one-launch"),
     pytest.param({"fused_sync": 2}, True, id="one-launch-readouts-after-the-walk"),
     pytest.param({"gram_heads": 2}, True, id="one-launch-gram-2-heads"),
-    pytest.param({"gram_heads": 8, "fused_per_sm": 2}, True, id="one-launch-gram-8-heads-2-per-sm"),
+    pytest.param({"gram_heads": 8, "fused_per_sm": 2}, None, id="gram-8-heads-2-per-sm"),  # CUDA may refuse the grid
     pytest.param({"fused_fwd": 2}, False, id="phased-launches"),
     pytest.param({"fused_fwd": 0, "gram_heads": 4}, False, id="three-launches-gram-4-heads"),
 ]
@@ -165,7 +165,9 @@ FORWARD_VARIANTS = [  # TUNING changes of the forward, and whether it then runs 
 
 @pytest.mark.parametrize(("tuning", "one_launch"), FORWARD_VARIANTS)
 @pytest.mark.parametrize("with_state", [False, True], ids=["no_h0", "h0"])
-def test_forward_variants(tuning: dict, one_launch: bool, with_state: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_forward_variants(
+    tuning: dict, one_launch: bool | None, with_state: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The forward in one cooperative launch (Gram tasks, walkers and readouts meeting at per-frame counters) and its
     alternatives at B10 T10 N256, with gradients (the backward's checkpoint) and without (states in place)."""
     from gdkvm.ops.frame import triton_fwd_fused
