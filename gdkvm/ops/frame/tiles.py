@@ -125,3 +125,18 @@ def wait_count(flag_ptr, target):
     while tl.atomic_add(flag_ptr, 0, sem="acquire", scope="gpu") < target:
         pass
     tl.debug_barrier()
+
+
+@triton.jit
+def wait_frames(flag_ptr, t, T, target, W: tl.constexpr):
+    """Spin until the int32 counter of frame t (flag_ptr + 2 t) reaches target; one acquire read covers frames
+    t .. t+W-1. Returns the first frame from t on whose counter has not reached it (at most t + W, at most T):
+    every frame before it may be read without another wait. A CTA barrier orders all threads' later loads."""
+    f = t + tl.arange(0, W)
+    first = tl.full((), 0, tl.int32)
+    while first == 0:
+        cnt = tl.atomic_add(flag_ptr + f * 2, 0, mask=f < T, sem="acquire", scope="gpu")
+        done = (cnt >= target) | (f >= T)
+        first = tl.min(tl.where(done, W, tl.arange(0, W)), axis=0)
+    tl.debug_barrier()
+    return tl.minimum(t + first, T)

@@ -24,7 +24,7 @@ from gdkvm.ops.frame.tiles import (
     kt_y_tile,
     signal_count,
     softplus,
-    wait_count,
+    wait_frames,
 )
 from gdkvm.ops.frame.tuning import (
     TUNING,
@@ -223,13 +223,13 @@ def _walk_frame(
 def walk_slice(
     kk_ptr, kv_ptr, r_ptr, h0_ptr, wb_ptr, wa_ptr, alog_ptr, dt_ptr, states_ptr, flag_ptr, b, j0, T, DK, DV, H, HD,
     GT, HAS_H0: tl.constexpr, IN_PLACE: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, BH: tl.constexpr,
-    PREC: tl.constexpr, PSUM_DOT: tl.constexpr, SYNC: tl.constexpr,
+    PREC: tl.constexpr, PSUM_DOT: tl.constexpr, SYNC: tl.constexpr, LOOKAHEAD: tl.constexpr,
 ):  # fmt: skip
     """All T frames of value slice j0 .. j0+BV-1 of batch element b (int64); see ``fwd_parallel_kernel``.
 
     SYNC (fused forward, ``triton_fwd_fused``): 0 none; otherwise wait until flag[b, t, 0] counts GT finished Gram
     tasks before reading frame t's inputs, and count this slice's S_t into flag[b, t, 1] after storing it (SYNC 1:
-    every frame; SYNC 2: the last frame only). flag: int32 [B, T, 2].
+    every frame; SYNC 2: the last frame only); one wait reads the counters of LOOKAHEAD frames. flag: int32 [B, T, 2].
     """
     BQ: tl.constexpr = BH * BH
     rk = tl.arange(0, BK)
@@ -273,7 +273,7 @@ def walk_slice(
     else:
         t_start = 1
         if SYNC:
-            wait_count(flag_b, GT)
+            ready = wait_frames(flag_b, 0, T, GT, LOOKAHEAD)
         s = tl.load(kv_b + s_offs, mask=s_mask, other=0.0, cache_modifier=".cg")  # S_0 = K_0^T V_0
         qb = tl.load(r_b + q_offs, mask=q_mask, other=0.0, cache_modifier=".cg")
         qa = tl.load(r_b + BQ + q_offs, mask=q_mask, other=0.0, cache_modifier=".cg")
@@ -282,8 +282,10 @@ def walk_slice(
     if SYNC == 1 and not HAS_H0:
         signal_count(flag_b + 1)  # S_0 is ready for its readout
     if SYNC:  # not pipelined: no load of frame t + 1 may move above its wait
+        ready = t_start  # frames before it have all their Gram tasks counted
         for t in tl.range(t_start, T, num_stages=1):
-            wait_count(flag_b + t * 2, GT)
+            if t >= ready:
+                ready = wait_frames(flag_b, t, T, GT, LOOKAHEAD)
             qb, qa, s = _walk_frame(
                 kk_ptr, r_b, kv_b, st_base, b, t, slot, T, DK, DV, qb, qa, s, msum, rate, dt, own, rate_h, dt_h, own_h,
                 g_offs, g_mask, q_offs, q_mask, s_offs, s_mask, IN_PLACE, BK, BH, PREC, PSUM_DOT,
@@ -319,31 +321,33 @@ def fwd_parallel_kernel(
     walk_slice(
         kk_ptr, kv_ptr, r_ptr, h0_ptr, wb_ptr, wa_ptr, alog_ptr, dt_ptr, states_ptr, kk_ptr,
         tl.program_id(0).to(tl.int64), tl.program_id(1) * BV, T, DK, DV, H, HD, 0,
-        HAS_H0, IN_PLACE, BK, BV, BH, PREC, PSUM_DOT, 0,
+        HAS_H0, IN_PLACE, BK, BV, BH, PREC, PSUM_DOT, 0, 1,
     )  # fmt: skip
 
 
 @triton.jit
 def readout_tile(
-    k_ptr, states_ptr, o_ptr, bt, n0, v0, T, N, DK, DV, SLOTS,
+    k_ptr, states_ptr, o_ptr, bt, n0, v0, VCOLS, T, N, DK, DV, SLOTS,
     BK: tl.constexpr, BN: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr,
 ):  # fmt: skip
-    """o[b, t] = K_t S_t on rows n0 .. n0+BN-1 and columns v0 .. v0+BV-1 of frame bt = b * T + t (int64); layouts as
-    in ``readout_kernel``. The state is read through L2 (``.cg``: in the fused forward another program wrote it)."""
+    """o[b, t] = K_t S_t on rows n0 .. n0+BN-1 and columns v0 .. v0+VCOLS-1 (BV at a time, K_t's rows loaded once)
+    of frame bt = b * T + t (int64); layouts as in ``readout_kernel``. The state is read through L2 (``.cg``: in the
+    fused forward another program wrote it)."""
     rn = n0 + tl.arange(0, BN)
-    rv = v0 + tl.arange(0, BV)
     rk = tl.arange(0, BK)
     b = bt // T
     t = bt % T
     kt = tl.load(
         k_ptr + bt * N * DK + rn[:, None] * DK + rk[None, :], mask=(rn[:, None] < N) & (rk[None, :] < DK), other=0.0
-    )
+    ).to(tl.float32)
     s_base = states_ptr + (b * SLOTS + t + SLOTS - T) * DK * DV
-    s_mask = (rk[:, None] < DK) & (rv[None, :] < DV)
-    s = tl.load(s_base + rk[:, None] * DV + rv[None, :], mask=s_mask, other=0.0, cache_modifier=".cg")
-    o = tl.dot(kt.to(tl.float32), s, input_precision=PREC)
-    omask = (rn[:, None] < N) & (rv[None, :] < DV)
-    tl.store(o_ptr + bt * N * DV + rn[:, None] * DV + rv[None, :], o.to(o_ptr.dtype.element_ty), mask=omask)
+    for c0 in range(v0, tl.minimum(v0 + VCOLS, DV), BV):
+        rv = c0 + tl.arange(0, BV)
+        s_mask = (rk[:, None] < DK) & (rv[None, :] < DV)
+        s = tl.load(s_base + rk[:, None] * DV + rv[None, :], mask=s_mask, other=0.0, cache_modifier=".cg")
+        o = tl.dot(kt, s, input_precision=PREC)
+        omask = (rn[:, None] < N) & (rv[None, :] < DV)
+        tl.store(o_ptr + bt * N * DV + rn[:, None] * DV + rv[None, :], o.to(o_ptr.dtype.element_ty), mask=omask)
 
 
 @triton.jit(do_not_specialize=["T", "N", "SLOTS"])  # sizes that vary between calls: one compile
@@ -366,7 +370,7 @@ def readout_kernel(
     k [B, T, N, DK], o [B, T, N, DV] (dtype of k); states [B, SLOTS, DK, DV] fp32 with S_t at slot t + SLOTS - T.
     """
     readout_tile(
-        k_ptr, states_ptr, o_ptr, tl.program_id(0).to(tl.int64), tl.program_id(1) * BN, tl.program_id(2) * BV,
+        k_ptr, states_ptr, o_ptr, tl.program_id(0).to(tl.int64), tl.program_id(1) * BN, tl.program_id(2) * BV, BV,
         T, N, DK, DV, SLOTS, BK, BN, BV, PREC,
     )  # fmt: skip
 

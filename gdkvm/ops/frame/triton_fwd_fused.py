@@ -42,18 +42,21 @@ from gdkvm.ops.frame.tuning import (
 )
 
 
-@triton.jit(do_not_specialize=["B", "T", "N", "H", "HD", "NCOL", "CW", "NS", "NR", "NW", "N_GRAM", "N_READ", "SLOTS"])
+@triton.jit(
+    do_not_specialize=["B", "T", "N", "H", "HD", "NCOL", "CW", "NS", "NR", "NW", "N_GRAM", "N_READ", "SLOTS", "RCOLS"]
+)
 def fwd_fused_kernel(
     k_ptr, v_ptr, kk_ptr, kv_ptr, r_ptr, h0_ptr, wb_ptr, wa_ptr, alog_ptr, dt_ptr, states_ptr, o_ptr, flag_ptr,
-    B, T, N, DK, DV, H, HD, NCOL, CW, NS, NR, NW, N_GRAM, N_READ, SLOTS,
-    SYNC: tl.constexpr, HAS_H0: tl.constexpr, IN_PLACE: tl.constexpr, WITH_R: tl.constexpr,
+    B, T, N, DK, DV, H, HD, NCOL, CW, NS, NR, NW, N_GRAM, N_READ, SLOTS, RCOLS,
+    SYNC: tl.constexpr, LOOKAHEAD: tl.constexpr, HAS_H0: tl.constexpr, IN_PLACE: tl.constexpr, WITH_R: tl.constexpr,
     BK: tl.constexpr, BV: tl.constexpr, BH: tl.constexpr, BN: tl.constexpr, BY: tl.constexpr, BNO: tl.constexpr,
     BVO: tl.constexpr, PREC: tl.constexpr, SPREC: tl.constexpr, PSUM_DOT: tl.constexpr,
 ):  # fmt: skip
     """Grid: (NR + NW,). Programs pid < NR (NR = B * NS, or 0 in a phased launch without walkers) are walkers:
     batch element pid // NS, value slice pid % NS (BV columns). The others are workers w = pid - NR, taking tasks
     w, w + NW, ... of N_GRAM Gram tasks (index (t * B + b) * (NCOL + 1) + c: ``gram_task`` column group c, or K^T K
-    for c = NCOL) followed by N_READ readout tiles (index (t * B + b) * tiles + tile; BNO rows x BVO columns).
+    for c = NCOL) followed by N_READ readout tiles (index (t * B + b) * tiles + tile; BNO rows x RCOLS columns, BVO
+    at a time).
 
     k [B,T,N,DK], v [B,T,N,DV] (input dtype); kk [B,T,DK,DK], kv [B,T,DK,DV], r [B,T,DK,2,BH*BH], h0 [B,DK,DV],
     states [B,SLOTS,DK,DV] (fp32; with IN_PLACE the states are kv itself); o [B,T,N,DV]; flag int32 [B,T,2] zeros.
@@ -66,10 +69,10 @@ def fwd_fused_kernel(
         walk_slice(
             kk_ptr, kv_ptr, r_ptr, h0_ptr, wb_ptr, wa_ptr, alog_ptr, dt_ptr, states_ptr, flag_ptr,
             (pid // NS).to(tl.int64), (pid % NS) * BV, T, DK, DV, H, HD, GT,
-            HAS_H0, IN_PLACE, BK, BV, BH, SPREC, PSUM_DOT, SYNC,
+            HAS_H0, IN_PLACE, BK, BV, BH, SPREC, PSUM_DOT, SYNC, LOOKAHEAD,
         )  # fmt: skip
     else:
-        n_vo = tl.cdiv(DV, BVO)
+        n_vo = tl.cdiv(DV, RCOLS)
         tiles = tl.cdiv(N, BNO) * n_vo
         for i in tl.range(pid - NR, N_GRAM + N_READ, NW, num_stages=1):  # no load may move above a wait
             if i < N_GRAM:
@@ -92,8 +95,8 @@ def fwd_fused_kernel(
                     wait_count(flag_ptr + (b * T + T - 1) * 2 + 1, NS)
                 tile = j % tiles
                 readout_tile(
-                    k_ptr, states_ptr, o_ptr, (b * T + t).to(tl.int64), (tile // n_vo) * BNO, (tile % n_vo) * BVO,
-                    T, N, DK, DV, SLOTS, BK, BNO, BVO, PREC,
+                    k_ptr, states_ptr, o_ptr, (b * T + t).to(tl.int64), (tile // n_vo) * BNO, (tile % n_vo) * RCOLS,
+                    RCOLS, T, N, DK, DV, SLOTS, BK, BNO, BVO, PREC,
                 )  # fmt: skip
 
 
@@ -150,13 +153,15 @@ def fused_frame_fwd(
     cw, ncol, gconst = gram_layout(dk, dv, heads, bh, True, k.dtype, k.device)
     bk = pad_k(dk)
     bno = bvo = fit(int(TUNING["readout_tile"]), bk)
-    n_gram, n_read = b * t * (ncol + 1), b * t * cdiv(n, bno) * cdiv(dv, bvo)
+    rcols = max(bvo, min(dv, int(TUNING["fused_read_cols"])) // bvo * bvo)
+    n_gram, n_read = b * t * (ncol + 1), b * t * cdiv(n, bno) * cdiv(dv, rcols)
     args = (k, v, kk, kv, r, h0, w_beta, w_alpha, a_log, dt_bias, states, o, flags)
     sizes = (b, t, n, dk, dv, heads, dv // heads, ncol, cw, ns)
     const = {
         "HAS_H0": initial_state is not None, "IN_PLACE": not save, "WITH_R": True, "BK": bk, "BV": bv, "BH": bh,
         "BN": gconst["BN"], "BY": gconst["BY"], "BNO": bno, "BVO": bvo, "PREC": dot_precision(k.dtype, k.device),
         "SPREC": serial_fast_precision(k.device), "PSUM_DOT": bool(TUNING["fast_psum_dot"]),
+        "LOOKAHEAD": int(TUNING["fused_lookahead"]),
         "num_warps": safe_warps(int(TUNING["fast_warps"]), bk, min(bv, bh * bh, gconst["BY"])),
         "num_stages": int(TUNING["gram_stages"]),
     }  # fmt: skip
@@ -164,11 +169,11 @@ def fused_frame_fwd(
     if mode == 2:
         workers = _sm_count(k.device.index or 0) if k.is_cuda else 3
         for nr, nw, tasks in ((0, workers, (n_gram, 0)), (b * ns, 0, (0, 0)), (0, workers, (0, n_read))):
-            launch(fwd_fused_kernel, (nr + nw,), *args, *sizes, nr, nw, *tasks, slots, SYNC=0, **const)
+            launch(fwd_fused_kernel, (nr + nw,), *args, *sizes, nr, nw, *tasks, slots, rcols, SYNC=0, **const)
         return o, states, (kk if save else None), (kv if save else None)
     try:
         launch(
-            fwd_fused_kernel, (b * ns + nw,), *args, *sizes, b * ns, nw, n_gram, n_read, slots,
+            fwd_fused_kernel, (b * ns + nw,), *args, *sizes, b * ns, nw, n_gram, n_read, slots, rcols,
             SYNC=int(TUNING["fused_sync"]), launch_cooperative_grid=True, **const,
         )  # fmt: skip
     except RuntimeError as err:  # CUDA refuses a cooperative grid larger than what can be resident at once

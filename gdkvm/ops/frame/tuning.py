@@ -47,6 +47,8 @@ TUNING: dict[str, int | str] = {
     "fused_per_sm": 1,  # programs of the one-launch forward per SM (walkers + workers)
     "fused_min_workers": 16,  # fewer free programs than this: the three-launch forward
     "fused_sync": 1,  # 1: readouts of frame t wait for S_t; 2: for the walk's end
+    "fused_read_cols": 64,  # value columns per readout task of the one-launch forward (64 at a time)
+    "fused_lookahead": 4,  # frames whose Gram counters one wait of a walker reads (power of two)
     "fused_max_bk": 64,  # wider keys: the three-launch forward (the one-launch kernel spills ~10 KB/thread at Dk 128)
     "fused_capture": 0,  # 1: also inside CUDA graph capture (bench/ops_frame.py tries it for its graph column)
     "gram_tile": 4096,
