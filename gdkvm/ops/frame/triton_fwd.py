@@ -326,28 +326,36 @@ def fwd_parallel_kernel(
 
 
 @triton.jit
+def _readout_cols(kt, s_base, o_ptr, bt, rn, c0, N, DK, DV, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr):
+    """Store K_t S_t for the rows rn and columns c0 .. c0+BV-1; kt [BN, BK] fp32 (K_t's rows rn)."""
+    rk = tl.arange(0, BK)
+    rv = c0 + tl.arange(0, BV)
+    s_mask = (rk[:, None] < DK) & (rv[None, :] < DV)
+    s = tl.load(s_base + rk[:, None] * DV + rv[None, :], mask=s_mask, other=0.0, cache_modifier=".cg")
+    o = tl.dot(kt, s, input_precision=PREC)
+    omask = (rn[:, None] < N) & (rv[None, :] < DV)
+    tl.store(o_ptr + bt * N * DV + rn[:, None] * DV + rv[None, :], o.to(o_ptr.dtype.element_ty), mask=omask)
+
+
+@triton.jit
 def readout_tile(
     k_ptr, states_ptr, o_ptr, bt, n0, v0, VCOLS, T, N, DK, DV, SLOTS,
-    BK: tl.constexpr, BN: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr,
+    BK: tl.constexpr, BN: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr, LOOP: tl.constexpr,
 ):  # fmt: skip
-    """o[b, t] = K_t S_t on rows n0 .. n0+BN-1 and columns v0 .. v0+VCOLS-1 (BV at a time, K_t's rows loaded once)
-    of frame bt = b * T + t (int64); layouts as in ``readout_kernel``. The state is read through L2 (``.cg``: in the
-    fused forward another program wrote it)."""
+    """o[b, t] = K_t S_t on rows n0 .. n0+BN-1 and columns v0 .. v0+BV-1 of frame bt = b * T + t (int64), or with
+    LOOP columns v0 .. v0+VCOLS-1, BV at a time, K_t's rows loaded once; layouts as in ``readout_kernel``. The state
+    is read through L2 (``.cg``: in the fused forward another program wrote it)."""
     rn = n0 + tl.arange(0, BN)
     rk = tl.arange(0, BK)
-    b = bt // T
-    t = bt % T
     kt = tl.load(
         k_ptr + bt * N * DK + rn[:, None] * DK + rk[None, :], mask=(rn[:, None] < N) & (rk[None, :] < DK), other=0.0
     ).to(tl.float32)
-    s_base = states_ptr + (b * SLOTS + t + SLOTS - T) * DK * DV
-    for c0 in range(v0, tl.minimum(v0 + VCOLS, DV), BV):
-        rv = c0 + tl.arange(0, BV)
-        s_mask = (rk[:, None] < DK) & (rv[None, :] < DV)
-        s = tl.load(s_base + rk[:, None] * DV + rv[None, :], mask=s_mask, other=0.0, cache_modifier=".cg")
-        o = tl.dot(kt, s, input_precision=PREC)
-        omask = (rn[:, None] < N) & (rv[None, :] < DV)
-        tl.store(o_ptr + bt * N * DV + rn[:, None] * DV + rv[None, :], o.to(o_ptr.dtype.element_ty), mask=omask)
+    s_base = states_ptr + ((bt // T) * SLOTS + bt % T + SLOTS - T) * DK * DV
+    if LOOP:
+        for c0 in range(v0, tl.minimum(v0 + VCOLS, DV), BV):
+            _readout_cols(kt, s_base, o_ptr, bt, rn, c0, N, DK, DV, BK, BV, PREC)
+    else:
+        _readout_cols(kt, s_base, o_ptr, bt, rn, v0, N, DK, DV, BK, BV, PREC)
 
 
 @triton.jit(do_not_specialize=["T", "N", "SLOTS"])  # sizes that vary between calls: one compile
@@ -371,7 +379,7 @@ def readout_kernel(
     """
     readout_tile(
         k_ptr, states_ptr, o_ptr, tl.program_id(0).to(tl.int64), tl.program_id(1) * BN, tl.program_id(2) * BV, BV,
-        T, N, DK, DV, SLOTS, BK, BN, BV, PREC,
+        T, N, DK, DV, SLOTS, BK, BN, BV, PREC, False,
     )  # fmt: skip
 
 
