@@ -29,6 +29,7 @@
 #   bash bench/gpu_verify.sh OUTDIR overlap # token GPU tests (pieces included); graph sweep of pieces, segments, stages
 #   bash bench/gpu_verify.sh OUTDIR sliced # frame GPU tests; sweep of the value-sliced reverse walk; per-launch profile
 #   bash bench/gpu_verify.sh OUTDIR sliced2 # the same with the one-launch walk, plus gradient errors against float64
+#   bash bench/gpu_verify.sh OUTDIR gram   # Gram pre-pass grouping (gram_heads etc.) of the three-launch forward
 #   bash bench/gpu_verify.sh OUTDIR fused2 # one-launch forward: variant tests, sweep of its switches and combinations
 #   bash bench/gpu_verify.sh OUTDIR fused  # one-launch forward: its GPU tests, sweep, host and kernel profile, all tests
 # Carry .whl (training wheels and fla-core; see bench/gpu_env.sh) and .tcache (autotune results saved by an
@@ -184,6 +185,15 @@ if [ "$WHAT" = overlap ]; then  # about 8.5 minutes: never run yet
     B4T10240H8K64V64 B4T2560H8K128V128 B8T4096H16K128V128 --variants high high+ov2 high+ov4 high+ov8 high+seg2 \
     high+sb2 high+prep8 fast fast+ov4 --json "$OUTDIR/sweep_graph.json" 2>&1 | grep -vE '^\{' \
     | tee "$OUTDIR/sweep_graph.txt" | tail -50
+fi
+if [ "$WHAT" = gram ]; then  # about 6 minutes: Gram pre-pass grouping of the three-launch forward, kernel times
+  timeout 200 python3 bench/ops_frame.py --sweep-only --sweep-shapes B10T10N256 B10T10N64 B32T10N256 --sweep-knobs \
+    gram_heads gram_tile gram_warps fused_combo --json "$OUTDIR/sweep_frame.json" 2>&1 | grep -E "^sweep|^best" \
+    | tee "$OUTDIR/sweep_frame.txt"
+  for heads in 1 2 4; do
+    timeout 40 python3 bench/profile_ops.py --rule frame --modes fwd --shapes B10T10N256 B10T10N64 B32T10N256 \
+      --iters 10 --set gram_heads=$heads 2>&1 | grep -A5 "^##" | grep -E "^##|gram|parallel|readout" | sed "s/^/gram_heads=$heads /"
+  done | tee "$OUTDIR/profile.txt"
 fi
 if [ "$WHAT" = fused2 ]; then  # about 8 minutes: one-launch forward switches and their combinations
   timeout 100 python3 -m pytest -q -p no:cacheprovider -rf --tb=short tests/ops/test_frame_gpu.py \

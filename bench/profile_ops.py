@@ -107,7 +107,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--modes", nargs="+", default=["fwd", "fwdbwd"], choices=["fwd", "fwdbwd"])
     parser.add_argument("--iters", type=int, default=20)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--set", nargs="*", default=[], metavar="KNOB=INT", help="frame-rule TUNING changes")
     args = parser.parse_args(argv)
+    for item in args.set:
+        knob, value = item.split("=")
+        ops_frame.TUNING[knob] = int(value)
     if not torch.cuda.is_available():
         raise SystemExit("profile_ops.py needs a CUDA GPU")
     rules = ["frame", "token"] if args.rule == "all" else [args.rule]

@@ -153,13 +153,14 @@ def test_backward_walk_without_the_cooperative_launch(persistent: int, monkeypat
     assert ran == [False], "the one-launch walk ran (or was never asked): the fallback was not exercised"
 
 
+ONE = {"fused_fwd": 1}
 FORWARD_VARIANTS = [  # TUNING changes of the forward, and whether it then runs as one launch
-    pytest.param({}, True, id="one-launch"),
-    pytest.param({"fused_sync": 2}, True, id="one-launch-readouts-after-the-walk"),
-    pytest.param({"gram_heads": 2}, True, id="one-launch-gram-2-heads"),
-    pytest.param({"gram_heads": 8, "fused_per_sm": 2}, None, id="gram-8-heads-2-per-sm"),  # CUDA may refuse the grid
+    pytest.param(ONE, True, id="one-launch"),
+    pytest.param({**ONE, "fused_sync": 2}, True, id="one-launch-readouts-after-the-walk"),
+    pytest.param({**ONE, "gram_heads": 2, "fused_read_cols": 256}, True, id="one-launch-gram-2-heads-wide-readouts"),
+    pytest.param({**ONE, "gram_heads": 8, "fused_per_sm": 2}, None, id="gram-8-heads-2-per-sm"),  # may be refused
     pytest.param({"fused_fwd": 2}, False, id="phased-launches"),
-    pytest.param({"fused_fwd": 0, "gram_heads": 4}, False, id="three-launches-gram-4-heads"),
+    pytest.param({"gram_heads": 4}, False, id="three-launches-gram-4-heads"),
 ]
 
 

@@ -43,7 +43,10 @@ TUNING: dict[str, int | str] = {
     "bwd_slice": 32,  # value columns per program of the sliced reverse recurrence
     "bwd_slice_warps": 4,
     "bwd_persistent": 1,  # sliced walk in one cooperative launch: 0 never, 1 on CUDA, 2 always (compile checks only)
-    "fused_fwd": 1,  # forward in one launch (triton_fwd_fused.py): 0 never, 1 on CUDA, 2 phased, 3 compile only
+    # forward in one launch (triton_fwd_fused.py): 0 never, 1 on CUDA, 2 phased, 3 compile only. Off: on an H100 it
+    # tied the three launches at best (B10 T10 N256 0.176-0.191 vs 0.190 ms at 2 programs per SM, 0.42-0.47 at 1)
+    # and lost on long clips (B1 T200 N64 2.08-2.3 vs 1.7 ms); its workers' tasks are latency-bound
+    "fused_fwd": 0,
     "fused_per_sm": 1,  # programs of the one-launch forward per SM (walkers + workers)
     "fused_min_workers": 16,  # fewer free programs than this: the three-launch forward
     "fused_sync": 1,  # 1: readouts of frame t wait for S_t; 2: for the walk's end
