@@ -29,6 +29,7 @@
 #   bash bench/gpu_verify.sh OUTDIR overlap # token GPU tests (pieces included); graph sweep of pieces, segments, stages
 #   bash bench/gpu_verify.sh OUTDIR sliced # frame GPU tests; sweep of the value-sliced reverse walk; per-launch profile
 #   bash bench/gpu_verify.sh OUTDIR sliced2 # the same with the one-launch walk, plus gradient errors against float64
+#   bash bench/gpu_verify.sh OUTDIR wide   # wide Gram programs: kernel time per setting, forward variant GPU tests
 #   bash bench/gpu_verify.sh OUTDIR gram   # Gram pre-pass grouping (gram_heads etc.) of the three-launch forward
 #   bash bench/gpu_verify.sh OUTDIR fused2 # one-launch forward: variant tests, sweep of its switches and combinations
 #   bash bench/gpu_verify.sh OUTDIR fused  # one-launch forward: its GPU tests, sweep, host and kernel profile, all tests
@@ -185,6 +186,18 @@ if [ "$WHAT" = overlap ]; then  # about 8.5 minutes: never run yet
     B4T10240H8K64V64 B4T2560H8K128V128 B8T4096H16K128V128 --variants high high+ov2 high+ov4 high+ov8 high+seg2 \
     high+sb2 high+prep8 fast fast+ov4 --json "$OUTDIR/sweep_graph.json" 2>&1 | grep -vE '^\{' \
     | tee "$OUTDIR/sweep_graph.txt" | tail -50
+fi
+if [ "$WHAT" = wide ]; then  # about 6 minutes: wide Gram programs (kernel times per setting), their GPU tests
+  for set in "gram_cols=0" "gram_cols=64" "gram_cols=128" "gram_cols=256" "gram_cols=128 gram_wide_warps=4" \
+             "gram_cols=256 gram_wide_warps=4" "gram_cols=128 gram_wide_bn=32" "gram_cols=128 gram_stages=3"; do
+    # shellcheck disable=SC2086
+    timeout 40 python3 bench/profile_ops.py --rule frame --modes fwd --shapes B10T10N256 B10T10N64 B32T10N256 \
+      --iters 10 --set $set 2>&1 | grep -A5 "^##" | grep -E "^##|gram" | sed "s/^/[$set] /"
+  done | tee "$OUTDIR/profile.txt"
+  timeout 60 python3 bench/profile_ops.py --rule frame --modes fwdbwd --shapes B10T10N256 B32T10N256 --iters 10 \
+    --set gram_cols=128 2>&1 | grep -E "^##|gram" | tee -a "$OUTDIR/profile.txt"
+  timeout 200 python3 -m pytest -q -p no:cacheprovider -rf --tb=short tests/ops/test_frame_gpu.py \
+    -k "forward_variants" 2>&1 | tail -8 | tee "$OUTDIR/wide_tests.txt"
 fi
 if [ "$WHAT" = gram ]; then  # about 6 minutes: Gram pre-pass grouping of the three-launch forward, kernel times
   timeout 200 python3 bench/ops_frame.py --sweep-only --sweep-shapes B10T10N256 B10T10N64 B32T10N256 --sweep-knobs \

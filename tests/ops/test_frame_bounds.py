@@ -35,6 +35,8 @@ SHAPES = [  # (B, T, N, Dk, Dv, H), forward recurrence
     pytest.param((2, 3, 11, 16, 32, 1), "parallel", id="B2T3N11Dk16Dv32H1"),
     pytest.param((3, 7, 100, 48, 96, 6), "fused", id="B3T7N100Dk48Dv96H6-fused"),  # one-launch forward, phased
     pytest.param((2, 3, 11, 16, 32, 1), "fused", id="B2T3N11Dk16Dv32H1-fused"),
+    pytest.param((3, 7, 100, 48, 96, 6), "wide", id="B3T7N100Dk48Dv96H6-wide-gram"),  # 64 columns per Gram program
+    pytest.param((1, 2, 37, 70, 80, 5), "wide", id="B1T2N37Dk70Dv80H5-wide-gram"),
 ]
 
 
@@ -109,6 +111,7 @@ def test_no_out_of_bounds_access(
 ) -> None:
     monkeypatch.setitem(TUNING, "fast_path", int(recurrence != "serial"))
     monkeypatch.setitem(TUNING, "fused_fwd", 2 if recurrence == "fused" else 0)
+    monkeypatch.setitem(TUNING, "gram_cols", 64 if recurrence == "wide" else 0)
     monkeypatch.setitem(TUNING, "bwd_sliced", int(recurrence != "serial"))  # backward: value slices or one program
     b, t, n, dk, dv, h = shape
     inp = make_inputs(b=b, t=t, n=n, dk=dk, dv=dv, heads=h, with_state=with_state)

@@ -160,7 +160,10 @@ FORWARD_VARIANTS = [  # TUNING changes of the forward, and whether it then runs 
     pytest.param({**ONE, "gram_heads": 2, "fused_read_cols": 256}, True, id="one-launch-gram-2-heads-wide-readouts"),
     pytest.param({**ONE, "gram_heads": 8, "fused_per_sm": 2}, None, id="gram-8-heads-2-per-sm"),  # may be refused
     pytest.param({"fused_fwd": 2}, False, id="phased-launches"),
-    pytest.param({"gram_heads": 4}, False, id="three-launches-gram-4-heads"),
+    pytest.param({"fused_fwd": 0, "gram_cols": 0, "gram_heads": 4}, False, id="three-launches-gram-4-heads"),
+    pytest.param({"fused_fwd": 0, "gram_cols": 0}, False, id="three-launches-gram-by-head"),
+    pytest.param({"fused_fwd": 0, "gram_cols": 128}, False, id="three-launches-wide-gram-128"),
+    pytest.param({"fused_fwd": 0, "gram_cols": 256, "gram_wide_warps": 4}, False, id="three-launches-wide-gram-256"),
 ]
 
 

@@ -57,6 +57,19 @@ def test_sliced_backward_at_other_slice_widths(slice_width: int, monkeypatch: py
     assert_match(run(inp, "triton"), run(inp, "naive"), TOL)
 
 
+@pytest.mark.parametrize("cols", [32, 128, 256])
+def test_wide_gram_programs_match_reference(cols: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Gram pre-pass (and the backward's K^T dO) with ``cols`` value columns per program in one tile, pixels
+    outside: whole heads and their gate projections (Dv/H = 16, padded heads and keys), tiles past Dv (96 < 128)."""
+    from gdkvm.ops.frame.triton_fwd import TUNING
+
+    monkeypatch.setitem(TUNING, "gram_cols", cols)
+    inp = make_inputs(b=2, t=3, n=70, dk=48, dv=96, heads=6, with_state=True)
+    assert_match(run(inp, "triton"), run(inp, "naive"), TOL)
+    inp = make_inputs(b=1, t=2, n=20, dk=24, dv=80, heads=5, with_state=False)  # one-program recurrence, no R
+    assert_match(run(inp, "triton"), run(inp, "naive"), TOL)
+
+
 def rel_rms(x: torch.Tensor, ref: torch.Tensor) -> float:
     """RMS of the error relative to the RMS of the reference (0 when both are 0)."""
     err = (x.double() - ref.double()).pow(2).mean().sqrt()

@@ -55,6 +55,10 @@ TUNING: dict[str, int | str] = {
     "fused_max_bk": 64,  # wider keys: the three-launch forward (the one-launch kernel spills ~10 KB/thread at Dk 128)
     "fused_capture": 0,  # 1: also inside CUDA graph capture (bench/ops_frame.py tries it for its graph column)
     "gram_tile": 4096,
+    "gram_cols": 0,  # > 0: that many value columns per Gram program in one tile, pixels outside (gram_wide_task)
+    "gram_wide_bn": 64,  # pixels per step of the wide Gram program, at most gram_wide_tile / its columns
+    "gram_wide_tile": 8192,
+    "gram_wide_warps": 8,
     "gram_heads": 1,  # heads per program of the Gram pre-pass (its K^T V columns and their gate projections)
     "gram_warps": 4,
     "readout_tile": 4096,
