@@ -55,11 +55,13 @@ TUNING: dict[str, int | str] = {
     "fused_max_bk": 64,  # wider keys: the three-launch forward (the one-launch kernel spills ~10 KB/thread at Dk 128)
     "fused_capture": 0,  # 1: also inside CUDA graph capture (bench/ops_frame.py tries it for its graph column)
     "gram_tile": 4096,
-    "gram_cols": 0,  # > 0: that many value columns per Gram program in one tile, pixels outside (gram_wide_task)
+    # > 0: that many value columns per Gram program in one tile, pixels outside (gram_wide_task). Off: slower in every
+    # setting on an H100 (B10 T10 N256 pre-pass 76-115 us vs 65 by head, B32 227-330 vs 186)
+    "gram_cols": 0,
     "gram_wide_bn": 64,  # pixels per step of the wide Gram program, at most gram_wide_tile / its columns
     "gram_wide_tile": 8192,
     "gram_wide_warps": 8,
-    "gram_heads": 1,  # heads per program of the Gram pre-pass (its K^T V columns and their gate projections)
+    "gram_heads": 1,  # heads per by-head Gram program; 2 and 4: 68-69 us vs 65 at B10 T10 N256, 191-199 vs 186 at B32
     "gram_warps": 4,
     "readout_tile": 4096,
     "readout_warps": 4,
