@@ -263,6 +263,7 @@ SWEEP = {  # knob -> values tried, one knob at a time, the others at their defau
         ("fast_path", (0, 1)),
         ("fast_warps", (4, 8)),
         ("fast_slice", (16, 32, 64)),
+        ("fast_wide_slices", (0, 1)),
         ("fast_prec", ("tf32x3", "tf32", "ieee")),
         ("fast_psum_dot", (0, 1)),
         ("fwd_state_tile", (1024, 2048, 4096)),

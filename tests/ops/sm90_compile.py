@@ -152,6 +152,7 @@ def frame_cases() -> None:
         TUNING["bwd_sliced"] = sliced
         TUNING["fused_fwd"] = fused
         TUNING["gram_cols"] = cols
+        TUNING["fast_wide_slices"] = 2 if cols else 1  # walkers of two heads where the wide Gram runs
         TUNING["bwd_persistent"] = 2 * (h0 and sliced)  # the one-launch walk (compiled only, never run here)
         k = torch.softmax(torch.randn(b, t, n, dk), -1).to(dtype).requires_grad_()
         v = torch.randn(b, t, n, dv).to(dtype).requires_grad_()
@@ -164,6 +165,7 @@ def frame_cases() -> None:
         with torch.no_grad():
             frame_gated_delta_step_triton(k[:, 0], v[:, 0], *params, heads=heads, state=state)
     TUNING["bwd_sliced"], TUNING["bwd_persistent"], TUNING["fused_fwd"], TUNING["gram_cols"] = 1, 1, 1, 0
+    TUNING["fast_wide_slices"] = 1
 
 
 def token_cases() -> None:

@@ -162,6 +162,7 @@ FORWARD_VARIANTS = [  # TUNING changes of the forward, and whether it then runs 
     pytest.param({"fused_fwd": 2}, False, id="phased-launches"),
     pytest.param({"fused_fwd": 0, "gram_cols": 0, "gram_heads": 4}, False, id="three-launches-gram-4-heads"),
     pytest.param({"fused_fwd": 0, "gram_cols": 0}, False, id="three-launches-gram-by-head"),
+    pytest.param({"fast_wide_slices": 2, "fast_max_slice": 64}, False, id="three-launches-two-heads-per-walker"),
     pytest.param({"fused_fwd": 0, "gram_cols": 128}, False, id="three-launches-wide-gram-128"),
     pytest.param({"fused_fwd": 0, "gram_cols": 256, "gram_wide_warps": 4}, False, id="three-launches-wide-gram-256"),
 ]

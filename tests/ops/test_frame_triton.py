@@ -70,6 +70,24 @@ def test_wide_gram_programs_match_reference(cols: int, monkeypatch: pytest.Monke
     assert_match(run(inp, "triton"), run(inp, "naive"), TOL)
 
 
+@pytest.mark.parametrize("with_state", [False, True], ids=["no_h0", "h0"])
+def test_recurrence_slices_of_several_heads(with_state: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The parallel recurrence with value slices of whole heads (2 and 4 heads of 16 columns per program: per-column
+    gates), as ``walker_slice`` chooses where a batch has more slices than the GPU has SMs; with and without
+    gradients."""
+    from gdkvm.ops.frame.triton_fwd import TUNING
+
+    monkeypatch.setitem(TUNING, "fast_wide_slices", 2)
+    monkeypatch.setitem(TUNING, "fast_max_slice", 64)
+    for b, t, n, dk, dv, h in ((2, 3, 10, 48, 96, 6), (2, 2, 9, 20, 64, 4)):
+        inp = make_inputs(b=b, t=t, n=n, dk=dk, dv=dv, heads=h, with_state=with_state)
+        assert_match(run(inp, "triton"), run(inp, "naive"), TOL)
+        with torch.no_grad():
+            o, final = frame_gated_delta(**inp, output_final_state=True, backend="triton")
+        o_ref, final_ref = frame_gated_delta(**inp, output_final_state=True, backend="naive")
+        assert rel_rms(o, o_ref) <= TOL and rel_rms(final, final_ref) <= TOL
+
+
 def rel_rms(x: torch.Tensor, ref: torch.Tensor) -> float:
     """RMS of the error relative to the RMS of the reference (0 when both are 0)."""
     err = (x.double() - ref.double()).pow(2).mean().sqrt()

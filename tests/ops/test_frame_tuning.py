@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 import triton
 
 from gdkvm.ops.frame.tuning import launch, safe_warps
@@ -53,3 +54,16 @@ def test_safe_warps_keeps_tensor_core_tiles_16_wide() -> None:
     assert safe_warps(8, 64, 16) == 4  # 16 columns over 2 warpgroups would be 8 wide
     assert safe_warps(8, 64, 64) == 8
     assert safe_warps(2, 64, 64) == 4
+
+
+def test_walker_slice_widens_only_past_the_sms_and_by_whole_heads(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gdkvm.ops.frame import tuning
+
+    monkeypatch.setattr(tuning, "sm_count", lambda index: 132)
+    cuda = torch.device("cuda")
+    assert tuning.walker_slice(32, 256, 8, 10, cuda) == 32  # 80 programs fit
+    assert tuning.walker_slice(32, 256, 8, 32, cuda) == 64  # 256 do not: two heads per slice, 128 programs
+    assert tuning.walker_slice(16, 96, 6, 64, cuda) == 32  # 6 heads of 16: 2 per slice; 4 would not divide 6
+    assert tuning.walker_slice(32, 256, 8, 32, torch.device("cpu")) == 32
+    monkeypatch.setitem(tuning.TUNING, "fast_wide_slices", 0)
+    assert tuning.walker_slice(32, 256, 8, 32, cuda) == 32

@@ -37,6 +37,7 @@ from gdkvm.ops.frame.tuning import (
     safe_warps,
     serial_fast_precision,
     serial_precision,
+    walker_slice,
 )
 
 
@@ -235,7 +236,7 @@ def _frame_inputs(kk_ptr, r_b, kv_b, b, t, T, DK, DV, BQ: tl.constexpr, g_offs, 
 def _walk_frame(
     kk_ptr, r_b, kv_b, st_base, b, t, slot, T, DK, DV, qb, qa, s, msum, rate, dt, own, rate_h, dt_h, own_h,
     g_offs, g_mask, q_offs, q_mask, s_offs, s_mask, IN_PLACE: tl.constexpr, BK: tl.constexpr, BH: tl.constexpr,
-    PREC: tl.constexpr, PSUM_DOT: tl.constexpr,
+    PREC: tl.constexpr, PSUM_DOT: tl.constexpr, NHS: tl.constexpr, head0, hcol,
 ):  # fmt: skip
     """Frame t of ``walk_slice``: gates from Q_{t-1}, then Q_t and this slice of S_t (stored at slot t + slot)."""
     BQ: tl.constexpr = BH * BH
@@ -252,8 +253,12 @@ def _walk_frame(
     else:
         beta_h = tl.sigmoid(tl.sum(tl.reshape(qb, (BK, BH, BH)), axis=1))  # [BK, BH]: S W_beta
         alpha_h = tl.exp(-rate_h * softplus(tl.sum(tl.reshape(qa, (BK, BH, BH)), axis=1) + dt_h))
-        beta_s = tl.sum(tl.where(own_h, beta_h, 0.0), axis=1)[:, None]
+        beta_s = tl.sum(tl.where(own_h, beta_h, 0.0), axis=1)[:, None]  # [BK, 1]: the slice's head
         alpha_s = tl.sum(tl.where(own_h, alpha_h, 0.0), axis=1)[:, None]
+        for i in tl.static_range(1, NHS):  # a slice of NHS heads: [BK, BV], each column its head's gates
+            sel = tl.arange(0, BH)[None, :] == head0 + i
+            beta_s = tl.where(hcol == head0 + i, tl.sum(tl.where(sel, beta_h, 0.0), axis=1)[:, None], beta_s)
+            alpha_s = tl.where(hcol == head0 + i, tl.sum(tl.where(sel, alpha_h, 0.0), axis=1)[:, None], alpha_s)
         beta = tl.reshape(tl.broadcast_to(beta_h[:, :, None], (BK, BH, BH)), (BK, BQ))
         alpha = tl.reshape(tl.broadcast_to(alpha_h[:, :, None], (BK, BH, BH)), (BK, BQ))
     gq = tl.dot(gram, qb, input_precision=PREC)
@@ -272,7 +277,7 @@ def _walk_frame(
 def walk_slice(
     kk_ptr, kv_ptr, r_ptr, h0_ptr, wb_ptr, wa_ptr, alog_ptr, dt_ptr, states_ptr, flag_ptr, b, j0, T, DK, DV, H, HD,
     GT, HAS_H0: tl.constexpr, IN_PLACE: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, BH: tl.constexpr,
-    PREC: tl.constexpr, PSUM_DOT: tl.constexpr, SYNC: tl.constexpr, LOOKAHEAD: tl.constexpr,
+    PREC: tl.constexpr, PSUM_DOT: tl.constexpr, SYNC: tl.constexpr, LOOKAHEAD: tl.constexpr, NHS: tl.constexpr = 1,
 ):  # fmt: skip
     """All T frames of value slice j0 .. j0+BV-1 of batch element b (int64); see ``fwd_parallel_kernel``.
 
@@ -299,6 +304,7 @@ def walk_slice(
     rate_h = tl.exp(tl.load(alog_ptr + rh, mask=rh < H, other=0.0))[None, :]
     dt_h = tl.load(dt_ptr + rh, mask=rh < H, other=0.0)[None, :]
     own_h = (rh == j0 // HD)[None, :]
+    hcol = (rv // HD)[None, :]  # head of each column (a slice holds NHS = BV / HD heads, or lies inside one)
     kv_b = kv_ptr + b * T * DK * DV
     r_b = r_ptr + b * T * DK * 2 * BQ
     flag_b = flag_ptr + b * T * 2
@@ -337,7 +343,7 @@ def walk_slice(
                 ready = wait_frames(flag_b, t, T, GT, LOOKAHEAD)
             qb, qa, s = _walk_frame(
                 kk_ptr, r_b, kv_b, st_base, b, t, slot, T, DK, DV, qb, qa, s, msum, rate, dt, own, rate_h, dt_h, own_h,
-                g_offs, g_mask, q_offs, q_mask, s_offs, s_mask, IN_PLACE, BK, BH, PREC, PSUM_DOT,
+                g_offs, g_mask, q_offs, q_mask, s_offs, s_mask, IN_PLACE, BK, BH, PREC, PSUM_DOT, NHS, j0 // HD, hcol,
             )  # fmt: skip
             if SYNC == 1:
                 signal_count(flag_b + t * 2 + 1)
@@ -345,7 +351,7 @@ def walk_slice(
         for t in range(t_start, T):
             qb, qa, s = _walk_frame(
                 kk_ptr, r_b, kv_b, st_base, b, t, slot, T, DK, DV, qb, qa, s, msum, rate, dt, own, rate_h, dt_h, own_h,
-                g_offs, g_mask, q_offs, q_mask, s_offs, s_mask, IN_PLACE, BK, BH, PREC, PSUM_DOT,
+                g_offs, g_mask, q_offs, q_mask, s_offs, s_mask, IN_PLACE, BK, BH, PREC, PSUM_DOT, NHS, j0 // HD, hcol,
             )  # fmt: skip
     if SYNC == 2:
         signal_count(flag_b + (T - 1) * 2 + 1)
@@ -355,9 +361,10 @@ def walk_slice(
 def fwd_parallel_kernel(
     kk_ptr, kv_ptr, r_ptr, h0_ptr, wb_ptr, wa_ptr, alog_ptr, dt_ptr, states_ptr, T, DK, DV, H, HD,
     HAS_H0: tl.constexpr, IN_PLACE: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, BH: tl.constexpr,
-    PREC: tl.constexpr, PSUM_DOT: tl.constexpr,
+    PREC: tl.constexpr, PSUM_DOT: tl.constexpr, NHS: tl.constexpr = 1,
 ):  # fmt: skip
-    """All T frames of value slice j (BV columns inside one head) of batch element b. Grid: (B, DV / BV).
+    """All T frames of value slice j (BV columns inside one head, or NHS = BV / HD whole heads) of batch element b.
+    Grid: (B, DV / BV).
 
     The gates of frame t need S_{t-1} W over all DV columns, which no single slice has. So every program also carries
     the per-head gate projections Q[k, h * BH + h'] = sum over the columns c of head h of S[k, c] W[c, h'] (one block
@@ -370,7 +377,7 @@ def fwd_parallel_kernel(
     walk_slice(
         kk_ptr, kv_ptr, r_ptr, h0_ptr, wb_ptr, wa_ptr, alog_ptr, dt_ptr, states_ptr, kk_ptr,
         tl.program_id(0).to(tl.int64), tl.program_id(1) * BV, T, DK, DV, H, HD, 0,
-        HAS_H0, IN_PLACE, BK, BV, BH, PREC, PSUM_DOT, 0, 1,
+        HAS_H0, IN_PLACE, BK, BV, BH, PREC, PSUM_DOT, 0, 1, NHS,
     )  # fmt: skip
 
 
@@ -542,6 +549,7 @@ def frame_fwd(
         kv, kk, _ = gram(k, v, with_kk=True)
     else:
         bh, bv = fast
+        bv = walker_slice(bv, dv, heads, b, k.device)
         kv, kk, r = gram(k, v, with_kk=True, gates=(w_beta, w_alpha, heads, bh))
     states = torch.empty(b, t + 1, dk, dv, device=k.device, dtype=torch.float32) if save else kv
     h0 = initial_state if has_h0 else states
@@ -558,7 +566,7 @@ def frame_fwd(
             fwd_parallel_kernel, (b, dv // bv),
             kk, kv, r, h0, w_beta, w_alpha, a_log, dt_bias, states, t, dk, dv, heads, dv // heads,
             HAS_H0=has_h0, IN_PLACE=not save, BK=bk, BV=bv, BH=bh, PREC=serial_fast_precision(k.device),
-            PSUM_DOT=bool(TUNING["fast_psum_dot"]),
+            PSUM_DOT=bool(TUNING["fast_psum_dot"]), NHS=max(1, bv // (dv // heads)),
             num_warps=safe_warps(int(TUNING["fast_warps"]), bk, min(bv, bh * bh)),
             num_stages=int(TUNING["fast_stages"]),
         )  # fmt: skip

@@ -21,8 +21,6 @@ cross-program data is read through L2 (``.cg``), signals release and waits acqui
 
 from __future__ import annotations
 
-import functools
-
 import torch
 import triton
 import triton.language as tl
@@ -39,6 +37,7 @@ from gdkvm.ops.frame.tuning import (
     pad_k,
     safe_warps,
     serial_fast_precision,
+    sm_count,
 )
 
 
@@ -100,11 +99,6 @@ def fwd_fused_kernel(
                 )  # fmt: skip
 
 
-@functools.cache
-def _sm_count(index: int) -> int:
-    return torch.cuda.get_device_properties(index).multi_processor_count
-
-
 def _mode(device: torch.device) -> int:
     """0: three-launch forward; 1: one cooperative launch; 2: phased launches of the fused kernel; 3: one launch
     forced (compile checks only: the interpreter would wait forever)."""
@@ -138,7 +132,7 @@ def fused_frame_fwd(
     if mode == 1 and not TUNING["fused_capture"] and torch.cuda.is_current_stream_capturing():
         return None  # a cooperative launch inside CUDA graph capture: not relied on unless asked for
     if mode in (1, 3):
-        nw = int(TUNING["fused_per_sm"]) * (_sm_count(k.device.index or 0) if k.is_cuda else 132) - b * ns
+        nw = int(TUNING["fused_per_sm"]) * (sm_count(k.device.index or 0) if k.is_cuda else 132) - b * ns
         if nw < int(TUNING["fused_min_workers"]):
             return None
     f32 = {"device": k.device, "dtype": torch.float32}
@@ -167,7 +161,7 @@ def fused_frame_fwd(
     }  # fmt: skip
     slots = states.shape[1]
     if mode == 2:
-        workers = _sm_count(k.device.index or 0) if k.is_cuda else 3
+        workers = sm_count(k.device.index or 0) if k.is_cuda else 3
         for nr, nw, tasks in ((0, workers, (n_gram, 0)), (b * ns, 0, (0, 0)), (0, workers, (0, n_read))):
             launch(fwd_fused_kernel, (nr + nw,), *args, *sizes, nr, nw, *tasks, slots, rcols, SYNC=0, **const)
         return o, states, (kk if save else None), (kv if save else None)

@@ -5,6 +5,8 @@ keeps Triton 3.6 from emitting the faulty narrow TF32 wgmma), ``tl.dot`` precisi
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import triton
 
@@ -32,7 +34,9 @@ TUNING: dict[str, int | str] = {
     "fast_slice": 32,  # value columns per program of the parallel recurrence (a power of two dividing Dv/H)
     "fast_warps": 4,  # 4 vs 8: 0.190 vs 0.194 ms at B10 T10 N256, 0.475 vs 0.496 at B32 (H100, batch sweep)
     "fast_prec": "tf32x3",  # tl.dot precision of the parallel recurrence on CUDA: "tf32x3" or "ieee"
-    "fast_psum_dot": 0,  # 1: head sums of Q by a 0/1 matrix product instead of a reshape and sum
+    "fast_psum_dot": 0,
+    "fast_wide_slices": 1,  # slices of several heads where batch x slices exceeds the SMs (walker_slice)
+    "fast_max_slice": 64,  # 1: head sums of Q by a 0/1 matrix product instead of a reshape and sum
     "fwd_state_tile": 2048,
     "fwd_warps": 4,
     "bwd_state_tile": 1024,
@@ -145,6 +149,27 @@ def fast_layout(dk: int, dv: int, heads: int) -> tuple[int, int] | None:
         return None
     bh = max(4, next_power_of_2(heads))
     return bh, min(hd, max(16, next_power_of_2(int(TUNING["fast_slice"]))))
+
+
+@functools.cache
+def sm_count(index: int) -> int:
+    """Streaming multiprocessors of CUDA device ``index``."""
+    return torch.cuda.get_device_properties(index).multi_processor_count
+
+
+def walker_slice(bv: int, dv: int, heads: int, batch: int, device: torch.device) -> int:
+    """Value columns per program of the parallel recurrence: ``fast_layout``'s slice, doubled (up to
+    ``TUNING["fast_max_slice"]``, whole heads per slice) while batch x Dv / slice programs exceed the device's SMs
+    (``fast_wide_slices`` 1, CUDA only; 2: always as wide as allowed, for tests; 0: never). Not with fast_psum_dot."""
+    mode, hd = int(TUNING["fast_wide_slices"]), dv // heads
+    if mode == 0 or TUNING["fast_psum_dot"] or (mode == 1 and device.type != "cuda"):
+        return bv
+    limit = 0 if mode == 2 else sm_count(device.index or 0)
+    while batch * (dv // bv) > limit and 2 * bv <= int(TUNING["fast_max_slice"]):
+        if 2 * bv > hd and heads % (2 * bv // hd):
+            break  # a slice of whole heads must divide the heads
+        bv *= 2
+    return bv
 
 
 def serial_fast_precision(device: torch.device) -> str:
