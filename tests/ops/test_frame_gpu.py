@@ -264,12 +264,12 @@ def test_no_narrow_tf32_wgmma() -> None:
     """Triton 3.6 emits ``wgmma m64n8k8`` for TF32 dots split too finely over warpgroups, and that instruction reads
     shared memory out of bounds (triton-lang/triton#10629; the illegal memory access this suite once hit). Every frame
     kernel compiled so far (run after the other tests) must be free of it."""
-    from gdkvm.ops.frame import triton_bwd, triton_fwd, triton_step
+    from gdkvm.ops.frame import triton_bwd, triton_fwd, triton_gram, triton_step
 
     for shape in [(2, 3, 100, 48, 96, 6), (2, 3, 64, 16, 32, 2), (1, 2, 64, 128, 512, 8)]:
         run(make_inputs(shape, torch.float32, True), "triton", upcast=False)
     kernels = [
-        triton_fwd.gram_kernel, triton_fwd.fwd_recurrence_kernel, triton_fwd.fwd_parallel_kernel,
+        triton_gram.gram_kernel, triton_fwd.fwd_recurrence_kernel, triton_fwd.fwd_parallel_kernel,
         triton_fwd.readout_kernel, triton_bwd.bwd_recurrence_kernel, triton_bwd.dkdv_kernel, triton_step.step_kernel,
     ]  # fmt: skip
     seen, bad = 0, []

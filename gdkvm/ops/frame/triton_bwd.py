@@ -14,7 +14,7 @@ import triton.language as tl
 from gdkvm.ops._host import cdiv
 from gdkvm.ops.frame.tiles import collapse_to_heads, expand_gates, gate_logits, softplus
 from gdkvm.ops.frame.triton_bwd_sliced import sliced_recurrence
-from gdkvm.ops.frame.triton_fwd import gram
+from gdkvm.ops.frame.triton_gram import gram
 from gdkvm.ops.frame.tuning import (
     TUNING,
     block_sizes,

@@ -1,10 +1,11 @@
 """Triton forward of the frame rule: a parallel Gram pre-pass, the serial state recurrence, a parallel readout.
 
 The state recurrence is the only serial part. Everything that does not depend on the state (K_t^T K_t and K_t^T V_t
-for all frames, the GEMMs over the N pixels) runs first as one parallel launch on tensor cores, the recurrence then
-walks all T frames in one launch (``fwd_parallel_kernel``: one program per batch element and value slice, each also
-carrying the per-head gate projections; ``fwd_recurrence_kernel``, the fallback: one program per batch element), and
-the readout O_t = K_t S_t runs in parallel over (frame, pixel tile, value tile). See README.md.
+for all frames, the GEMMs over the N pixels) runs first as one parallel launch on tensor cores (``triton_gram``),
+the recurrence then walks all T frames in one launch (``fwd_parallel_kernel``: one program per batch element and
+value slice, each also carrying the per-head gate projections; ``fwd_recurrence_kernel``, the fallback: one program
+per batch element), and the readout O_t = K_t S_t runs in parallel over (frame, pixel tile, value tile). See
+README.md.
 
 States are written for every frame to ``states [B, T + 1, Dk, Dv]`` (slot 0 = initial state, slot t + 1 = S_t), which
 is the readout's input and the backward's checkpoint.
@@ -16,16 +17,16 @@ import torch
 import triton
 import triton.language as tl
 
-from gdkvm.ops._host import cdiv, next_power_of_2
+from gdkvm.ops._host import cdiv
 from gdkvm.ops.frame.tiles import (
     expand_gates,
     gate_logits_tile,
     head_block_weights,
-    kt_y_tile,
     signal_count,
     softplus,
     wait_frames,
 )
+from gdkvm.ops.frame.triton_gram import gram
 from gdkvm.ops.frame.tuning import (
     TUNING,
     block_sizes,
@@ -39,112 +40,6 @@ from gdkvm.ops.frame.tuning import (
     serial_precision,
     walker_slice,
 )
-
-
-@triton.jit
-def _gram_kk(k_ptr, kk_ptr, bt, N, DK, BK: tl.constexpr, BN: tl.constexpr, PREC: tl.constexpr):
-    """kk[bt] = K^T K of frame bt (int64): k [BT, N, DK], kk [BT, DK, DK] fp32."""
-    rk = tl.arange(0, BK)
-    k_base = k_ptr + bt * N * DK
-    kk = kt_y_tile(k_base, k_base, N, DK, DK, 0, BK, BN, BK, PREC)
-    kk_mask = (rk[:, None] < DK) & (rk[None, :] < DK)
-    tl.store(kk_ptr + bt * DK * DK + rk[:, None] * DK + rk[None, :], kk, mask=kk_mask)
-
-
-@triton.jit
-def gram_task(
-    k_ptr, y_ptr, ky_ptr, kk_ptr, wb_ptr, wa_ptr, r_ptr, bt, pc, N, DK, DY, H, HD, NCOL, CW,
-    WITH_KK: tl.constexpr, WITH_R: tl.constexpr, BK: tl.constexpr, BN: tl.constexpr, BY: tl.constexpr,
-    BH: tl.constexpr, PREC: tl.constexpr, SPREC: tl.constexpr,
-):  # fmt: skip
-    """One program's share of frame bt (int64) of ``gram_kernel``: columns pc*CW .. pc*CW+CW-1 of K^T Y (and with
-    WITH_R their heads' gate projections), or for pc == NCOL (with WITH_KK) K^T K. Layouts as in ``gram_kernel``."""
-    k_base = k_ptr + bt * N * DK
-    rk = tl.arange(0, BK)
-    if pc < NCOL:
-        rb = tl.zeros((BK, BH * BH), dtype=tl.float32)
-        ra = tl.zeros((BK, BH * BH), dtype=tl.float32)
-        for c0 in range(pc * CW, tl.minimum(pc * CW + CW, DY), BY):
-            ky = kt_y_tile(k_base, y_ptr + bt * N * DY, N, DK, DY, c0, BK, BN, BY, PREC)
-            ry = c0 + tl.arange(0, BY)
-            ky_mask = (rk[:, None] < DK) & (ry[None, :] < DY)
-            tl.store(ky_ptr + bt * DK * DY + rk[:, None] * DY + ry[None, :], ky, mask=ky_mask)
-            if WITH_R:
-                rb += tl.dot(ky, head_block_weights(wb_ptr, c0, DY, H, HD, BY, BH), input_precision=SPREC)
-                ra += tl.dot(ky, head_block_weights(wa_ptr, c0, DY, H, HD, BY, BH), input_precision=SPREC)
-        if WITH_R:
-            rq = tl.arange(0, BH * BH)
-            first = pc * CW // HD  # the heads of columns pc*CW .. pc*CW+CW-1 (CW is a multiple of HD here)
-            qh = rq[None, :] // BH
-            r_mask = (rk[:, None] < DK) & (qh >= first) & (qh < first + CW // HD) & ((rq[None, :] % BH) < H)
-            r_offs = bt * DK * 2 * BH * BH + rk[:, None] * 2 * BH * BH + rq[None, :]
-            tl.store(r_ptr + r_offs, rb, mask=r_mask)
-            tl.store(r_ptr + r_offs + BH * BH, ra, mask=r_mask)
-    elif WITH_KK:
-        _gram_kk(k_ptr, kk_ptr, bt, N, DK, BK, BN, PREC)
-
-
-@triton.jit
-def gram_wide_task(
-    k_ptr, y_ptr, ky_ptr, wb_ptr, wa_ptr, r_ptr, bt, pc, N, DK, DY, H, HD, CW,
-    WITH_R: tl.constexpr, BK: tl.constexpr, BN: tl.constexpr, BCW: tl.constexpr, BH: tl.constexpr,
-    PREC: tl.constexpr, SPREC: tl.constexpr,
-):  # fmt: skip
-    """``gram_task``'s columns pc*CW .. pc*CW+CW-1 of frame bt in one [BK, BCW] accumulator, the pixel loop outside:
-    each K_t^T tile is loaded (and laid out for the tensor cores) once per program instead of once per column tile.
-    With WITH_R the gate projections of those columns' heads come from the accumulator in one product each."""
-    rk = tl.arange(0, BK)
-    rc = pc * CW + tl.arange(0, BCW)
-    c_ok = (rc < pc * CW + CW) & (rc < DY)
-    acc = tl.zeros((BK, BCW), dtype=tl.float32)
-    for n0 in range(0, N, BN):
-        rn = n0 + tl.arange(0, BN)
-        xt = tl.load(k_ptr + bt * N * DK + rn[None, :] * DK + rk[:, None], mask=(rn[None, :] < N) & (rk[:, None] < DK),
-                     other=0.0)  # fmt: skip
-        y = tl.load(y_ptr + bt * N * DY + rn[:, None] * DY + rc[None, :], mask=(rn[:, None] < N) & c_ok[None, :],
-                    other=0.0)  # fmt: skip
-        acc += tl.dot(xt.to(tl.float32), y.to(tl.float32), input_precision=PREC)
-    tl.store(ky_ptr + bt * DK * DY + rk[:, None] * DY + rc[None, :], acc, mask=(rk[:, None] < DK) & c_ok[None, :])
-    if WITH_R:
-        rq = tl.arange(0, BH * BH)
-        end = tl.minimum(pc * CW + CW, DY)  # the weight rows of this program's columns only
-        rb = tl.dot(acc, head_block_weights(wb_ptr, pc * CW, end, H, HD, BCW, BH), input_precision=SPREC)
-        ra = tl.dot(acc, head_block_weights(wa_ptr, pc * CW, end, H, HD, BCW, BH), input_precision=SPREC)
-        first = pc * CW // HD
-        qh = rq[None, :] // BH
-        r_mask = (rk[:, None] < DK) & (qh >= first) & (qh < first + CW // HD) & ((rq[None, :] % BH) < H)
-        r_offs = bt * DK * 2 * BH * BH + rk[:, None] * 2 * BH * BH + rq[None, :]
-        tl.store(r_ptr + r_offs, rb, mask=r_mask)
-        tl.store(r_ptr + r_offs + BH * BH, ra, mask=r_mask)
-
-
-@triton.jit(do_not_specialize=["N", "H", "HD", "NCOL"])  # sizes that vary between calls: one compile
-def gram_kernel(
-    k_ptr, y_ptr, ky_ptr, kk_ptr, wb_ptr, wa_ptr, r_ptr, N, DK, DY, H, HD, NCOL, CW,
-    WITH_KK: tl.constexpr, WITH_R: tl.constexpr, BK: tl.constexpr, BN: tl.constexpr, BY: tl.constexpr,
-    BH: tl.constexpr, PREC: tl.constexpr, SPREC: tl.constexpr, WIDE: tl.constexpr = False,
-):  # fmt: skip
-    """Per frame bt: ky[bt] = K^T Y, kk[bt] = K^T K (program NCOL, with WITH_KK) and the per-head gate projections of
-    K^T Y (WITH_R): r[bt, :, 0, h * BH + h'] = (K^T Y)[:, head h] W_beta[head h, h'], r[bt, :, 1, ...] the same with
-    W_alpha.
-
-    Grid: (B*T, NCOL + WITH_KK). Program pc < NCOL owns columns pc*CW .. pc*CW+CW-1 (with WITH_R whole heads: CW a
-    multiple of HD) in sub-tiles of BY, or with WIDE in one tile (``gram_wide_task``, BY >= CW). k [BT, N, DK],
-    y [BT, N, DY], ky [BT, DK, DY], kk [BT, DK, DK], r [BT, DK, 2, BH*BH] (entries of padded heads are not written),
-    all fp32 but k and y. PREC: precision of the dots over pixels (K, Y operands); SPREC: of the gate projections of
-    K^T Y, whose fp32 operands TF32 would round (they feed the gates).
-    """
-    bt = tl.program_id(0).to(tl.int64)
-    pc = tl.program_id(1)
-    if WIDE:  # BY = CW padded to a power of two
-        if pc < NCOL:
-            gram_wide_task(k_ptr, y_ptr, ky_ptr, wb_ptr, wa_ptr, r_ptr, bt, pc, N, DK, DY, H, HD, CW,
-                           WITH_R, BK, BN, BY, BH, PREC, SPREC)  # fmt: skip
-        elif WITH_KK:
-            _gram_kk(k_ptr, kk_ptr, bt, N, DK, BK, BN, PREC)
-    else:
-        gram_task(k_ptr, y_ptr, ky_ptr, kk_ptr, wb_ptr, wa_ptr, r_ptr, bt, pc, N, DK, DY, H, HD, NCOL, CW,
-                  WITH_KK, WITH_R, BK, BN, BY, BH, PREC, SPREC)  # fmt: skip
 
 
 @triton.jit(do_not_specialize=["T", "H", "HD"])  # sizes that vary between calls: one compile
@@ -437,78 +332,6 @@ def readout_kernel(
         k_ptr, states_ptr, o_ptr, tl.program_id(0).to(tl.int64), tl.program_id(1) * BN, tl.program_id(2) * BV, BV,
         T, N, DK, DV, SLOTS, BK, BN, BV, PREC, False,
     )  # fmt: skip
-
-
-def gram_layout(
-    dk: int, dy: int, heads: int, bh: int, with_r: bool, dtype: torch.dtype, device: torch.device, fused: bool = False
-) -> tuple[int, int, dict]:
-    """(CW, NCOL, launch constants) of ``gram_kernel``: ``TUNING["gram_cols"]`` columns (whole heads with with_r)
-    per program in one tile (``gram_wide_task``; not in the fused forward, whose workers run ``gram_task``), else
-    with_r ``TUNING["gram_heads"]`` heads per program, else BN-wide column tiles."""
-    bk = pad_k(dk)
-    bn = fit(int(TUNING["gram_tile"]), bk)
-    hd = dy // heads if with_r else 1
-    wide = int(TUNING["gram_cols"]) >= max(hd, 16) and not fused
-    warps = int(TUNING["gram_warps"])
-    if wide:  # one tile of whole heads (with_r) per program, pixels outside
-        cols = min(int(TUNING["gram_cols"]), 128) if with_r else int(TUNING["gram_cols"])  # 256 + R: > 228 KB smem
-        cw = min(dy, max(hd, cols // hd * hd))
-        ncol, by = cdiv(dy, cw), next_power_of_2(cw)
-        bn = min(bn, int(TUNING["gram_wide_bn"]), fit(int(TUNING["gram_wide_tile"]), by))
-        warps = int(TUNING["gram_wide_warps"])
-    elif with_r:
-        per = max(1, min(heads, int(TUNING["gram_heads"])))
-        cw, ncol = hd * per, cdiv(heads, per)
-        by = min(cw, bn)
-    else:
-        by = cw = bn
-        ncol = cdiv(dy, by)
-    const = {
-        "WITH_R": with_r, "BK": bk, "BN": bn, "BY": by, "BH": bh, "PREC": dot_precision(dtype, device),
-        "SPREC": serial_fast_precision(device), "num_stages": int(TUNING["gram_stages"]), "WIDE": wide,
-        "num_warps": safe_warps(warps, bk, min(by, bk, bh * bh if with_r else by)),
-    }  # fmt: skip
-    return cw, ncol, const
-
-
-def gram(
-    k: torch.Tensor,
-    y: torch.Tensor,
-    *,
-    with_kk: bool,
-    gates: tuple[torch.Tensor, torch.Tensor, int, int] | None = None,
-) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-    """K^T Y (and K^T K, and the per-head gate projections of K^T Y) per frame.
-
-    Args:
-        k: [B, T, N, Dk] contiguous.
-        y: [B, T, N, Dy] contiguous, same dtype.
-        with_kk: also compute K^T K.
-        gates: (w_beta, w_alpha, heads, BH) to also compute r = per-head projections (``fwd_parallel_kernel``);
-            Dy / heads must be a power of two >= 16.
-
-    Returns:
-        ky: [B, T, Dk, Dy] fp32.
-        kk: [B, T, Dk, Dk] fp32, or None.
-        r: [B, T, Dk, 2, BH * BH] fp32 (entries of padded heads unset), or None.
-    """
-    b, t, n, dk = k.shape
-    dy = y.shape[-1]
-    f32 = {"device": k.device, "dtype": torch.float32}
-    ky = torch.empty(b, t, dk, dy, **f32)
-    kk = torch.empty(b, t, dk, dk, **f32) if with_kk else ky
-    if gates is None:
-        wb = wa = r = ky
-        heads, bh = 1, 4
-    else:
-        wb, wa, heads, bh = gates
-        r = torch.empty(b, t, dk, 2, bh * bh, **f32)
-    cw, ncol, const = gram_layout(dk, dy, heads, bh, gates is not None, k.dtype, k.device)
-    launch(
-        gram_kernel, (b * t, ncol + int(with_kk)),
-        k, y, ky, kk, wb, wa, r, n, dk, dy, heads, max(1, dy // heads), ncol, cw, WITH_KK=with_kk, **const,
-    )  # fmt: skip
-    return ky, (kk if with_kk else None), (r if gates is not None else None)
 
 
 def frame_fwd(

@@ -27,7 +27,8 @@ import triton.language as tl
 
 from gdkvm.ops._host import cdiv, interpreting
 from gdkvm.ops.frame.tiles import signal_count, wait_count
-from gdkvm.ops.frame.triton_fwd import frame_fwd, gram_layout, gram_task, readout_tile, walk_slice
+from gdkvm.ops.frame.triton_fwd import frame_fwd, readout_tile, walk_slice
+from gdkvm.ops.frame.triton_gram import gram_layout, gram_task
 from gdkvm.ops.frame.tuning import (
     TUNING,
     dot_precision,
