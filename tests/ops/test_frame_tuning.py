@@ -67,3 +67,23 @@ def test_walker_slice_widens_only_past_the_sms_and_by_whole_heads(monkeypatch: p
     assert tuning.walker_slice(32, 256, 8, 32, torch.device("cpu")) == 32
     monkeypatch.setitem(tuning.TUNING, "fast_wide_slices", 0)
     assert tuning.walker_slice(32, 256, 8, 32, cuda) == 32
+
+
+def test_launch_cooperative_reports_a_refused_grid_and_raises_anything_else(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gdkvm.ops.frame import tuning
+
+    calls = []
+
+    def fake_launch(kernel: object, grid: tuple, *args: object, **kwargs: object) -> None:
+        calls.append(kwargs)
+        if kernel == "too-big":
+            raise RuntimeError("Triton Error [CUDA]: too many blocks in cooperative launch")
+        if kernel == "broken":
+            raise RuntimeError("an illegal memory access was encountered")
+
+    monkeypatch.setattr(tuning, "launch", fake_launch)
+    assert tuning.launch_cooperative("fits", (4,), 1, X=2) is True
+    assert calls[-1] == {"launch_cooperative_grid": True, "X": 2}
+    assert tuning.launch_cooperative("too-big", (4096,)) is False
+    with pytest.raises(RuntimeError, match="illegal memory access"):
+        tuning.launch_cooperative("broken", (4,))

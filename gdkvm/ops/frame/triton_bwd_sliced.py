@@ -25,7 +25,7 @@ import triton.language as tl
 
 from gdkvm.ops._host import cdiv, interpreting, next_power_of_2
 from gdkvm.ops.frame.tiles import collapse_to_heads, expand_gates, gate_logits, signal_count, softplus, wait_count
-from gdkvm.ops.frame.tuning import TUNING, block_sizes, launch, safe_warps, serial_precision
+from gdkvm.ops.frame.tuning import TUNING, block_sizes, launch, launch_cooperative, safe_warps, serial_precision
 
 
 @triton.jit(do_not_specialize=["T", "H", "T_FIRST"])
@@ -256,13 +256,7 @@ def _persistent_walk(grid: tuple[int, int], walk: tuple, sizes: tuple, const: di
     mode = int(TUNING["bwd_persistent"])
     if mode == 0 or (mode == 1 and (not walk[0].is_cuda or interpreting())):
         return False
-    try:
-        launch(bwd_slice_kernel, grid, *walk, 0, *sizes, PERSISTENT=True, launch_cooperative_grid=True, **const)
-    except RuntimeError as err:  # CUDA refuses a cooperative grid larger than what can be resident at once
-        if "cooperative" not in str(err).lower():
-            raise
-        return False
-    return True
+    return launch_cooperative(bwd_slice_kernel, grid, *walk, 0, *sizes, PERSISTENT=True, **const)
 
 
 def sliced_recurrence(

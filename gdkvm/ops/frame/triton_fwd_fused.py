@@ -35,6 +35,7 @@ from gdkvm.ops.frame.tuning import (
     fast_layout,
     fit,
     launch,
+    launch_cooperative,
     pad_k,
     safe_warps,
     serial_fast_precision,
@@ -166,14 +167,10 @@ def fused_frame_fwd(
         for nr, nw, tasks in ((0, workers, (n_gram, 0)), (b * ns, 0, (0, 0)), (0, workers, (0, n_read))):
             launch(fwd_fused_kernel, (nr + nw,), *args, *sizes, nr, nw, *tasks, slots, rcols, SYNC=0, **const)
         return o, states, (kk if save else None), (kv if save else None)
-    try:
-        launch(
-            fwd_fused_kernel, (b * ns + nw,), *args, *sizes, b * ns, nw, n_gram, n_read, slots, rcols,
-            SYNC=int(TUNING["fused_sync"]), launch_cooperative_grid=True, **const,
-        )  # fmt: skip
-    except RuntimeError as err:  # CUDA refuses a cooperative grid larger than what can be resident at once
-        if "cooperative" not in str(err).lower():
-            raise
+    if not launch_cooperative(
+        fwd_fused_kernel, (b * ns + nw,), *args, *sizes, b * ns, nw, n_gram, n_read, slots, rcols,
+        SYNC=int(TUNING["fused_sync"]), **const,
+    ):  # fmt: skip
         return None
     return o, states, (kk if save else None), (kv if save else None)
 
@@ -188,7 +185,7 @@ def frame_forward(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """The Triton forward: in one launch where it applies (``fused_frame_fwd``), else ``frame_fwd``'s three.
     Arguments and results as ``frame_fwd``'s (params = w_beta, w_alpha, a_log, dt_bias)."""
-    fast = fast_layout(k.shape[-1], v.shape[-1], heads)
+    fast = fast_layout(k.shape[-1], v.shape[-1], heads) if _mode(k.device) else None
     if fast is not None:
         fused = fused_frame_fwd(k, v, params, heads, initial_state, save, fast)
         if fused is not None:

@@ -120,6 +120,18 @@ def launch(kernel: triton.JITFunction, grid: tuple[int, ...], *args: object, **k
     raise AssertionError("unreachable: the last retry returns or raises")
 
 
+def launch_cooperative(kernel: triton.JITFunction, grid: tuple[int, ...], *args: object, **kwargs: object) -> bool:
+    """``launch`` as one cooperative grid (every program resident at once, as kernels whose programs wait for each
+    other need). Returns False, having run nothing, where CUDA refuses it (a grid larger than what fits at once)."""
+    try:
+        launch(kernel, grid, *args, launch_cooperative_grid=True, **kwargs)
+    except RuntimeError as err:
+        if "cooperative" not in str(err).lower():
+            raise
+        return False
+    return True
+
+
 def pad_k(dk: int) -> int:
     """Padded key width BK (power of two, >= 16 for tl.dot)."""
     return max(16, next_power_of_2(dk))
