@@ -33,6 +33,7 @@
 #   bash bench/gpu_verify.sh OUTDIR gram   # Gram pre-pass grouping (gram_heads etc.) of the three-launch forward
 #   bash bench/gpu_verify.sh OUTDIR fused2 # one-launch forward: variant tests, sweep of its switches and combinations
 #   bash bench/gpu_verify.sh OUTDIR fused  # one-launch forward: its GPU tests, sweep, host and kernel profile, all tests
+#   bash bench/gpu_verify.sh OUTDIR lean   # lean frame step vs the old one (kernel times, warps, stages), frame GPU tests
 # Carry .whl (training wheels and fla-core; see bench/gpu_env.sh) and .tcache (autotune results saved by an
 # earlier call as OUTDIR/autotune.tgz, copied to .tcache/). Results land in OUTDIR, at most 8 files.
 set -uo pipefail
@@ -186,6 +187,15 @@ if [ "$WHAT" = overlap ]; then  # about 8.5 minutes: never run yet
     B4T10240H8K64V64 B4T2560H8K128V128 B8T4096H16K128V128 --variants high high+ov2 high+ov4 high+ov8 high+seg2 \
     high+sb2 high+prep8 fast fast+ov4 --json "$OUTDIR/sweep_graph.json" 2>&1 | grep -vE '^\{' \
     | tee "$OUTDIR/sweep_graph.txt" | tail -50
+fi
+if [ "$WHAT" = lean ]; then  # about 9 minutes: lean frame step vs _walk_frame (kernel times), all frame GPU tests
+  for set in "fast_lean=0" "fast_lean=1" "fast_lean=2" "fast_lean=2 fast_warps=8"; do
+    # shellcheck disable=SC2086
+    timeout 60 python3 bench/profile_ops.py --rule frame --modes fwd --shapes B10T10N256 B10T10N64 B32T10N256 \
+      B1T200N64 --iters 10 --set $set 2>&1 | grep -A6 "^##" | grep -E "^##|parallel|gram|readout" | sed "s/^/[$set] /"
+  done | tee "$OUTDIR/profile.txt"
+  timeout 300 python3 -m pytest -q -p no:cacheprovider -rf --tb=short tests/ops/test_frame_gpu.py 2>&1 | tail -25 \
+    | tee "$OUTDIR/frame_tests.txt"
 fi
 if [ "$WHAT" = wide ]; then  # about 6 minutes: wide Gram programs (kernel times per setting), their GPU tests
   for set in "gram_cols=0" "gram_cols=64" "gram_cols=128" "gram_cols=256" "gram_cols=128 gram_wide_warps=4" \

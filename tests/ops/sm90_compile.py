@@ -138,20 +138,23 @@ def frame_cases() -> None:
     from gdkvm.ops.frame.autograd import frame_gated_delta_step_triton, frame_gated_delta_triton
     from gdkvm.ops.frame.tuning import TUNING
 
-    for dtype, (b, t, n, dk, dv, heads), h0, sliced, fused, cols in (
-        (torch.float32, (2, 3, 64, 64, 256, 8), False, 1, 0, 0),  # the paper's sizes, parallel recurrence
-        (torch.float32, (2, 3, 64, 64, 256, 8), False, 1, 3, 0),  # the same in one launch (compiled only)
-        (torch.float32, (2, 3, 64, 64, 256, 8), True, 1, 0, 128),  # wide Gram programs (two per frame)
-        (torch.bfloat16, (2, 3, 196, 64, 256, 8), True, 1, 3, 0),
-        (torch.bfloat16, (2, 3, 196, 64, 256, 8), True, 1, 0, 256),
-        (torch.float32, (1, 2, 64, 128, 512, 8), True, 1, 3, 0),  # largest supported Dk, Dv
-        (torch.float32, (1, 2, 64, 128, 512, 8), True, 0, 0, 256),  # the one-program reverse walk
-        (torch.float32, (2, 3, 50, 48, 96, 4), False, 0, 1, 0),  # Dv / H = 24: the one-program-per-clip recurrence
-        (torch.float32, (2, 3, 50, 48, 96, 4), True, 1, 1, 64),
+    for dtype, (b, t, n, dk, dv, heads), h0, sliced, fused, cols, lean in (
+        (torch.float32, (2, 3, 64, 64, 256, 8), False, 1, 0, 0, 1),  # the paper's sizes, lean parallel recurrence
+        (torch.float32, (2, 3, 64, 64, 256, 8), True, 1, 0, 0, 2),  # the same, inputs prefetched a frame ahead
+        (torch.float32, (2, 3, 64, 64, 256, 8), False, 1, 0, 0, 0),  # the parallel recurrence of fwd_parallel_kernel
+        (torch.float32, (2, 3, 64, 64, 256, 8), False, 1, 3, 0, 1),  # the same in one launch (compiled only)
+        (torch.float32, (2, 3, 64, 64, 256, 8), True, 1, 0, 128, 1),  # wide Gram programs (two per frame)
+        (torch.bfloat16, (2, 3, 196, 64, 256, 8), True, 1, 3, 0, 1),
+        (torch.bfloat16, (2, 3, 196, 64, 256, 8), True, 1, 0, 256, 1),
+        (torch.float32, (1, 2, 64, 128, 512, 8), True, 1, 3, 0, 1),  # largest supported Dk, Dv
+        (torch.float32, (1, 2, 64, 128, 512, 8), True, 0, 0, 256, 1),  # the one-program reverse walk
+        (torch.float32, (2, 3, 50, 48, 96, 4), False, 0, 1, 0, 1),  # Dv / H = 24: the one-program-per-clip recurrence
+        (torch.float32, (2, 3, 50, 48, 96, 4), True, 1, 1, 64, 1),
     ):
         TUNING["bwd_sliced"] = sliced
         TUNING["fused_fwd"] = fused
         TUNING["gram_cols"] = cols
+        TUNING["fast_lean"] = lean
         TUNING["fast_wide_slices"] = 2 if cols else 1  # walkers of two heads where the wide Gram runs
         TUNING["bwd_persistent"] = 2 * (h0 and sliced)  # the one-launch walk (compiled only, never run here)
         k = torch.softmax(torch.randn(b, t, n, dk), -1).to(dtype).requires_grad_()
@@ -165,7 +168,7 @@ def frame_cases() -> None:
         with torch.no_grad():
             frame_gated_delta_step_triton(k[:, 0], v[:, 0], *params, heads=heads, state=state)
     TUNING["bwd_sliced"], TUNING["bwd_persistent"], TUNING["fused_fwd"], TUNING["gram_cols"] = 1, 1, 1, 0
-    TUNING["fast_wide_slices"] = 1
+    TUNING["fast_wide_slices"] = TUNING["fast_lean"] = 1
 
 
 def token_cases() -> None:

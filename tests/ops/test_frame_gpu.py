@@ -165,6 +165,9 @@ FORWARD_VARIANTS = [  # TUNING changes of the forward, and whether it then runs 
     pytest.param({"fast_wide_slices": 2, "fast_max_slice": 64}, False, id="three-launches-two-heads-per-walker"),
     pytest.param({"fused_fwd": 0, "gram_cols": 128}, False, id="three-launches-wide-gram-128"),
     pytest.param({"fused_fwd": 0, "gram_cols": 256, "gram_wide_warps": 4}, False, id="three-launches-wide-gram-256"),
+    pytest.param({"fused_fwd": 0, "fast_lean": 0}, False, id="three-launches-old-walk"),
+    pytest.param({"fused_fwd": 0, "fast_lean": 2}, False, id="three-launches-lean-walk-prefetch"),
+    pytest.param({"fused_fwd": 0, "fast_lean": 2, "fast_warps": 8}, False, id="three-launches-lean-walk-8-warps"),
 ]
 
 

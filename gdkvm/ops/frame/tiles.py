@@ -106,6 +106,13 @@ def gate_logits(
 
 
 @triton.jit
+def split_tf32(x):
+    """x = hi + lo with hi exact in TF32 (x's low 13 mantissa bits cleared) and lo = x - hi exact in fp32."""
+    hi = (x.to(tl.int32, bitcast=True) & -8192).to(tl.float32, bitcast=True)
+    return hi, x - hi
+
+
+@triton.jit
 def softplus(x):
     return tl.maximum(x, 0.0) + tl.log(1.0 + tl.exp(-tl.abs(x)))
 

@@ -27,6 +27,7 @@ from gdkvm.ops.frame.tiles import (
     wait_frames,
 )
 from gdkvm.ops.frame.triton_gram import gram
+from gdkvm.ops.frame.triton_lean import fwd_lean_kernel
 from gdkvm.ops.frame.tuning import (
     TUNING,
     block_sizes,
@@ -368,15 +369,28 @@ def frame_fwd(
     bk = pad_k(dk)
     fast = fast_layout(dk, dv, heads)
     has_h0 = initial_state is not None
+    lean = False
     if fast is None:
-        kv, kk, _ = gram(k, v, with_kk=True)
+        kv, kk, _, _ = gram(k, v, with_kk=True)
     else:
         bh, bv = fast
         bv = walker_slice(bv, dv, heads, b, k.device)
-        kv, kk, r = gram(k, v, with_kk=True, gates=(w_beta, w_alpha, heads, bh))
+        # the lean walk: slices inside one head, keys up to 64 (at 128 its split G and Q need > 227 KB of shared memory)
+        lean = bool(TUNING["fast_lean"]) and bv <= dv // heads and bk <= 64 and not TUNING["fast_psum_dot"]
+        kv, kk, r, kks = gram(k, v, with_kk=True, gates=(w_beta, w_alpha, heads, bh), split=(2 if save else 1) * lean)
     states = torch.empty(b, t + 1, dk, dv, device=k.device, dtype=torch.float32) if save else kv
     h0 = initial_state if has_h0 else states
-    if fast is None:
+    if lean:
+        launch(
+            fwd_lean_kernel, (b, dv // bv),
+            kks, kv, r, h0, w_beta, w_alpha, a_log, dt_bias, states, t, dk, dv, heads, dv // heads,
+            HAS_H0=has_h0, IN_PLACE=not save, BK=bk, BV=bv, BH=bh, PREC=serial_fast_precision(k.device),
+            PREFETCH=int(TUNING["fast_lean"]) == 2, EVEN=bk == dk and bh == heads,
+            num_warps=safe_warps(int(TUNING["fast_warps"]), bk, min(bv, bh * bh)),
+            num_stages=int(TUNING["fast_stages"]),
+        )  # fmt: skip
+        del r, kks
+    elif fast is None:
         _, bv, bh = block_sizes(dk, dv, heads, int(TUNING["fwd_state_tile"]))
         launch(
             fwd_recurrence_kernel, (b,),

@@ -10,25 +10,34 @@ import triton
 import triton.language as tl
 
 from gdkvm.ops._host import cdiv, next_power_of_2
-from gdkvm.ops.frame.tiles import head_block_weights, kt_y_tile
+from gdkvm.ops.frame.tiles import head_block_weights, kt_y_tile, split_tf32
 from gdkvm.ops.frame.tuning import TUNING, dot_precision, fit, launch, pad_k, safe_warps, serial_fast_precision
 
 
 @triton.jit
-def _gram_kk(k_ptr, kk_ptr, bt, N, DK, BK: tl.constexpr, BN: tl.constexpr, PREC: tl.constexpr):
-    """kk[bt] = K^T K of frame bt (int64): k [BT, N, DK], kk [BT, DK, DK] fp32."""
+def _gram_kk(
+    k_ptr, kk_ptr, kks_ptr, bt, N, DK, BK: tl.constexpr, BN: tl.constexpr, PREC: tl.constexpr, SPLIT: tl.constexpr
+):  # fmt: skip
+    """K^T K of frame bt (int64), k [BT, N, DK]: SPLIT 0 or 2 store it to kk [BT, DK, DK] fp32; SPLIT 1 or 2 store
+    its exact TF32 split (``split_tf32``: hi, lo) to kks [BT, 2, DK, DK] (the lean recurrence's operands)."""
     rk = tl.arange(0, BK)
     k_base = k_ptr + bt * N * DK
     kk = kt_y_tile(k_base, k_base, N, DK, DK, 0, BK, BN, BK, PREC)
     kk_mask = (rk[:, None] < DK) & (rk[None, :] < DK)
-    tl.store(kk_ptr + bt * DK * DK + rk[:, None] * DK + rk[None, :], kk, mask=kk_mask)
+    offs = rk[:, None] * DK + rk[None, :]
+    if SPLIT != 1:
+        tl.store(kk_ptr + bt * DK * DK + offs, kk, mask=kk_mask)
+    if SPLIT:
+        hi, lo = split_tf32(kk)
+        tl.store(kks_ptr + bt * 2 * DK * DK + offs, hi, mask=kk_mask)
+        tl.store(kks_ptr + bt * 2 * DK * DK + DK * DK + offs, lo, mask=kk_mask)
 
 
 @triton.jit
 def gram_task(
     k_ptr, y_ptr, ky_ptr, kk_ptr, wb_ptr, wa_ptr, r_ptr, bt, pc, N, DK, DY, H, HD, NCOL, CW,
     WITH_KK: tl.constexpr, WITH_R: tl.constexpr, BK: tl.constexpr, BN: tl.constexpr, BY: tl.constexpr,
-    BH: tl.constexpr, PREC: tl.constexpr, SPREC: tl.constexpr,
+    BH: tl.constexpr, PREC: tl.constexpr, SPREC: tl.constexpr, kks_ptr, SPLIT: tl.constexpr,
 ):  # fmt: skip
     """One program's share of frame bt (int64) of ``gram_kernel``: columns pc*CW .. pc*CW+CW-1 of K^T Y (and with
     WITH_R their heads' gate projections), or for pc == NCOL (with WITH_KK) K^T K. Layouts as in ``gram_kernel``."""
@@ -54,7 +63,7 @@ def gram_task(
             tl.store(r_ptr + r_offs, rb, mask=r_mask)
             tl.store(r_ptr + r_offs + BH * BH, ra, mask=r_mask)
     elif WITH_KK:
-        _gram_kk(k_ptr, kk_ptr, bt, N, DK, BK, BN, PREC)
+        _gram_kk(k_ptr, kk_ptr, kks_ptr, bt, N, DK, BK, BN, PREC, SPLIT)
 
 
 @triton.jit
@@ -93,9 +102,9 @@ def gram_wide_task(
 
 @triton.jit(do_not_specialize=["N", "H", "HD", "NCOL"])  # sizes that vary between calls: one compile
 def gram_kernel(
-    k_ptr, y_ptr, ky_ptr, kk_ptr, wb_ptr, wa_ptr, r_ptr, N, DK, DY, H, HD, NCOL, CW,
+    k_ptr, y_ptr, ky_ptr, kk_ptr, kks_ptr, wb_ptr, wa_ptr, r_ptr, N, DK, DY, H, HD, NCOL, CW,
     WITH_KK: tl.constexpr, WITH_R: tl.constexpr, BK: tl.constexpr, BN: tl.constexpr, BY: tl.constexpr,
-    BH: tl.constexpr, PREC: tl.constexpr, SPREC: tl.constexpr, WIDE: tl.constexpr = False,
+    BH: tl.constexpr, PREC: tl.constexpr, SPREC: tl.constexpr, WIDE: tl.constexpr = False, SPLIT: tl.constexpr = 0,
 ):  # fmt: skip
     """Per frame bt: ky[bt] = K^T Y, kk[bt] = K^T K (program NCOL, with WITH_KK) and the per-head gate projections of
     K^T Y (WITH_R): r[bt, :, 0, h * BH + h'] = (K^T Y)[:, head h] W_beta[head h, h'], r[bt, :, 1, ...] the same with
@@ -114,10 +123,10 @@ def gram_kernel(
             gram_wide_task(k_ptr, y_ptr, ky_ptr, wb_ptr, wa_ptr, r_ptr, bt, pc, N, DK, DY, H, HD, CW,
                            WITH_R, BK, BN, BY, BH, PREC, SPREC)  # fmt: skip
         elif WITH_KK:
-            _gram_kk(k_ptr, kk_ptr, bt, N, DK, BK, BN, PREC)
+            _gram_kk(k_ptr, kk_ptr, kks_ptr, bt, N, DK, BK, BN, PREC, SPLIT)
     else:
         gram_task(k_ptr, y_ptr, ky_ptr, kk_ptr, wb_ptr, wa_ptr, r_ptr, bt, pc, N, DK, DY, H, HD, NCOL, CW,
-                  WITH_KK, WITH_R, BK, BN, BY, BH, PREC, SPREC)  # fmt: skip
+                  WITH_KK, WITH_R, BK, BN, BY, BH, PREC, SPREC, kks_ptr, SPLIT)  # fmt: skip
 
 
 def gram_layout(
@@ -158,7 +167,8 @@ def gram(
     *,
     with_kk: bool,
     gates: tuple[torch.Tensor, torch.Tensor, int, int] | None = None,
-) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    split: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
     """K^T Y (and K^T K, and the per-head gate projections of K^T Y) per frame.
 
     Args:
@@ -172,12 +182,15 @@ def gram(
         ky: [B, T, Dk, Dy] fp32.
         kk: [B, T, Dk, Dk] fp32, or None.
         r: [B, T, Dk, 2, BH * BH] fp32 (entries of padded heads unset), or None.
+        kks: with split (1: instead of kk, 2: beside it) [B, T, 2, Dk, Dk] fp32, K^T K split for TF32 products
+            (``split_tf32``: hi, lo), else None.
     """
     b, t, n, dk = k.shape
     dy = y.shape[-1]
     f32 = {"device": k.device, "dtype": torch.float32}
     ky = torch.empty(b, t, dk, dy, **f32)
-    kk = torch.empty(b, t, dk, dk, **f32) if with_kk else ky
+    kk = torch.empty(b, t, dk, dk, **f32) if with_kk and split != 1 else ky
+    kks = torch.empty(b, t, 2, dk, dk, **f32) if with_kk and split else ky
     if gates is None:
         wb = wa = r = ky
         heads, bh = 1, 4
@@ -187,6 +200,8 @@ def gram(
     cw, ncol, const = gram_layout(dk, dy, heads, bh, gates is not None, k.dtype, k.device)
     launch(
         gram_kernel, (b * t, ncol + int(with_kk)),
-        k, y, ky, kk, wb, wa, r, n, dk, dy, heads, max(1, dy // heads), ncol, cw, WITH_KK=with_kk, **const,
+        k, y, ky, kk, kks, wb, wa, r, n, dk, dy, heads, max(1, dy // heads), ncol, cw, WITH_KK=with_kk,
+        SPLIT=split if with_kk else 0, **const,
     )  # fmt: skip
-    return ky, (kk if with_kk else None), (r if gates is not None else None)
+    return (ky, (kk if with_kk and split != 1 else None), (r if gates is not None else None),
+            (kks if with_kk and split else None))  # fmt: skip

@@ -1,0 +1,141 @@
+"""The lean parallel recurrence of the frame rule (``TUNING["fast_lean"]``): the walk of ``fwd_parallel_kernel`` with a
+shorter frame step. Same math and grid (one program per batch element and value slice inside one head, each carrying
+the per-head gate projections Q; see README.md), three changes:
+
+- Q is ONE [BK, 2 BQ] tensor (column (h * BH + h') * 2 + w, w = 0 for W_beta, 1 for W_alpha), so G_t Q is one
+  product of 128 columns at H = 8 instead of two of 64.
+- The products are 3xTF32 made by hand (``dot3``): the Gram pre-pass stores G_t already split into TF32-exact parts
+  (``kks [B, T, 2, DK, DK]``: hi, lo), which reach the tensor cores from shared memory as loaded (the compiler's
+  "tf32x3" splits both operands in registers, which held 128 of the 255 registers per thread).
+- PREFETCH loads frame t + 1's R and U slice during frame t (the compiler otherwise issues those L2 loads in the
+  middle of the step, where their latency is on the serial path), and EVEN drops the bounds masks where DK, H are
+  the padded sizes.
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+from gdkvm.ops.frame.tiles import head_block_weights, softplus, split_tf32
+
+
+@triton.jit
+def dot3(a_hi, a_lo, b):
+    """a b to about fp32 accuracy in three TF32 products, a given as its exact TF32 split (a_hi + a_lo), b split here:
+    a_lo b_hi + a_hi b_lo + a_hi b_hi (the dropped a_lo b_lo is ~2^-20 relative). The hi parts are exact in TF32 and
+    the lo parts lose only their own ~2^-11, so the result does not depend on how the hardware rounds to TF32."""
+    b_hi, b_lo = split_tf32(b)
+    acc = tl.dot(a_lo, b_hi, input_precision="tf32")
+    acc = tl.dot(a_hi, b_lo, acc, input_precision="tf32")
+    return tl.dot(a_hi, b_hi, acc, input_precision="tf32")
+
+
+@triton.jit
+def _load(ptr, mask, EVEN: tl.constexpr):
+    """Load through L2 (``.cg``), masked unless EVEN."""
+    if EVEN:
+        return tl.load(ptr, cache_modifier=".cg")
+    return tl.load(ptr, mask=mask, other=0.0, cache_modifier=".cg")
+
+
+@triton.jit
+def _inputs(
+    r_b, kv_b, t, DK, DV, q_offs, q_mask, s_offs, s_mask, BK: tl.constexpr, BQ: tl.constexpr, EVEN: tl.constexpr
+):  # fmt: skip
+    """Frame t's R_t as the joined [BK, 2 BQ] and this slice of U_t = K_t^T V_t [BK, BV]."""
+    r_t = r_b + t * DK * 2 * BQ
+    rb = _load(r_t + q_offs, q_mask, EVEN)
+    ra = _load(r_t + BQ + q_offs, q_mask, EVEN)
+    u = _load(kv_b + t * DK * DV + s_offs, s_mask, EVEN)
+    return tl.reshape(tl.join(rb, ra), (BK, 2 * BQ)), u
+
+
+@triton.jit
+def _lean_frame(g_hi, g_lo, q, s, r, u, rate_h, dt_h, own_h, BK: tl.constexpr, BH: tl.constexpr):
+    """One frame: gates from Q_{t-1} [BK, 2 BQ], then Q_t and this slice of S_t (G_t = g_hi + g_lo [BK, BK])."""
+    BQ: tl.constexpr = BH * BH
+    pb, pa = tl.split(tl.sum(tl.reshape(q, (BK, BH, BH, 2)), axis=1))  # [BK, BH]: S W_beta, S W_alpha
+    beta_h = tl.sigmoid(pb)
+    alpha_h = tl.exp(-rate_h * softplus(pa + dt_h))
+    beta_s = tl.sum(tl.where(own_h, beta_h, 0.0), axis=1)[:, None]  # [BK, 1]: the slice's head
+    alpha_s = tl.sum(tl.where(own_h, alpha_h, 0.0), axis=1)[:, None]
+    gq = tl.reshape(dot3(g_hi, g_lo, q), (BK, BH, 2 * BH))  # block h: [BK, 1, 2 BH] times head h's gates
+    q3 = tl.reshape(q, (BK, BH, 2 * BH))
+    r3 = tl.reshape(r, (BK, BH, 2 * BH))
+    q3 = alpha_h[:, :, None] * (q3 - beta_h[:, :, None] * gq) + beta_h[:, :, None] * r3
+    q = tl.reshape(q3, (BK, 2 * BQ))
+    gs = dot3(g_hi, g_lo, s)
+    s = alpha_s * (s - beta_s * gs) + beta_s * u
+    return q, s
+
+
+@triton.jit(do_not_specialize=["T", "H", "HD"])  # sizes that vary between calls: one compile
+def fwd_lean_kernel(
+    kks_ptr, kv_ptr, r_ptr, h0_ptr, wb_ptr, wa_ptr, alog_ptr, dt_ptr, states_ptr, T, DK, DV, H, HD,
+    HAS_H0: tl.constexpr, IN_PLACE: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, BH: tl.constexpr,
+    PREC: tl.constexpr, PREFETCH: tl.constexpr, EVEN: tl.constexpr,
+):  # fmt: skip
+    """All T frames of value slice j (BV columns inside one head) of batch element b. Grid: (B, DV / BV).
+
+    kks [B, T, 2, DK, DK] (K_t^T K_t split: hi, lo), kv [B, T, DK, DV], r [B, T, DK, 2, BH*BH], h0 [B, DK, DV],
+    states [B, T + 1, DK, DV] (slot 0 = h0, slot t + 1 = S_t), or with IN_PLACE S_t over kv[b, t]; all fp32.
+    PREC: precision of the products that form Q_0 from h0. EVEN: DK == BK and H == BH (no bounds masks).
+    """
+    b = tl.program_id(0).to(tl.int64)
+    j0 = tl.program_id(1) * BV
+    BQ: tl.constexpr = BH * BH
+    rk = tl.arange(0, BK)
+    rv = j0 + tl.arange(0, BV)
+    rq = tl.arange(0, BQ)
+    s_offs = rk[:, None] * DV + rv[None, :]
+    s_mask = (rk[:, None] < DK) & (rv[None, :] < DV)
+    q_offs = rk[:, None] * 2 * BQ + rq[None, :]
+    q_mask = (rk[:, None] < DK) & ((rq[None, :] // BH) < H) & ((rq[None, :] % BH) < H)
+    g_offs = rk[:, None] * DK + rk[None, :]
+    g_mask = (rk[:, None] < DK) & (rk[None, :] < DK)
+    rh = tl.arange(0, BH)
+    rate_h = tl.exp(tl.load(alog_ptr + rh, mask=rh < H, other=0.0))[None, :]
+    dt_h = tl.load(dt_ptr + rh, mask=rh < H, other=0.0)[None, :]
+    own_h = (rh == j0 // HD)[None, :]
+    kv_b = kv_ptr + b * T * DK * DV
+    r_b = r_ptr + b * T * DK * 2 * BQ
+    if IN_PLACE:
+        st_base = kv_b  # S_t at slot t
+        slot = 0
+    else:
+        st_base = states_ptr + b * (T + 1) * DK * DV  # S_t at slot t + 1
+        slot = 1
+    if HAS_H0:
+        t_start = 0
+        h0_b = h0_ptr + b * DK * DV
+        s = tl.load(h0_b + s_offs, mask=s_mask, other=0.0)
+        qb = tl.zeros((BK, BQ), dtype=tl.float32)
+        qa = tl.zeros((BK, BQ), dtype=tl.float32)
+        for c0 in range(0, DV, BV):
+            rc = c0 + tl.arange(0, BV)
+            x = tl.load(h0_b + rk[:, None] * DV + rc[None, :], mask=(rk[:, None] < DK) & (rc[None, :] < DV), other=0.0)
+            qb += tl.dot(x, head_block_weights(wb_ptr, c0, DV, H, HD, BV, BH), input_precision=PREC)
+            qa += tl.dot(x, head_block_weights(wa_ptr, c0, DV, H, HD, BV, BH), input_precision=PREC)
+        q = tl.reshape(tl.join(qb, qa), (BK, 2 * BQ))
+    else:
+        t_start = 1
+        q, s = _inputs(r_b, kv_b, 0, DK, DV, q_offs, q_mask, s_offs, s_mask, BK, BQ, EVEN)  # Q_0 = R_0, S_0 = U_0
+    if not IN_PLACE:
+        tl.store(st_base + t_start * DK * DV + s_offs, s, mask=s_mask)  # slot 0 = h0, or slot 1 = S_0
+    if PREFETCH:
+        r_n, u_n = _inputs(r_b, kv_b, tl.minimum(t_start, T - 1), DK, DV, q_offs, q_mask, s_offs, s_mask, BK, BQ, EVEN)
+    for t in range(t_start, T):
+        g_t = kks_ptr + (b * T + t) * 2 * DK * DK
+        g_hi = _load(g_t + g_offs, g_mask, EVEN)
+        g_lo = _load(g_t + DK * DK + g_offs, g_mask, EVEN)
+        if PREFETCH:  # frame t's inputs were loaded during frame t - 1; start frame t + 1's (the last frame rereads)
+            r, u = r_n, u_n
+            r_n, u_n = _inputs(r_b, kv_b, tl.minimum(t + 1, T - 1), DK, DV, q_offs, q_mask, s_offs, s_mask, BK, BQ,
+                               EVEN)  # fmt: skip
+        else:
+            r, u = _inputs(r_b, kv_b, t, DK, DV, q_offs, q_mask, s_offs, s_mask, BK, BQ, EVEN)
+        q, s = _lean_frame(g_hi, g_lo, q, s, r, u, rate_h, dt_h, own_h, BK, BH)
+        if IN_PLACE:
+            tl.debug_barrier()  # every thread has read its U_t elements before any overwrites them
+        tl.store(st_base + (t + slot) * DK * DV + s_offs, s, mask=s_mask)
