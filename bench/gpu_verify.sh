@@ -188,14 +188,18 @@ if [ "$WHAT" = overlap ]; then  # about 8.5 minutes: never run yet
     high+sb2 high+prep8 fast fast+ov4 --json "$OUTDIR/sweep_graph.json" 2>&1 | grep -vE '^\{' \
     | tee "$OUTDIR/sweep_graph.txt" | tail -50
 fi
-if [ "$WHAT" = lean ]; then  # about 9 minutes: lean frame step vs _walk_frame (kernel times), all frame GPU tests
-  for set in "fast_lean=0" "fast_lean=1" "fast_lean=2" "fast_lean=2 fast_warps=8"; do
+if [ "$WHAT" = lean ]; then  # about 9 minutes: lean walk vs the old one (kernel times), frame GPU tests, T10 table
+  for set in "fast_lean=0" "fast_lean=1" "fast_lean=1 fast_warps=8" "fast_lean=1 fast_wide_slices=0"; do
+    shapes="B10T10N256 B10T10N64 B32T10N256 B1T200N64"
+    [ "$set" = "fast_lean=1 fast_wide_slices=0" ] && shapes=B32T10N256
     # shellcheck disable=SC2086
-    timeout 60 python3 bench/profile_ops.py --rule frame --modes fwd --shapes B10T10N256 B10T10N64 B32T10N256 \
-      B1T200N64 --iters 10 --set $set 2>&1 | grep -A6 "^##" | grep -E "^##|parallel|gram|readout" | sed "s/^/[$set] /"
+    timeout 60 python3 bench/profile_ops.py --rule frame --modes fwd --shapes $shapes --iters 10 --set $set 2>&1 \
+      | grep -A6 "^##" | grep -E "^##|parallel|lean|gram|readout" | sed "s/^/[$set] /"
   done | tee "$OUTDIR/profile.txt"
-  timeout 300 python3 -m pytest -q -p no:cacheprovider -rf --tb=short tests/ops/test_frame_gpu.py 2>&1 | tail -25 \
+  timeout 290 python3 -m pytest -q -p no:cacheprovider -rf --tb=short tests/ops/test_frame_gpu.py 2>&1 | tail -25 \
     | tee "$OUTDIR/frame_tests.txt"
+  timeout 100 python3 bench/ops_frame.py --compile-max-t 20 --shapes B10T10N64 B10T10N256 --json \
+    "$OUTDIR/bench_frame.json" 2>&1 | grep -vi warn | tee "$OUTDIR/bench_frame.txt" | tail -14
 fi
 if [ "$WHAT" = wide ]; then  # about 6 minutes: wide Gram programs (kernel times per setting), their GPU tests
   for set in "gram_cols=0" "gram_cols=64" "gram_cols=128" "gram_cols=256" "gram_cols=128 gram_wide_warps=4" \

@@ -140,10 +140,9 @@ def frame_cases() -> None:
 
     for dtype, (b, t, n, dk, dv, heads), h0, sliced, fused, cols, lean in (
         (torch.float32, (2, 3, 64, 64, 256, 8), False, 1, 0, 0, 1),  # the paper's sizes, lean parallel recurrence
-        (torch.float32, (2, 3, 64, 64, 256, 8), True, 1, 0, 0, 2),  # the same, inputs prefetched a frame ahead
-        (torch.float32, (2, 3, 64, 64, 256, 8), False, 1, 0, 0, 0),  # the parallel recurrence of fwd_parallel_kernel
+        (torch.float32, (2, 3, 64, 64, 256, 8), False, 1, 0, 0, 0),  # fwd_parallel_kernel (the old walk)
         (torch.float32, (2, 3, 64, 64, 256, 8), False, 1, 3, 0, 1),  # the same in one launch (compiled only)
-        (torch.float32, (2, 3, 64, 64, 256, 8), True, 1, 0, 128, 1),  # wide Gram programs (two per frame)
+        (torch.float32, (2, 3, 64, 64, 256, 8), True, 1, 0, 128, 1),  # wide Gram programs, lean walk of two heads
         (torch.bfloat16, (2, 3, 196, 64, 256, 8), True, 1, 3, 0, 1),
         (torch.bfloat16, (2, 3, 196, 64, 256, 8), True, 1, 0, 256, 1),
         (torch.float32, (1, 2, 64, 128, 512, 8), True, 1, 3, 0, 1),  # largest supported Dk, Dv

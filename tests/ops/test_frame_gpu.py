@@ -166,8 +166,8 @@ FORWARD_VARIANTS = [  # TUNING changes of the forward, and whether it then runs 
     pytest.param({"fused_fwd": 0, "gram_cols": 128}, False, id="three-launches-wide-gram-128"),
     pytest.param({"fused_fwd": 0, "gram_cols": 256, "gram_wide_warps": 4}, False, id="three-launches-wide-gram-256"),
     pytest.param({"fused_fwd": 0, "fast_lean": 0}, False, id="three-launches-old-walk"),
-    pytest.param({"fused_fwd": 0, "fast_lean": 2}, False, id="three-launches-lean-walk-prefetch"),
-    pytest.param({"fused_fwd": 0, "fast_lean": 2, "fast_warps": 8}, False, id="three-launches-lean-walk-8-warps"),
+    pytest.param({"fused_fwd": 0, "fast_wide_slices": 2}, False, id="three-launches-lean-walk-two-heads"),
+    pytest.param({"fused_fwd": 0, "fast_warps": 8}, False, id="three-launches-lean-walk-8-warps"),
 ]
 
 

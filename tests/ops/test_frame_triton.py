@@ -88,19 +88,19 @@ def test_recurrence_slices_of_several_heads(with_state: bool, monkeypatch: pytes
         assert rel_rms(o, o_ref) <= TOL and rel_rms(final, final_ref) <= TOL
 
 
-@pytest.mark.parametrize("lean", [0, 1, 2], ids=["walk", "lean", "lean-prefetch"])
+@pytest.mark.parametrize("lean", [0, 1, 2], ids=["walk", "lean", "lean-two-heads"])
 @pytest.mark.parametrize("with_state", [False, True], ids=["no_h0", "h0"])
 def test_lean_recurrence_matches_reference(lean: int, with_state: bool, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The lean parallel recurrence (joined gate projections, K^T K split for hand-made 3xTF32, R and U prefetched a
-    frame ahead with 2) against the old walk: exact sizes (no bounds masks), padded keys and heads, one frame; with
-    gradients and in place."""
+    """The lean parallel recurrence (joined gate projections, K^T K split for hand-made 3xTF32) against the reference,
+    and the old walk it replaces (lean 0): exact sizes (no bounds masks), padded keys and heads, one frame, slices of
+    two and four heads (lean 2); with gradients and in place."""
     from gdkvm.ops.frame import triton_lean
     from gdkvm.ops.frame.triton_fwd import TUNING
 
-    monkeypatch.setitem(TUNING, "fast_lean", lean)
+    monkeypatch.setitem(TUNING, "fast_lean", int(lean > 0))
+    monkeypatch.setitem(TUNING, "fast_wide_slices", 2 if lean == 2 else 0)
     calls = []
-    kernel = triton_lean.fwd_lean_kernel
-    monkeypatch.setattr("gdkvm.ops.frame.triton_fwd.fwd_lean_kernel", _Spy(kernel, calls))
+    monkeypatch.setattr("gdkvm.ops.frame.triton_fwd.fwd_lean_kernel", _Spy(triton_lean.fwd_lean_kernel, calls))
     for b, t, n, dk, dv, h in ((2, 3, 10, 32, 64, 4), (2, 4, 9, 20, 96, 6), (1, 1, 5, 16, 64, 2)):
         inp = make_inputs(b=b, t=t, n=n, dk=dk, dv=dv, heads=h, with_state=with_state)
         assert_match(run(inp, "triton"), run(inp, "naive"), TOL)
@@ -109,6 +109,8 @@ def test_lean_recurrence_matches_reference(lean: int, with_state: bool, monkeypa
         o_ref, final_ref = frame_gated_delta(**inp, output_final_state=True, backend="naive")
         assert rel_rms(o, o_ref) <= TOL and rel_rms(final, final_ref) <= TOL
     assert bool(calls) == bool(lean)
+    if lean == 2:  # walker_slice widened the first shape's slices to 64 columns: all four heads of 16 in one program
+        assert calls[0] == (2, 1)
 
 
 class _Spy:

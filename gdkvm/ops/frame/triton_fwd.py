@@ -375,8 +375,8 @@ def frame_fwd(
     else:
         bh, bv = fast
         bv = walker_slice(bv, dv, heads, b, k.device)
-        # the lean walk: slices inside one head, keys up to 64 (at 128 its split G and Q need > 227 KB of shared memory)
-        lean = bool(TUNING["fast_lean"]) and bv <= dv // heads and bk <= 64 and not TUNING["fast_psum_dot"]
+        # the lean walk: keys up to 64 (at 128 its split G and Q need more than 227 KB of shared memory)
+        lean = bool(TUNING["fast_lean"]) and bk <= 64 and not TUNING["fast_psum_dot"]
         kv, kk, r, kks = gram(k, v, with_kk=True, gates=(w_beta, w_alpha, heads, bh), split=(2 if save else 1) * lean)
     states = torch.empty(b, t + 1, dk, dv, device=k.device, dtype=torch.float32) if save else kv
     h0 = initial_state if has_h0 else states
@@ -385,7 +385,7 @@ def frame_fwd(
             fwd_lean_kernel, (b, dv // bv),
             kks, kv, r, h0, w_beta, w_alpha, a_log, dt_bias, states, t, dk, dv, heads, dv // heads,
             HAS_H0=has_h0, IN_PLACE=not save, BK=bk, BV=bv, BH=bh, PREC=serial_fast_precision(k.device),
-            PREFETCH=int(TUNING["fast_lean"]) == 2, EVEN=bk == dk and bh == heads,
+            EVEN=bk == dk and bh == heads, NHS=max(1, bv // (dv // heads)),
             num_warps=safe_warps(int(TUNING["fast_warps"]), bk, min(bv, bh * bh)),
             num_stages=int(TUNING["fast_stages"]),
         )  # fmt: skip

@@ -34,14 +34,13 @@ TUNING: dict[str, int | str] = {
     "fast_slice": 32,  # value columns per program of the parallel recurrence (a power of two dividing Dv/H)
     "fast_warps": 4,  # 4 vs 8: 0.190 vs 0.194 ms at B10 T10 N256, 0.475 vs 0.496 at B32 (H100, batch sweep)
     "fast_prec": "tf32x3",  # tl.dot precision of the parallel recurrence on CUDA: "tf32x3" or "ieee"
-    "fast_psum_dot": 0,
-    # the lean recurrence (triton_lean.py) for slices inside one head: 1, 2 (with R and U prefetched a frame ahead);
-    # 0: fwd_parallel_kernel
+    "fast_psum_dot": 0,  # 1: head sums of Q by a 0/1 matrix product instead of a reshape and sum
+    # 1: the lean parallel recurrence (triton_lean.py) for keys up to 64; 0: fwd_parallel_kernel
     "fast_lean": 1,
     # slices of several heads where batch x slices exceeds the SMs (walker_slice): B32 T10 N256 recurrence 121 vs 186 us
     # (H100), forward 0.414 vs 0.483 ms; B10 unchanged (80 programs fit)
     "fast_wide_slices": 1,
-    "fast_max_slice": 64,  # 1: head sums of Q by a 0/1 matrix product instead of a reshape and sum
+    "fast_max_slice": 64,  # widest slice walker_slice may choose
     "fwd_state_tile": 2048,
     "fwd_warps": 4,
     "bwd_state_tile": 1024,
