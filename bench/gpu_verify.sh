@@ -34,6 +34,7 @@
 #   bash bench/gpu_verify.sh OUTDIR fused2 # one-launch forward: variant tests, sweep of its switches and combinations
 #   bash bench/gpu_verify.sh OUTDIR fused  # one-launch forward: its GPU tests, sweep, host and kernel profile, all tests
 #   bash bench/gpu_verify.sh OUTDIR lean   # lean frame step vs the old one (kernel times, warps, stages), frame GPU tests
+#   bash bench/gpu_verify.sh OUTDIR final3 # frame GPU tests, the frame issue table (all shapes), forward kernel profile
 # Carry .whl (training wheels and fla-core; see bench/gpu_env.sh) and .tcache (autotune results saved by an
 # earlier call as OUTDIR/autotune.tgz, copied to .tcache/). Results land in OUTDIR, at most 8 files.
 set -uo pipefail
@@ -200,6 +201,14 @@ if [ "$WHAT" = lean ]; then  # about 9 minutes: lean walk vs the old one (kernel
     | tee "$OUTDIR/frame_tests.txt"
   timeout 100 python3 bench/ops_frame.py --compile-max-t 20 --shapes B10T10N64 B10T10N256 --json \
     "$OUTDIR/bench_frame.json" 2>&1 | grep -vi warn | tee "$OUTDIR/bench_frame.txt" | tail -14
+fi
+if [ "$WHAT" = final3 ]; then  # about 9 minutes: all frame GPU tests, the frame issue table, kernel profile
+  timeout 290 python3 -m pytest -q -p no:cacheprovider -rf --tb=short tests/ops/test_frame_gpu.py 2>&1 | tail -25 \
+    | tee "$OUTDIR/frame_tests.txt"
+  timeout 200 python3 bench/ops_frame.py --compile-max-t 20 --json "$OUTDIR/bench_frame.json" 2>&1 | grep -vi warn \
+    | tee "$OUTDIR/bench_frame.txt" | tail -14
+  timeout 60 python3 bench/profile_ops.py --rule frame --modes fwd --shapes B10T10N256 B10T10N64 B32T10N256 \
+    --iters 10 2>&1 | tee "$OUTDIR/profile.txt" | grep "^##"
 fi
 if [ "$WHAT" = wide ]; then  # about 6 minutes: wide Gram programs (kernel times per setting), their GPU tests
   for set in "gram_cols=0" "gram_cols=64" "gram_cols=128" "gram_cols=256" "gram_cols=128 gram_wide_warps=4" \

@@ -28,6 +28,7 @@ CASES = [  # (B, T, N, Dk, Dv, H), dtype, with initial state; a spread that keep
     pytest.param((10, 10, 256, 64, 256, 8), BF16, False, id="B10T10N256Dk64Dv256H8-bf16"),
     pytest.param((10, 10, 256, 64, 256, 8), BF16, True, id="B10T10N256Dk64Dv256H8-bf16-h0"),
     pytest.param((10, 10, 64, 64, 256, 8), F32, False, id="B10T10N64-fp32"),
+    pytest.param((32, 10, 256, 64, 256, 8), F32, False, id="B32T10N256-fp32"),  # more walkers than SMs
     pytest.param((10, 10, 64, 64, 256, 8), BF16, True, id="B10T10N64-bf16-h0"),
     pytest.param((4, 10, 196, 64, 256, 8), F32, True, id="B4T10N196-fp32-h0"),
     pytest.param((2, 10, 1024, 64, 256, 8), BF16, False, id="B2T10N1024-bf16"),
@@ -167,6 +168,7 @@ FORWARD_VARIANTS = [  # TUNING changes of the forward, and whether it then runs 
     pytest.param({"fused_fwd": 0, "gram_cols": 256, "gram_wide_warps": 4}, False, id="three-launches-wide-gram-256"),
     pytest.param({"fused_fwd": 0, "fast_lean": 0}, False, id="three-launches-old-walk"),
     pytest.param({"fused_fwd": 0, "fast_wide_slices": 2}, False, id="three-launches-lean-walk-two-heads"),
+    pytest.param({"fused_fwd": 0, "fast_wide_slices": 2, "fast_lean": 0}, False, id="old-walk-two-heads"),
     pytest.param({"fused_fwd": 0, "fast_warps": 8}, False, id="three-launches-lean-walk-8-warps"),
 ]
 
@@ -267,13 +269,14 @@ def test_no_narrow_tf32_wgmma() -> None:
     """Triton 3.6 emits ``wgmma m64n8k8`` for TF32 dots split too finely over warpgroups, and that instruction reads
     shared memory out of bounds (triton-lang/triton#10629; the illegal memory access this suite once hit). Every frame
     kernel compiled so far (run after the other tests) must be free of it."""
-    from gdkvm.ops.frame import triton_bwd, triton_fwd, triton_gram, triton_step
+    from gdkvm.ops.frame import triton_bwd, triton_fwd, triton_gram, triton_lean, triton_step
 
     for shape in [(2, 3, 100, 48, 96, 6), (2, 3, 64, 16, 32, 2), (1, 2, 64, 128, 512, 8)]:
         run(make_inputs(shape, torch.float32, True), "triton", upcast=False)
     kernels = [
         triton_gram.gram_kernel, triton_fwd.fwd_recurrence_kernel, triton_fwd.fwd_parallel_kernel,
         triton_fwd.readout_kernel, triton_bwd.bwd_recurrence_kernel, triton_bwd.dkdv_kernel, triton_step.step_kernel,
+        triton_lean.fwd_lean_kernel,
     ]  # fmt: skip
     seen, bad = 0, []
     for fn in kernels:

@@ -70,13 +70,15 @@ def test_wide_gram_programs_match_reference(cols: int, monkeypatch: pytest.Monke
     assert_match(run(inp, "triton"), run(inp, "naive"), TOL)
 
 
+@pytest.mark.parametrize("lean", [0, 1], ids=["walk", "lean"])
 @pytest.mark.parametrize("with_state", [False, True], ids=["no_h0", "h0"])
-def test_recurrence_slices_of_several_heads(with_state: bool, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The parallel recurrence with value slices of whole heads (2 and 4 heads of 16 columns per program: per-column
-    gates), as ``walker_slice`` chooses where a batch has more slices than the GPU has SMs; with and without
-    gradients."""
+def test_recurrence_slices_of_several_heads(lean: int, with_state: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The parallel recurrence (old walk and lean walk) with value slices of whole heads (2 and 4 heads of 16 columns
+    per program: per-column gates), as ``walker_slice`` chooses where a batch has more slices than the GPU has SMs;
+    with and without gradients."""
     from gdkvm.ops.frame.triton_fwd import TUNING
 
+    monkeypatch.setitem(TUNING, "fast_lean", lean)
     monkeypatch.setitem(TUNING, "fast_wide_slices", 2)
     monkeypatch.setitem(TUNING, "fast_max_slice", 64)
     for b, t, n, dk, dv, h in ((2, 3, 10, 48, 96, 6), (2, 2, 9, 20, 64, 4)):
