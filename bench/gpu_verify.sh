@@ -35,6 +35,7 @@
 #   bash bench/gpu_verify.sh OUTDIR fused  # one-launch forward: its GPU tests, sweep, host and kernel profile, all tests
 #   bash bench/gpu_verify.sh OUTDIR lean   # lean frame step vs the old one (kernel times, warps, stages), frame GPU tests
 #   bash bench/gpu_verify.sh OUTDIR final3 # frame GPU tests, the frame issue table (all shapes), forward kernel profile
+#   bash bench/gpu_verify.sh OUTDIR final4 # frame GPU tests but the oracle cases, the issue table in two parts
 # Carry .whl (training wheels and fla-core; see bench/gpu_env.sh) and .tcache (autotune results saved by an
 # earlier call as OUTDIR/autotune.tgz, copied to .tcache/). Results land in OUTDIR, at most 8 files.
 set -uo pipefail
@@ -209,6 +210,14 @@ if [ "$WHAT" = final3 ]; then  # about 9 minutes: all frame GPU tests, the frame
     | tee "$OUTDIR/bench_frame.txt" | tail -14
   timeout 60 python3 bench/profile_ops.py --rule frame --modes fwd --shapes B10T10N256 B10T10N64 B32T10N256 \
     --iters 10 2>&1 | tee "$OUTDIR/profile.txt" | grep "^##"
+fi
+if [ "$WHAT" = final4 ]; then  # about 9 minutes: the frame GPU tests after the oracle cases, the issue table
+  timeout 230 python3 -m pytest -q -p no:cacheprovider -rf --tb=short tests/ops/test_frame_gpu.py \
+    -k "not test_triton_matches_reference" 2>&1 | tail -25 | tee "$OUTDIR/frame_tests.txt"
+  timeout 160 python3 bench/ops_frame.py --compile-max-t 20 --shapes B10T10N64 B32T10N256 --json \
+    "$OUTDIR/bench_frame.json" 2>&1 | grep -vi warn | tee "$OUTDIR/bench_frame.txt" | tail -8
+  timeout 130 python3 bench/ops_frame.py --compile-max-t 20 --shapes B1T200N64 B1T100N256 --json \
+    "$OUTDIR/bench_frame_long.json" 2>&1 | grep -vi warn | tee "$OUTDIR/bench_frame_long.txt" | tail -8
 fi
 if [ "$WHAT" = wide ]; then  # about 6 minutes: wide Gram programs (kernel times per setting), their GPU tests
   for set in "gram_cols=0" "gram_cols=64" "gram_cols=128" "gram_cols=256" "gram_cols=128 gram_wide_warps=4" \
