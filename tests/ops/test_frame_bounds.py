@@ -33,6 +33,8 @@ SHAPES = [  # (B, T, N, Dk, Dv, H), forward recurrence
     pytest.param((1, 2, 37, 70, 80, 5), "serial", id="B1T2N37Dk70Dv80H5"),
     pytest.param((1, 2, 20, 70, 40, 20), "serial", id="B1T2N20Dk70Dv40H20"),
     pytest.param((2, 3, 11, 16, 32, 1), "parallel", id="B2T3N11Dk16Dv32H1"),
+    pytest.param((2, 3, 13, 32, 64, 4), "parallel", id="B2T3N13Dk32Dv64H4-exact"),  # the lean walk without masks
+    pytest.param((3, 7, 100, 48, 96, 6), "walk", id="B3T7N100Dk48Dv96H6-old-walk"),  # fwd_parallel_kernel
     pytest.param((3, 7, 100, 48, 96, 6), "fused", id="B3T7N100Dk48Dv96H6-fused"),  # one-launch forward, phased
     pytest.param((2, 3, 11, 16, 32, 1), "fused", id="B2T3N11Dk16Dv32H1-fused"),
     pytest.param((3, 7, 100, 48, 96, 6), "wide", id="B3T7N100Dk48Dv96H6-wide-gram"),  # 64 columns per Gram program
@@ -112,6 +114,7 @@ def test_no_out_of_bounds_access(
     monkeypatch.setitem(TUNING, "fast_path", int(recurrence != "serial"))
     monkeypatch.setitem(TUNING, "fused_fwd", 2 if recurrence == "fused" else 0)
     monkeypatch.setitem(TUNING, "gram_cols", 64 if recurrence == "wide" else 0)
+    monkeypatch.setitem(TUNING, "fast_lean", int(recurrence != "walk"))  # "parallel": the lean walk
     monkeypatch.setitem(TUNING, "bwd_sliced", int(recurrence != "serial"))  # backward: value slices or one program
     b, t, n, dk, dv, h = shape
     inp = make_inputs(b=b, t=t, n=n, dk=dk, dv=dv, heads=h, with_state=with_state)
