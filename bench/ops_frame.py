@@ -261,6 +261,7 @@ SWEEP = {  # knob -> values tried, one knob at a time, the others at their defau
         ),
         ("gram_heads", (1, 2, 4, 8)),
         ("fast_path", (0, 1)),
+        ("fast_lean", (0, 1)),
         ("fast_warps", (4, 8)),
         ("fast_slice", (16, 32, 64)),
         ("fast_wide_slices", (0, 1)),
