@@ -36,6 +36,7 @@
 #   bash bench/gpu_verify.sh OUTDIR lean   # lean frame step vs the old one (kernel times, warps, stages), frame GPU tests
 #   bash bench/gpu_verify.sh OUTDIR final3 # frame GPU tests, the frame issue table (all shapes), forward kernel profile
 #   bash bench/gpu_verify.sh OUTDIR final4 # frame GPU tests but the oracle cases, the issue table in two parts
+#   bash bench/gpu_verify.sh OUTDIR gramh  # Gram pre-pass in hand-made 3xTF32: kernel times, forward variant GPU tests
 # Carry .whl (training wheels and fla-core; see bench/gpu_env.sh) and .tcache (autotune results saved by an
 # earlier call as OUTDIR/autotune.tgz, copied to .tcache/). Results land in OUTDIR, at most 8 files.
 set -uo pipefail
@@ -218,6 +219,15 @@ if [ "$WHAT" = final4 ]; then  # about 9 minutes: the frame GPU tests after the 
     "$OUTDIR/bench_frame.json" 2>&1 | grep -vi warn | tee "$OUTDIR/bench_frame.txt" | tail -8
   timeout 130 python3 bench/ops_frame.py --compile-max-t 20 --shapes B1T200N64 B1T100N256 --json \
     "$OUTDIR/bench_frame_long.json" 2>&1 | grep -vi warn | tee "$OUTDIR/bench_frame_long.txt" | tail -8
+fi
+if [ "$WHAT" = gramh ]; then  # about 6 minutes: Gram pre-pass in hand-made 3xTF32 (kernel times), its GPU tests
+  for set in "gram_hand3=0" "gram_hand3=1"; do
+    # shellcheck disable=SC2086
+    timeout 60 python3 bench/profile_ops.py --rule frame --modes fwd fwdbwd --shapes B10T10N256 B10T10N64 B32T10N256 \
+      --iters 10 --set $set 2>&1 | grep -A8 "^##" | grep -E "^##|gram|lean|readout" | sed "s/^/[$set] /"
+  done | tee "$OUTDIR/profile.txt"
+  timeout 200 python3 -m pytest -q -p no:cacheprovider -rf --tb=short tests/ops/test_frame_gpu.py \
+    -k "forward_variants or no_narrow" 2>&1 | tail -8 | tee "$OUTDIR/frame_tests.txt"
 fi
 if [ "$WHAT" = wide ]; then  # about 6 minutes: wide Gram programs (kernel times per setting), their GPU tests
   for set in "gram_cols=0" "gram_cols=64" "gram_cols=128" "gram_cols=256" "gram_cols=128 gram_wide_warps=4" \

@@ -270,6 +270,7 @@ SWEEP = {  # knob -> values tried, one knob at a time, the others at their defau
         ("fwd_state_tile", (1024, 2048, 4096)),
         ("gram_tile", (2048, 4096, 8192, 16384)),
         ("gram_warps", (4, 8)),
+        ("gram_hand3", (0, 1)),
         ("gram_stages", (1, 2, 3)),
         ("fast_stages", (1, 3)),
         ("readout_stages", (1, 2, 3)),

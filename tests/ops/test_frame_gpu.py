@@ -170,6 +170,8 @@ FORWARD_VARIANTS = [  # TUNING changes of the forward, and whether it then runs 
     pytest.param({"fused_fwd": 0, "fast_wide_slices": 2}, False, id="three-launches-lean-walk-two-heads"),
     pytest.param({"fused_fwd": 0, "fast_wide_slices": 2, "fast_lean": 0}, False, id="old-walk-two-heads"),
     pytest.param({"fused_fwd": 0, "fast_warps": 8}, False, id="three-launches-lean-walk-8-warps"),
+    pytest.param({"fused_fwd": 0, "gram_hand3": 1}, False, id="gram-hand-made-3xtf32"),
+    pytest.param({"fused_fwd": 0, "gram_hand3": 1, "gram_cols": 128}, False, id="gram-hand-made-3xtf32-wide"),
 ]
 
 

@@ -115,6 +115,19 @@ def test_lean_recurrence_matches_reference(lean: int, with_state: bool, monkeypa
         assert calls[0] == (2, 1)
 
 
+@pytest.mark.parametrize("cols", [0, 128], ids=["by-head", "wide"])
+def test_gram_in_hand_made_3xtf32(cols: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Gram pre-pass (and the backward's K^T dO) with ``gram_hand3``: fp32 pixel products and gate projections in
+    hand-made 3xTF32 (``tiles.dot_acc``), by-head and wide programs, with gradients; bf16 inputs keep TF32."""
+    from gdkvm.ops.frame.triton_fwd import TUNING
+
+    monkeypatch.setitem(TUNING, "gram_hand3", 1)
+    monkeypatch.setitem(TUNING, "gram_cols", cols)
+    for with_state in (False, True):
+        inp = make_inputs(b=2, t=3, n=70, dk=48, dv=96, heads=6, with_state=with_state)
+        assert_match(run(inp, "triton"), run(inp, "naive"), TOL)
+
+
 class _Spy:
     """Stands in for a Triton kernel, recording each launch's grid before launching it."""
 

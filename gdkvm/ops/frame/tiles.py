@@ -18,7 +18,22 @@ def kt_y_tile(x_ptr, y_ptr, N, DK, DY, col0, BK: tl.constexpr, BN: tl.constexpr,
         rn = n0 + tl.arange(0, BN)
         xt = tl.load(x_ptr + rn[None, :] * DK + rk[:, None], mask=(rn[None, :] < N) & (rk[:, None] < DK), other=0.0)
         y = tl.load(y_ptr + rn[:, None] * DY + ry[None, :], mask=(rn[:, None] < N) & (ry[None, :] < DY), other=0.0)
-        acc += tl.dot(xt.to(tl.float32), y.to(tl.float32), input_precision=PREC)
+        acc = dot_acc(xt.to(tl.float32), y.to(tl.float32), acc, PREC)
+    return acc
+
+
+@triton.jit
+def dot_acc(a, b, acc, PREC: tl.constexpr):
+    """acc + a b: ``tl.dot`` at input precision PREC, or for PREC "hand3" 3xTF32 made by hand (both operands split by
+    ``split_tf32``: a_lo b_hi + a_hi b_lo + a_hi b_hi), without the NaN selects the compiler's "tf32x3" adds."""
+    if PREC == "hand3":
+        a_hi, a_lo = split_tf32(a)
+        b_hi, b_lo = split_tf32(b)
+        acc = tl.dot(a_lo, b_hi, acc, input_precision="tf32")
+        acc = tl.dot(a_hi, b_lo, acc, input_precision="tf32")
+        acc = tl.dot(a_hi, b_hi, acc, input_precision="tf32")
+    else:
+        acc += tl.dot(a, b, input_precision=PREC)  # the form every kernel used before dot_acc (same compiled code)
     return acc
 
 

@@ -10,7 +10,7 @@ import triton
 import triton.language as tl
 
 from gdkvm.ops._host import cdiv, next_power_of_2
-from gdkvm.ops.frame.tiles import head_block_weights, kt_y_tile, split_tf32
+from gdkvm.ops.frame.tiles import dot_acc, head_block_weights, kt_y_tile, split_tf32
 from gdkvm.ops.frame.tuning import TUNING, dot_precision, fit, launch, pad_k, safe_warps, serial_fast_precision
 
 
@@ -52,8 +52,8 @@ def gram_task(
             ky_mask = (rk[:, None] < DK) & (ry[None, :] < DY)
             tl.store(ky_ptr + bt * DK * DY + rk[:, None] * DY + ry[None, :], ky, mask=ky_mask)
             if WITH_R:
-                rb += tl.dot(ky, head_block_weights(wb_ptr, c0, DY, H, HD, BY, BH), input_precision=SPREC)
-                ra += tl.dot(ky, head_block_weights(wa_ptr, c0, DY, H, HD, BY, BH), input_precision=SPREC)
+                rb = dot_acc(ky, head_block_weights(wb_ptr, c0, DY, H, HD, BY, BH), rb, SPREC)
+                ra = dot_acc(ky, head_block_weights(wa_ptr, c0, DY, H, HD, BY, BH), ra, SPREC)
         if WITH_R:
             rq = tl.arange(0, BH * BH)
             first = pc * CW // HD  # the heads of columns pc*CW .. pc*CW+CW-1 (CW is a multiple of HD here)
@@ -85,13 +85,14 @@ def gram_wide_task(
                      other=0.0)  # fmt: skip
         y = tl.load(y_ptr + bt * N * DY + rn[:, None] * DY + rc[None, :], mask=(rn[:, None] < N) & c_ok[None, :],
                     other=0.0)  # fmt: skip
-        acc += tl.dot(xt.to(tl.float32), y.to(tl.float32), input_precision=PREC)
+        acc = dot_acc(xt.to(tl.float32), y.to(tl.float32), acc, PREC)
     tl.store(ky_ptr + bt * DK * DY + rk[:, None] * DY + rc[None, :], acc, mask=(rk[:, None] < DK) & c_ok[None, :])
     if WITH_R:
         rq = tl.arange(0, BH * BH)
         end = tl.minimum(pc * CW + CW, DY)  # the weight rows of this program's columns only
-        rb = tl.dot(acc, head_block_weights(wb_ptr, pc * CW, end, H, HD, BCW, BH), input_precision=SPREC)
-        ra = tl.dot(acc, head_block_weights(wa_ptr, pc * CW, end, H, HD, BCW, BH), input_precision=SPREC)
+        zero = tl.zeros((BK, BH * BH), dtype=tl.float32)
+        rb = dot_acc(acc, head_block_weights(wb_ptr, pc * CW, end, H, HD, BCW, BH), zero, SPREC)
+        ra = dot_acc(acc, head_block_weights(wa_ptr, pc * CW, end, H, HD, BCW, BH), zero, SPREC)
         first = pc * CW // HD
         qh = rq[None, :] // BH
         r_mask = (rk[:, None] < DK) & (qh >= first) & (qh < first + CW // HD) & ((rq[None, :] % BH) < H)
@@ -113,8 +114,8 @@ def gram_kernel(
     Grid: (B*T, NCOL + WITH_KK). Program pc < NCOL owns columns pc*CW .. pc*CW+CW-1 (with WITH_R whole heads: CW a
     multiple of HD) in sub-tiles of BY, or with WIDE in one tile (``gram_wide_task``, BY >= CW). k [BT, N, DK],
     y [BT, N, DY], ky [BT, DK, DY], kk [BT, DK, DK], r [BT, DK, 2, BH*BH] (entries of padded heads are not written),
-    all fp32 but k and y. PREC: precision of the dots over pixels (K, Y operands); SPREC: of the gate projections of
-    K^T Y, whose fp32 operands TF32 would round (they feed the gates).
+    all fp32 but k and y. PREC: precision of the dots over pixels (K, Y operands; "hand3": ``dot_acc``); SPREC: of the
+    gate projections of K^T Y, whose fp32 operands TF32 would round (they feed the gates).
     """
     bt = tl.program_id(0).to(tl.int64)
     pc = tl.program_id(1)
@@ -153,9 +154,12 @@ def gram_layout(
     else:
         by = cw = bn
         ncol = cdiv(dy, by)
+    hand = bool(TUNING["gram_hand3"])
+    prec = "hand3" if hand and dtype == torch.float32 else dot_precision(dtype, device)
     const = {
-        "WITH_R": with_r, "BK": bk, "BN": bn, "BY": by, "BH": bh, "PREC": dot_precision(dtype, device),
-        "SPREC": serial_fast_precision(device), "num_stages": int(TUNING["gram_stages"]), "WIDE": wide,
+        "WITH_R": with_r, "BK": bk, "BN": bn, "BY": by, "BH": bh, "PREC": prec,
+        "SPREC": "hand3" if hand else serial_fast_precision(device), "num_stages": int(TUNING["gram_stages"]),
+        "WIDE": wide,
         "num_warps": safe_warps(warps, bk, min(by, bk, bh * bh if with_r else by)),
     }  # fmt: skip
     return cw, ncol, const

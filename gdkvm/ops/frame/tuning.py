@@ -71,6 +71,9 @@ TUNING: dict[str, int | str] = {
     "gram_wide_warps": 8,
     "gram_heads": 1,  # heads per by-head Gram program; 2 and 4: 68-69 us vs 65 at B10 T10 N256, 191-199 vs 186 at B32
     "gram_warps": 4,
+    # 1: the Gram pre-pass's products (pixels for fp32 inputs, gate projections) in hand-made 3xTF32 (tiles.dot_acc,
+    # no NaN selects): sm_90 loop body 1644 -> 1092 instructions, spill 80 -> 0 bytes; not yet timed on a GPU, so off
+    "gram_hand3": 0,
     "readout_tile": 4096,
     "readout_warps": 4,
     "dkdv_tile": 4096,
