@@ -82,12 +82,9 @@ def test_recurrence_slices_of_several_heads(lean: int, with_state: bool, monkeyp
     monkeypatch.setitem(TUNING, "fast_wide_slices", 2)
     monkeypatch.setitem(TUNING, "fast_max_slice", 64)
     for b, t, n, dk, dv, h in ((2, 3, 10, 48, 96, 6), (2, 2, 9, 20, 64, 4)):
-        inp = make_inputs(b=b, t=t, n=n, dk=dk, dv=dv, heads=h, with_state=with_state)
-        assert_match(run(inp, "triton"), run(inp, "naive"), TOL)
-        with torch.no_grad():
-            o, final = frame_gated_delta(**inp, output_final_state=True, backend="triton")
-        o_ref, final_ref = frame_gated_delta(**inp, output_final_state=True, backend="naive")
-        assert rel_rms(o, o_ref) <= TOL and rel_rms(final, final_ref) <= TOL
+        assert_matches_with_and_without_gradients(
+            make_inputs(b=b, t=t, n=n, dk=dk, dv=dv, heads=h, with_state=with_state)
+        )
 
 
 @pytest.mark.parametrize("lean", [0, 1, 2], ids=["walk", "lean", "lean-two-heads"])
@@ -104,12 +101,9 @@ def test_lean_recurrence_matches_reference(lean: int, with_state: bool, monkeypa
     calls = []
     monkeypatch.setattr("gdkvm.ops.frame.triton_fwd.fwd_lean_kernel", _Spy(triton_lean.fwd_lean_kernel, calls))
     for b, t, n, dk, dv, h in ((2, 3, 10, 32, 64, 4), (2, 4, 9, 20, 96, 6), (1, 1, 5, 16, 64, 2)):
-        inp = make_inputs(b=b, t=t, n=n, dk=dk, dv=dv, heads=h, with_state=with_state)
-        assert_match(run(inp, "triton"), run(inp, "naive"), TOL)
-        with torch.no_grad():
-            o, final = frame_gated_delta(**inp, output_final_state=True, backend="triton")
-        o_ref, final_ref = frame_gated_delta(**inp, output_final_state=True, backend="naive")
-        assert rel_rms(o, o_ref) <= TOL and rel_rms(final, final_ref) <= TOL
+        assert_matches_with_and_without_gradients(
+            make_inputs(b=b, t=t, n=n, dk=dk, dv=dv, heads=h, with_state=with_state)
+        )
     assert bool(calls) == bool(lean)
     if lean == 2:  # walker_slice widened the first shape's slices to 64 columns: all four heads of 16 in one program
         assert calls[0] == (2, 1)
@@ -137,6 +131,16 @@ class _Spy:
     def __getitem__(self, grid: tuple) -> object:
         self.calls.append(grid)
         return self.kernel[grid]
+
+
+def assert_matches_with_and_without_gradients(inp: dict) -> None:
+    """Forward, final state and gradients against the reference, then the forward without gradients (states in
+    place)."""
+    assert_match(run(inp, "triton"), run(inp, "naive"), TOL)
+    with torch.no_grad():
+        o, final = frame_gated_delta(**inp, output_final_state=True, backend="triton")
+    o_ref, final_ref = frame_gated_delta(**inp, output_final_state=True, backend="naive")
+    assert rel_rms(o, o_ref) <= TOL and rel_rms(final, final_ref) <= TOL
 
 
 def rel_rms(x: torch.Tensor, ref: torch.Tensor) -> float:

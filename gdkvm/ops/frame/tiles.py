@@ -50,6 +50,36 @@ def head_block_weights(w_ptr, c0, DV, H, HD, BC: tl.constexpr, BH: tl.constexpr)
 
 
 @triton.jit
+def head_projections(
+    h_ptr, wb_ptr, wa_ptr, DK, DV, H, HD, BK: tl.constexpr, BV: tl.constexpr, BH: tl.constexpr, PREC: tl.constexpr
+):  # fmt: skip
+    """Per-head gate projections of a state h [DK, DV] (fp32, row-major), BV columns at a time: two [BK, BH * BH]
+    with element (k, h * BH + h') = sum over the columns c of head h of h[k, c] W[c, h'] (W_beta, then W_alpha)."""
+    rk = tl.arange(0, BK)
+    qb = tl.zeros((BK, BH * BH), dtype=tl.float32)
+    qa = tl.zeros((BK, BH * BH), dtype=tl.float32)
+    for c0 in range(0, DV, BV):
+        rc = c0 + tl.arange(0, BV)
+        x = tl.load(h_ptr + rk[:, None] * DV + rc[None, :], mask=(rk[:, None] < DK) & (rc[None, :] < DV), other=0.0)
+        qb += tl.dot(x, head_block_weights(wb_ptr, c0, DV, H, HD, BV, BH), input_precision=PREC)
+        qa += tl.dot(x, head_block_weights(wa_ptr, c0, DV, H, HD, BV, BH), input_precision=PREC)
+    return qb, qa
+
+
+@triton.jit
+def state_slots(kv_b, states_ptr, b, T, DK, DV, IN_PLACE: tl.constexpr):
+    """(base, offset) of the walk's output states: S_t at base + (t + offset) * DK * DV. IN_PLACE: over K_t^T V_t
+    (kv_b, batch element b's [T, DK, DV]); otherwise states [B, T + 1, DK, DV] with slot 0 the initial state."""
+    if IN_PLACE:
+        base = kv_b
+        slot = 0
+    else:
+        base = states_ptr + b * (T + 1) * DK * DV
+        slot = 1
+    return base, slot
+
+
+@triton.jit
 def head_expander(j0, DV, HD, BV: tl.constexpr, BH: tl.constexpr, TRANSPOSED: tl.constexpr):
     """One-hot heads -> value channels j0..j0+BV: [BH, BV] ([BV, BH] if TRANSPOSED) fp32, 1 where c // HD == h."""
     rh = tl.arange(0, BH)

@@ -21,9 +21,10 @@ from gdkvm.ops._host import cdiv
 from gdkvm.ops.frame.tiles import (
     expand_gates,
     gate_logits_tile,
-    head_block_weights,
+    head_projections,
     signal_count,
     softplus,
+    state_slots,
     wait_frames,
 )
 from gdkvm.ops.frame.triton_gram import gram
@@ -62,12 +63,7 @@ def fwd_recurrence_kernel(
     rate = tl.exp(tl.load(alog_ptr + rh, mask=rh < H, other=0.0))
     dt = tl.load(dt_ptr + rh, mask=rh < H, other=0.0)
     kv_base = kv_ptr + b * T * DK * DV
-    if IN_PLACE:
-        st_base = kv_base  # S_t at slot t
-        slot = 0
-    else:
-        st_base = states_ptr + b * (T + 1) * DK * DV  # S_t at slot t + 1
-        slot = 1
+    st_base, slot = state_slots(kv_base, states_ptr, b, T, DK, DV, IN_PLACE)
     t_start = 1
     prev = st_base + slot * DK * DV  # S_0 = K_0^T V_0
     if HAS_H0:
@@ -204,23 +200,12 @@ def walk_slice(
     kv_b = kv_ptr + b * T * DK * DV
     r_b = r_ptr + b * T * DK * 2 * BQ
     flag_b = flag_ptr + b * T * 2
-    if IN_PLACE:
-        st_base = kv_b  # S_t at slot t
-        slot = 0
-    else:
-        st_base = states_ptr + b * (T + 1) * DK * DV  # S_t at slot t + 1
-        slot = 1
+    st_base, slot = state_slots(kv_b, states_ptr, b, T, DK, DV, IN_PLACE)
     if HAS_H0:
         t_start = 0
         h0_b = h0_ptr + b * DK * DV
         s = tl.load(h0_b + s_offs, mask=s_mask, other=0.0)
-        qb = tl.zeros((BK, BQ), dtype=tl.float32)
-        qa = tl.zeros((BK, BQ), dtype=tl.float32)
-        for c0 in range(0, DV, BV):
-            rc = c0 + tl.arange(0, BV)
-            x = tl.load(h0_b + rk[:, None] * DV + rc[None, :], mask=(rk[:, None] < DK) & (rc[None, :] < DV), other=0.0)
-            qb += tl.dot(x, head_block_weights(wb_ptr, c0, DV, H, HD, BV, BH), input_precision=PREC)
-            qa += tl.dot(x, head_block_weights(wa_ptr, c0, DV, H, HD, BV, BH), input_precision=PREC)
+        qb, qa = head_projections(h0_b, wb_ptr, wa_ptr, DK, DV, H, HD, BK, BV, BH, PREC)
     else:
         t_start = 1
         if SYNC:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from gdkvm.ops.frame.tiles import head_block_weights, softplus, split_tf32
+from gdkvm.ops.frame.tiles import head_projections, softplus, split_tf32, state_slots
 
 
 @triton.jit
@@ -113,23 +113,12 @@ def fwd_lean_kernel(
     hcol = (rv // HD)[None, :]  # head of each column
     kv_b = kv_ptr + b * T * DK * DV
     r_b = r_ptr + b * T * DK * 2 * BQ
-    if IN_PLACE:
-        st_base = kv_b  # S_t at slot t
-        slot = 0
-    else:
-        st_base = states_ptr + b * (T + 1) * DK * DV  # S_t at slot t + 1
-        slot = 1
+    st_base, slot = state_slots(kv_b, states_ptr, b, T, DK, DV, IN_PLACE)
     if HAS_H0:
         t_start = 0
         h0_b = h0_ptr + b * DK * DV
         s = tl.load(h0_b + s_offs, mask=s_mask, other=0.0)
-        qb = tl.zeros((BK, BQ), dtype=tl.float32)
-        qa = tl.zeros((BK, BQ), dtype=tl.float32)
-        for c0 in range(0, DV, BV):
-            rc = c0 + tl.arange(0, BV)
-            x = tl.load(h0_b + rk[:, None] * DV + rc[None, :], mask=(rk[:, None] < DK) & (rc[None, :] < DV), other=0.0)
-            qb += tl.dot(x, head_block_weights(wb_ptr, c0, DV, H, HD, BV, BH), input_precision=PREC)
-            qa += tl.dot(x, head_block_weights(wa_ptr, c0, DV, H, HD, BV, BH), input_precision=PREC)
+        qb, qa = head_projections(h0_b, wb_ptr, wa_ptr, DK, DV, H, HD, BK, BV, BH, PREC)
         q = tl.reshape(tl.join(qb, qa), (BK, 2 * BQ))
     else:
         t_start = 1
