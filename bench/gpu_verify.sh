@@ -36,7 +36,9 @@
 #   bash bench/gpu_verify.sh OUTDIR lean   # lean frame step vs the old one (kernel times, warps, stages), frame GPU tests
 #   bash bench/gpu_verify.sh OUTDIR final3 # frame GPU tests, the frame issue table (all shapes), forward kernel profile
 #   bash bench/gpu_verify.sh OUTDIR final4 # frame GPU tests but the oracle cases, the issue table in two parts
-#   bash bench/gpu_verify.sh OUTDIR gramh  # Gram pre-pass in hand-made 3xTF32: kernel times, forward variant GPU tests
+#   bash bench/gpu_verify.sh OUTDIR gramh  # Gram pre-pass in hand-made 3xTF32: kernel times, its GPU tests, inference/streaming/NaN tests
+#   bash bench/gpu_verify.sh OUTDIR gramw  # forward kernel times of Gram / readout launch settings; hand-made 3xTF32 tests
+#   bash bench/gpu_verify.sh OUTDIR final5 # forward and backward kernel times of the defaults, then every frame GPU test
 # Carry .whl (training wheels and fla-core; see bench/gpu_env.sh) and .tcache (autotune results saved by an
 # earlier call as OUTDIR/autotune.tgz, copied to .tcache/). Results land in OUTDIR, at most 8 files.
 set -uo pipefail
@@ -226,8 +228,9 @@ if [ "$WHAT" = gramh ]; then  # about 6 minutes: Gram pre-pass in hand-made 3xTF
     timeout 60 python3 bench/profile_ops.py --rule frame --modes fwd fwdbwd --shapes B10T10N256 B10T10N64 B32T10N256 \
       --iters 10 --set $set 2>&1 | grep -A8 "^##" | grep -E "^##|gram|lean|readout" | sed "s/^/[$set] /"
   done | tee "$OUTDIR/profile.txt"
-  timeout 200 python3 -m pytest -q -p no:cacheprovider -rf --tb=short tests/ops/test_frame_gpu.py \
-    -k "forward_variants or no_narrow" 2>&1 | tail -8 | tee "$OUTDIR/frame_tests.txt"
+  timeout 330 python3 -m pytest -q -p no:cacheprovider -rf --tb=short tests/ops/test_frame_gpu.py \
+    -k "hand or no_narrow or inference or streaming or auto_backend or nan_guard" 2>&1 | tail -8 \
+    | tee "$OUTDIR/frame_tests.txt"
 fi
 if [ "$WHAT" = wide ]; then  # about 6 minutes: wide Gram programs (kernel times per setting), their GPU tests
   for set in "gram_cols=0" "gram_cols=64" "gram_cols=128" "gram_cols=256" "gram_cols=128 gram_wide_warps=4" \
@@ -358,3 +361,20 @@ if [ "$WHAT" = graph ]; then  # about 7 minutes (fla-core's autotuning most of i
     --json "$OUTDIR/bench_token_graph.json" 2>&1 | grep -vE '^\{' | tee "$OUTDIR/bench_token_graph.txt" | tail -30
 fi
 save_autotune "$OUTDIR"
+if [ "$WHAT" = gramw ]; then  # about 7 minutes: Gram and readout settings by kernel time (fwd), then their GPU tests
+  for set in "gram_hand3=1" "readout_hand3=1" "readout_hand3=1 readout_warps=8" "readout_hand3=1 readout_stages=2" \
+    "gram_cols=64" "gram_cols=128" "gram_cols=128 gram_wide_warps=4" "gram_cols=128 gram_wide_bn=32" \
+    "gram_stages=1" "gram_stages=3" "gram_heads=2" "gram_warps=8"; do
+    # shellcheck disable=SC2086
+    timeout 50 python3 bench/profile_ops.py --rule frame --modes fwd --shapes B10T10N256 B10T10N64 B32T10N256 \
+      --iters 10 --set $set 2>&1 | grep -A4 "^##" | grep -E "^##|gram|lean|readout" | sed "s/^/[$set] /"
+  done | tee "$OUTDIR/profile.txt"
+  timeout 150 python3 -m pytest -q -p no:cacheprovider -rf --tb=short tests/ops/test_frame_gpu.py -k "3xtf32" 2>&1 \
+    | tail -8 | tee "$OUTDIR/frame_tests.txt"
+fi
+if [ "$WHAT" = final5 ]; then  # about 8 minutes: kernel times of the defaults, every frame GPU test
+  timeout 80 python3 bench/profile_ops.py --rule frame --modes fwd fwdbwd \
+    --shapes B10T10N256 B10T10N64 B32T10N256 B1T200N64 --iters 10 2>&1 | grep -vi warn | tee "$OUTDIR/profile.txt"
+  timeout 470 python3 -m pytest -q -p no:cacheprovider -rf --tb=short tests/ops/test_frame_gpu.py 2>&1 | tail -25 \
+    | tee "$OUTDIR/frame_tests.txt"
+fi

@@ -138,11 +138,12 @@ def frame_cases() -> None:
     from gdkvm.ops.frame.autograd import frame_gated_delta_step_triton, frame_gated_delta_triton
     from gdkvm.ops.frame.tuning import TUNING
 
+    defaults = dict(TUNING)
     for dtype, (b, t, n, dk, dv, heads), h0, sliced, fused, cols, lean, hand in (
         (torch.float32, (2, 3, 64, 64, 256, 8), False, 1, 0, 0, 1, 0),  # the paper's sizes, lean parallel recurrence
         (torch.float32, (2, 3, 64, 64, 256, 8), False, 1, 0, 0, 0, 0),  # fwd_parallel_kernel (the old walk)
         (torch.float32, (2, 3, 64, 64, 256, 8), False, 1, 3, 0, 1, 0),  # the same in one launch (compiled only)
-        (torch.float32, (2, 3, 64, 64, 256, 8), True, 1, 0, 0, 1, 1),  # Gram pre-pass in hand-made 3xTF32
+        (torch.float32, (2, 3, 64, 64, 256, 8), True, 1, 0, 0, 1, 1),  # Gram pre-pass and readout in hand-made 3xTF32
         (torch.float32, (2, 3, 64, 64, 256, 8), False, 1, 0, 128, 1, 1),  # the same, wide Gram programs
         (torch.float32, (2, 3, 64, 64, 256, 8), True, 1, 0, 128, 1, 0),  # wide Gram programs, lean walk of two heads
         (torch.bfloat16, (2, 3, 196, 64, 256, 8), True, 1, 3, 0, 1, 0),
@@ -156,7 +157,7 @@ def frame_cases() -> None:
         TUNING["fused_fwd"] = fused
         TUNING["gram_cols"] = cols
         TUNING["fast_lean"] = lean
-        TUNING["gram_hand3"] = hand
+        TUNING["gram_hand3"] = TUNING["readout_hand3"] = hand
         TUNING["fast_wide_slices"] = 2 if cols else 1  # walkers of two heads where the wide Gram runs
         TUNING["bwd_persistent"] = 2 * (h0 and sliced)  # the one-launch walk (compiled only, never run here)
         k = torch.softmax(torch.randn(b, t, n, dk), -1).to(dtype).requires_grad_()
@@ -169,9 +170,7 @@ def frame_cases() -> None:
         (o.float().sum() + final.sum()).backward()
         with torch.no_grad():
             frame_gated_delta_step_triton(k[:, 0], v[:, 0], *params, heads=heads, state=state)
-    TUNING["bwd_sliced"], TUNING["bwd_persistent"], TUNING["fused_fwd"], TUNING["gram_cols"] = 1, 1, 1, 0
-    TUNING["fast_wide_slices"] = TUNING["fast_lean"] = 1
-    TUNING["gram_hand3"] = 0
+    TUNING.update(defaults)
 
 
 def token_cases() -> None:

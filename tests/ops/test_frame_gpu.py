@@ -172,6 +172,8 @@ FORWARD_VARIANTS = [  # TUNING changes of the forward, and whether it then runs 
     pytest.param({"fused_fwd": 0, "fast_warps": 8}, False, id="three-launches-lean-walk-8-warps"),
     pytest.param({"fused_fwd": 0, "gram_hand3": 1}, False, id="gram-hand-made-3xtf32"),
     pytest.param({"fused_fwd": 0, "gram_hand3": 1, "gram_cols": 128}, False, id="gram-hand-made-3xtf32-wide"),
+    pytest.param({"fused_fwd": 0, "gram_hand3": 0}, False, id="gram-compilers-3xtf32"),
+    pytest.param({"fused_fwd": 0, "readout_hand3": 1}, False, id="readout-hand-made-3xtf32"),
 ]
 
 

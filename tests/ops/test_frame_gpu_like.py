@@ -22,11 +22,11 @@ from tests.ops.test_frame_gpu import make_inputs, triton_errors  # same inputs, 
 
 @pytest.fixture
 def gpu_like_dots(monkeypatch: pytest.MonkeyPatch) -> None:
-    from gdkvm.ops.frame import triton_bwd, triton_fwd, triton_gram, triton_step
+    from gdkvm.ops.frame import triton_bwd, triton_fwd, triton_gram, triton_step, tuning
 
     patch_gpu_like(monkeypatch)
     cuda = torch.device("cuda")
-    for module in (triton_fwd, triton_bwd, triton_step, triton_gram):
+    for module in (triton_fwd, triton_bwd, triton_step, triton_gram, tuning):  # tuning: its pixel_precision
         for name in ("dot_precision", "serial_precision", "serial_fast_precision"):
             fn = getattr(module, name, None)
             if fn is not None:
@@ -54,10 +54,12 @@ def test_gpu_like_numerics_match_reference(
 
 @pytest.mark.parametrize("hand", [0, 1], ids=["tf32x3", "hand-made"])
 def test_gpu_like_fp32_gram_precisions(gpu_like_dots, hand: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    """fp32 inputs at the paper's sizes with the Gram pre-pass in the compiler's 3xTF32 and in the hand-made one
-    (``gram_hand3``), both at fp32-like accuracy under TF32 truncation (the lean walk's hand-made 3xTF32 included)."""
+    """fp32 inputs at the paper's sizes with the Gram pre-pass and the readout in the compiler's 3xTF32 and in the
+    hand-made one (``gram_hand3``, ``readout_hand3``), both at fp32-like accuracy under TF32 truncation (the lean
+    walk's hand-made 3xTF32 included)."""
     from gdkvm.ops.frame.tuning import TUNING
 
     monkeypatch.setitem(TUNING, "gram_hand3", hand)
+    monkeypatch.setitem(TUNING, "readout_hand3", hand)
     errors = triton_errors(make_inputs((2, 3, 64, 64, 256, 8), torch.float32, True, device="cpu"), 1e-3)
     assert max(errors.values()) <= 1e-5, errors  # measured 2e-7 to 9e-7 both ways; plain TF32 would be ~1e-4

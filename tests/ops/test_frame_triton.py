@@ -111,15 +111,32 @@ def test_lean_recurrence_matches_reference(lean: int, with_state: bool, monkeypa
 
 @pytest.mark.parametrize("cols", [0, 128], ids=["by-head", "wide"])
 def test_gram_in_hand_made_3xtf32(cols: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The Gram pre-pass (and the backward's K^T dO) with ``gram_hand3``: fp32 pixel products and gate projections in
-    hand-made 3xTF32 (``tiles.dot_acc``), by-head and wide programs, with gradients; bf16 inputs keep TF32."""
+    """The Gram pre-pass (and the backward's K^T dO) with ``gram_hand3`` and the readout with ``readout_hand3``: fp32
+    pixel products and gate projections in hand-made 3xTF32 (``tiles.dot_acc``), by-head and wide Gram programs,
+    with gradients; bf16 inputs keep TF32."""
     from gdkvm.ops.frame.triton_fwd import TUNING
 
     monkeypatch.setitem(TUNING, "gram_hand3", 1)
+    monkeypatch.setitem(TUNING, "readout_hand3", 1)
     monkeypatch.setitem(TUNING, "gram_cols", cols)
     for with_state in (False, True):
         inp = make_inputs(b=2, t=3, n=70, dk=48, dv=96, heads=6, with_state=with_state)
         assert_match(run(inp, "triton"), run(inp, "naive"), TOL)
+
+
+@pytest.mark.parametrize(("n", "stages"), [(64, 1), (65, 2), (256, 2)])
+def test_gram_pipelines_only_several_pixel_tiles(n: int, stages: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Gram pre-pass takes one software-pipelining stage where one pixel tile covers the frame (measured faster
+    on an H100 at N64), TUNING["gram_stages"] otherwise; the results match the reference either way."""
+    from gdkvm.ops.frame import triton_gram
+
+    monkeypatch.setitem(triton_gram.TUNING, "gram_stages", 2)
+    seen = []
+    real = triton_gram.launch
+    monkeypatch.setattr(triton_gram, "launch", lambda *a, **kw: seen.append(kw["num_stages"]) or real(*a, **kw))
+    inp = make_inputs(b=1, t=2, n=n, dk=64, dv=64, heads=2, with_state=False)
+    assert_match(run(inp, "triton"), run(inp, "naive"), TOL)
+    assert seen and set(seen) == {stages}, seen
 
 
 class _Spy:

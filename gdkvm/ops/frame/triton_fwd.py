@@ -19,6 +19,7 @@ import triton.language as tl
 
 from gdkvm.ops._host import cdiv
 from gdkvm.ops.frame.tiles import (
+    dot_acc,
     expand_gates,
     gate_logits_tile,
     head_projections,
@@ -32,11 +33,11 @@ from gdkvm.ops.frame.triton_lean import fwd_lean_kernel
 from gdkvm.ops.frame.tuning import (
     TUNING,
     block_sizes,
-    dot_precision,
     fast_layout,
     fit,
     launch,
     pad_k,
+    pixel_precision,
     safe_warps,
     serial_fast_precision,
     serial_precision,
@@ -263,13 +264,15 @@ def fwd_parallel_kernel(
 
 
 @triton.jit
-def _readout_cols(kt, s_base, o_ptr, bt, rn, c0, N, DK, DV, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr):
+def _readout_cols(
+    kt, s_base, o_ptr, bt, rn, c0, N, DK, DV, BK: tl.constexpr, BN: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr
+):  # fmt: skip
     """Store K_t S_t for the rows rn and columns c0 .. c0+BV-1; kt [BN, BK] fp32 (K_t's rows rn)."""
     rk = tl.arange(0, BK)
     rv = c0 + tl.arange(0, BV)
     s_mask = (rk[:, None] < DK) & (rv[None, :] < DV)
     s = tl.load(s_base + rk[:, None] * DV + rv[None, :], mask=s_mask, other=0.0, cache_modifier=".cg")
-    o = tl.dot(kt, s, input_precision=PREC)
+    o = dot_acc(kt, s, tl.zeros((BN, BV), dtype=tl.float32), PREC)
     omask = (rn[:, None] < N) & (rv[None, :] < DV)
     tl.store(o_ptr + bt * N * DV + rn[:, None] * DV + rv[None, :], o.to(o_ptr.dtype.element_ty), mask=omask)
 
@@ -290,9 +293,9 @@ def readout_tile(
     s_base = states_ptr + ((bt // T) * SLOTS + bt % T + SLOTS - T) * DK * DV
     if LOOP:
         for c0 in range(v0, tl.minimum(v0 + VCOLS, DV), BV):
-            _readout_cols(kt, s_base, o_ptr, bt, rn, c0, N, DK, DV, BK, BV, PREC)
+            _readout_cols(kt, s_base, o_ptr, bt, rn, c0, N, DK, DV, BK, BN, BV, PREC)
     else:
-        _readout_cols(kt, s_base, o_ptr, bt, rn, v0, N, DK, DV, BK, BV, PREC)
+        _readout_cols(kt, s_base, o_ptr, bt, rn, v0, N, DK, DV, BK, BN, BV, PREC)
 
 
 @triton.jit(do_not_specialize=["T", "N", "SLOTS"])  # sizes that vary between calls: one compile
@@ -402,7 +405,8 @@ def frame_fwd(
     bn = bvo = fit(int(TUNING["readout_tile"]), bk)
     launch(
         readout_kernel, (b * t, cdiv(n, bn), cdiv(dv, bvo)),
-        k, states, o, t, n, dk, dv, states.shape[1], BK=bk, BN=bn, BV=bvo, PREC=dot_precision(k.dtype, k.device),
+        k, states, o, t, n, dk, dv, states.shape[1], BK=bk, BN=bn, BV=bvo,
+        PREC=pixel_precision(k.dtype, k.device, "readout_hand3"),
         num_warps=safe_warps(int(TUNING["readout_warps"]), bn, bvo), num_stages=int(TUNING["readout_stages"]),
     )  # fmt: skip
     return o, states, kk, kv

@@ -21,6 +21,13 @@ def dot_precision(dtype: torch.dtype, device: torch.device) -> str:
     return "tf32x3" if dtype == torch.float32 else "tf32"
 
 
+def pixel_precision(dtype: torch.dtype, device: torch.device, knob: str) -> str:
+    """``dot_precision``, or "hand3" (3xTF32 made by hand, ``tiles.dot_acc``) for fp32 inputs where
+    ``TUNING[knob]`` asks for it: the compiler's "tf32x3" adds NaN selects that cost a third of a loop's
+    instructions and its spills."""
+    return "hand3" if TUNING[knob] and dtype == torch.float32 else dot_precision(dtype, device)
+
+
 def serial_precision(device: torch.device) -> str:
     """``tl.dot`` input precision in the serial state kernels (fp32 state, small latency-bound dots): 3xTF32."""
     return "tf32x3" if device.type == "cuda" else "ieee"
@@ -72,8 +79,12 @@ TUNING: dict[str, int | str] = {
     "gram_heads": 1,  # heads per by-head Gram program; 2 and 4: 68-69 us vs 65 at B10 T10 N256, 191-199 vs 186 at B32
     "gram_warps": 4,
     # 1: the Gram pre-pass's products (pixels for fp32 inputs, gate projections) in hand-made 3xTF32 (tiles.dot_acc,
-    # no NaN selects): sm_90 loop body 1644 -> 1092 instructions, spill 80 -> 0 bytes; not yet timed on a GPU, so off
-    "gram_hand3": 0,
+    # no NaN selects): sm_90 loop body 1644 -> 1092 instructions, spill 80 -> 0 bytes; H100 pre-pass 65.3 -> 59.4 us
+    # at B10 T10 N256, 33.4 -> 29.3 at N64, 186 -> 168 at B32 (2026-11-28)
+    "gram_hand3": 1,
+    # 1: the readout's K_t S_t for fp32 inputs in hand-made 3xTF32 (as gram_hand3): H100 readout 96.3 -> 94.8 us at
+    # B32 T10 N256, forward kernels 144.8 -> 143.5 at B10 T10 N256, 93.3 -> 92.5 at N64 (2026-11-28)
+    "readout_hand3": 1,
     "readout_tile": 4096,
     "readout_warps": 4,
     "dkdv_tile": 4096,
@@ -83,7 +94,8 @@ TUNING: dict[str, int | str] = {
     "step_warps": 4,
     # software-pipelining depth (num_stages) of each kernel's inner loops. ptxas reports every frame kernel but the
     # readout at 255 registers with spills on sm_90 (the 3-stage Gram pre-pass 1.3 KB per thread, 64 B at 1 stage),
-    # yet on an H200 (2026-11-27 sweep) only the Gram's 2 stages helped, by 2%; the others are timing-neutral
+    # yet on an H200 (2026-11-27 sweep) only the Gram's 2 stages helped, by 2%; the others are timing-neutral.
+    # The Gram pre-pass takes 1 stage where one pixel tile covers the frame (``gram``)
     "gram_stages": 2,
     "fast_stages": 3,
     "readout_stages": 3,
