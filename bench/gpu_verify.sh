@@ -39,6 +39,7 @@
 #   bash bench/gpu_verify.sh OUTDIR gramh  # Gram pre-pass in hand-made 3xTF32: kernel times, its GPU tests, inference/streaming/NaN tests
 #   bash bench/gpu_verify.sh OUTDIR gramw  # forward kernel times of Gram / readout launch settings; hand-made 3xTF32 tests
 #   bash bench/gpu_verify.sh OUTDIR final5 # forward and backward kernel times of the defaults, then every frame GPU test
+#   bash bench/gpu_verify.sh OUTDIR final6 # kernel times, the precision-sensitive GPU tests, the T10 issue table
 # Carry .whl (training wheels and fla-core; see bench/gpu_env.sh) and .tcache (autotune results saved by an
 # earlier call as OUTDIR/autotune.tgz, copied to .tcache/). Results land in OUTDIR, at most 8 files.
 set -uo pipefail
@@ -377,4 +378,13 @@ if [ "$WHAT" = final5 ]; then  # about 8 minutes: kernel times of the defaults, 
     --shapes B10T10N256 B10T10N64 B32T10N256 B1T200N64 --iters 10 2>&1 | grep -vi warn | tee "$OUTDIR/profile.txt"
   timeout 470 python3 -m pytest -q -p no:cacheprovider -rf --tb=short tests/ops/test_frame_gpu.py 2>&1 | tail -25 \
     | tee "$OUTDIR/frame_tests.txt"
+fi
+if [ "$WHAT" = final6 ]; then  # about 9 minutes: kernel times, precision-sensitive GPU tests, T10 table (fwd, fwdbwd)
+  timeout 60 python3 bench/profile_ops.py --rule frame --modes fwd --shapes B10T10N256 B10T10N64 B32T10N256 \
+    --iters 10 2>&1 | grep -vi warn | tee "$OUTDIR/profile.txt"
+  timeout 150 python3 -m pytest -q -p no:cacheprovider -rf --tb=short tests/ops/test_frame_gpu.py \
+    -k "ill_cond or streaming or 3xtf32 or inference or nan_guard or no_narrow" 2>&1 | tail -12 \
+    | tee "$OUTDIR/frame_tests.txt"
+  timeout 330 python3 bench/ops_frame.py --compile-max-t 20 --shapes B10T10N256 B10T10N64 \
+    --json "$OUTDIR/bench_frame.json" 2>&1 | grep -vi warn | tee "$OUTDIR/bench_frame.txt"
 fi

@@ -19,7 +19,7 @@ def _gram_kk(
     k_ptr, kk_ptr, kks_ptr, bt, N, DK, BK: tl.constexpr, BN: tl.constexpr, PREC: tl.constexpr, SPLIT: tl.constexpr
 ):  # fmt: skip
     """K^T K of frame bt (int64), k [BT, N, DK]: SPLIT 0 or 2 store it to kk [BT, DK, DK] fp32; SPLIT 1 or 2 store
-    its exact TF32 split (``split_tf32``: hi, lo) to kks [BT, 2, DK, DK] (the lean recurrence's operands)."""
+    its TF32 split (``split_tf32``: hi, lo) to kks [BT, 2, DK, DK] (the lean recurrence's operands)."""
     rk = tl.arange(0, BK)
     k_base = k_ptr + bt * N * DK
     kk = kt_y_tile(k_base, k_base, N, DK, DK, 0, BK, BN, BK, PREC)
