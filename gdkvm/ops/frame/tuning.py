@@ -80,7 +80,8 @@ TUNING: dict[str, int | str] = {
     "gram_warps": 4,
     # 1: the Gram pre-pass's products (pixels for fp32 inputs, gate projections) in hand-made 3xTF32 (tiles.dot_acc,
     # no NaN selects): sm_90 loop body 1644 -> 1092 instructions, spill 80 -> 0 bytes; H100 pre-pass 65.3 -> 59.4 us
-    # at B10 T10 N256, 33.4 -> 29.3 at N64, 186 -> 168 at B32 (2026-11-28)
+    # at B10 T10 N256, 33.4 -> 29.3 at N64, 186 -> 168 at B32 (2026-11-28; with the rounded splits of a9c4ea8, which
+    # the ill-conditioned N1024 gradients need: 61.4, 26.7 at one stage, 173)
     "gram_hand3": 1,
     # 1: the readout's K_t S_t for fp32 inputs in hand-made 3xTF32 (as gram_hand3): H100 readout 96.3 -> 94.8 us at
     # B32 T10 N256, forward kernels 144.8 -> 143.5 at B10 T10 N256, 93.3 -> 92.5 at N64 (2026-11-28)
