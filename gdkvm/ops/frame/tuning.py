@@ -6,11 +6,13 @@ keeps Triton 3.6 from emitting the faulty narrow TF32 wgmma), ``tl.dot`` precisi
 from __future__ import annotations
 
 import functools
+import os
 
 import torch
 import triton
 
-from gdkvm.ops._host import next_power_of_2
+from gdkvm.ops._host import interpreting, next_power_of_2
+from gdkvm.ops._launch_cache import cached_launch
 
 
 def dot_precision(dtype: torch.dtype, device: torch.device) -> str:
@@ -37,6 +39,9 @@ def serial_precision(device: torch.device) -> str:
 # Tile budgets are element counts of the largest [BK, BV] (or [BN, BK]) fp32 tile of a kernel. Every warp count is
 # capped by ``safe_warps`` (see there) whatever this table says.
 TUNING: dict[str, int | str] = {
+    # 1: repeated launches call their compiled kernel directly (gdkvm/ops/_launch_cache.py), without the JIT's
+    # per-launch binding and specialisation; default from GDKVM_FRAME_LAUNCH_CACHE (0 or 1)
+    "launch_cache": int(os.environ.get("GDKVM_FRAME_LAUNCH_CACHE", "0")),
     "fast_path": 1,  # 0: always use the one-program-per-clip recurrence (for tests and the sweep)
     "fast_slice": 32,  # value columns per program of the parallel recurrence (a power of two dividing Dv/H)
     "fast_warps": 4,  # 4 vs 8: 0.190 vs 0.194 ms at B10 T10 N256, 0.475 vs 0.496 at B32 (H100, batch sweep)
@@ -121,8 +126,18 @@ def safe_warps(warps: int, m: int, n: int) -> int:
 
 
 def launch(kernel: triton.JITFunction, grid: tuple[int, ...], *args: object, **kwargs: object) -> object:
-    """Launch; if the compiled kernel needs more shared memory than the device has (Triton raises OutOfResources
-    before anything runs), retry with fp32 FMA dots (``PREC="ieee"``: no 3xTF32 operand copies), then 4 warps."""
+    """kernel[grid](*args, **kwargs) through ``_jit_launch``, or with ``TUNING["launch_cache"]`` (on a GPU) through
+    ``gdkvm.ops._launch_cache``, which calls the compiled kernel of a repeated launch directly. Returns the compiled
+    kernel."""
+    if TUNING["launch_cache"] and not interpreting():
+        return cached_launch(kernel, grid, _jit_launch, *args, **kwargs)
+    return _jit_launch(kernel, grid, *args, **kwargs)
+
+
+def _jit_launch(kernel: triton.JITFunction, grid: tuple[int, ...], *args: object, **kwargs: object) -> object:
+    """Launch through the JIT; if the compiled kernel needs more shared memory than the device has (Triton raises
+    OutOfResources before anything runs), retry with fp32 FMA dots (``PREC="ieee"``: no 3xTF32 operand copies), then
+    4 warps."""
     try:
         return kernel[grid](*args, **kwargs)
     except triton.runtime.errors.OutOfResources:
