@@ -158,6 +158,7 @@ def frame_cases() -> None:
         TUNING["gram_cols"] = cols
         TUNING["fast_lean"] = lean
         TUNING["gram_hand3"] = TUNING["readout_hand3"] = hand
+        TUNING["readout_cols"] = 256 if hand else 0  # readout programs looping over four column tiles
         TUNING["fast_wide_slices"] = 2 if cols else 1  # walkers of two heads where the wide Gram runs
         TUNING["bwd_persistent"] = 2 * (h0 and sliced)  # the one-launch walk (compiled only, never run here)
         k = torch.softmax(torch.randn(b, t, n, dk), -1).to(dtype).requires_grad_()

@@ -174,6 +174,7 @@ FORWARD_VARIANTS = [  # TUNING changes of the forward, and whether it then runs 
     pytest.param({"fused_fwd": 0, "gram_hand3": 1, "gram_cols": 128}, False, id="gram-hand-made-3xtf32-wide"),
     pytest.param({"fused_fwd": 0, "gram_hand3": 0}, False, id="gram-compilers-3xtf32"),
     pytest.param({"fused_fwd": 0, "readout_hand3": 1}, False, id="readout-hand-made-3xtf32"),
+    pytest.param({"fused_fwd": 0, "readout_cols": 256}, False, id="readout-256-columns-looped-3xtf32"),
 ]
 
 

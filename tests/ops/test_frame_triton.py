@@ -124,6 +124,22 @@ def test_gram_in_hand_made_3xtf32(cols: int, monkeypatch: pytest.MonkeyPatch) ->
         assert_match(run(inp, "triton"), run(inp, "naive"), TOL)
 
 
+@pytest.mark.parametrize("hand", [0, 1], ids=["tf32x3", "hand-made"])
+@pytest.mark.parametrize("cols", [0, 128], ids=["one-tile", "looped"])
+def test_readout_column_loop(cols: int, hand: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Readout programs of several 64-column tiles (``readout_cols``; K_t's rows loaded, and split, once), with and
+    without the hand-made 3xTF32, on ragged pixels and values (Dv = 192: the second program's loop ends early)."""
+    from gdkvm.ops.frame import triton_fwd
+
+    monkeypatch.setitem(triton_fwd.TUNING, "readout_cols", cols)
+    monkeypatch.setitem(triton_fwd.TUNING, "readout_hand3", hand)
+    loops, real = [], triton_fwd.launch
+    monkeypatch.setattr(triton_fwd, "launch", lambda k, *a, **kw: loops.append(kw.get("LOOP")) or real(k, *a, **kw))
+    inp = make_inputs(b=2, t=3, n=70, dk=48, dv=192, heads=6, with_state=True)
+    assert_match(run(inp, "triton"), run(inp, "naive"), TOL)
+    assert loops.count(True) == (1 if cols else 0)  # the looped readout ran (other launches pass no LOOP)
+
+
 @pytest.mark.parametrize(("n", "stages"), [(64, 1), (65, 2), (256, 2)])
 def test_gram_pipelines_only_several_pixel_tiles(n: int, stages: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """The Gram pre-pass takes one software-pipelining stage where one pixel tile covers the frame (measured faster

@@ -19,12 +19,13 @@ import triton.language as tl
 
 from gdkvm.ops._host import cdiv
 from gdkvm.ops.frame.tiles import (
-    dot_acc,
+    dot3,
     expand_gates,
     gate_logits_tile,
     head_projections,
     signal_count,
     softplus,
+    split_tf32,
     state_slots,
     wait_frames,
 )
@@ -265,14 +266,18 @@ def fwd_parallel_kernel(
 
 @triton.jit
 def _readout_cols(
-    kt, s_base, o_ptr, bt, rn, c0, N, DK, DV, BK: tl.constexpr, BN: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr
+    kt, kt_lo, s_base, o_ptr, bt, rn, c0, N, DK, DV, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr
 ):  # fmt: skip
-    """Store K_t S_t for the rows rn and columns c0 .. c0+BV-1; kt [BN, BK] fp32 (K_t's rows rn)."""
+    """Store K_t S_t for the rows rn and columns c0 .. c0+BV-1; kt [BN, BK] fp32 (K_t's rows rn), or for PREC "hand3"
+    its TF32 split (kt, kt_lo: ``split_tf32``) for ``dot3``."""
     rk = tl.arange(0, BK)
     rv = c0 + tl.arange(0, BV)
     s_mask = (rk[:, None] < DK) & (rv[None, :] < DV)
     s = tl.load(s_base + rk[:, None] * DV + rv[None, :], mask=s_mask, other=0.0, cache_modifier=".cg")
-    o = dot_acc(kt, s, tl.zeros((BN, BV), dtype=tl.float32), PREC)
+    if PREC == "hand3":
+        o = dot3(kt, kt_lo, s)
+    else:
+        o = tl.dot(kt, s, input_precision=PREC)
     omask = (rn[:, None] < N) & (rv[None, :] < DV)
     tl.store(o_ptr + bt * N * DV + rn[:, None] * DV + rv[None, :], o.to(o_ptr.dtype.element_ty), mask=omask)
 
@@ -283,19 +288,22 @@ def readout_tile(
     BK: tl.constexpr, BN: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr, LOOP: tl.constexpr,
 ):  # fmt: skip
     """o[b, t] = K_t S_t on rows n0 .. n0+BN-1 and columns v0 .. v0+BV-1 of frame bt = b * T + t (int64), or with
-    LOOP columns v0 .. v0+VCOLS-1, BV at a time, K_t's rows loaded once; layouts as in ``readout_kernel``. The state
-    is read through L2 (``.cg``: in the fused forward another program wrote it)."""
+    LOOP columns v0 .. v0+VCOLS-1, BV at a time, K_t's rows loaded (and for PREC "hand3" split) once; layouts as in
+    ``readout_kernel``. The state is read through L2 (``.cg``: in the fused forward another program wrote it)."""
     rn = n0 + tl.arange(0, BN)
     rk = tl.arange(0, BK)
     kt = tl.load(
         k_ptr + bt * N * DK + rn[:, None] * DK + rk[None, :], mask=(rn[:, None] < N) & (rk[None, :] < DK), other=0.0
     ).to(tl.float32)
+    kt_lo = kt
+    if PREC == "hand3":
+        kt, kt_lo = split_tf32(kt)
     s_base = states_ptr + ((bt // T) * SLOTS + bt % T + SLOTS - T) * DK * DV
     if LOOP:
         for c0 in range(v0, tl.minimum(v0 + VCOLS, DV), BV):
-            _readout_cols(kt, s_base, o_ptr, bt, rn, c0, N, DK, DV, BK, BN, BV, PREC)
+            _readout_cols(kt, kt_lo, s_base, o_ptr, bt, rn, c0, N, DK, DV, BK, BV, PREC)
     else:
-        _readout_cols(kt, s_base, o_ptr, bt, rn, v0, N, DK, DV, BK, BN, BV, PREC)
+        _readout_cols(kt, kt_lo, s_base, o_ptr, bt, rn, v0, N, DK, DV, BK, BV, PREC)
 
 
 @triton.jit(do_not_specialize=["T", "N", "SLOTS"])  # sizes that vary between calls: one compile
@@ -308,18 +316,21 @@ def readout_kernel(
     DK,
     DV,
     SLOTS,
+    VCOLS,
     BK: tl.constexpr,
     BN: tl.constexpr,
     BV: tl.constexpr,
     PREC: tl.constexpr,
+    LOOP: tl.constexpr = False,
 ):
-    """o[b, t] = K_t S_t for one (frame, pixel tile, value tile). Grid: (B*T, cdiv(N, BN), cdiv(DV, BV)).
+    """o[b, t] = K_t S_t for one (frame, pixel tile, value tile). Grid: (B*T, cdiv(N, BN), cdiv(DV, VCOLS)); with
+    LOOP a program's VCOLS columns BV at a time (K_t's rows loaded once), else VCOLS = BV.
 
     k [B, T, N, DK], o [B, T, N, DV] (dtype of k); states [B, SLOTS, DK, DV] fp32 with S_t at slot t + SLOTS - T.
     """
     readout_tile(
-        k_ptr, states_ptr, o_ptr, tl.program_id(0).to(tl.int64), tl.program_id(1) * BN, tl.program_id(2) * BV, BV,
-        T, N, DK, DV, SLOTS, BK, BN, BV, PREC, False,
+        k_ptr, states_ptr, o_ptr, tl.program_id(0).to(tl.int64), tl.program_id(1) * BN, tl.program_id(2) * VCOLS,
+        VCOLS, T, N, DK, DV, SLOTS, BK, BN, BV, PREC, LOOP,
     )  # fmt: skip
 
 
@@ -403,9 +414,10 @@ def frame_fwd(
         kk = kv = None  # free the Gram matrices before the output is allocated
     o = torch.empty_like(v)
     bn = bvo = fit(int(TUNING["readout_tile"]), bk)
+    cols = max(bvo, min(dv, int(TUNING["readout_cols"])) // bvo * bvo)
     launch(
-        readout_kernel, (b * t, cdiv(n, bn), cdiv(dv, bvo)),
-        k, states, o, t, n, dk, dv, states.shape[1], BK=bk, BN=bn, BV=bvo,
+        readout_kernel, (b * t, cdiv(n, bn), cdiv(dv, cols)),
+        k, states, o, t, n, dk, dv, states.shape[1], cols, BK=bk, BN=bn, BV=bvo, LOOP=cols > bvo,
         PREC=pixel_precision(k.dtype, k.device, "readout_hand3"),
         num_warps=safe_warps(int(TUNING["readout_warps"]), bn, bvo), num_stages=int(TUNING["readout_stages"]),
     )  # fmt: skip

@@ -19,19 +19,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from gdkvm.ops.frame.tiles import head_projections, softplus, split_tf32, state_slots
-
-
-@triton.jit
-def dot3(a_hi, a_lo, b):
-    """a b to about fp32 accuracy in three TF32 products, a given as its TF32 split (``split_tf32``: a_hi + a_lo), b
-    split here: a_lo b_hi + a_hi b_lo + a_hi b_hi (the dropped a_lo b_lo is ~2^-22 relative). Both parts are TF32
-    values rounded to nearest, so the products are exact whatever the hardware does to fp32 operands and their errors
-    carry no sign bias (the compiler's "tf32x3", without its NaN selects)."""
-    b_hi, b_lo = split_tf32(b)
-    acc = tl.dot(a_lo, b_hi, input_precision="tf32")
-    acc = tl.dot(a_hi, b_lo, acc, input_precision="tf32")
-    return tl.dot(a_hi, b_hi, acc, input_precision="tf32")
+from gdkvm.ops.frame.tiles import dot3, head_projections, softplus, state_slots
 
 
 @triton.jit

@@ -92,6 +92,9 @@ TUNING: dict[str, int | str] = {
     # B32 T10 N256, forward kernels 144.8 -> 143.5 at B10 T10 N256, 93.3 -> 92.5 at N64 (2026-11-28)
     "readout_hand3": 1,
     "readout_tile": 4096,
+    # value columns per readout program, rounded down to a multiple of its tile (64 at Dk 64, 32 at Dk 128) and looped
+    # with K_t's rows loaded and split once; 0: one tile per program (the only setting timed on a GPU so far)
+    "readout_cols": 0,
     "readout_warps": 4,
     "dkdv_tile": 4096,
     "dkdv_tile_k128": 2048,
