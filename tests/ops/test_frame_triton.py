@@ -273,6 +273,20 @@ def test_non_contiguous_inputs() -> None:
     assert_match(run(inp, "triton"), run(inp, "naive"), TOL)
 
 
+def test_auto_backend_looks_for_triton_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The auto backend's check that Triton is installed runs once per process, not on every call (find_spec took
+    tens of microseconds of each forward's host time)."""
+    import importlib.util
+
+    from gdkvm.ops.frame import api
+
+    looked, real = [], importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: looked.append(name) or real(name, *a))
+    api._triton_available.cache_clear()
+    assert api._triton_available() and api._triton_available() and api._triton_available()
+    assert looked == ["triton"]
+
+
 def test_auto_uses_reference_on_cpu_and_triton_limits() -> None:
     inp = make_inputs(b=1, t=2, n=5, dk=16, dv=16, heads=2)
     o_auto, _ = frame_gated_delta(**inp)

@@ -6,6 +6,7 @@ only). Every shape, dtype and device problem is reported here, naming the tensor
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 
@@ -101,7 +102,9 @@ def _resolve_backend(backend: str, k: torch.Tensor, dk: int, dv: int, heads: int
     return backend
 
 
+@functools.cache
 def _triton_available() -> bool:
+    """Whether Triton is installed; asked once (``find_spec`` costs ~20-40 us, on every auto-backend call before)."""
     import importlib.util
 
     return importlib.util.find_spec("triton") is not None
