@@ -15,7 +15,6 @@ the caller launches through the JIT.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 
 import torch
@@ -49,8 +48,7 @@ def _value_key(value: object, constexpr: bool, specialize: bool) -> object:
 def _params(kernel: triton.JITFunction) -> tuple[list[tuple[str, object, bool, bool]], dict[str, tuple[bool, bool]]]:
     """Per parameter in signature order (name, default, is constexpr, is specialised), and the same flags by name."""
     if kernel not in _PARAMS:
-        sig = list(inspect.signature(kernel.fn).parameters.values())
-        rows = [(p.name, s.default, p.is_constexpr, not p.do_not_specialize) for p, s in zip(kernel.params, sig)]
+        rows = [(p.name, p.default, p.is_constexpr, not p.do_not_specialize) for p in kernel.params]
         _PARAMS[kernel] = (rows, {name: (c, spec) for name, _, c, spec in rows})
     return _PARAMS[kernel]
 
@@ -59,11 +57,13 @@ def launch_key(kernel: triton.JITFunction, args: tuple, kwargs: dict, device: in
     """The cache key of one launch on CUDA device ``device``, or None where an argument is of a kind this module does
     not cache."""
     rows, by_name = _params(kernel)
-    parts = [_value_key(a, c, spec) for a, (_, _, c, spec) in zip(args, rows)]
-    parts += [(name, _value_key(v, *by_name.get(name, (True, True)))) for name, v in kwargs.items()]
-    if len(args) > len(rows) or any(p is _SKIP or (type(p) is tuple and p[-1] is _SKIP) for p in parts):
+    if len(args) > len(rows):
         return None
-    return (kernel, device, len(args), tuple(parts))
+    values = [_value_key(a, c, spec) for a, (_, _, c, spec) in zip(args, rows)]
+    values += [_value_key(v, *by_name.get(name, (True, True))) for name, v in kwargs.items()]  # options: whole
+    if any(v is _SKIP for v in values):
+        return None
+    return (kernel, device, len(args), tuple(kwargs), tuple(values))
 
 
 def bound_args(kernel: triton.JITFunction, args: tuple, kwargs: dict) -> list:
