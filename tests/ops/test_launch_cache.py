@@ -50,8 +50,14 @@ def test_key_holds_what_triton_specialises_on() -> None:
     ]
     assert all(k is not None and k != base for k in different)
     assert len(set(different)) == len(different)
-    # not specialised by Triton, so one compiled kernel serves them: the same key
-    assert _key(x, y, 64, 1, 0.5, BK=16, num_warps=4) == _key(x, y, 64, 33, 0.25, BK=16, num_warps=4) == base
+    # ints of one class (not 1, not divisible by 16, int32) compile alike: the same key; a runtime int equal to 1 gets
+    # its own key (Triton specialises on it unless the parameter is do_not_specialize: a finer key is still correct)
+    assert _key(x, y, 64, 33, 0.5, BK=16, num_warps=4) == _key(x, y, 48, 7, 0.5, BK=16, num_warps=4) == base
+    assert _key(x, y, 64, 1, 0.5, BK=16, num_warps=4) != base
+    assert _key(x, y, 64, 2**63, 0.5, BK=16) != _key(x, y, 64, 2**40, 0.5, BK=16)  # uint64 vs int64
+    assert _key(x, y, 64, 7, 0.5, 32) != _key(x, y, 64, 7, 0.5, 48)  # a constexpr int by position: its value
+    assert _key(x, y, True, 7, 0.5, BK=16) != _key(x, y, 1, 7, 0.5, BK=16)  # a bool is not the int 1
+    assert _key(x, y, 64, 7, 0.5, BK=16, FLAG=True) != _key(x, y, 64, 7, 0.5, BK=16, FLAG=1)
     assert lc.launch_key(KERNEL, (x, y, 64, 7, 0.5), {"BK": 16, "num_warps": 4}, 1) != base  # another device
     assert _key(x, y, 64, 7, object(), BK=16) is None  # an argument of unknown kind: never cached
     assert _key(x, y, 64, 7, 0.5, BK=[16]) is None
@@ -89,6 +95,10 @@ def test_cached_launch_calls_the_compiled_kernel_as_the_jit_does(monkeypatch: py
     assert compiled.calls == [(*launch, x, y, 64, 9, 0.5, 16, "ieee", False)]
     lc.cached_launch(KERNEL, (5,), slow, x[1:], y, 64, 9, 0.5, BK=16, num_warps=4)  # a new key: the JIT again
     assert len(slow_calls) == 2
+    monkeypatch.setattr(lc, "_MAX_KEYS", len(lc._COMPILED))  # full: new keys are launched through the JIT, not kept
+    for _ in range(2):
+        lc.cached_launch(KERNEL, (5,), slow, x, y, 64, 9, 0.25, BK=16, num_warps=4)
+    assert len(slow_calls) == 4 and len(lc._COMPILED) == 2
 
 
 def test_unsupported_triton_or_hooks_go_through_the_jit(monkeypatch: pytest.MonkeyPatch) -> None:
