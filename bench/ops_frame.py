@@ -2,7 +2,9 @@
 
 Run on a CUDA machine: ``python3 bench/ops_frame.py`` (or through ``bench/ops.py``). For each shape it measures the
 median time (``triton.testing.do_bench``) of the forward (under ``torch.no_grad``) and of forward + backward (a fixed
-random dO, gradients of every input), the peak extra memory of one call, the speed-ups of ours, and the HBM floor:
+random dO, gradients of every input; ``--rounds`` rounds of eager, compiled and ours in turn, each column the median
+of its rounds, as the host's speed drifts within a run), the peak extra memory of one call, the speed-ups of ours,
+and the HBM floor:
 bytes of K, V and O in fp32 (plus dO, dK, dV for the backward) at 3.0 TB/s. Forward rows also show ours replayed as
 a CUDA graph (kernels only) and the host time of one call. Imports only torch, triton and gdkvm.ops.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -214,10 +217,17 @@ def bench_shape(name: str, args: argparse.Namespace) -> list[dict]:
     rows = []
     for mode in args.modes:
         row = {"shape": f"{name}Dk{DK}Dv{DV}H{HEADS}", "dtype": args.dtype, "mode": mode, "rel_err_vs_eager": err}
-        for impl, (fn, how) in impls.items():
-            row[f"{impl}_ms"], row[f"{impl}_peak_mib"] = measure(fn, inputs, mode, args.warmup, args.rep)
-            if how:
-                row["compiled_what"] = how
+        times = {impl: [] for impl in impls}
+        for _ in range(args.rounds):  # interleaved: a host that slows down mid-run slows every column alike
+            for impl, (fn, how) in impls.items():
+                ms, row[f"{impl}_peak_mib"] = measure(fn, inputs, mode, args.warmup, args.rep)
+                times[impl].append(ms)
+                if how:
+                    row["compiled_what"] = how
+        for impl, got in times.items():
+            row[f"{impl}_ms"] = statistics.median(got)
+            row[f"{impl}_ms_rounds"] = got
+        row["ours_span"] = f"{min(times['ours']):.3f}-{max(times['ours']):.3f}"
         if mode == "fwd":
             try:
                 row.update(launch_overhead(inputs, args.warmup, args.rep))
@@ -363,7 +373,7 @@ def sweep(args: argparse.Namespace) -> list[dict]:
 def format_table(rows: list[dict], header: bool = True) -> str:
     cols = [
         ("shape", "{}", 26), ("mode", "{}", 6), ("eager_ms", "{:.3f}", 9), ("compiled_ms", "{:.3f}", 11),
-        ("ours_ms", "{:.4f}", 8), ("ours_graph_ms", "{:.4f}", 13),
+        ("ours_ms", "{:.4f}", 8), ("ours_span", "{}", 11), ("ours_graph_ms", "{:.4f}", 13),
         ("ours_host_us", "{:.0f}", 12), ("floor_us", "{:.1f}", 8), ("x_eager", "{:.1f}", 8),
         ("x_compiled", "{:.1f}", 10),
         ("eager_peak_mib", "{:.1f}", 14), ("compiled_peak_mib", "{:.1f}", 17), ("ours_peak_mib", "{:.1f}", 13),
@@ -393,6 +403,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--compile-max-t", type=int, default=32, help="compile the whole loop up to this T")
     parser.add_argument("--warmup", type=int, default=25, help="do_bench warm-up, ms")
     parser.add_argument("--rep", type=int, default=100, help="do_bench measuring time, ms")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="rounds of eager, compiled, ours in turn; each column their median"
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
     parser.add_argument("--sweep", action="store_true", help="also time our kernels under other launch configs")
     parser.add_argument("--sweep-only", action="store_true", help="only the sweep (no eager/compiled table)")
