@@ -40,7 +40,7 @@
 #   bash bench/gpu_verify.sh OUTDIR gramw  # forward kernel times of Gram / readout launch settings; hand-made 3xTF32 tests
 #   bash bench/gpu_verify.sh OUTDIR final5 # forward and backward kernel times of the defaults, then every frame GPU test
 #   bash bench/gpu_verify.sh OUTDIR final6 # kernel times, the precision-sensitive GPU tests, the T10 issue table
-#   bash bench/gpu_verify.sh OUTDIR lcache # frame GPU tests with the launch cache on, host time with it off and on
+#   bash bench/gpu_verify.sh OUTDIR lcache # every frame GPU test with the launch cache on, then it off / on in turn
 #   bash bench/gpu_verify.sh OUTDIR readw  # readout columns per program (kernel times), its GPU tests
 # Carry .whl (training wheels and fla-core; see bench/gpu_env.sh) and .tcache (autotune results saved by an
 # earlier call as OUTDIR/autotune.tgz, copied to .tcache/). Results land in OUTDIR, at most 8 files.
@@ -390,16 +390,11 @@ if [ "$WHAT" = final6 ]; then  # about 9 minutes: kernel times, precision-sensit
   timeout 330 python3 bench/ops_frame.py --compile-max-t 20 --shapes B10T10N256 B10T10N64 \
     --json "$OUTDIR/bench_frame.json" 2>&1 | grep -vi warn | tee "$OUTDIR/bench_frame.txt"
 fi
-if [ "$WHAT" = lcache ]; then  # about 5 minutes: the launch cache's GPU tests, then host and wall time off / on
-  GDKVM_FRAME_LAUNCH_CACHE=1 timeout 200 python3 -m pytest -q -p no:cacheprovider -rf --tb=short \
-    tests/ops/test_frame_gpu.py -k "inference or streaming or nan_guard or refused or B10T10N64 or B2T5N20 or B2T4N50" \
-    2>&1 | tail -8 | tee "$OUTDIR/frame_tests.txt"
-  for on in 0 1; do
-    GDKVM_FRAME_LAUNCH_CACHE=$on timeout 40 python3 bench/host_profile.py --shape B10T10N64 --calls 200 2>&1 \
-      | grep -vi warn | head -8 | sed "s/^/[cache=$on] /"
-    GDKVM_FRAME_LAUNCH_CACHE=$on timeout 40 python3 bench/profile_ops.py --rule frame --modes fwd \
-      --shapes B10T10N64 B10T10N256 --iters 20 2>&1 | grep "^##" | sed "s/^/[cache=$on] /"
-  done | tee "$OUTDIR/host.txt"
+if [ "$WHAT" = lcache ]; then  # about 8 minutes: every frame GPU test with the launch cache on, then it off / on
+  GDKVM_FRAME_LAUNCH_CACHE=1 timeout 400 python3 -m pytest -q -p no:cacheprovider -rf --tb=short \
+    tests/ops/test_frame_gpu.py 2>&1 | tail -12 | tee "$OUTDIR/frame_tests.txt"
+  timeout 120 python3 bench/launch_cache_ab.py --shapes B10T10N64 B10T10N256 B32T10N256 --rounds 3 2>&1 \
+    | grep -vi warn | tee "$OUTDIR/host.txt"
 fi
 if [ "$WHAT" = readw ]; then  # about 3 minutes: readout programs of 1, 2 and 4 column tiles (fwd kernel times), tests
   for set in "readout_cols=64" "readout_cols=128" "readout_cols=256"; do
