@@ -23,18 +23,17 @@ import triton
 
 SUPPORTED = ("3.6.",)
 _COMPILED: dict[tuple, object] = {}
-_PARAMS: dict[object, list] = {}
-_FLAGS: dict[object, tuple[bool, ...]] = {}
+_PARAMS: dict[object, tuple[list, tuple[bool, ...]]] = {}
 _STREAM: Callable | None = None
 _RUNTIME: object = None
 _PLAIN = (bool, int, float, str, type(None))
 _MAX_KEYS = 4096  # past this many launch keys, new ones go through the JIT uncached (values that change every call)
 
 
-def _params(kernel: triton.JITFunction) -> list[tuple[str, object, bool]]:
-    """Per parameter in signature order: (name, default, is constexpr)."""
+def _params(kernel: triton.JITFunction) -> tuple[list[tuple[str, object]], tuple[bool, ...]]:
+    """Per parameter in signature order: (name, default), and whether it is a constexpr."""
     if kernel not in _PARAMS:
-        _PARAMS[kernel] = [(p.name, p.default, p.is_constexpr) for p in kernel.params]
+        _PARAMS[kernel] = ([(p.name, p.default) for p in kernel.params], tuple(p.is_constexpr for p in kernel.params))
     return _PARAMS[kernel]
 
 
@@ -47,9 +46,7 @@ def launch_key(kernel: triton.JITFunction, args: tuple, kwargs: dict, device: in
     every constexpr) by type and value. Keyword arguments (constexprs, launch options) by name, type and value. This one
     flat loop is the whole per-launch cost of the cache: ~5 us for 21 arguments on a slow CPU (8.4 us before).
     """
-    flags = _FLAGS.get(kernel)
-    if flags is None:
-        flags = _FLAGS[kernel] = tuple(c for _, _, c in _params(kernel))
+    _, flags = _params(kernel)
     if len(args) > len(flags):
         return None
     key = [kernel, device, len(args)]
@@ -80,8 +77,8 @@ def launch_key(kernel: triton.JITFunction, args: tuple, kwargs: dict, device: in
 def bound_args(kernel: triton.JITFunction, args: tuple, kwargs: dict) -> list:
     """Every parameter's value in signature order (constexprs included, defaults filled in), as JITFunction.run
     passes them to the compiled kernel; launch options (num_warps, ...) are not parameters."""
-    rows = _params(kernel)
-    return [*args, *(kwargs.get(name, default) for name, default, _ in rows[len(args) :])]
+    rows, _ = _params(kernel)
+    return [*args, *(kwargs.get(name, default) for name, default in rows[len(args) :])]
 
 
 def current_stream(device: int) -> int:

@@ -94,7 +94,8 @@ TUNING: dict[str, int | str] = {
     "readout_hand3": 1,
     "readout_tile": 4096,
     # value columns per readout program, rounded down to a multiple of its tile (64 at Dk 64, 32 at Dk 128) and looped
-    # with K_t's rows loaded and split once; 0: one tile per program (the only setting timed on a GPU so far)
+    # with K_t's rows loaded and split once; 0: one tile per program. Slower on an H100 (readout at B10 T10 N256: 29.5
+    # us at one tile, 37.0 at 128 columns, 39.8 at 256; the same at N64 and B32, docs/benchmarks.md ninth round)
     "readout_cols": 0,
     "readout_warps": 4,
     "dkdv_tile": 4096,
