@@ -102,9 +102,19 @@ def _state_bytes(state: dict[str, torch.Tensor]) -> int:
     return sum(t.numel() * t.element_size() for t in state.values())
 
 
+def _live_tensors() -> int:
+    gc.collect()
+    return sum(issubclass(type(o), torch.Tensor) for o in gc.get_objects())
+
+
 @pytest.mark.parametrize("update_rule", ["frame", "token"])
 def test_thousand_frames_keep_memory_flat(update_rule: str) -> None:
-    """1000 streamed frames: the state keeps its size, no graph is kept, and neither Python nor process memory grows."""
+    """1000 streamed frames: the state keeps its size, no graph is kept, and neither Python nor process memory grows.
+
+    Process memory (RSS) is read after each of four 200-frame windows. A leak grows it in every window (keeping one
+    8.6 KB state per frame alone adds 1.6 MiB a window); allocator warm-up (per-thread malloc arenas on many-core
+    machines) and other threads of the test process grow it once. So the quietest window must stay under 1 MiB.
+    """
     torch.manual_seed(0)
     net = build_model(
         "small", update_rule=update_rule, embed_dim=16, ff_dim=16, num_queries=4, sensory_dim=8, full_res_dim=4
@@ -113,25 +123,27 @@ def test_thousand_frames_keep_memory_flat(update_rule: str) -> None:
     frames = torch.rand(50, 1, 32, 32)
     proc = psutil.Process()
 
-    def run(n: int) -> None:
+    def run(n: int) -> int:
         for t in range(n):
             seg.step(frames[t % 50])
+        gc.collect()
+        return proc.memory_info().rss
 
-    run(200)
+    rss = [run(200)]
     state_bytes = _state_bytes(seg.state)
-    gc.collect()
-    rss0 = proc.memory_info().rss
+    tensors0 = _live_tensors()
     tracemalloc.start()
     snap0 = tracemalloc.take_snapshot()
-    run(800)
-    gc.collect()
+    rss += [run(200) for _ in range(4)]
     growth = sum(s.size_diff for s in tracemalloc.take_snapshot().compare_to(snap0, "filename"))
     tracemalloc.stop()
-    rss_growth = proc.memory_info().rss - rss0
+    tensors = _live_tensors()
+    windows_mib = [(b - a) / 2**20 for a, b in zip(rss, rss[1:])]
     assert _state_bytes(seg.state) == state_bytes
     assert all(not t.requires_grad and t.grad_fn is None for t in seg.state.values())
     assert growth < 256 * 1024, f"python heap grew by {growth} B over 800 frames"
-    assert rss_growth < 8 * 2**20, f"process memory grew by {rss_growth / 2**20:.1f} MiB over 800 frames"
+    assert tensors <= tensors0 + 50, f"live tensors grew from {tensors0} to {tensors} over 800 frames"
+    assert min(windows_mib) < 1.0, f"process memory grew in every 200-frame window: {windows_mib} MiB"
 
 
 @pytest.mark.parametrize("update_rule", ["frame", "token"])
