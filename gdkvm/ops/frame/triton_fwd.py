@@ -39,6 +39,7 @@ from gdkvm.ops.frame.tuning import (
     launch,
     pad_k,
     pixel_precision,
+    planned,
     safe_warps,
     serial_fast_precision,
     serial_precision,
@@ -365,12 +366,46 @@ def frame_fwd(
     """
     b, t, n, dk = k.shape
     dv = v.shape[-1]
+    has_h0 = initial_state is not None
+    kernel, bh, split, grid, const, read_grid, read_const = _fwd_plan(
+        b, t, n, dk, dv, heads, k.dtype, k.device, save, has_h0
+    )
+    if kernel is fwd_recurrence_kernel:
+        kv, kk, _, _ = gram(k, v, with_kk=True)
+    else:
+        kv, kk, r, kks = gram(k, v, with_kk=True, gates=(w_beta, w_alpha, heads, bh), split=split)
+    states = torch.empty(b, t + 1, dk, dv, device=k.device, dtype=torch.float32) if save else kv
+    h0 = initial_state if has_h0 else states
+    first = kks if kernel is fwd_lean_kernel else kk
+    gates = () if kernel is fwd_recurrence_kernel else (r,)
+    launch(kernel, grid, first, kv, *gates, h0, w_beta, w_alpha, a_log, dt_bias, states, t, dk, dv, heads, dv // heads,
+           **const)  # fmt: skip
+    gates = first = r = kks = None
+    if not save:
+        kk = kv = None  # free the Gram matrices before the output is allocated
+    o = torch.empty_like(v)
+    launch(readout_kernel, read_grid, k, states, o, t, n, dk, dv, states.shape[1], read_const["VCOLS"],
+           **read_const["meta"])  # fmt: skip
+    return o, states, kk, kv
+
+
+@planned
+def _fwd_plan(
+    b: int, t: int, n: int, dk: int, dv: int, heads: int, dtype: torch.dtype, device: torch.device, save: bool,
+    has_h0: bool,
+) -> tuple:  # fmt: skip
+    """Launch plan of ``frame_fwd`` (memoised: the tile rules run once per shape and ``TUNING``): the recurrence
+    kernel, the gate head padding BH, the Gram split mode, the recurrence's grid and constants, the readout's grid and
+    its {"VCOLS": columns per program, "meta": constants}."""
     bk = pad_k(dk)
     fast = fast_layout(dk, dv, heads)
-    has_h0 = initial_state is not None
-    lean = False
     if fast is None:
-        kv, kk, _, _ = gram(k, v, with_kk=True)
+        _, bv, bh = block_sizes(dk, dv, heads, int(TUNING["fwd_state_tile"]))
+        kernel, split, grid = fwd_recurrence_kernel, 0, (b,)
+        const = dict(
+            HAS_H0=has_h0, IN_PLACE=not save, BK=bk, BV=bv, BH=bh, HEAD_TILE=(dv // heads) % bv == 0,
+            PREC=serial_precision(device), num_warps=safe_warps(int(TUNING["fwd_warps"]), bk, min(bv, bh)),
+        )  # fmt: skip
     else:
         bh, bv = fast
         # the lean walk: keys up to 64 (at 128 its split G and Q need more than 227 KB of shared memory). It keeps
@@ -378,47 +413,22 @@ def frame_fwd(
         # fast as one of twice the columns (B32 T10 N256, H100: 86.8 vs 89.8 us)
         lean = bool(TUNING["fast_lean"]) and bk <= 64 and not TUNING["fast_psum_dot"]
         if not lean or int(TUNING["fast_wide_slices"]) == 2:
-            bv = walker_slice(bv, dv, heads, b, k.device)
-        kv, kk, r, kks = gram(k, v, with_kk=True, gates=(w_beta, w_alpha, heads, bh), split=(2 if save else 1) * lean)
-    states = torch.empty(b, t + 1, dk, dv, device=k.device, dtype=torch.float32) if save else kv
-    h0 = initial_state if has_h0 else states
-    if lean:
-        launch(
-            fwd_lean_kernel, (b, dv // bv),
-            kks, kv, r, h0, w_beta, w_alpha, a_log, dt_bias, states, t, dk, dv, heads, dv // heads,
-            HAS_H0=has_h0, IN_PLACE=not save, BK=bk, BV=bv, BH=bh, PREC=serial_fast_precision(k.device),
-            EVEN=bk == dk and bh == heads, NHS=max(1, bv // (dv // heads)),
-            num_warps=safe_warps(int(TUNING["fast_warps"]), bk, min(bv, bh * bh)),
+            bv = walker_slice(bv, dv, heads, b, device)
+        kernel, split, grid = (
+            (fwd_lean_kernel if lean else fwd_parallel_kernel),
+            (2 if save else 1) * lean,
+            (b, dv // bv),
+        )
+        const = dict(
+            HAS_H0=has_h0, IN_PLACE=not save, BK=bk, BV=bv, BH=bh, PREC=serial_fast_precision(device),
+            NHS=max(1, bv // (dv // heads)), num_warps=safe_warps(int(TUNING["fast_warps"]), bk, min(bv, bh * bh)),
             num_stages=int(TUNING["fast_stages"]),
         )  # fmt: skip
-        del r, kks
-    elif fast is None:
-        _, bv, bh = block_sizes(dk, dv, heads, int(TUNING["fwd_state_tile"]))
-        launch(
-            fwd_recurrence_kernel, (b,),
-            kk, kv, h0, w_beta, w_alpha, a_log, dt_bias, states, t, dk, dv, heads, dv // heads,
-            HAS_H0=has_h0, IN_PLACE=not save, BK=bk, BV=bv, BH=bh, HEAD_TILE=(dv // heads) % bv == 0,
-            PREC=serial_precision(k.device), num_warps=safe_warps(int(TUNING["fwd_warps"]), bk, min(bv, bh)),
-        )  # fmt: skip
-    else:
-        launch(
-            fwd_parallel_kernel, (b, dv // bv),
-            kk, kv, r, h0, w_beta, w_alpha, a_log, dt_bias, states, t, dk, dv, heads, dv // heads,
-            HAS_H0=has_h0, IN_PLACE=not save, BK=bk, BV=bv, BH=bh, PREC=serial_fast_precision(k.device),
-            PSUM_DOT=bool(TUNING["fast_psum_dot"]), NHS=max(1, bv // (dv // heads)),
-            num_warps=safe_warps(int(TUNING["fast_warps"]), bk, min(bv, bh * bh)),
-            num_stages=int(TUNING["fast_stages"]),
-        )  # fmt: skip
-        del r
-    if not save:
-        kk = kv = None  # free the Gram matrices before the output is allocated
-    o = torch.empty_like(v)
+        const.update(EVEN=bk == dk and bh == heads) if lean else const.update(PSUM_DOT=bool(TUNING["fast_psum_dot"]))
     bn = bvo = fit(int(TUNING["readout_tile"]), bk)
     cols = max(bvo, min(dv, int(TUNING["readout_cols"])) // bvo * bvo)
-    launch(
-        readout_kernel, (b * t, cdiv(n, bn), cdiv(dv, cols)),
-        k, states, o, t, n, dk, dv, states.shape[1], cols, BK=bk, BN=bn, BV=bvo, LOOP=cols > bvo,
-        PREC=pixel_precision(k.dtype, k.device, "readout_hand3"),
+    read_meta = dict(
+        BK=bk, BN=bn, BV=bvo, LOOP=cols > bvo, PREC=pixel_precision(dtype, device, "readout_hand3"),
         num_warps=safe_warps(int(TUNING["readout_warps"]), bn, bvo), num_stages=int(TUNING["readout_stages"]),
     )  # fmt: skip
-    return o, states, kk, kv
+    return kernel, bh, split, grid, const, (b * t, cdiv(n, bn), cdiv(dv, cols)), {"VCOLS": cols, "meta": read_meta}

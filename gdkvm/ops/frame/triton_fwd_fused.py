@@ -146,7 +146,7 @@ def fused_frame_fwd(
     flags = torch.zeros(b, t, 2, device=k.device, dtype=torch.int32)
     w_beta, w_alpha, a_log, dt_bias = params
     h0 = initial_state if initial_state is not None else states
-    cw, ncol, gconst = gram_layout(dk, dv, heads, bh, True, k.dtype, k.device, fused=True)
+    cw, ncol, gconst = gram_layout(dk, dv, heads, bh, True, k.dtype, k.device, True)
     bk = pad_k(dk)
     bno = bvo = fit(int(TUNING["readout_tile"]), bk)
     rcols = max(bvo, min(dv, int(TUNING["fused_read_cols"])) // bvo * bvo)

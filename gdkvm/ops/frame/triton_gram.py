@@ -11,7 +11,16 @@ import triton.language as tl
 
 from gdkvm.ops._host import cdiv, next_power_of_2
 from gdkvm.ops.frame.tiles import dot_acc, head_block_weights, kt_y_tile, split_tf32
-from gdkvm.ops.frame.tuning import TUNING, fit, launch, pad_k, pixel_precision, safe_warps, serial_fast_precision
+from gdkvm.ops.frame.tuning import (
+    TUNING,
+    fit,
+    launch,
+    pad_k,
+    pixel_precision,
+    planned,
+    safe_warps,
+    serial_fast_precision,
+)
 
 
 @triton.jit
@@ -130,12 +139,14 @@ def gram_kernel(
                   WITH_KK, WITH_R, BK, BN, BY, BH, PREC, SPREC, kks_ptr, SPLIT)  # fmt: skip
 
 
+@planned
 def gram_layout(
-    dk: int, dy: int, heads: int, bh: int, with_r: bool, dtype: torch.dtype, device: torch.device, fused: bool = False
+    dk: int, dy: int, heads: int, bh: int, with_r: bool, dtype: torch.dtype, device: torch.device, fused: bool
 ) -> tuple[int, int, dict]:
     """(CW, NCOL, launch constants) of ``gram_kernel``: ``TUNING["gram_cols"]`` columns (whole heads with with_r)
     per program in one tile (``gram_wide_task``; not in the fused forward, whose workers run ``gram_task``), else
-    with_r ``TUNING["gram_heads"]`` heads per program, else BN-wide column tiles."""
+    with_r ``TUNING["gram_heads"]`` heads per program, else BN-wide column tiles. Memoised (``planned``): the
+    constants are shared, copy before changing them."""
     bk = pad_k(dk)
     bn = fit(int(TUNING["gram_tile"]), bk)
     hd = dy // heads if with_r else 1
@@ -201,9 +212,9 @@ def gram(
     else:
         wb, wa, heads, bh = gates
         r = torch.empty(b, t, dk, 2, bh * bh, **f32)
-    cw, ncol, const = gram_layout(dk, dy, heads, bh, gates is not None, k.dtype, k.device)
+    cw, ncol, const = gram_layout(dk, dy, heads, bh, gates is not None, k.dtype, k.device, False)
     if n <= const["BN"]:  # one pixel tile: nothing to pipeline (H100, B10 T10 N64: 25.5 vs 29.5 us at 2 stages)
-        const["num_stages"] = 1
+        const = {**const, "num_stages": 1}
     launch(
         gram_kernel, (b * t, ncol + int(with_kk)),
         k, y, ky, kk, kks, wb, wa, r, n, dk, dy, heads, max(1, dy // heads), ncol, cw, WITH_KK=with_kk,

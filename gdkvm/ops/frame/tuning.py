@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Callable
 
 import torch
 import triton
@@ -113,6 +114,27 @@ TUNING: dict[str, int | str] = {
     "bwd_stages": 3,
     "dkdv_stages": 3,
 }
+
+
+_PLANS: dict[tuple, object] = {}
+
+
+def planned(fn: Callable) -> Callable:
+    """Memoise ``fn``, a pure function of hashable arguments (shapes, dtypes, devices, flags) and of ``TUNING``: a
+    repeated call's launch plan is one dict lookup instead of the tile rules (host time of every op call). Callers
+    must not mutate what it returns. At most 4096 plans are kept (a full table is cleared)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: object) -> object:
+        key = (fn, args, *TUNING.values())
+        plan = _PLANS.get(key)
+        if plan is None:
+            if len(_PLANS) >= 4096:
+                _PLANS.clear()
+            plan = _PLANS[key] = fn(*args)
+        return plan
+
+    return wrapper
 
 
 def safe_warps(warps: int, m: int, n: int) -> int:
