@@ -424,7 +424,10 @@ def _fwd_plan(
             NHS=max(1, bv // (dv // heads)), num_warps=safe_warps(int(TUNING["fast_warps"]), bk, min(bv, bh * bh)),
             num_stages=int(TUNING["fast_stages"]),
         )  # fmt: skip
-        const.update(EVEN=bk == dk and bh == heads) if lean else const.update(PSUM_DOT=bool(TUNING["fast_psum_dot"]))
+        if lean:
+            const["EVEN"] = bk == dk and bh == heads
+        else:
+            const["PSUM_DOT"] = bool(TUNING["fast_psum_dot"])
     bn = bvo = fit(int(TUNING["readout_tile"]), bk)
     cols = max(bvo, min(dv, int(TUNING["readout_cols"])) // bvo * bvo)
     read_meta = dict(
