@@ -41,8 +41,9 @@ def serial_precision(device: torch.device) -> str:
 # capped by ``safe_warps`` (see there) whatever this table says.
 TUNING: dict[str, int | str] = {
     # 1: repeated launches call their compiled kernel directly (gdkvm/ops/_launch_cache.py), without the JIT's
-    # per-launch binding and specialisation; default from GDKVM_FRAME_LAUNCH_CACHE (0 or 1). Off until the GPU tests
-    # run with its current key; on an H100 it saved 11-27 us of host time per forward (bench/launch_cache_ab.py)
+    # per-launch binding and specialisation; default from GDKVM_FRAME_LAUNCH_CACHE (0 or 1). Off: every frame GPU test
+    # passes with it on (H200), but it saved 11-27 us of host time per forward on H100 hosts and nothing on an H200's
+    # (bench/launch_cache_ab.py, docs/benchmarks.md: frame rule, ninth and eleventh rounds)
     "launch_cache": int(os.environ.get("GDKVM_FRAME_LAUNCH_CACHE", "0")),
     "fast_path": 1,  # 0: always use the one-program-per-clip recurrence (for tests and the sweep)
     "fast_slice": 32,  # value columns per program of the parallel recurrence (a power of two dividing Dv/H)
