@@ -35,7 +35,7 @@ def probe(name: str) -> dict:
     k, v, w_beta, w_alpha, _, _ = ops_frame.make_inputs(b, t, n, torch.float32)
     k, v = k.contiguous(), v.contiguous()
     dk, dv, heads = k.shape[-1], v.shape[-1], ops_frame.HEADS
-    _, bh, split, _, _, read_grid, read_const = _fwd_plan(b, t, n, dk, dv, heads, k.dtype, k.device, True, False)
+    _, bh, split, _, _, read_grid, read_const, _ = _fwd_plan(b, t, n, dk, dv, heads, k.dtype, k.device, True, False)
     kf, vf = k.view(b * t, n, dk), v.view(b * t, n, dv)
     states = torch.randn(b, t + 1, dk, dv, device=k.device) / dk
     o = torch.empty_like(v)

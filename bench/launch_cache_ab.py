@@ -1,9 +1,11 @@
-"""Launch cache off against on, alternating in one process (a host's speed drifts between processes): the frame
+"""A launch cache off against on, alternating in one process (a host's speed drifts between processes): the frame
 op's time as the issue table measures it (``triton.testing.do_bench``, median) and its host time per call, on CUDA.
+``--knob launch_cache`` (the general cache, keyed per argument) or ``--knob plan_launch`` (the forward's launches keyed
+by their memoised plan); the other one is off throughout.
 
-Run from the repository root: ``python3 bench/launch_cache_ab.py [--shapes B10T10N64 B10T10N256] [--rounds 5]``.
-Prints one table row per shape and mode, and how many launches went through the JIT while the cache was on after
-its first round (should be 0: every key seen before).
+Run from the repository root: ``python3 bench/launch_cache_ab.py [--knob plan_launch] [--shapes B10T10N64
+B10T10N256] [--rounds 5]``. Prints one table row per shape and mode, and how many launches went through the JIT while
+the cache was on after its first round (0 for the forward: every key seen before).
 """
 
 from __future__ import annotations
@@ -54,13 +56,15 @@ def make_call(name: str, mode: str) -> Callable[[], None]:
     return call
 
 
-def ab_row(call: Callable[[], None], rounds: int, calls: int, slow_calls: list[int]) -> tuple[list, list, int]:
+def ab_row(
+    call: Callable[[], None], knob: str, rounds: int, calls: int, slow_calls: list[int]
+) -> tuple[list, list, int]:
     """Medians over alternating rounds: ([ms, host us] off, [ms, host us] on, JIT launches while on after round 0)."""
     got = {0: [], 1: []}
     slow_on = 0
     for r in range(rounds):
         for on in (0, 1):
-            tuning.TUNING["launch_cache"] = on
+            tuning.TUNING[knob] = on
             before = slow_calls[0]
             got[on].append(measure(call, calls))
             if on and r:
@@ -74,6 +78,7 @@ def main() -> None:
     parser.add_argument("--shapes", nargs="+", default=["B10T10N64", "B10T10N256"], choices=list(ops_frame.SHAPES))
     parser.add_argument("--modes", nargs="+", default=["fwd", "fwdbwd"], choices=["fwd", "fwdbwd"])
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--knob", default="launch_cache", choices=["launch_cache", "plan_launch"])
     parser.add_argument("--calls", type=int, default=100)
     args = parser.parse_args()
     slow_calls = [0]
@@ -84,11 +89,14 @@ def main() -> None:
         return jit_launch(*a, **kw)
 
     tuning._jit_launch = counting  # ``tuning.launch`` looks it up on every call
+    for knob in ("launch_cache", "plan_launch"):
+        tuning.TUNING[knob] = 0
+    print(f"knob: {args.knob}")
     print("| shape | mode | off: ms | on: ms | off: host us | on: host us | JIT launches while on |")
     print("|---|---|---|---|---|---|---|")
     for name in args.shapes:
         for mode in args.modes:
-            off, on, slow_on = ab_row(make_call(name, mode), args.rounds, args.calls, slow_calls)
+            off, on, slow_on = ab_row(make_call(name, mode), args.knob, args.rounds, args.calls, slow_calls)
             row = f"| {name} | {mode} | {off[0]:.4f} | {on[0]:.4f} | {off[1]:.0f} | {on[1]:.0f} | {slow_on} |"
             print(row, flush=True)
 

@@ -7,7 +7,9 @@ kernel of each launch key it has seen and calls it as ``JITFunction.run`` does. 
 specialises on (for tensors: dtype and alignment; for ints: the range, == 1 and % 16; other values whole) plus the
 launch options, the constexprs and the device, so two launches with one key compile to the same kernel; an argument of
 any other kind is not cached. Building the key is one flat loop over the arguments (the first version called a
-function per argument and saved only a third of the JIT's time).
+function per argument and saved only a third of the JIT's time). ``keyed_launch`` takes the key from the caller
+instead: a memoised launch plan knows everything but its tensors' addresses, so its key costs one alignment check per
+tensor (on an H200 host building ``launch_key`` cost what the JIT's own binding costs, docs/benchmarks.md).
 
 It only applies on CUDA with the Triton versions in ``SUPPORTED`` (whose ``CompiledKernel.run`` takes the arguments
 used here; checked on a GPU), with no launch hooks (profilers) and no pre-run hooks set; elsewhere it returns None and
@@ -118,6 +120,21 @@ def cached_launch(kernel: triton.JITFunction, grid: tuple[int, ...], slow: Calla
     what it returns for the next launch of the key. Returns the compiled kernel."""
     device = torch.cuda.current_device()
     key = launch_key(kernel, args, kwargs, device) if usable(kernel) else None
+    return _launch(key, kernel, grid, slow, device, args, kwargs)
+
+
+def keyed_launch(key: tuple | None, kernel: triton.JITFunction, grid: tuple[int, ...], slow: Callable, *args: object,
+                 **kwargs: object):  # fmt: skip
+    """``cached_launch`` with the caller's key instead of ``launch_key``: a key that fixes (with the kernel and the
+    current device) everything Triton specialises this launch on, e.g. a memoised launch plan's own token (for the
+    constexprs, options and int arguments it derives from shapes) and the tensors' alignment. None: through ``slow``."""
+    device = torch.cuda.current_device()
+    key = (kernel, device, key) if key is not None and usable(kernel) else None
+    return _launch(key, kernel, grid, slow, device, args, kwargs)
+
+
+def _launch(key: tuple | None, kernel: triton.JITFunction, grid: tuple[int, ...], slow: Callable, device: int,
+            args: tuple, kwargs: dict):  # fmt: skip
     compiled = _COMPILED.get(key) if key is not None else None
     if compiled is None:
         compiled = slow(kernel, grid, *args, **kwargs)

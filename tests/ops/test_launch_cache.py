@@ -112,3 +112,29 @@ def test_unsupported_triton_or_hooks_go_through_the_jit(monkeypatch: pytest.Monk
     monkeypatch.setattr(hook, "calls", [])
     monkeypatch.setattr(lc.triton, "__version__", "3.9.0")
     assert not lc.usable(KERNEL)
+
+
+def test_keyed_launch_trusts_the_callers_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``keyed_launch`` caches under (kernel, device, the caller's key): a repeated key calls the compiled kernel with
+    this launch's arguments; no key (or an unusable kernel) always goes through the JIT."""
+    monkeypatch.setattr(lc, "usable", lambda kernel: True)
+    monkeypatch.setattr(lc, "current_stream", lambda device: 7)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(lc, "_COMPILED", {})
+    compiled, slow_calls = _Compiled(), []
+
+    def slow(kernel: object, grid: tuple, *args: object, **kwargs: object) -> _Compiled:
+        slow_calls.append(grid)
+        return compiled
+
+    x, y = torch.zeros(8), torch.zeros(8)
+    lc.keyed_launch(("plan", 0), KERNEL, (2,), slow, x, y, 64, 7, 0.5, BK=16)
+    lc.keyed_launch(("plan", 0), KERNEL, (4, 3), slow, y, x, 64, 9, 0.5, BK=16)
+    assert slow_calls == [(2,)]
+    assert compiled.calls == [(4, 3, 1, 7, "function", "packed", None, None, None, y, x, 64, 9, 0.5, 16, "ieee", False)]
+    lc.keyed_launch(("plan", 1), KERNEL, (2,), slow, x, y, 64, 7, 0.5, BK=16)  # another key: the JIT
+    lc.keyed_launch(None, KERNEL, (2,), slow, x, y, 64, 7, 0.5, BK=16)
+    monkeypatch.setattr(lc, "usable", lambda kernel: False)
+    lc.keyed_launch(("plan", 0), KERNEL, (2,), slow, x, y, 64, 7, 0.5, BK=16)
+    assert len(slow_calls) == 4 and len(compiled.calls) == 1
+    assert set(lc._COMPILED) == {(KERNEL, 0, ("plan", 0)), (KERNEL, 0, ("plan", 1))}

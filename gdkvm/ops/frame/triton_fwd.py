@@ -36,7 +36,7 @@ from gdkvm.ops.frame.tuning import (
     block_sizes,
     fast_layout,
     fit,
-    launch,
+    launch_planned,
     pad_k,
     pixel_precision,
     planned,
@@ -367,25 +367,25 @@ def frame_fwd(
     b, t, n, dk = k.shape
     dv = v.shape[-1]
     has_h0 = initial_state is not None
-    kernel, bh, split, grid, const, read_grid, read_const = _fwd_plan(
+    kernel, bh, split, grid, const, read_grid, read_const, token = _fwd_plan(
         b, t, n, dk, dv, heads, k.dtype, k.device, save, has_h0
     )
     if kernel is fwd_recurrence_kernel:
-        kv, kk, _, _ = gram(k, v, with_kk=True)
+        kv, kk, _, _ = gram(k, v, with_kk=True, token=token)
     else:
-        kv, kk, r, kks = gram(k, v, with_kk=True, gates=(w_beta, w_alpha, heads, bh), split=split)
+        kv, kk, r, kks = gram(k, v, with_kk=True, gates=(w_beta, w_alpha, heads, bh), split=split, token=token)
     states = torch.empty(b, t + 1, dk, dv, device=k.device, dtype=torch.float32) if save else kv
     h0 = initial_state if has_h0 else states
     first = kks if kernel is fwd_lean_kernel else kk
     gates = () if kernel is fwd_recurrence_kernel else (r,)
-    launch(kernel, grid, first, kv, *gates, h0, w_beta, w_alpha, a_log, dt_bias, states, t, dk, dv, heads, dv // heads,
-           **const)  # fmt: skip
+    launch_planned(token, kernel, grid, first, kv, *gates, h0, w_beta, w_alpha, a_log, dt_bias, states, t, dk, dv,
+                   heads, dv // heads, **const)  # fmt: skip
     gates = first = r = kks = None
     if not save:
         kk = kv = None  # free the Gram matrices before the output is allocated
     o = torch.empty_like(v)
-    launch(readout_kernel, read_grid, k, states, o, t, n, dk, dv, states.shape[1], read_const["VCOLS"],
-           **read_const["meta"])  # fmt: skip
+    launch_planned(token, readout_kernel, read_grid, k, states, o, t, n, dk, dv, states.shape[1], read_const["VCOLS"],
+                   **read_const["meta"])  # fmt: skip
     return o, states, kk, kv
 
 
@@ -396,7 +396,8 @@ def _fwd_plan(
 ) -> tuple:  # fmt: skip
     """Launch plan of ``frame_fwd`` (memoised: the tile rules run once per shape and ``TUNING``): the recurrence
     kernel, the gate head padding BH, the Gram split mode, the recurrence's grid and constants, the readout's grid and
-    its {"VCOLS": columns per program, "meta": constants}."""
+    its {"VCOLS": columns per program, "meta": constants}, and the plan's token for ``launch_planned`` (a new object
+    per plan: the three launches' constexprs, options and int arguments follow from these arguments)."""
     bk = pad_k(dk)
     fast = fast_layout(dk, dv, heads)
     if fast is None:
@@ -434,4 +435,5 @@ def _fwd_plan(
         BK=bk, BN=bn, BV=bvo, LOOP=cols > bvo, PREC=pixel_precision(dtype, device, "readout_hand3"),
         num_warps=safe_warps(int(TUNING["readout_warps"]), bn, bvo), num_stages=int(TUNING["readout_stages"]),
     )  # fmt: skip
-    return kernel, bh, split, grid, const, (b * t, cdiv(n, bn), cdiv(dv, cols)), {"VCOLS": cols, "meta": read_meta}
+    read_grid = (b * t, cdiv(n, bn), cdiv(dv, cols))
+    return kernel, bh, split, grid, const, read_grid, {"VCOLS": cols, "meta": read_meta}, object()

@@ -14,7 +14,7 @@ from gdkvm.ops.frame.tiles import dot_acc, head_block_weights, kt_y_tile, split_
 from gdkvm.ops.frame.tuning import (
     TUNING,
     fit,
-    launch,
+    launch_planned,
     pad_k,
     pixel_precision,
     planned,
@@ -183,6 +183,7 @@ def gram(
     with_kk: bool,
     gates: tuple[torch.Tensor, torch.Tensor, int, int] | None = None,
     split: int = 0,
+    token: object = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
     """K^T Y (and K^T K, and the per-head gate projections of K^T Y) per frame.
 
@@ -199,6 +200,8 @@ def gram(
         r: [B, T, Dk, 2, BH * BH] fp32 (entries of padded heads unset), or None.
         kks: with split (1: instead of kk, 2: beside it) [B, T, 2, Dk, Dk] fp32, K^T K split for TF32 products
             (``split_tf32``: hi, lo), else None.
+        token: the caller's memoised plan token (``launch_planned``; the plan must fix every argument but k, y and
+            the gates' tensors), or None.
     """
     b, t, n, dk = k.shape
     dy = y.shape[-1]
@@ -215,8 +218,8 @@ def gram(
     cw, ncol, const = gram_layout(dk, dy, heads, bh, gates is not None, k.dtype, k.device, False)
     if n <= const["BN"]:  # one pixel tile: nothing to pipeline (H100, B10 T10 N64: 25.5 vs 29.5 us at 2 stages)
         const = {**const, "num_stages": 1}
-    launch(
-        gram_kernel, (b * t, ncol + int(with_kk)),
+    launch_planned(
+        token, gram_kernel, (b * t, ncol + int(with_kk)),
         k, y, ky, kk, kks, wb, wa, r, n, dk, dy, heads, max(1, dy // heads), ncol, cw, WITH_KK=with_kk,
         SPLIT=split if with_kk else 0, **const,
     )  # fmt: skip

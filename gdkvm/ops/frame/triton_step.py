@@ -13,7 +13,16 @@ import triton.language as tl
 
 from gdkvm.ops._host import cdiv, next_power_of_2
 from gdkvm.ops.frame.tiles import expand_gates, gate_logits, kt_y_tile, softplus
-from gdkvm.ops.frame.tuning import TUNING, dot_precision, fit, launch, pad_k, safe_warps, serial_precision
+from gdkvm.ops.frame.tuning import (
+    TUNING,
+    dot_precision,
+    fit,
+    launch_planned,
+    pad_k,
+    planned,
+    safe_warps,
+    serial_precision,
+)
 
 
 @triton.jit(do_not_specialize=["N", "H", "HD"])  # sizes that vary between calls: one compile
@@ -82,17 +91,28 @@ def frame_step(
     """
     b, n, dk = k_t.shape
     dv = v_t.shape[-1]
-    bk = pad_k(dk)
-    bv = bn = fit(int(TUNING["step_tile"]), bk)
-    bh = max(16, next_power_of_2(heads))
+    grid, const, token = _step_plan(b, n, dk, dv, heads, k_t.dtype, k_t.device, state is not None)
     o = torch.empty_like(v_t)
     new_state = torch.empty(b, dk, dv, device=k_t.device, dtype=torch.float32)
     h0 = state if state is not None else new_state
-    launch(
-        step_kernel, (b, cdiv(dv, bv)),
-        k_t, v_t, h0, w_beta, w_alpha, a_log, dt_bias, o, new_state, n, dk, dv, heads, dv // heads,
-        HAS_H0=state is not None, BK=bk, BN=bn, BV=bv, BH=bh, HEAD_TILE=(dv // heads) % bv == 0,
-        PREC=dot_precision(k_t.dtype, k_t.device), SPREC=serial_precision(k_t.device),
-        num_warps=safe_warps(int(TUNING["step_warps"]), bk, min(bv, bh)),
+    launch_planned(
+        token, step_kernel, grid,
+        k_t, v_t, h0, w_beta, w_alpha, a_log, dt_bias, o, new_state, n, dk, dv, heads, dv // heads, **const,
     )  # fmt: skip
     return o, new_state
+
+
+@planned
+def _step_plan(
+    b: int, n: int, dk: int, dv: int, heads: int, dtype: torch.dtype, device: torch.device, has_state: bool
+) -> tuple[tuple[int, int], dict, object]:
+    """(grid, constants, token for ``launch_planned``) of ``step_kernel``; memoised per shape and ``TUNING``."""
+    bk = pad_k(dk)
+    bv = bn = fit(int(TUNING["step_tile"]), bk)
+    bh = max(16, next_power_of_2(heads))
+    const = dict(
+        HAS_H0=has_state, BK=bk, BN=bn, BV=bv, BH=bh, HEAD_TILE=(dv // heads) % bv == 0,
+        PREC=dot_precision(dtype, device), SPREC=serial_precision(device),
+        num_warps=safe_warps(int(TUNING["step_warps"]), bk, min(bv, bh)),
+    )  # fmt: skip
+    return (b, cdiv(dv, bv)), const, object()

@@ -13,7 +13,7 @@ import torch
 import triton
 
 from gdkvm.ops._host import interpreting, next_power_of_2
-from gdkvm.ops._launch_cache import cached_launch
+from gdkvm.ops._launch_cache import cached_launch, keyed_launch
 
 
 def dot_precision(dtype: torch.dtype, device: torch.device) -> str:
@@ -45,6 +45,9 @@ TUNING: dict[str, int | str] = {
     # passes with it on (H200), but it saved 11-27 us of host time per forward on H100 hosts and nothing on an H200's
     # (bench/launch_cache_ab.py, docs/benchmarks.md: frame rule, ninth and eleventh rounds)
     "launch_cache": int(os.environ.get("GDKVM_FRAME_LAUNCH_CACHE", "0")),
+    # 1: the forward's launches (a memoised plan: ``launch_planned``) call the compiled kernel of a plan and tensor
+    # alignment seen before directly; default from GDKVM_FRAME_PLAN_LAUNCH (0 or 1)
+    "plan_launch": int(os.environ.get("GDKVM_FRAME_PLAN_LAUNCH", "1")),
     "fast_path": 1,  # 0: always use the one-program-per-clip recurrence (for tests and the sweep)
     "fast_slice": 32,  # value columns per program of the parallel recurrence (a power of two dividing Dv/H)
     "fast_warps": 4,  # 4 vs 8: 0.190 vs 0.194 ms at B10 T10 N256, 0.475 vs 0.496 at B32 (H100, batch sweep)
@@ -160,6 +163,20 @@ def launch(kernel: triton.JITFunction, grid: tuple[int, ...], *args: object, **k
     if TUNING["launch_cache"] and not interpreting():
         return cached_launch(kernel, grid, _jit_launch, *args, **kwargs)
     return _jit_launch(kernel, grid, *args, **kwargs)
+
+
+def launch_planned(token: object, kernel: triton.JITFunction, grid: tuple[int, ...], *args: object, **kwargs: object):
+    """``launch`` for a launch whose constexprs, options, int arguments and tensor dtypes a memoised plan fixes
+    (``token``: an object made once per plan, so one token means one set of them): with ``TUNING["plan_launch"]`` on
+    a GPU the compiled kernel of a (token, kernel, tensor alignment) seen before is called directly
+    (``_launch_cache.keyed_launch``), without the JIT's binding and specialisation. Returns the compiled kernel."""
+    if token is None or not TUNING["plan_launch"] or interpreting():
+        return launch(kernel, grid, *args, **kwargs)
+    unaligned = 0  # Triton specialises a pointer on 16-byte alignment only
+    for i, a in enumerate(args):
+        if isinstance(a, torch.Tensor) and a.data_ptr() & 15:
+            unaligned |= 1 << i
+    return keyed_launch((token, unaligned), kernel, grid, _jit_launch, *args, **kwargs)
 
 
 def _jit_launch(kernel: triton.JITFunction, grid: tuple[int, ...], *args: object, **kwargs: object) -> object:
