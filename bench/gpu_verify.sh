@@ -42,6 +42,7 @@
 #   bash bench/gpu_verify.sh OUTDIR final6 # kernel times, the precision-sensitive GPU tests, the T10 issue table
 #   bash bench/gpu_verify.sh OUTDIR lcache # every frame GPU test with the launch cache on, then it off / on in turn
 #   bash bench/gpu_verify.sh OUTDIR readw  # readout columns per program (kernel times), its GPU tests
+#   bash bench/gpu_verify.sh OUTDIR plan   # every frame GPU test with the plan-keyed launches on, then off / on
 # Carry .whl (training wheels and fla-core; see bench/gpu_env.sh) and .tcache (autotune results saved by an
 # earlier call as OUTDIR/autotune.tgz, copied to .tcache/). Results land in OUTDIR, at most 8 files.
 set -uo pipefail
@@ -395,6 +396,12 @@ if [ "$WHAT" = lcache ]; then  # about 8 minutes: every frame GPU test with the 
     tests/ops/test_frame_gpu.py 2>&1 | tail -12 | tee "$OUTDIR/frame_tests.txt"
   timeout 120 python3 bench/launch_cache_ab.py --shapes B10T10N64 B10T10N256 B32T10N256 --rounds 3 2>&1 \
     | grep -vi warn | tee "$OUTDIR/host.txt"
+fi
+if [ "$WHAT" = plan ]; then  # about 7 minutes: every frame GPU test with the plan-keyed launches on, then off / on
+  GDKVM_FRAME_PLAN_LAUNCH=1 timeout 330 python3 -m pytest -q -p no:cacheprovider -rf --tb=short \
+    tests/ops/test_frame_gpu.py 2>&1 | tail -12 | tee "$OUTDIR/frame_tests.txt"
+  timeout 90 python3 bench/launch_cache_ab.py --knob plan_launch --shapes B10T10N64 B10T10N256 B32T10N256 \
+    --modes fwd --rounds 5 2>&1 | grep -vi warn | tee "$OUTDIR/host.txt"
 fi
 if [ "$WHAT" = readw ]; then  # about 3 minutes: readout programs of 1, 2 and 4 column tiles (fwd kernel times), tests
   for set in "readout_cols=64" "readout_cols=128" "readout_cols=256"; do
