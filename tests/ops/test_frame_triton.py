@@ -133,8 +133,8 @@ def test_readout_column_loop(cols: int, hand: int, monkeypatch: pytest.MonkeyPat
 
     monkeypatch.setitem(triton_fwd.TUNING, "readout_cols", cols)
     monkeypatch.setitem(triton_fwd.TUNING, "readout_hand3", hand)
-    loops, real = [], triton_fwd.launch
-    monkeypatch.setattr(triton_fwd, "launch", lambda k, *a, **kw: loops.append(kw.get("LOOP")) or real(k, *a, **kw))
+    loops, real = [], triton_fwd.launch_planned
+    monkeypatch.setattr(triton_fwd, "launch_planned", lambda *a, **kw: loops.append(kw.get("LOOP")) or real(*a, **kw))
     inp = make_inputs(b=2, t=3, n=70, dk=48, dv=192, heads=6, with_state=True)
     assert_match(run(inp, "triton"), run(inp, "naive"), TOL)
     assert loops.count(True) == (1 if cols else 0)  # the looped readout ran (other launches pass no LOOP)
@@ -148,8 +148,8 @@ def test_gram_pipelines_only_several_pixel_tiles(n: int, stages: int, monkeypatc
 
     monkeypatch.setitem(triton_gram.TUNING, "gram_stages", 2)
     seen = []
-    real = triton_gram.launch
-    monkeypatch.setattr(triton_gram, "launch", lambda *a, **kw: seen.append(kw["num_stages"]) or real(*a, **kw))
+    real = triton_gram.launch_planned
+    monkeypatch.setattr(triton_gram, "launch_planned", lambda *a, **kw: seen.append(kw["num_stages"]) or real(*a, **kw))
     inp = make_inputs(b=1, t=2, n=n, dk=64, dv=64, heads=2, with_state=False)
     assert_match(run(inp, "triton"), run(inp, "naive"), TOL)
     assert seen and set(seen) == {stages}, seen
