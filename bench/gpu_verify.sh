@@ -43,6 +43,8 @@
 #   bash bench/gpu_verify.sh OUTDIR lcache # every frame GPU test with the launch cache on, then it off / on in turn
 #   bash bench/gpu_verify.sh OUTDIR readw  # readout columns per program (kernel times), its GPU tests
 #   bash bench/gpu_verify.sh OUTDIR plan   # every frame GPU test with the plan-keyed launches on, then off / on
+#   bash bench/gpu_verify.sh OUTDIR plan2  # the frame GPU tests call 4 of the eleventh round did not reach (plan-keyed
+#                                          # launches on), the off / on A/B, the T10 forward rows with them on
 # Carry .whl (training wheels and fla-core; see bench/gpu_env.sh) and .tcache (autotune results saved by an
 # earlier call as OUTDIR/autotune.tgz, copied to .tcache/). Results land in OUTDIR, at most 8 files.
 set -uo pipefail
@@ -402,6 +404,16 @@ if [ "$WHAT" = plan ]; then  # about 7 minutes: every frame GPU test with the pl
     tests/ops/test_frame_gpu.py 2>&1 | tail -12 | tee "$OUTDIR/frame_tests.txt"
   timeout 90 python3 bench/launch_cache_ab.py --knob plan_launch --shapes B10T10N64 B10T10N256 B32T10N256 \
     --modes fwd --rounds 5 2>&1 | grep -vi warn | tee "$OUTDIR/host.txt"
+fi
+if [ "$WHAT" = plan2 ]; then  # about 9.5 minutes: the GPU tests the plan-keyed launches have not run, the T10 forwards
+  GDKVM_FRAME_PLAN_LAUNCH=1 timeout 150 python3 -m pytest -q -p no:cacheprovider -rf --tb=short \
+    tests/ops/test_frame_gpu.py -k "h0-three-launches-lean-walk-8-warps or h0-gram-hand or h0-gram-compilers or h0-readout or inference or streaming or auto_backend or nan_guard or narrow_tf32" \
+    2>&1 | tail -12 | tee "$OUTDIR/frame_tests.txt"
+  timeout 60 python3 bench/launch_cache_ab.py --knob plan_launch --shapes B10T10N64 B10T10N256 B32T10N256 \
+    --modes fwd --rounds 5 2>&1 | grep -vi warn | tee "$OUTDIR/host.txt"
+  GDKVM_FRAME_PLAN_LAUNCH=1 timeout 300 python3 bench/ops_frame.py --compile-max-t 20 --rounds 3 --modes fwd \
+    --shapes B10T10N64 B10T10N256 B32T10N256 --json "$OUTDIR/bench_frame.json" 2>&1 | grep -vi warn \
+    | tee "$OUTDIR/bench_frame.txt"
 fi
 if [ "$WHAT" = readw ]; then  # about 3 minutes: readout programs of 1, 2 and 4 column tiles (fwd kernel times), tests
   for set in "readout_cols=64" "readout_cols=128" "readout_cols=256"; do
