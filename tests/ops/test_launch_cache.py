@@ -75,11 +75,16 @@ class _Compiled:
         self.calls.append(args)
 
 
-def test_cached_launch_calls_the_compiled_kernel_as_the_jit_does(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def on_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cache as on a GPU: usable, device 0, stream 1234, nothing cached yet."""
     monkeypatch.setattr(lc, "usable", lambda kernel: True)
     monkeypatch.setattr(lc, "current_stream", lambda device: 1234)
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
     monkeypatch.setattr(lc, "_COMPILED", {})
+
+
+def test_cached_launch_calls_the_compiled_kernel_as_the_jit_does(on_gpu: None, monkeypatch: pytest.MonkeyPatch) -> None:
     compiled, slow_calls = _Compiled(), []
 
     def slow(kernel: object, grid: tuple, *args: object, **kwargs: object) -> _Compiled:
@@ -114,13 +119,9 @@ def test_unsupported_triton_or_hooks_go_through_the_jit(monkeypatch: pytest.Monk
     assert not lc.usable(KERNEL)
 
 
-def test_keyed_launch_trusts_the_callers_key(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_keyed_launch_trusts_the_callers_key(on_gpu: None, monkeypatch: pytest.MonkeyPatch) -> None:
     """``keyed_launch`` caches under (kernel, device, the caller's key): a repeated key calls the compiled kernel with
     this launch's arguments; no key (or an unusable kernel) always goes through the JIT."""
-    monkeypatch.setattr(lc, "usable", lambda kernel: True)
-    monkeypatch.setattr(lc, "current_stream", lambda device: 7)
-    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
-    monkeypatch.setattr(lc, "_COMPILED", {})
     compiled, slow_calls = _Compiled(), []
 
     def slow(kernel: object, grid: tuple, *args: object, **kwargs: object) -> _Compiled:
@@ -131,7 +132,8 @@ def test_keyed_launch_trusts_the_callers_key(monkeypatch: pytest.MonkeyPatch) ->
     lc.keyed_launch(("plan", 0), KERNEL, (2,), slow, x, y, 64, 7, 0.5, BK=16)
     lc.keyed_launch(("plan", 0), KERNEL, (4, 3), slow, y, x, 64, 9, 0.5, BK=16)
     assert slow_calls == [(2,)]
-    assert compiled.calls == [(4, 3, 1, 7, "function", "packed", None, None, None, y, x, 64, 9, 0.5, 16, "ieee", False)]
+    launch = (4, 3, 1, 1234, "function", "packed", None, None, None)  # grid, stream, kernel, metadata, no hooks
+    assert compiled.calls == [(*launch, y, x, 64, 9, 0.5, 16, "ieee", False)]
     lc.keyed_launch(("plan", 1), KERNEL, (2,), slow, x, y, 64, 7, 0.5, BK=16)  # another key: the JIT
     lc.keyed_launch(None, KERNEL, (2,), slow, x, y, 64, 7, 0.5, BK=16)
     monkeypatch.setattr(lc, "usable", lambda kernel: False)
