@@ -46,10 +46,10 @@ TUNING: dict[str, int | str] = {
     # (bench/launch_cache_ab.py, docs/benchmarks.md: frame rule, ninth and eleventh rounds)
     "launch_cache": int(os.environ.get("GDKVM_FRAME_LAUNCH_CACHE", "0")),
     # 1: the forward's and the streaming step's launches (memoised plans: ``launch_planned``) call the compiled kernel
-    # of a plan and tensor alignment seen before directly; default from GDKVM_FRAME_PLAN_LAUNCH (0 or 1). Off until
-    # the whole frame GPU suite runs with it: on an H200 it cut the forward's host time by 43-152 us (3 of 3 shapes)
-    # and 54 of the suite's 70 tests passed with it before the session's GPU time ran out (docs/benchmarks.md)
-    "plan_launch": int(os.environ.get("GDKVM_FRAME_PLAN_LAUNCH", "0")),
+    # of a plan and tensor alignment seen before directly; default from GDKVM_FRAME_PLAN_LAUNCH (0 or 1). On: all 70
+    # frame GPU tests pass with it (H200, two calls) and it cut the forward's host time by 22-152 us in 6 of 6 A/B rows
+    # (docs/benchmarks.md: frame rule, eleventh and twelfth rounds)
+    "plan_launch": int(os.environ.get("GDKVM_FRAME_PLAN_LAUNCH", "1")),
     "fast_path": 1,  # 0: always use the one-program-per-clip recurrence (for tests and the sweep)
     "fast_slice": 32,  # value columns per program of the parallel recurrence (a power of two dividing Dv/H)
     "fast_warps": 4,  # 4 vs 8: 0.190 vs 0.194 ms at B10 T10 N256, 0.475 vs 0.496 at B32 (H100, batch sweep)
