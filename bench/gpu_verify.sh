@@ -45,6 +45,8 @@
 #   bash bench/gpu_verify.sh OUTDIR plan   # every frame GPU test with the plan-keyed launches on, then off / on
 #   bash bench/gpu_verify.sh OUTDIR plan2  # the frame GPU tests call 4 of the eleventh round did not reach (plan-keyed
 #                                          # launches on), the off / on A/B, the T10 forward rows with them on
+#   bash bench/gpu_verify.sh OUTDIR walkread  # the walk reading out O_t against the readout launch (bench/knob_ab.py),
+#                                             # then every frame GPU test with it on
 # Carry .whl (training wheels and fla-core; see bench/gpu_env.sh) and .tcache (autotune results saved by an
 # earlier call as OUTDIR/autotune.tgz, copied to .tcache/). Results land in OUTDIR, at most 8 files.
 set -uo pipefail
@@ -422,4 +424,13 @@ if [ "$WHAT" = readw ]; then  # about 3 minutes: readout programs of 1, 2 and 4 
   done | tee "$OUTDIR/profile.txt"
   timeout 100 python3 -m pytest -q -p no:cacheprovider -rf --tb=short tests/ops/test_frame_gpu.py -k "readout" 2>&1 \
     | tail -8 | tee "$OUTDIR/frame_tests.txt"
+fi
+if [ "$WHAT" = walkread ]; then  # about 8 minutes: the walk reading out O_t (walk_readout) against the readout launch
+  timeout 200 python3 bench/knob_ab.py --configs walk_readout=0 walk_readout=2 walk_readout=2,walk_read_tile=2048 \
+    walk_readout=2,fast_stages=1 --shapes B10T10N256 B10T10N64 B32T10N256 B1T100N256 B1T200N64 --modes fwd \
+    --rounds 3 2>&1 | grep -vi warn | tee "$OUTDIR/ab.txt"
+  timeout 60 python3 bench/knob_ab.py --configs walk_readout=0 walk_readout=2 --shapes B10T10N256 B32T10N256 \
+    --modes fwdbwd --rounds 3 2>&1 | grep -vi warn | tee "$OUTDIR/ab_bwd.txt"
+  GDKVM_FRAME_WALK_READOUT=2 timeout 290 python3 -m pytest -q -p no:cacheprovider -rf --tb=short \
+    tests/ops/test_frame_gpu.py 2>&1 | tail -15 | tee "$OUTDIR/frame_tests.txt"
 fi

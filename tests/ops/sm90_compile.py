@@ -85,7 +85,7 @@ def _record(self: JITFunction, *args: object, grid: object = None, warmup: bool 
         spec = _specialize(value) if not param.is_constexpr else ("constexpr", value)
         if spec[0] == "constexpr":
             value = spec[1]
-            if value == "ieee" and param.name in ("PREC", "SPREC"):
+            if value == "ieee" and param.name in ("PREC", "SPREC", "RPREC"):
                 value = "tf32x3"
             signature[param.name] = "constexpr"
             constexprs[(param.num,)] = value
@@ -139,24 +139,38 @@ def frame_cases() -> None:
     from gdkvm.ops.frame.tuning import TUNING
 
     defaults = dict(TUNING)
-    for dtype, (b, t, n, dk, dv, heads), h0, sliced, fused, cols, lean, hand in (
-        (torch.float32, (2, 3, 64, 64, 256, 8), False, 1, 0, 0, 1, 0),  # the paper's sizes, lean parallel recurrence
-        (torch.float32, (2, 3, 64, 64, 256, 8), False, 1, 0, 0, 0, 0),  # fwd_parallel_kernel (the old walk)
-        (torch.float32, (2, 3, 64, 64, 256, 8), False, 1, 3, 0, 1, 0),  # the same in one launch (compiled only)
-        (torch.float32, (2, 3, 64, 64, 256, 8), True, 1, 0, 0, 1, 1),  # Gram pre-pass and readout in hand-made 3xTF32
-        (torch.float32, (2, 3, 64, 64, 256, 8), False, 1, 0, 128, 1, 1),  # the same, wide Gram programs
-        (torch.float32, (2, 3, 64, 64, 256, 8), True, 1, 0, 128, 1, 0),  # wide Gram programs, lean walk of two heads
-        (torch.bfloat16, (2, 3, 196, 64, 256, 8), True, 1, 3, 0, 1, 0),
-        (torch.bfloat16, (2, 3, 196, 64, 256, 8), True, 1, 0, 256, 1, 0),
-        (torch.float32, (1, 2, 64, 128, 512, 8), True, 1, 3, 0, 1, 0),  # largest supported Dk, Dv
-        (torch.float32, (1, 2, 64, 128, 512, 8), True, 0, 0, 256, 1, 0),  # the one-program reverse walk
-        (torch.float32, (2, 3, 50, 48, 96, 4), False, 0, 1, 0, 1, 0),  # Dv / H = 24: one-program-per-clip recurrence
-        (torch.float32, (2, 3, 50, 48, 96, 4), True, 1, 1, 64, 1, 0),
+    for dtype, (b, t, n, dk, dv, heads), h0, sliced, fused, cols, lean, hand, walk in (
+        (torch.float32, (2, 3, 64, 64, 256, 8), False, 1, 0, 0, 1, 0, 0),  # the paper's sizes, lean parallel recurrence
+        (torch.float32, (2, 3, 64, 64, 256, 8), False, 1, 0, 0, 0, 0, 0),  # fwd_parallel_kernel (the old walk)
+        (torch.float32, (2, 3, 64, 64, 256, 8), False, 1, 3, 0, 1, 0, 0),  # the same in one launch (compiled only)
+        (
+            torch.float32,
+            (2, 3, 64, 64, 256, 8),
+            True,
+            1,
+            0,
+            0,
+            1,
+            1,
+            0,
+        ),  # Gram and readout in hand-made 3xTF32
+        (torch.float32, (2, 3, 64, 64, 256, 8), False, 1, 0, 128, 1, 1, 0),  # the same, wide Gram programs
+        (torch.float32, (2, 3, 64, 64, 256, 8), True, 1, 0, 128, 1, 0, 0),  # wide Gram programs, lean walk of two heads
+        (torch.bfloat16, (2, 3, 196, 64, 256, 8), True, 1, 3, 0, 1, 0, 0),
+        (torch.bfloat16, (2, 3, 196, 64, 256, 8), True, 1, 0, 256, 1, 0, 0),
+        (torch.float32, (1, 2, 64, 128, 512, 8), True, 1, 3, 0, 1, 0, 0),  # largest supported Dk, Dv
+        (torch.float32, (1, 2, 64, 128, 512, 8), True, 0, 0, 256, 1, 0, 0),  # the one-program reverse walk
+        (torch.float32, (2, 3, 50, 48, 96, 4), False, 0, 1, 0, 1, 0, 0),  # Dv / H = 24: one-program-per-clip recurrence
+        (torch.float32, (2, 3, 50, 48, 96, 4), True, 1, 1, 64, 1, 0, 0),
+        (torch.float32, (2, 3, 64, 64, 256, 8), False, 1, 0, 0, 1, 1, 2),  # the walk reading out, hand-made 3xTF32
+        (torch.float32, (2, 3, 100, 64, 256, 8), True, 1, 0, 0, 1, 0, 2),  # the same in tf32x3, ragged pixel tiles
+        (torch.bfloat16, (2, 3, 196, 64, 256, 8), False, 1, 0, 128, 1, 0, 2),  # bf16 (TF32), slices of two heads
     ):
         TUNING["bwd_sliced"] = sliced
         TUNING["fused_fwd"] = fused
         TUNING["gram_cols"] = cols
         TUNING["fast_lean"] = lean
+        TUNING["walk_readout"] = walk
         TUNING["gram_hand3"] = TUNING["readout_hand3"] = hand
         TUNING["readout_cols"] = 256 if hand else 0  # readout programs looping over four column tiles
         TUNING["fast_wide_slices"] = 2 if cols else 1  # walkers of two heads where the wide Gram runs

@@ -47,6 +47,7 @@ def keyed(monkeypatch: pytest.MonkeyPatch) -> _Keyed:
     fake = _Keyed()
     monkeypatch.setattr(tuning, "keyed_launch", fake)
     monkeypatch.setattr(tuning, "interpreting", lambda: False)
+    monkeypatch.setattr(tuning, "_on_gpu", lambda x: True)
     monkeypatch.setitem(tuning.TUNING, "plan_launch", 1)
     return fake
 

@@ -109,6 +109,32 @@ def test_lean_recurrence_matches_reference(lean: int, with_state: bool, monkeypa
         assert calls[0] == (2, 1)
 
 
+@pytest.mark.parametrize("hand", [0, 1], ids=["tl-dot", "hand-made"])
+@pytest.mark.parametrize("with_state", [False, True], ids=["no_h0", "h0"])
+def test_walk_reads_out(hand: int, with_state: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The lean walk writing O_t itself (``walk_readout``, no readout launch): pixels in several ragged tiles of 16
+    (N 37) and in one (N 9), padded keys and heads, one frame, slices of two heads; with gradients and in place."""
+    from gdkvm.ops.frame import triton_fwd
+
+    monkeypatch.setitem(triton_fwd.TUNING, "walk_readout", 2)
+    monkeypatch.setitem(triton_fwd.TUNING, "walk_read_tile", 16 * 32)  # 16 pixels per tile at the padded Dk 32
+    monkeypatch.setitem(triton_fwd.TUNING, "readout_hand3", hand)
+    reads, real = [], triton_fwd.launch_planned
+    monkeypatch.setattr(
+        triton_fwd, "launch_planned", lambda *a, **kw: reads.append((a[1], kw.get("READ"))) or real(*a, **kw)
+    )
+    for b, t, n, dk, dv, h in ((2, 3, 37, 20, 96, 6), (1, 1, 9, 32, 64, 4), (2, 2, 9, 16, 64, 2)):
+        assert_matches_with_and_without_gradients(
+            make_inputs(b=b, t=t, n=n, dk=dk, dv=dv, heads=h, with_state=with_state)
+        )
+    walks = [read for kernel, read in reads if kernel is triton_fwd.fwd_lean_kernel]
+    assert len(walks) == 6 and all(walks)  # two forwards per shape, each with the walk reading out
+    assert triton_fwd.readout_kernel not in [kernel for kernel, _ in reads]
+    monkeypatch.setitem(triton_fwd.TUNING, "walk_readout", 1)
+    monkeypatch.setitem(triton_fwd.TUNING, "walk_read_max_t", 2)
+    assert triton_fwd.walk_reads(2) and not triton_fwd.walk_reads(3)
+
+
 @pytest.mark.parametrize("cols", [0, 128], ids=["by-head", "wide"])
 def test_gram_in_hand_made_3xtf32(cols: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """The Gram pre-pass (and the backward's K^T dO) with ``gram_hand3`` and the readout with ``readout_hand3``: fp32

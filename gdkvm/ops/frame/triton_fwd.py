@@ -43,6 +43,7 @@ from gdkvm.ops.frame.tuning import (
     safe_warps,
     serial_fast_precision,
     serial_precision,
+    walk_reads,
     walker_slice,
 )
 
@@ -378,14 +379,18 @@ def frame_fwd(
     h0 = initial_state if has_h0 else states
     first = kks if kernel is fwd_lean_kernel else kk
     gates = () if kernel is fwd_recurrence_kernel else (r,)
+    walk_out = read_grid is None  # the lean walk writes o itself (READ)
+    o = torch.empty_like(v) if walk_out else None
+    extra = (k, o if walk_out else states, n) if kernel is fwd_lean_kernel else ()
     launch_planned(token, kernel, grid, first, kv, *gates, h0, w_beta, w_alpha, a_log, dt_bias, states, t, dk, dv,
-                   heads, dv // heads, **const)  # fmt: skip
+                   heads, dv // heads, *extra, **const)  # fmt: skip
     gates = first = r = kks = None
     if not save:
         kk = kv = None  # free the Gram matrices before the output is allocated
-    o = torch.empty_like(v)
-    launch_planned(token, readout_kernel, read_grid, k, states, o, t, n, dk, dv, states.shape[1], read_const["VCOLS"],
-                   **read_const["meta"])  # fmt: skip
+    if not walk_out:
+        o = torch.empty_like(v)
+        launch_planned(token, readout_kernel, read_grid, k, states, o, t, n, dk, dv, states.shape[1],
+                       read_const["VCOLS"], **read_const["meta"])  # fmt: skip
     return o, states, kk, kv
 
 
@@ -395,9 +400,10 @@ def _fwd_plan(
     has_h0: bool,
 ) -> tuple:  # fmt: skip
     """Launch plan of ``frame_fwd`` (memoised: the tile rules run once per shape and ``TUNING``): the recurrence
-    kernel, the gate head padding BH, the Gram split mode, the recurrence's grid and constants, the readout's grid and
-    its {"VCOLS": columns per program, "meta": constants}, and the plan's token for ``launch_planned`` (a new object
-    per plan: the three launches' constexprs, options and int arguments follow from these arguments)."""
+    kernel, the gate head padding BH, the Gram split mode, the recurrence's grid and constants, the readout's grid
+    (None where the lean walk reads out, ``walk_reads``) and its {"VCOLS": columns per program, "meta": constants},
+    and the plan's token for ``launch_planned`` (a new object per plan: the launches' constexprs, options and int
+    arguments follow from these arguments)."""
     bk = pad_k(dk)
     fast = fast_layout(dk, dv, heads)
     if fast is None:
@@ -427,6 +433,9 @@ def _fwd_plan(
         )  # fmt: skip
         if lean:
             const["EVEN"] = bk == dk and bh == heads
+            if walk_reads(t):
+                rprec = pixel_precision(dtype, device, "readout_hand3")
+                const.update(READ=True, BNR=fit(int(TUNING["walk_read_tile"]), bk), RPREC=rprec)
         else:
             const["PSUM_DOT"] = bool(TUNING["fast_psum_dot"])
     bn = bvo = fit(int(TUNING["readout_tile"]), bk)
@@ -435,5 +444,5 @@ def _fwd_plan(
         BK=bk, BN=bn, BV=bvo, LOOP=cols > bvo, PREC=pixel_precision(dtype, device, "readout_hand3"),
         num_warps=safe_warps(int(TUNING["readout_warps"]), bn, bvo), num_stages=int(TUNING["readout_stages"]),
     )  # fmt: skip
-    read_grid = (b * t, cdiv(n, bn), cdiv(dv, cols))
+    read_grid = None if const.get("READ") else (b * t, cdiv(n, bn), cdiv(dv, cols))
     return kernel, bh, split, grid, const, read_grid, {"VCOLS": cols, "meta": read_meta}, object()

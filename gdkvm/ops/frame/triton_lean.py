@@ -19,7 +19,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from gdkvm.ops.frame.tiles import dot3, head_projections, softplus, state_slots
+from gdkvm.ops.frame.tiles import dot3, head_projections, softplus, split_tf32, state_slots
 
 
 @triton.jit
@@ -71,11 +71,33 @@ def _lean_frame(
     return q, s
 
 
-@triton.jit(do_not_specialize=["T", "H", "HD"])  # sizes that vary between calls: one compile
+@triton.jit
+def _walk_readout(
+    k_ptr, o_ptr, s, bt, j0, N, DK, DV, BK: tl.constexpr, BV: tl.constexpr, BN: tl.constexpr, RPREC: tl.constexpr
+):  # fmt: skip
+    """o[bt][:, j0:j0+BV] = K_t S_t for this slice's s [BK, BV] while it is in registers (the readout kernel's
+    product, BN pixels at a time); k [BT, N, DK] (dtype of o), o [BT, N, DV]. RPREC as ``readout_kernel``'s PREC."""
+    rk = tl.arange(0, BK)
+    rv = j0 + tl.arange(0, BV)
+    for n0 in range(0, N, BN):
+        rn = n0 + tl.arange(0, BN)
+        kt = tl.load(k_ptr + bt * N * DK + rn[:, None] * DK + rk[None, :], mask=(rn[:, None] < N) & (rk[None, :] < DK),
+                     other=0.0).to(tl.float32)  # fmt: skip
+        if RPREC == "hand3":
+            kt_hi, kt_lo = split_tf32(kt)
+            o = dot3(kt_hi, kt_lo, s)
+        else:
+            o = tl.dot(kt, s, input_precision=RPREC)
+        omask = (rn[:, None] < N) & (rv[None, :] < DV)
+        tl.store(o_ptr + bt * N * DV + rn[:, None] * DV + rv[None, :], o.to(o_ptr.dtype.element_ty), mask=omask)
+
+
+@triton.jit(do_not_specialize=["T", "H", "HD", "N"])  # sizes that vary between calls: one compile
 def fwd_lean_kernel(
-    kks_ptr, kv_ptr, r_ptr, h0_ptr, wb_ptr, wa_ptr, alog_ptr, dt_ptr, states_ptr, T, DK, DV, H, HD,
+    kks_ptr, kv_ptr, r_ptr, h0_ptr, wb_ptr, wa_ptr, alog_ptr, dt_ptr, states_ptr, T, DK, DV, H, HD, k_ptr, o_ptr, N,
     HAS_H0: tl.constexpr, IN_PLACE: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, BH: tl.constexpr,
     PREC: tl.constexpr, EVEN: tl.constexpr, NHS: tl.constexpr,
+    READ: tl.constexpr = False, BNR: tl.constexpr = 64, RPREC: tl.constexpr = "ieee",
 ):  # fmt: skip
     """All T frames of value slice j (BV columns inside one head, or NHS = BV / HD whole heads) of batch element b.
     Grid: (B, DV / BV).
@@ -83,6 +105,8 @@ def fwd_lean_kernel(
     kks [B, T, 2, DK, DK] (K_t^T K_t split: hi, lo), kv [B, T, DK, DV], r [B, T, DK, 2, BH*BH], h0 [B, DK, DV],
     states [B, T + 1, DK, DV] (slot 0 = h0, slot t + 1 = S_t), or with IN_PLACE S_t over kv[b, t]; all fp32.
     PREC: precision of the products that form Q_0 from h0. EVEN: DK == BK and H == BH (no bounds masks).
+    READ: also the readout o[b, t][:, slice] = K_t S_t (k [B, T, N, DK], o [B, T, N, DV]; ``_walk_readout``, BNR
+    pixels at a time at precision RPREC) instead of ``readout_kernel`` after the walk; without it k, o, N are unused.
     """
     b = tl.program_id(0).to(tl.int64)
     j0 = tl.program_id(1) * BV
@@ -112,6 +136,8 @@ def fwd_lean_kernel(
     else:
         t_start = 1
         q, s = _inputs(r_b, kv_b, 0, DK, DV, q_offs, q_mask, s_offs, s_mask, BK, BQ, EVEN)  # Q_0 = R_0, S_0 = U_0
+        if READ:
+            _walk_readout(k_ptr, o_ptr, s, b * T, j0, N, DK, DV, BK, BV, BNR, RPREC)
     if not IN_PLACE:
         tl.store(st_base + t_start * DK * DV + s_offs, s, mask=s_mask)  # slot 0 = h0, or slot 1 = S_0
     for t in range(t_start, T):
@@ -123,3 +149,5 @@ def fwd_lean_kernel(
         if IN_PLACE:
             tl.debug_barrier()  # every thread has read its U_t elements before any overwrites them
         tl.store(st_base + (t + slot) * DK * DV + s_offs, s, mask=s_mask)
+        if READ:
+            _walk_readout(k_ptr, o_ptr, s, b * T + t, j0, N, DK, DV, BK, BV, BNR, RPREC)

@@ -100,6 +100,13 @@ TUNING: dict[str, int | str] = {
     # B32 T10 N256, forward kernels 144.8 -> 143.5 at B10 T10 N256, 93.3 -> 92.5 at N64 (2026-11-28)
     "readout_hand3": 1,
     "readout_tile": 4096,
+    # the lean walk's programs also read out their slice of O_t = K_t S_t while S_t is in registers, instead of
+    # ``readout_kernel`` after the walk (one launch less; the walk's frame step gets longer): 0 never, 1 for clips of
+    # at most walk_read_max_t frames, 2 always (default from GDKVM_FRAME_WALK_READOUT). ``walk_read_tile``: element
+    # budget of its [pixels, Dk] key tile
+    "walk_readout": int(os.environ.get("GDKVM_FRAME_WALK_READOUT", "0")),
+    "walk_read_max_t": 16,
+    "walk_read_tile": 4096,
     # value columns per readout program, rounded down to a multiple of its tile (64 at Dk 64, 32 at Dk 128) and looped
     # with K_t's rows loaded and split once; 0: one tile per program. Slower on an H100 (readout at B10 T10 N256: 29.5
     # us at one tile, 37.0 at 128 columns, 39.8 at 256; the same at N64 and B32, docs/benchmarks.md ninth round)
@@ -167,12 +174,18 @@ def launch(kernel: triton.JITFunction, grid: tuple[int, ...], *args: object, **k
     return _jit_launch(kernel, grid, *args, **kwargs)
 
 
+def _on_gpu(x: object) -> bool:
+    """Whether a launch's first argument is a CUDA tensor (CPU tensors outside the interpreter: the ahead-of-time
+    compiles of tests/ops/sm90_compile.py, which must take the JIT's path)."""
+    return getattr(x, "is_cuda", False)
+
+
 def launch_planned(token: object, kernel: triton.JITFunction, grid: tuple[int, ...], *args: object, **kwargs: object):
     """``launch`` for a launch whose constexprs, options, int arguments and tensor dtypes a memoised plan fixes
     (``token``: an object made once per plan, so one token means one set of them): with ``TUNING["plan_launch"]`` on
     a GPU the compiled kernel of a (token, kernel, tensor alignment) seen before is called directly
     (``_launch_cache.keyed_launch``), without the JIT's binding and specialisation. Returns the compiled kernel."""
-    if token is None or not TUNING["plan_launch"] or interpreting():
+    if token is None or not TUNING["plan_launch"] or interpreting() or not _on_gpu(args[0]):
         return launch(kernel, grid, *args, **kwargs)
     unaligned = 0  # Triton specialises a pointer on 16-byte alignment only
     for i, a in enumerate(args):
@@ -229,6 +242,12 @@ def block_sizes(dk: int, dv: int, heads: int, budget: int, min_bh: int = 16) -> 
     bv = fit(budget, bk, max(16, next_power_of_2(dv)))
     bh = max(16, min_bh, next_power_of_2(heads))
     return bk, bv, bh
+
+
+def walk_reads(t: int) -> bool:
+    """Whether the lean walk of a T-frame clip reads out O_t itself (``TUNING["walk_readout"]``)."""
+    mode = int(TUNING["walk_readout"])
+    return mode == 2 or (mode == 1 and t <= int(TUNING["walk_read_max_t"]))
 
 
 def fast_layout(dk: int, dv: int, heads: int) -> tuple[int, int] | None:
