@@ -13,6 +13,9 @@ step) in five forms, CUDA-graph replays of one launch, with the error against fl
 - ``tf32``: one TF32 product (the MMA-rate reference; TF32 accuracy only);
 - cuBLAS ``torch.bmm`` in fp32 (SGEMM) for scale.
 
+Then the Gram pre-pass itself (``triton_gram.gram``) in parts: K^T V alone, with K^T K, with the gate projections,
+all three (the forward's call), and all three with ``gram_kk_first``.
+
 Run from the repository root: ``python3 bench/gram_layout_probe.py`` (no arguments).
 """
 
@@ -27,8 +30,14 @@ import triton.language as tl
 import triton.testing
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import ops_frame  # noqa: E402
 
 from gdkvm.ops.frame.tiles import split_tf32  # noqa: E402
+from gdkvm.ops.frame.triton_fwd import _fwd_plan  # noqa: E402
+from gdkvm.ops.frame.triton_gram import gram  # noqa: E402
+from gdkvm.ops.frame.tuning import TUNING  # noqa: E402
 
 
 @triton.jit
@@ -117,11 +126,31 @@ def probe_shape(bt: int, n: int, gen: torch.Generator, dk: int = 64, dv: int = 2
     print(f"| {bt} x {n} | cuBLAS fp32 bmm | | | | {us:.1f} | {err():.1e} |", flush=True)
 
 
+def prepass_parts(name: str) -> None:
+    """Print the Gram pre-pass's time in parts at issue shape ``name``."""
+    b, t, n = ops_frame.SHAPES[name]
+    k, v, w_beta, w_alpha, _, _ = ops_frame.make_inputs(b, t, n, torch.float32)
+    dk, dv, heads = k.shape[-1], v.shape[-1], ops_frame.HEADS
+    _, bh, split, *_ = _fwd_plan(b, t, n, dk, dv, heads, k.dtype, k.device, True, False)
+    gates = (w_beta, w_alpha, heads, bh)
+    parts = (("K^T V (64-column programs)", False, None, 0, 0), ("K^T V + K^T K", True, None, split, 0),
+             ("K^T V by head + gate projections", False, gates, 0, 0),
+             ("all (the forward's call)", True, gates, split, 0),
+             ("all, K^T K programs first", True, gates, split, 1))  # fmt: skip
+    for label, with_kk, g, sp, first in parts:
+        TUNING["gram_kk_first"] = first
+        us = graph_ms(lambda with_kk=with_kk, g=g, sp=sp: gram(k, v, with_kk=with_kk, gates=g, split=sp)) * 1e3
+        print(f"| {name} | pre-pass: {label} | | | | {us:.1f} | |", flush=True)
+    TUNING["gram_kk_first"] = 0
+
+
 def main() -> None:
     print(f"card: {torch.cuda.get_device_name()}; torch {torch.__version__}; triton {triton.__version__}")
     print("| frames x N | form | BY | warps | stages | us | rel. err vs fp64 |")
     print("|---|---|---|---|---|---|---|")
     gen = torch.Generator(device="cuda").manual_seed(0)
+    for name in ("B10T10N256", "B32T10N256"):
+        prepass_parts(name)
     for bt, n in ((100, 256), (320, 256), (100, 64)):
         probe_shape(bt, n, gen)
 

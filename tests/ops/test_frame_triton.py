@@ -135,6 +135,15 @@ def test_walk_reads_out(hand: int, with_state: bool, monkeypatch: pytest.MonkeyP
     assert triton_fwd.walk_reads(2) and not triton_fwd.walk_reads(3)
 
 
+def test_gram_kk_programs_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Gram pre-pass with its K^T K programs in grid column 0 (``gram_kk_first``): same results."""
+    from gdkvm.ops.frame.triton_fwd import TUNING
+
+    monkeypatch.setitem(TUNING, "gram_kk_first", 1)
+    inp = make_inputs(b=2, t=3, n=37, dk=20, dv=96, heads=6, with_state=True)
+    assert_matches_with_and_without_gradients(inp)
+
+
 @pytest.mark.parametrize("cols", [0, 128], ids=["by-head", "wide"])
 def test_gram_in_hand_made_3xtf32(cols: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """The Gram pre-pass (and the backward's K^T dO) with ``gram_hand3`` and the readout with ``readout_hand3``: fp32

@@ -115,6 +115,7 @@ def gram_kernel(
     k_ptr, y_ptr, ky_ptr, kk_ptr, kks_ptr, wb_ptr, wa_ptr, r_ptr, N, DK, DY, H, HD, NCOL, CW,
     WITH_KK: tl.constexpr, WITH_R: tl.constexpr, BK: tl.constexpr, BN: tl.constexpr, BY: tl.constexpr,
     BH: tl.constexpr, PREC: tl.constexpr, SPREC: tl.constexpr, WIDE: tl.constexpr = False, SPLIT: tl.constexpr = 0,
+    KK_FIRST: tl.constexpr = False,
 ):  # fmt: skip
     """Per frame bt: ky[bt] = K^T Y, kk[bt] = K^T K (program NCOL, with WITH_KK) and the per-head gate projections of
     K^T Y (WITH_R): r[bt, :, 0, h * BH + h'] = (K^T Y)[:, head h] W_beta[head h, h'], r[bt, :, 1, ...] the same with
@@ -124,10 +125,14 @@ def gram_kernel(
     multiple of HD) in sub-tiles of BY, or with WIDE in one tile (``gram_wide_task``, BY >= CW). k [BT, N, DK],
     y [BT, N, DY], ky [BT, DK, DY], kk [BT, DK, DK], r [BT, DK, 2, BH*BH] (entries of padded heads are not written),
     all fp32 but k and y. PREC: precision of the dots over pixels (K, Y operands; "hand3": ``dot_acc``); SPREC: of the
-    gate projections of K^T Y, whose fp32 operands TF32 would round (they feed the gates).
+    gate projections of K^T Y, whose fp32 operands TF32 would round (they feed the gates). KK_FIRST (with WITH_KK):
+    the K^T K programs take grid column 0, so that the GPU, which starts programs column by column, runs them first
+    rather than as the launch's tail.
     """
     bt = tl.program_id(0).to(tl.int64)
     pc = tl.program_id(1)
+    if KK_FIRST:
+        pc = (pc + NCOL) % (NCOL + 1)
     if WIDE:  # BY = CW padded to a power of two
         if pc < NCOL:
             gram_wide_task(k_ptr, y_ptr, ky_ptr, wb_ptr, wa_ptr, r_ptr, bt, pc, N, DK, DY, H, HD, CW,
@@ -221,7 +226,7 @@ def gram(
     launch_planned(
         token, gram_kernel, (b * t, ncol + int(with_kk)),
         k, y, ky, kk, kks, wb, wa, r, n, dk, dy, heads, max(1, dy // heads), ncol, cw, WITH_KK=with_kk,
-        SPLIT=split if with_kk else 0, **const,
+        SPLIT=split if with_kk else 0, KK_FIRST=with_kk and bool(TUNING["gram_kk_first"]), **const,
     )  # fmt: skip
     return (ky, (kk if with_kk and split != 1 else None), (r if gates is not None else None),
             (kks if with_kk and split else None))  # fmt: skip
