@@ -46,6 +46,7 @@
 #   bash bench/gpu_verify.sh OUTDIR plan2  # the frame GPU tests call 4 of the eleventh round did not reach (plan-keyed
 #                                          # launches on), the off / on A/B, the T10 forward rows with them on
 #   bash bench/gpu_verify.sh OUTDIR gramparts # the Gram pre-pass in parts, K^T V forms (bench/gram_layout_probe.py)
+#   bash bench/gpu_verify.sh OUTDIR ownhead   # Gram projections against the own head's weights: A/B, GPU tests, T10 rows
 #   bash bench/gpu_verify.sh OUTDIR walkread  # the walk reading out O_t against the readout launch (bench/knob_ab.py),
 #                                             # then every frame GPU test with it on
 # Carry .whl (training wheels and fla-core; see bench/gpu_env.sh) and .tcache (autotune results saved by an
@@ -435,8 +436,15 @@ if [ "$WHAT" = walkread ]; then  # about 8 minutes: the walk reading out O_t (wa
   GDKVM_FRAME_WALK_READOUT=2 timeout 290 python3 -m pytest -q -p no:cacheprovider -rf --tb=short \
     tests/ops/test_frame_gpu.py 2>&1 | tail -15 | tee "$OUTDIR/frame_tests.txt"
 fi
-if [ "$WHAT" = gramparts ]; then  # about 4 minutes: the Gram pre-pass in parts and K^T V forms; K^T K programs first
+if [ "$WHAT" = gramparts ]; then  # about 2 minutes: the Gram pre-pass in parts and K^T V forms
   timeout 150 python3 bench/gram_layout_probe.py 2>&1 | grep -vi warn | tee "$OUTDIR/probe.txt" | grep "pre-pass"
-  timeout 150 python3 bench/knob_ab.py --configs gram_kk_first=0 gram_kk_first=1 gram_kk_first=1,gram_stages=1 \
-    --shapes B10T10N256 B32T10N256 B10T10N64 --modes fwd --rounds 3 2>&1 | grep -vi warn | tee "$OUTDIR/ab.txt"
+fi
+if [ "$WHAT" = ownhead ]; then  # about 9.5 minutes: the Gram's own-head projections off / on, every frame GPU test,
+  # the two short-of-target T10 forward rows of the issue table
+  timeout 100 python3 bench/knob_ab.py --configs gram_own_head=0 gram_own_head=1 --shapes B10T10N256 B32T10N256 \
+    B10T10N64 B1T100N256 B1T200N64 --modes fwd --rounds 3 2>&1 | grep -vi warn | tee "$OUTDIR/ab.txt"
+  timeout 290 python3 -m pytest -q -p no:cacheprovider -rf --tb=short tests/ops/test_frame_gpu.py 2>&1 | tail -15 \
+    | tee "$OUTDIR/frame_tests.txt"
+  timeout 170 python3 bench/ops_frame.py --compile-max-t 20 --rounds 3 --modes fwd --shapes B10T10N256 B32T10N256 \
+    --json "$OUTDIR/bench_frame.json" 2>&1 | grep -vi warn | tee "$OUTDIR/bench_frame.txt"
 fi

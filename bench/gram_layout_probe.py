@@ -14,7 +14,7 @@ step) in five forms, CUDA-graph replays of one launch, with the error against fl
 - cuBLAS ``torch.bmm`` in fp32 (SGEMM) for scale.
 
 Then the Gram pre-pass itself (``triton_gram.gram``) in parts: K^T V alone, with K^T K, with the gate projections,
-all three (the forward's call), and all three with ``gram_kk_first``.
+and all three (the forward's call).
 
 Run from the repository root: ``python3 bench/gram_layout_probe.py`` (no arguments).
 """
@@ -37,7 +37,6 @@ import ops_frame  # noqa: E402
 from gdkvm.ops.frame.tiles import split_tf32  # noqa: E402
 from gdkvm.ops.frame.triton_fwd import _fwd_plan  # noqa: E402
 from gdkvm.ops.frame.triton_gram import gram  # noqa: E402
-from gdkvm.ops.frame.tuning import TUNING  # noqa: E402
 
 
 @triton.jit
@@ -133,15 +132,12 @@ def prepass_parts(name: str) -> None:
     dk, dv, heads = k.shape[-1], v.shape[-1], ops_frame.HEADS
     _, bh, split, *_ = _fwd_plan(b, t, n, dk, dv, heads, k.dtype, k.device, True, False)
     gates = (w_beta, w_alpha, heads, bh)
-    parts = (("K^T V (64-column programs)", False, None, 0, 0), ("K^T V + K^T K", True, None, split, 0),
-             ("K^T V by head + gate projections", False, gates, 0, 0),
-             ("all (the forward's call)", True, gates, split, 0),
-             ("all, K^T K programs first", True, gates, split, 1))  # fmt: skip
-    for label, with_kk, g, sp, first in parts:
-        TUNING["gram_kk_first"] = first
+    parts = (("K^T V (64-column programs)", False, None, 0), ("K^T V + K^T K", True, None, split),
+             ("K^T V by head + gate projections", False, gates, 0),
+             ("all (the forward's call)", True, gates, split))  # fmt: skip
+    for label, with_kk, g, sp in parts:
         us = graph_ms(lambda with_kk=with_kk, g=g, sp=sp: gram(k, v, with_kk=with_kk, gates=g, split=sp)) * 1e3
         print(f"| {name} | pre-pass: {label} | | | | {us:.1f} | |", flush=True)
-    TUNING["gram_kk_first"] = 0
 
 
 def main() -> None:

@@ -135,13 +135,18 @@ def test_walk_reads_out(hand: int, with_state: bool, monkeypatch: pytest.MonkeyP
     assert triton_fwd.walk_reads(2) and not triton_fwd.walk_reads(3)
 
 
-def test_gram_kk_programs_first(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The Gram pre-pass with its K^T K programs in grid column 0 (``gram_kk_first``): same results."""
+@pytest.mark.parametrize(("own", "per"), [(1, 1), (0, 1), (1, 2)], ids=["own-head", "blocks", "two-heads"])
+def test_gram_gate_projections(own: int, per: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Gram pre-pass's gate projections: one head per program against its own weight rows (``gram_own_head``;
+    3 heads padded to 4, the product padded to 16 columns), the block products of every head, programs of two
+    heads; with gradients."""
     from gdkvm.ops.frame.triton_fwd import TUNING
 
-    monkeypatch.setitem(TUNING, "gram_kk_first", 1)
-    inp = make_inputs(b=2, t=3, n=37, dk=20, dv=96, heads=6, with_state=True)
-    assert_matches_with_and_without_gradients(inp)
+    monkeypatch.setitem(TUNING, "gram_own_head", own)
+    monkeypatch.setitem(TUNING, "gram_heads", per)
+    for b, t, n, dk, dv, h in ((2, 3, 37, 20, 48, 3), (1, 2, 9, 16, 128, 8)):
+        inp = make_inputs(b=b, t=t, n=n, dk=dk, dv=dv, heads=h, with_state=t == 2)
+        assert_match(run(inp, "triton"), run(inp, "naive"), TOL)
 
 
 @pytest.mark.parametrize("cols", [0, 128], ids=["by-head", "wide"])

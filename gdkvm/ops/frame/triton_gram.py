@@ -43,27 +43,53 @@ def _gram_kk(
 
 
 @triton.jit
+def _own_head_weights(wb_ptr, wa_ptr, c0, DY, H, BY: tl.constexpr, NR: tl.constexpr):
+    """[BY, NR] fp32: for value rows c0 .. c0+BY-1, column 2 h' + w = W_w[row, h'] (w = 0: W_beta, 1: W_alpha),
+    zero for h' >= H (NR = 2 x padded heads, at least 16 so the tensor-core product is not narrower than 16)."""
+    rc = c0 + tl.arange(0, BY)
+    rq = tl.arange(0, NR // 2)
+    mask = (rc[:, None] < DY) & (rq[None, :] < H)
+    wb = tl.load(wb_ptr + rc[:, None] * H + rq[None, :], mask=mask, other=0.0)
+    wa = tl.load(wa_ptr + rc[:, None] * H + rq[None, :], mask=mask, other=0.0)
+    return tl.reshape(tl.join(wb, wa), (BY, NR))
+
+
+@triton.jit
 def gram_task(
     k_ptr, y_ptr, ky_ptr, kk_ptr, wb_ptr, wa_ptr, r_ptr, bt, pc, N, DK, DY, H, HD, NCOL, CW,
     WITH_KK: tl.constexpr, WITH_R: tl.constexpr, BK: tl.constexpr, BN: tl.constexpr, BY: tl.constexpr,
-    BH: tl.constexpr, PREC: tl.constexpr, SPREC: tl.constexpr, kks_ptr, SPLIT: tl.constexpr,
+    BH: tl.constexpr, PREC: tl.constexpr, SPREC: tl.constexpr, kks_ptr, SPLIT: tl.constexpr, ONE_HEAD: tl.constexpr,
+    NR: tl.constexpr,
 ):  # fmt: skip
     """One program's share of frame bt (int64) of ``gram_kernel``: columns pc*CW .. pc*CW+CW-1 of K^T Y (and with
-    WITH_R their heads' gate projections), or for pc == NCOL (with WITH_KK) K^T K. Layouts as in ``gram_kernel``."""
+    WITH_R their heads' gate projections), or for pc == NCOL (with WITH_KK) K^T K. Layouts as in ``gram_kernel``.
+    ONE_HEAD (with WITH_R, CW == HD: one head per program): its projections as one [BK, NR] product against that
+    head's weight rows only (``_own_head_weights``), not the [BK, 2 BH^2] block products of every head."""
     k_base = k_ptr + bt * N * DK
     rk = tl.arange(0, BK)
     if pc < NCOL:
         rb = tl.zeros((BK, BH * BH), dtype=tl.float32)
         ra = tl.zeros((BK, BH * BH), dtype=tl.float32)
+        rj = tl.zeros((BK, NR), dtype=tl.float32)
         for c0 in range(pc * CW, tl.minimum(pc * CW + CW, DY), BY):
             ky = kt_y_tile(k_base, y_ptr + bt * N * DY, N, DK, DY, c0, BK, BN, BY, PREC)
             ry = c0 + tl.arange(0, BY)
             ky_mask = (rk[:, None] < DK) & (ry[None, :] < DY)
             tl.store(ky_ptr + bt * DK * DY + rk[:, None] * DY + ry[None, :], ky, mask=ky_mask)
             if WITH_R:
-                rb = dot_acc(ky, head_block_weights(wb_ptr, c0, DY, H, HD, BY, BH), rb, SPREC)
-                ra = dot_acc(ky, head_block_weights(wa_ptr, c0, DY, H, HD, BY, BH), ra, SPREC)
-        if WITH_R:
+                if ONE_HEAD:
+                    rj = dot_acc(ky, _own_head_weights(wb_ptr, wa_ptr, c0, DY, H, BY, NR), rj, SPREC)
+                else:
+                    rb = dot_acc(ky, head_block_weights(wb_ptr, c0, DY, H, HD, BY, BH), rb, SPREC)
+                    ra = dot_acc(ky, head_block_weights(wa_ptr, c0, DY, H, HD, BY, BH), ra, SPREC)
+        if WITH_R and ONE_HEAD:
+            rjb, rja = tl.split(tl.reshape(rj, (BK, NR // 2, 2)))
+            rq = tl.arange(0, NR // 2)
+            r_mask = (rk[:, None] < DK) & (rq[None, :] < H)
+            r_offs = bt * DK * 2 * BH * BH + rk[:, None] * 2 * BH * BH + (pc * CW // HD) * BH + rq[None, :]
+            tl.store(r_ptr + r_offs, rjb, mask=r_mask)
+            tl.store(r_ptr + r_offs + BH * BH, rja, mask=r_mask)
+        elif WITH_R:
             rq = tl.arange(0, BH * BH)
             first = pc * CW // HD  # the heads of columns pc*CW .. pc*CW+CW-1 (CW is a multiple of HD here)
             qh = rq[None, :] // BH
@@ -115,7 +141,7 @@ def gram_kernel(
     k_ptr, y_ptr, ky_ptr, kk_ptr, kks_ptr, wb_ptr, wa_ptr, r_ptr, N, DK, DY, H, HD, NCOL, CW,
     WITH_KK: tl.constexpr, WITH_R: tl.constexpr, BK: tl.constexpr, BN: tl.constexpr, BY: tl.constexpr,
     BH: tl.constexpr, PREC: tl.constexpr, SPREC: tl.constexpr, WIDE: tl.constexpr = False, SPLIT: tl.constexpr = 0,
-    KK_FIRST: tl.constexpr = False,
+    ONE_HEAD: tl.constexpr = False, NR: tl.constexpr = 16,
 ):  # fmt: skip
     """Per frame bt: ky[bt] = K^T Y, kk[bt] = K^T K (program NCOL, with WITH_KK) and the per-head gate projections of
     K^T Y (WITH_R): r[bt, :, 0, h * BH + h'] = (K^T Y)[:, head h] W_beta[head h, h'], r[bt, :, 1, ...] the same with
@@ -125,14 +151,11 @@ def gram_kernel(
     multiple of HD) in sub-tiles of BY, or with WIDE in one tile (``gram_wide_task``, BY >= CW). k [BT, N, DK],
     y [BT, N, DY], ky [BT, DK, DY], kk [BT, DK, DK], r [BT, DK, 2, BH*BH] (entries of padded heads are not written),
     all fp32 but k and y. PREC: precision of the dots over pixels (K, Y operands; "hand3": ``dot_acc``); SPREC: of the
-    gate projections of K^T Y, whose fp32 operands TF32 would round (they feed the gates). KK_FIRST (with WITH_KK):
-    the K^T K programs take grid column 0, so that the GPU, which starts programs column by column, runs them first
-    rather than as the launch's tail.
+    gate projections of K^T Y, whose fp32 operands TF32 would round (they feed the gates). ONE_HEAD, NR: see
+    ``gram_task``.
     """
     bt = tl.program_id(0).to(tl.int64)
     pc = tl.program_id(1)
-    if KK_FIRST:
-        pc = (pc + NCOL) % (NCOL + 1)
     if WIDE:  # BY = CW padded to a power of two
         if pc < NCOL:
             gram_wide_task(k_ptr, y_ptr, ky_ptr, wb_ptr, wa_ptr, r_ptr, bt, pc, N, DK, DY, H, HD, CW,
@@ -141,7 +164,7 @@ def gram_kernel(
             _gram_kk(k_ptr, kk_ptr, kks_ptr, bt, N, DK, BK, BN, PREC, SPLIT)
     else:
         gram_task(k_ptr, y_ptr, ky_ptr, kk_ptr, wb_ptr, wa_ptr, r_ptr, bt, pc, N, DK, DY, H, HD, NCOL, CW,
-                  WITH_KK, WITH_R, BK, BN, BY, BH, PREC, SPREC, kks_ptr, SPLIT)  # fmt: skip
+                  WITH_KK, WITH_R, BK, BN, BY, BH, PREC, SPREC, kks_ptr, SPLIT, ONE_HEAD, NR)  # fmt: skip
 
 
 @planned
@@ -157,6 +180,7 @@ def gram_layout(
     hd = dy // heads if with_r else 1
     wide = int(TUNING["gram_cols"]) >= max(hd, 16) and not fused
     warps = int(TUNING["gram_warps"])
+    one_head = False
     if wide:  # one tile of whole heads (with_r) per program, pixels outside
         cols = min(int(TUNING["gram_cols"]), 128) if with_r else int(TUNING["gram_cols"])  # 256 + R: > 228 KB smem
         cw = min(dy, max(hd, cols // hd * hd))
@@ -167,6 +191,7 @@ def gram_layout(
         per = max(1, min(heads, int(TUNING["gram_heads"])))
         cw, ncol = hd * per, cdiv(heads, per)
         by = min(cw, bn)
+        one_head = per == 1 and bool(TUNING["gram_own_head"])
     else:
         by = cw = bn
         ncol = cdiv(dy, by)
@@ -175,8 +200,8 @@ def gram_layout(
     const = {
         "WITH_R": with_r, "BK": bk, "BN": bn, "BY": by, "BH": bh, "PREC": prec,
         "SPREC": "hand3" if hand else serial_fast_precision(device), "num_stages": int(TUNING["gram_stages"]),
-        "WIDE": wide,
-        "num_warps": safe_warps(warps, bk, min(by, bk, bh * bh if with_r else by)),
+        "WIDE": wide, "ONE_HEAD": one_head, "NR": max(2 * bh, 16),
+        "num_warps": safe_warps(warps, bk, min(by, bk, (max(2 * bh, 16) if one_head else bh * bh) if with_r else by)),
     }  # fmt: skip
     return cw, ncol, const
 
@@ -226,7 +251,7 @@ def gram(
     launch_planned(
         token, gram_kernel, (b * t, ncol + int(with_kk)),
         k, y, ky, kk, kks, wb, wa, r, n, dk, dy, heads, max(1, dy // heads), ncol, cw, WITH_KK=with_kk,
-        SPLIT=split if with_kk else 0, KK_FIRST=with_kk and bool(TUNING["gram_kk_first"]), **const,
+        SPLIT=split if with_kk else 0, **const,
     )  # fmt: skip
     return (ky, (kk if with_kk and split != 1 else None), (r if gates is not None else None),
             (kks if with_kk and split else None))  # fmt: skip

@@ -91,7 +91,9 @@ TUNING: dict[str, int | str] = {
     "gram_wide_warps": 8,
     "gram_heads": 1,  # heads per by-head Gram program; 2 and 4: 68-69 us vs 65 at B10 T10 N256, 191-199 vs 186 at B32
     "gram_warps": 4,
-    "gram_kk_first": 0,  # 1: the Gram pre-pass starts its K^T K programs first (``gram_kernel``'s KK_FIRST)
+    # 1: a by-head Gram program (gram_heads 1) projects its head's columns against that head's weight rows only, one
+    # [Dk, 2 x padded heads] product, instead of [Dk, 2 BH^2] block products that are zero outside its head
+    "gram_own_head": 1,
     # 1: the Gram pre-pass's products (pixels for fp32 inputs, gate projections) in hand-made 3xTF32 (tiles.dot_acc,
     # no NaN selects): sm_90 loop body 1644 -> 1092 instructions, spill 80 -> 0 bytes; H100 pre-pass 65.3 -> 59.4 us
     # at B10 T10 N256, 33.4 -> 29.3 at N64, 186 -> 168 at B32 (2026-11-28; with the rounded splits of a9c4ea8, which
