@@ -92,7 +92,8 @@ TUNING: dict[str, int | str] = {
     "gram_heads": 1,  # heads per by-head Gram program; 2 and 4: 68-69 us vs 65 at B10 T10 N256, 191-199 vs 186 at B32
     "gram_warps": 4,
     # 1: a by-head Gram program (gram_heads 1) projects its head's columns against that head's weight rows only, one
-    # [Dk, 2 x padded heads] product, instead of [Dk, 2 BH^2] block products that are zero outside its head
+    # [Dk, 2 x padded heads] product, instead of [Dk, 2 BH^2] block products that are zero outside its head. H200
+    # forward kernels (CUDA graph): B10 T10 N256 0.1501 -> 0.1414 ms, B32 0.3477 -> 0.3161, N64 0.0975 -> 0.0908
     "gram_own_head": 1,
     # 1: the Gram pre-pass's products (pixels for fp32 inputs, gate projections) in hand-made 3xTF32 (tiles.dot_acc,
     # no NaN selects): sm_90 loop body 1644 -> 1092 instructions, spill 80 -> 0 bytes; H100 pre-pass 65.3 -> 59.4 us
@@ -106,7 +107,9 @@ TUNING: dict[str, int | str] = {
     # the lean walk's programs also read out their slice of O_t = K_t S_t while S_t is in registers, instead of
     # ``readout_kernel`` after the walk (one launch less; the walk's frame step gets longer): 0 never, 1 for clips of
     # at most walk_read_max_t frames, 2 always (default from GDKVM_FRAME_WALK_READOUT). ``walk_read_tile``: element
-    # budget of its [pixels, Dk] key tile
+    # budget of its [pixels, Dk] key tile. Off: on an H200 the forward's kernels got slower at every issue shape
+    # (B10 T10 N256 0.152 -> 0.190 ms as a CUDA graph, B1 T200 N64 1.17 -> 1.85); only a host-bound forward gains
+    # from the launch it saves (B10 T10 N64 op time 0.148 -> 0.123 ms in one process)
     "walk_readout": int(os.environ.get("GDKVM_FRAME_WALK_READOUT", "0")),
     "walk_read_max_t": 16,
     "walk_read_tile": 4096,
