@@ -285,7 +285,9 @@ SWEEP = {  # knob -> values tried, one knob at a time, the others at their defau
         ("fast_stages", (1, 3)),
         ("readout_stages", (1, 2, 3)),
         ("readout_tile", (2048, 4096, 8192)),
+        ("readout_bv", (0, 16, 32)),
         ("readout_warps", (4, 8)),
+        ("gram_own_head", (0, 1)),
     ],
     "fwdbwd": [
         ("fused_fwd", (0, 1)),

@@ -180,6 +180,21 @@ def test_readout_column_loop(cols: int, hand: int, monkeypatch: pytest.MonkeyPat
     assert loops.count(True) == (1 if cols else 0)  # the looped readout ran (other launches pass no LOOP)
 
 
+@pytest.mark.parametrize("bv", [16, 32])
+def test_readout_narrow_value_tiles(bv: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Readout tiles of fewer value columns than pixels (``readout_bv``): ragged pixels and values, Dv = 80 not a
+    multiple of 32; alone and looped over several tiles per program."""
+    from gdkvm.ops.frame import triton_fwd
+
+    monkeypatch.setitem(triton_fwd.TUNING, "readout_bv", bv)
+    inp = make_inputs(b=2, t=3, n=70, dk=48, dv=80, heads=5, with_state=True)
+    assert_match(run(inp, "triton"), run(inp, "naive"), TOL)
+    monkeypatch.setitem(triton_fwd.TUNING, "readout_cols", 64)
+    assert_match(run(inp, "triton"), run(inp, "naive"), TOL)
+    plan = triton_fwd._fwd_plan(2, 3, 70, 48, 80, 5, torch.float32, torch.device("cpu"), True, True)
+    assert plan[6]["meta"]["BV"] == bv and plan[6]["meta"]["BN"] == 64
+
+
 @pytest.mark.parametrize(("n", "stages"), [(64, 1), (65, 2), (256, 2)])
 def test_gram_pipelines_only_several_pixel_tiles(n: int, stages: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """The Gram pre-pass takes one software-pipelining stage where one pixel tile covers the frame (measured faster

@@ -17,7 +17,7 @@ import torch
 import triton
 import triton.language as tl
 
-from gdkvm.ops._host import cdiv
+from gdkvm.ops._host import cdiv, next_power_of_2
 from gdkvm.ops.frame.tiles import (
     dot3,
     expand_gates,
@@ -439,6 +439,8 @@ def _fwd_plan(
         else:
             const["PSUM_DOT"] = bool(TUNING["fast_psum_dot"])
     bn = bvo = fit(int(TUNING["readout_tile"]), bk)
+    if int(TUNING["readout_bv"]):  # value columns of a readout tile apart from its pixels
+        bvo = min(bn, max(16, next_power_of_2(int(TUNING["readout_bv"]))))
     cols = max(bvo, min(dv, int(TUNING["readout_cols"])) // bvo * bvo)
     read_meta = dict(
         BK=bk, BN=bn, BV=bvo, LOOP=cols > bvo, PREC=pixel_precision(dtype, device, "readout_hand3"),

@@ -118,6 +118,10 @@ TUNING: dict[str, int | str] = {
     # us at one tile, 37.0 at 128 columns, 39.8 at 256; the same at N64 and B32, docs/benchmarks.md ninth round)
     "readout_cols": 0,
     "readout_warps": 4,
+    # > 0: value columns per readout tile (a power of two >= 16, at most its pixels), more and smaller programs; 0: as
+    # many as the tile's pixels. Not yet measured on a GPU (the Gram's K^T V ran 30.7 vs 40.4 us with 32 columns per
+    # program instead of 64, H200 probe): bench/gpu_verify.sh next. Default from GDKVM_FRAME_READOUT_BV
+    "readout_bv": int(os.environ.get("GDKVM_FRAME_READOUT_BV", "0")),
     "dkdv_tile": 4096,
     "dkdv_tile_k128": 2048,
     "dkdv_warps": 4,
