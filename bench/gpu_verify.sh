@@ -47,7 +47,7 @@
 #                                          # launches on), the off / on A/B, the T10 forward rows with them on
 #   bash bench/gpu_verify.sh OUTDIR gramparts # the Gram pre-pass in parts, K^T V forms (bench/gram_layout_probe.py)
 #   bash bench/gpu_verify.sh OUTDIR ownhead   # Gram projections against the own head's weights: A/B, GPU tests, T10 rows
-#   bash bench/gpu_verify.sh OUTDIR next      # readout tiles of fewer value columns (readout_bv): A/B, then GPU tests
+#   bash bench/gpu_verify.sh OUTDIR next      # readout_bv and gram_kk_spread (not yet measured): A/B, then GPU tests
 #   bash bench/gpu_verify.sh OUTDIR walkread  # the walk reading out O_t against the readout launch (bench/knob_ab.py),
 #                                             # then every frame GPU test with it on
 # Carry .whl (training wheels and fla-core; see bench/gpu_env.sh) and .tcache (autotune results saved by an
@@ -449,10 +449,11 @@ if [ "$WHAT" = ownhead ]; then  # about 9.5 minutes: the Gram's own-head project
   timeout 170 python3 bench/ops_frame.py --compile-max-t 20 --rounds 3 --modes fwd --shapes B10T10N256 B32T10N256 \
     --json "$OUTDIR/bench_frame.json" 2>&1 | grep -vi warn | tee "$OUTDIR/bench_frame.txt"
 fi
-if [ "$WHAT" = next ]; then  # about 7 minutes: readout tiles of 32 / 16 value columns (readout_bv) off / on, then
-  # every frame GPU test with 32
-  timeout 100 python3 bench/knob_ab.py --configs readout_bv=0 readout_bv=32 readout_bv=16 --shapes B10T10N256 \
-    B32T10N256 B10T10N64 B1T100N256 B1T200N64 --modes fwd --rounds 3 2>&1 | grep -vi warn | tee "$OUTDIR/ab.txt"
-  GDKVM_FRAME_READOUT_BV=32 timeout 300 python3 -m pytest -q -p no:cacheprovider -rf --tb=short \
-    tests/ops/test_frame_gpu.py 2>&1 | tail -15 | tee "$OUTDIR/frame_tests.txt"
+if [ "$WHAT" = next ]; then  # about 8 minutes: readout tiles of 32 / 16 value columns (readout_bv) and K^T K spread
+  # over the Gram's column programs (gram_kk_spread) off / on, then every frame GPU test with both on
+  timeout 130 python3 bench/knob_ab.py --configs readout_bv=0 readout_bv=32 readout_bv=16 gram_kk_spread=1 \
+    gram_kk_spread=1,readout_bv=32 --shapes B10T10N256 B32T10N256 B10T10N64 B1T100N256 B1T200N64 --modes fwd \
+    --rounds 3 2>&1 | grep -vi warn | tee "$OUTDIR/ab.txt"
+  GDKVM_FRAME_READOUT_BV=32 GDKVM_FRAME_GRAM_KK_SPREAD=1 timeout 300 python3 -m pytest -q -p no:cacheprovider -rf \
+    --tb=short tests/ops/test_frame_gpu.py 2>&1 | tail -15 | tee "$OUTDIR/frame_tests.txt"
 fi

@@ -139,38 +139,34 @@ def frame_cases() -> None:
     from gdkvm.ops.frame.tuning import TUNING
 
     defaults = dict(TUNING)
-    for dtype, (b, t, n, dk, dv, heads), h0, sliced, fused, cols, lean, hand, walk in (
-        (torch.float32, (2, 3, 64, 64, 256, 8), False, 1, 0, 0, 1, 0, 0),  # the paper's sizes, lean parallel recurrence
-        (torch.float32, (2, 3, 64, 64, 256, 8), False, 1, 0, 0, 0, 0, 0),  # fwd_parallel_kernel (the old walk)
-        (torch.float32, (2, 3, 64, 64, 256, 8), False, 1, 3, 0, 1, 0, 0),  # the same in one launch (compiled only)
-        (
-            torch.float32,
-            (2, 3, 64, 64, 256, 8),
-            True,
-            1,
-            0,
-            0,
-            1,
-            1,
-            0,
-        ),  # Gram and readout in hand-made 3xTF32
-        (torch.float32, (2, 3, 64, 64, 256, 8), False, 1, 0, 128, 1, 1, 0),  # the same, wide Gram programs
-        (torch.float32, (2, 3, 64, 64, 256, 8), True, 1, 0, 128, 1, 0, 0),  # wide Gram programs, lean walk of two heads
-        (torch.bfloat16, (2, 3, 196, 64, 256, 8), True, 1, 3, 0, 1, 0, 0),
-        (torch.bfloat16, (2, 3, 196, 64, 256, 8), True, 1, 0, 256, 1, 0, 0),
-        (torch.float32, (1, 2, 64, 128, 512, 8), True, 1, 3, 0, 1, 0, 0),  # largest supported Dk, Dv
-        (torch.float32, (1, 2, 64, 128, 512, 8), True, 0, 0, 256, 1, 0, 0),  # the one-program reverse walk
-        (torch.float32, (2, 3, 50, 48, 96, 4), False, 0, 1, 0, 1, 0, 0),  # Dv / H = 24: one-program-per-clip recurrence
-        (torch.float32, (2, 3, 50, 48, 96, 4), True, 1, 1, 64, 1, 0, 0),
-        (torch.float32, (2, 3, 64, 64, 256, 8), False, 1, 0, 0, 1, 1, 2),  # the walk reading out, hand-made 3xTF32
-        (torch.float32, (2, 3, 100, 64, 256, 8), True, 1, 0, 0, 1, 0, 2),  # the same in tf32x3, ragged pixel tiles
-        (torch.bfloat16, (2, 3, 196, 64, 256, 8), False, 1, 0, 128, 1, 0, 2),  # bf16 (TF32), slices of two heads
+    walk = {"walk_readout": 2}  # the lean walk reading out O_t itself
+    spread = {"gram_kk_spread": 1}  # K^T K over the Gram's column programs
+    f32, b16 = torch.float32, torch.bfloat16
+    for dtype, (b, t, n, dk, dv, heads), h0, sliced, fused, cols, lean, hand, extra in (
+        (f32, (2, 3, 64, 64, 256, 8), False, 1, 0, 0, 1, 0, {}),  # the paper's sizes, lean parallel recurrence
+        (f32, (2, 3, 64, 64, 256, 8), False, 1, 0, 0, 0, 0, {}),  # fwd_parallel_kernel (the old walk)
+        (f32, (2, 3, 64, 64, 256, 8), False, 1, 3, 0, 1, 0, {}),  # the same in one launch (compiled only)
+        (f32, (2, 3, 64, 64, 256, 8), True, 1, 0, 0, 1, 1, {}),  # Gram and readout in hand-made 3xTF32
+        (f32, (2, 3, 64, 64, 256, 8), False, 1, 0, 128, 1, 1, {}),  # the same, wide Gram programs
+        (f32, (2, 3, 64, 64, 256, 8), True, 1, 0, 128, 1, 0, {}),  # wide Gram programs, lean walk of two heads
+        (b16, (2, 3, 196, 64, 256, 8), True, 1, 3, 0, 1, 0, {}),
+        (b16, (2, 3, 196, 64, 256, 8), True, 1, 0, 256, 1, 0, {}),
+        (f32, (1, 2, 64, 128, 512, 8), True, 1, 3, 0, 1, 0, {}),  # largest supported Dk, Dv
+        (f32, (1, 2, 64, 128, 512, 8), True, 0, 0, 256, 1, 0, {}),  # the one-program reverse walk
+        (f32, (2, 3, 50, 48, 96, 4), False, 0, 1, 0, 1, 0, {}),  # Dv / H = 24: one-program-per-clip recurrence
+        (f32, (2, 3, 50, 48, 96, 4), True, 1, 1, 64, 1, 0, {}),
+        (f32, (2, 3, 64, 64, 256, 8), False, 1, 0, 0, 1, 1, walk),  # hand-made 3xTF32
+        (f32, (2, 3, 100, 64, 256, 8), True, 1, 0, 0, 1, 0, walk),  # tf32x3, ragged pixel tiles
+        (b16, (2, 3, 196, 64, 256, 8), False, 1, 0, 128, 1, 0, walk),  # bf16 (TF32), slices of two heads
+        (f32, (2, 3, 64, 64, 256, 8), False, 1, 0, 0, 1, 1, {**spread, "readout_bv": 32}),
+        (b16, (2, 3, 196, 128, 512, 8), True, 1, 0, 0, 1, 0, {**spread, "readout_bv": 16}),
     ):
+        TUNING.update(defaults)
+        TUNING.update(extra)  # knobs of one case only
         TUNING["bwd_sliced"] = sliced
         TUNING["fused_fwd"] = fused
         TUNING["gram_cols"] = cols
         TUNING["fast_lean"] = lean
-        TUNING["walk_readout"] = walk
         TUNING["gram_hand3"] = TUNING["readout_hand3"] = hand
         TUNING["readout_cols"] = 256 if hand else 0  # readout programs looping over four column tiles
         TUNING["fast_wide_slices"] = 2 if cols else 1  # walkers of two heads where the wide Gram runs

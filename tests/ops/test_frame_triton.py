@@ -149,6 +149,22 @@ def test_gram_gate_projections(own: int, per: int, monkeypatch: pytest.MonkeyPat
         assert_match(run(inp, "triton"), run(inp, "naive"), TOL)
 
 
+def test_gram_kk_spread_over_column_programs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """K^T K computed by the Gram pre-pass's column programs, 16 or more of its columns each (``gram_kk_spread``): by
+    head with gate projections (padded keys: 20 of 32), the plain column tiles of the one-program recurrence (no
+    projections), one head's program covering all of K^T K; with gradients and in place."""
+    from gdkvm.ops.frame import triton_gram
+    from gdkvm.ops.frame.triton_fwd import TUNING
+
+    monkeypatch.setitem(TUNING, "gram_kk_spread", 1)
+    grids, real = [], triton_gram.launch_planned
+    monkeypatch.setattr(triton_gram, "launch_planned", lambda *a, **kw: grids.append(a[2]) or real(*a, **kw))
+    for b, t, n, dk, dv, h in ((2, 3, 37, 20, 96, 6), (1, 2, 20, 24, 72, 3), (2, 2, 9, 48, 32, 1)):
+        assert_matches_with_and_without_gradients(make_inputs(b=b, t=t, n=n, dk=dk, dv=dv, heads=h, with_state=b == 2))
+    assert grids[0] == (6, 6)  # six head programs per frame, no K^T K program
+    assert (2, 2) in grids  # the 72 value columns of the one-program recurrence's shape in two tiles of 64, no more
+
+
 @pytest.mark.parametrize("cols", [0, 128], ids=["by-head", "wide"])
 def test_gram_in_hand_made_3xtf32(cols: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """The Gram pre-pass (and the backward's K^T dO) with ``gram_hand3`` and the readout with ``readout_hand3``: fp32

@@ -81,7 +81,7 @@ def fwd_fused_kernel(
                 bt = ((frame % B) * T + frame // B).to(tl.int64)
                 gram_task(
                     k_ptr, v_ptr, kv_ptr, kk_ptr, wb_ptr, wa_ptr, r_ptr, bt, i % GT,
-                    N, DK, DV, H, HD, NCOL, CW, True, WITH_R, BK, BN, BY, BH, PREC, SPREC, kk_ptr, 0, False, 16,
+                    N, DK, DV, H, HD, NCOL, CW, True, WITH_R, BK, BN, BY, BH, PREC, SPREC, kk_ptr, 0, False, 16, 0,
                 )  # fmt: skip
                 if SYNC:
                     signal_count(flag_ptr + bt * 2)

@@ -25,15 +25,18 @@ from gdkvm.ops.frame.tuning import (
 
 @triton.jit
 def _gram_kk(
-    k_ptr, kk_ptr, kks_ptr, bt, N, DK, BK: tl.constexpr, BN: tl.constexpr, PREC: tl.constexpr, SPLIT: tl.constexpr
+    k_ptr, kk_ptr, kks_ptr, bt, N, DK, c0, BK: tl.constexpr, BN: tl.constexpr, BC: tl.constexpr,
+    PREC: tl.constexpr, SPLIT: tl.constexpr,
 ):  # fmt: skip
-    """K^T K of frame bt (int64), k [BT, N, DK]: SPLIT 0 or 2 store it to kk [BT, DK, DK] fp32; SPLIT 1 or 2 store
-    its TF32 split (``split_tf32``: hi, lo) to kks [BT, 2, DK, DK] (the lean recurrence's operands)."""
+    """Columns c0 .. c0+BC-1 of K^T K of frame bt (int64), k [BT, N, DK]: SPLIT 0 or 2 store them to kk [BT, DK, DK]
+    fp32; SPLIT 1 or 2 store their TF32 split (``split_tf32``: hi, lo) to kks [BT, 2, DK, DK] (the lean recurrence's
+    operands)."""
     rk = tl.arange(0, BK)
+    rc = c0 + tl.arange(0, BC)
     k_base = k_ptr + bt * N * DK
-    kk = kt_y_tile(k_base, k_base, N, DK, DK, 0, BK, BN, BK, PREC)
-    kk_mask = (rk[:, None] < DK) & (rk[None, :] < DK)
-    offs = rk[:, None] * DK + rk[None, :]
+    kk = kt_y_tile(k_base, k_base, N, DK, DK, c0, BK, BN, BC, PREC)
+    kk_mask = (rk[:, None] < DK) & (rc[None, :] < DK)
+    offs = rk[:, None] * DK + rc[None, :]
     if SPLIT != 1:
         tl.store(kk_ptr + bt * DK * DK + offs, kk, mask=kk_mask)
     if SPLIT:
@@ -59,12 +62,13 @@ def gram_task(
     k_ptr, y_ptr, ky_ptr, kk_ptr, wb_ptr, wa_ptr, r_ptr, bt, pc, N, DK, DY, H, HD, NCOL, CW,
     WITH_KK: tl.constexpr, WITH_R: tl.constexpr, BK: tl.constexpr, BN: tl.constexpr, BY: tl.constexpr,
     BH: tl.constexpr, PREC: tl.constexpr, SPREC: tl.constexpr, kks_ptr, SPLIT: tl.constexpr, ONE_HEAD: tl.constexpr,
-    NR: tl.constexpr,
+    NR: tl.constexpr, KKC: tl.constexpr,
 ):  # fmt: skip
     """One program's share of frame bt (int64) of ``gram_kernel``: columns pc*CW .. pc*CW+CW-1 of K^T Y (and with
     WITH_R their heads' gate projections), or for pc == NCOL (with WITH_KK) K^T K. Layouts as in ``gram_kernel``.
     ONE_HEAD (with WITH_R, CW == HD: one head per program): its projections as one [BK, NR] product against that
-    head's weight rows only (``_own_head_weights``), not the [BK, 2 BH^2] block products of every head."""
+    head's weight rows only (``_own_head_weights``), not the [BK, 2 BH^2] block products of every head. KKC > 0
+    (with WITH_KK): K^T K is spread over the column programs, KKC of its columns each, instead of program NCOL."""
     k_base = k_ptr + bt * N * DK
     rk = tl.arange(0, BK)
     if pc < NCOL:
@@ -97,8 +101,11 @@ def gram_task(
             r_offs = bt * DK * 2 * BH * BH + rk[:, None] * 2 * BH * BH + rq[None, :]
             tl.store(r_ptr + r_offs, rb, mask=r_mask)
             tl.store(r_ptr + r_offs + BH * BH, ra, mask=r_mask)
+        if WITH_KK and KKC:
+            if pc * KKC < DK:
+                _gram_kk(k_ptr, kk_ptr, kks_ptr, bt, N, DK, pc * KKC, BK, BN, KKC, PREC, SPLIT)
     elif WITH_KK:
-        _gram_kk(k_ptr, kk_ptr, kks_ptr, bt, N, DK, BK, BN, PREC, SPLIT)
+        _gram_kk(k_ptr, kk_ptr, kks_ptr, bt, N, DK, 0, BK, BN, BK, PREC, SPLIT)
 
 
 @triton.jit
@@ -141,7 +148,7 @@ def gram_kernel(
     k_ptr, y_ptr, ky_ptr, kk_ptr, kks_ptr, wb_ptr, wa_ptr, r_ptr, N, DK, DY, H, HD, NCOL, CW,
     WITH_KK: tl.constexpr, WITH_R: tl.constexpr, BK: tl.constexpr, BN: tl.constexpr, BY: tl.constexpr,
     BH: tl.constexpr, PREC: tl.constexpr, SPREC: tl.constexpr, WIDE: tl.constexpr = False, SPLIT: tl.constexpr = 0,
-    ONE_HEAD: tl.constexpr = False, NR: tl.constexpr = 16,
+    ONE_HEAD: tl.constexpr = False, NR: tl.constexpr = 16, KKC: tl.constexpr = 0,
 ):  # fmt: skip
     """Per frame bt: ky[bt] = K^T Y, kk[bt] = K^T K (program NCOL, with WITH_KK) and the per-head gate projections of
     K^T Y (WITH_R): r[bt, :, 0, h * BH + h'] = (K^T Y)[:, head h] W_beta[head h, h'], r[bt, :, 1, ...] the same with
@@ -151,8 +158,8 @@ def gram_kernel(
     multiple of HD) in sub-tiles of BY, or with WIDE in one tile (``gram_wide_task``, BY >= CW). k [BT, N, DK],
     y [BT, N, DY], ky [BT, DK, DY], kk [BT, DK, DK], r [BT, DK, 2, BH*BH] (entries of padded heads are not written),
     all fp32 but k and y. PREC: precision of the dots over pixels (K, Y operands; "hand3": ``dot_acc``); SPREC: of the
-    gate projections of K^T Y, whose fp32 operands TF32 would round (they feed the gates). ONE_HEAD, NR: see
-    ``gram_task``.
+    gate projections of K^T Y, whose fp32 operands TF32 would round (they feed the gates). ONE_HEAD, NR, KKC: see
+    ``gram_task`` (with KKC > 0 the grid has no program NCOL).
     """
     bt = tl.program_id(0).to(tl.int64)
     pc = tl.program_id(1)
@@ -161,10 +168,10 @@ def gram_kernel(
             gram_wide_task(k_ptr, y_ptr, ky_ptr, wb_ptr, wa_ptr, r_ptr, bt, pc, N, DK, DY, H, HD, CW,
                            WITH_R, BK, BN, BY, BH, PREC, SPREC)  # fmt: skip
         elif WITH_KK:
-            _gram_kk(k_ptr, kk_ptr, kks_ptr, bt, N, DK, BK, BN, PREC, SPLIT)
+            _gram_kk(k_ptr, kk_ptr, kks_ptr, bt, N, DK, 0, BK, BN, BK, PREC, SPLIT)
     else:
         gram_task(k_ptr, y_ptr, ky_ptr, kk_ptr, wb_ptr, wa_ptr, r_ptr, bt, pc, N, DK, DY, H, HD, NCOL, CW,
-                  WITH_KK, WITH_R, BK, BN, BY, BH, PREC, SPREC, kks_ptr, SPLIT, ONE_HEAD, NR)  # fmt: skip
+                  WITH_KK, WITH_R, BK, BN, BY, BH, PREC, SPREC, kks_ptr, SPLIT, ONE_HEAD, NR, KKC)  # fmt: skip
 
 
 @planned
@@ -197,11 +204,14 @@ def gram_layout(
         ncol = cdiv(dy, by)
     hand = bool(TUNING["gram_hand3"])
     prec = pixel_precision(dtype, device, "gram_hand3")
+    # K^T K spread over the column programs (``gram_kk_spread``): KKC of its columns each, a power of two >= 16
+    kkc = 0 if wide or not TUNING["gram_kk_spread"] else min(bk, max(16, next_power_of_2(cdiv(bk, ncol))))
+    narrowest = min(by, bk, (max(2 * bh, 16) if one_head else bh * bh) if with_r else by, kkc or bk)
     const = {
         "WITH_R": with_r, "BK": bk, "BN": bn, "BY": by, "BH": bh, "PREC": prec,
         "SPREC": "hand3" if hand else serial_fast_precision(device), "num_stages": int(TUNING["gram_stages"]),
-        "WIDE": wide, "ONE_HEAD": one_head, "NR": max(2 * bh, 16),
-        "num_warps": safe_warps(warps, bk, min(by, bk, (max(2 * bh, 16) if one_head else bh * bh) if with_r else by)),
+        "WIDE": wide, "ONE_HEAD": one_head, "NR": max(2 * bh, 16), "KKC": kkc,
+        "num_warps": safe_warps(warps, bk, narrowest),
     }  # fmt: skip
     return cw, ncol, const
 
@@ -248,8 +258,10 @@ def gram(
     cw, ncol, const = gram_layout(dk, dy, heads, bh, gates is not None, k.dtype, k.device, False)
     if n <= const["BN"]:  # one pixel tile: nothing to pipeline (H100, B10 T10 N64: 25.5 vs 29.5 us at 2 stages)
         const = {**const, "num_stages": 1}
+    if not with_kk:
+        const = {**const, "KKC": 0}
     launch_planned(
-        token, gram_kernel, (b * t, ncol + int(with_kk)),
+        token, gram_kernel, (b * t, ncol + int(with_kk and not const["KKC"])),
         k, y, ky, kk, kks, wb, wa, r, n, dk, dy, heads, max(1, dy // heads), ncol, cw, WITH_KK=with_kk,
         SPLIT=split if with_kk else 0, **const,
     )  # fmt: skip

@@ -91,6 +91,10 @@ TUNING: dict[str, int | str] = {
     "gram_wide_warps": 8,
     "gram_heads": 1,  # heads per by-head Gram program; 2 and 4: 68-69 us vs 65 at B10 T10 N256, 191-199 vs 186 at B32
     "gram_warps": 4,
+    # 1: no K^T K program per frame; the column programs compute it, 16 or more of its columns each (the K^T K
+    # programs ran as the launch's tail: the H200 pre-pass took 54.7 us without them, 65.8 with, B10 T10 N256). Not
+    # yet measured on a GPU: bench/gpu_verify.sh next. Default from GDKVM_FRAME_GRAM_KK_SPREAD
+    "gram_kk_spread": int(os.environ.get("GDKVM_FRAME_GRAM_KK_SPREAD", "0")),
     # 1: a by-head Gram program (gram_heads 1) projects its head's columns against that head's weight rows only, one
     # [Dk, 2 x padded heads] product, instead of [Dk, 2 BH^2] block products that are zero outside its head. H200
     # forward kernels (CUDA graph): B10 T10 N256 0.1501 -> 0.1414 ms, B32 0.3477 -> 0.3161, N64 0.0975 -> 0.0908
