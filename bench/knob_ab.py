@@ -64,22 +64,6 @@ def time_call(call: Callable[[], None], forward: bool) -> tuple[float, float, fl
     return ms, graph_ms, statistics.median(host) * 1e6
 
 
-def make_call(inputs: list[torch.Tensor], mode: str) -> Callable[[], None]:
-    leaves = [x.detach().requires_grad_(mode == "fwdbwd") for x in inputs]
-    do = torch.randn_like(leaves[1])
-
-    def call() -> None:
-        if mode == "fwd":
-            with torch.no_grad():
-                ops_frame.ours(*leaves)
-        else:
-            ops_frame.ours(*leaves)[0].backward(do)
-            for x in leaves:
-                x.grad = None
-
-    return call
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configs", nargs="+", required=True, help="settings, each KNOB=INT[,KNOB=INT...]")
@@ -105,7 +89,8 @@ def main() -> None:
                     TUNING.update(config)
                     with torch.no_grad():
                         errs[i] = ops_frame.rel_rms(ops_frame.ours(*inputs)[0], ref)
-                    got[i].append(time_call(make_call(inputs, mode), mode == "fwd"))
+                    call = ops_frame.op_call(ops_frame.ours, inputs, mode, clear_grads=True)[0]
+                    got[i].append(time_call(call, mode == "fwd"))
             for i, text in enumerate(args.configs):
                 ms, graph_ms, host = (statistics.median(r[j] for r in got[i]) for j in range(3))
                 print(f"| {name} | {mode} | {text} | {ms:.4f} | {graph_ms:.4f} | {host:.0f} | {errs[i]:.1e} |",

@@ -43,17 +43,7 @@ def measure(call, calls: int) -> tuple[float, float]:
 def make_call(name: str, mode: str) -> Callable[[], None]:
     """One frame-op call of the issue table's inputs: a no-grad forward, or forward + backward."""
     b, t, n = ops_frame.SHAPES[name]
-    leaves = [x.detach().requires_grad_(mode == "fwdbwd") for x in ops_frame.make_inputs(b, t, n, torch.float32)]
-    do = torch.randn_like(leaves[1])
-
-    def call() -> None:
-        if mode == "fwd":
-            with torch.no_grad():
-                ops_frame.ours(*leaves)
-        else:
-            ops_frame.ours(*leaves)[0].backward(do)
-
-    return call
+    return ops_frame.op_call(ops_frame.ours, ops_frame.make_inputs(b, t, n, torch.float32), mode)[0]
 
 
 def ab_row(

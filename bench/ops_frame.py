@@ -124,10 +124,11 @@ def compiled_impl(t: int, max_loop_t: int) -> tuple[Callable, str]:
     return _COMPILED[kind], kind
 
 
-def measure(fn: Callable, inputs: list[torch.Tensor], mode: str, warmup: int, rep: int) -> tuple[float, float]:
-    """Median ms and peak extra MiB of one call of fn in mode "fwd" (no grad) or "fwdbwd"."""
-    import triton.testing
-
+def op_call(
+    fn: Callable, inputs: list[torch.Tensor], mode: str, clear_grads: bool = False
+) -> tuple[Callable[[], None], list[torch.Tensor]]:
+    """(call, leaves): one call of fn on detached copies of inputs in mode "fwd" (no grad) or "fwdbwd" (forward, then
+    the backward of a fixed random output gradient; with clear_grads the leaves' grads are dropped after it)."""
     leaves = [x.detach().requires_grad_(mode == "fwdbwd") for x in inputs]
     do = torch.randn_like(leaves[1])
 
@@ -135,10 +136,20 @@ def measure(fn: Callable, inputs: list[torch.Tensor], mode: str, warmup: int, re
         if mode == "fwd":
             with torch.no_grad():
                 fn(*leaves)
-        else:
-            o, _ = fn(*leaves)
-            o.backward(do)
+            return
+        fn(*leaves)[0].backward(do)
+        if clear_grads:
+            for x in leaves:
+                x.grad = None
 
+    return call, leaves
+
+
+def measure(fn: Callable, inputs: list[torch.Tensor], mode: str, warmup: int, rep: int) -> tuple[float, float]:
+    """Median ms and peak extra MiB of one call of fn in mode "fwd" (no grad) or "fwdbwd"."""
+    import triton.testing
+
+    call, leaves = op_call(fn, inputs, mode)
     for _ in range(3):  # compile, autotune, warm the allocator
         call()
     for x in leaves:

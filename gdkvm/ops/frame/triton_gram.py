@@ -258,7 +258,7 @@ def gram(
     cw, ncol, const = gram_layout(dk, dy, heads, bh, gates is not None, k.dtype, k.device, False)
     if n <= const["BN"]:  # one pixel tile: nothing to pipeline (H100, B10 T10 N64: 25.5 vs 29.5 us at 2 stages)
         const = {**const, "num_stages": 1}
-    if not with_kk:
+    if const["KKC"] and not with_kk:  # (the backward's K^T dO)
         const = {**const, "KKC": 0}
     launch_planned(
         token, gram_kernel, (b * t, ncol + int(with_kk and not const["KKC"])),
