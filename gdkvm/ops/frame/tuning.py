@@ -92,8 +92,8 @@ TUNING: dict[str, int | str] = {
     "gram_heads": 1,  # heads per by-head Gram program; 2 and 4: 68-69 us vs 65 at B10 T10 N256, 191-199 vs 186 at B32
     "gram_warps": 4,
     # 1: no K^T K program per frame; the column programs compute it, 16 or more of its columns each (the K^T K
-    # programs ran as the launch's tail: the H200 pre-pass took 54.7 us without them, 65.8 with, B10 T10 N256). Not
-    # yet measured on a GPU: bench/gpu_verify.sh next. Default from GDKVM_FRAME_GRAM_KK_SPREAD
+    # programs ran as the launch's tail). Off: on an H200 the forward's kernels (CUDA graph) were slower or tied at
+    # every issue shape (B10 T10 N256 0.1417 -> 0.1423 ms, B32 0.3144 -> 0.3179, B1 T200 N64 1.158 -> 1.210)
     "gram_kk_spread": int(os.environ.get("GDKVM_FRAME_GRAM_KK_SPREAD", "0")),
     # 1: a by-head Gram program (gram_heads 1) projects its head's columns against that head's weight rows only, one
     # [Dk, 2 x padded heads] product, instead of [Dk, 2 BH^2] block products that are zero outside its head. H200
@@ -123,9 +123,10 @@ TUNING: dict[str, int | str] = {
     "readout_cols": 0,
     "readout_warps": 4,
     # > 0: value columns per readout tile (a power of two >= 16, at most its pixels), more and smaller programs; 0: as
-    # many as the tile's pixels. Not yet measured on a GPU (the Gram's K^T V ran 30.7 vs 40.4 us with 32 columns per
-    # program instead of 64, H200 probe): bench/gpu_verify.sh next. Default from GDKVM_FRAME_READOUT_BV
-    "readout_bv": int(os.environ.get("GDKVM_FRAME_READOUT_BV", "0")),
+    # many as the tile's pixels. H200 forward kernels (CUDA graph, 0 -> 32 columns): B10 T10 N256 0.1417 -> 0.1381
+    # ms, B32 0.3144 -> 0.3122, N64 0.0908 -> 0.0891, B1 T100 N256 0.6304 -> 0.6262, B1 T200 N64 1.158 -> 1.155;
+    # 16 columns was slower (0.1446, 0.3409). Default from GDKVM_FRAME_READOUT_BV
+    "readout_bv": int(os.environ.get("GDKVM_FRAME_READOUT_BV", "32")),
     "dkdv_tile": 4096,
     "dkdv_tile_k128": 2048,
     "dkdv_warps": 4,
