@@ -52,8 +52,6 @@
 #                                             # the last call did not reach; every frame GPU test with readout_sync 2
 #   bash bench/gpu_verify.sh OUTDIR pdl2      # the same after the fix (o allocated before the walk): A/B of readout_sync,
 #                                             # its repeat test, GPU tests (the sleeping polls it also timed are removed)
-#   bash bench/gpu_verify.sh OUTDIR pdl3      # programmatic dependent launches without flags (fwd_pdl 1, 2): A/B, the
-#                                             # repeat tests, then frame GPU tests with fwd_pdl 2 (about 5 minutes)
 #   bash bench/gpu_verify.sh OUTDIR walkread  # the walk reading out O_t against the readout launch (bench/knob_ab.py),
 #                                             # then every frame GPU test with it on
 # Carry .whl (training wheels and fla-core; see bench/gpu_env.sh) and .tcache (autotune results saved by an
@@ -472,15 +470,6 @@ if [ "$WHAT" = pdl2 ]; then  # about 6 minutes
     | tail -8 | tee "$OUTDIR/beside_tests.txt"
   GDKVM_FRAME_READOUT_SYNC=1 timeout 170 python3 -m pytest -q -p no:cacheprovider -rf --tb=short \
     tests/ops/test_frame_gpu.py -k "triton_matches_reference or inference or streaming or variants" 2>&1 | tail -8 \
-    | tee "$OUTDIR/frame_tests.txt"
-fi
-if [ "$WHAT" = pdl3 ]; then
-  timeout 120 python3 bench/knob_ab.py --configs fwd_pdl=0 fwd_pdl=1 fwd_pdl=2 --shapes B10T10N256 B32T10N256 \
-    B10T10N64 B1T100N256 B1T200N64 --modes fwd --rounds 3 2>&1 | grep -vi warn | tee "$OUTDIR/ab.txt"
-  timeout 60 python3 -m pytest -q -p no:cacheprovider -rf --tb=short tests/ops/test_frame_gpu.py -k beside 2>&1 \
-    | tail -8 | tee "$OUTDIR/beside_tests.txt"
-  GDKVM_FRAME_FWD_PDL=2 timeout 120 python3 -m pytest -q -p no:cacheprovider -rf --tb=short \
-    tests/ops/test_frame_gpu.py -k "triton_matches_reference or inference or streaming" 2>&1 | tail -8 \
     | tee "$OUTDIR/frame_tests.txt"
 fi
 if [ "$WHAT" = next ]; then  # about 8 minutes: readout tiles of 32 / 16 value columns (readout_bv) and K^T K spread

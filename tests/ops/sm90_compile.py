@@ -162,7 +162,6 @@ def frame_cases() -> None:
         (b16, (2, 3, 196, 128, 512, 8), True, 1, 0, 0, 1, 0, {**spread, "readout_bv": 16}),
         (f32, (2, 3, 64, 64, 256, 8), False, 1, 0, 0, 1, 1, {"readout_sync": 3}),  # readout beside the walk (PDL)
         (b16, (2, 3, 196, 64, 256, 8), True, 1, 0, 0, 1, 0, {"readout_sync": 3}),
-        (f32, (2, 3, 64, 64, 256, 8), True, 1, 0, 0, 1, 1, {"fwd_pdl": 3}),  # programmatic launches, no flags
     ):
         TUNING.update(defaults)
         TUNING.update(extra)  # knobs of one case only

@@ -16,7 +16,6 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
-from triton.language.extra.cuda import gdc_wait
 
 from gdkvm.ops._host import cdiv, next_power_of_2
 from gdkvm.ops.frame.tiles import (
@@ -294,9 +293,8 @@ def readout_tile(
 ):  # fmt: skip
     """o[b, t] = K_t S_t on rows n0 .. n0+BN-1 and columns v0 .. v0+BV-1 of frame bt = b * T + t (int64), or with
     LOOP columns v0 .. v0+VCOLS-1, BV at a time, K_t's rows loaded (and for PREC "hand3" split) once; layouts as in
-    ``readout_kernel``. After loading K_t's rows, WAIT 1 spins until the int32 counter at flag_ptr reaches target
-    (``wait_count``: the walk has stored S_t), WAIT 2 waits for the grid this one is a programmatic dependent of (the
-    walk, ``gdc_wait``), 0 neither. The state is read through L2 (``.cg``: another program wrote it)."""
+    ``readout_kernel``. With WAIT, after loading K_t's rows, spin until the int32 counter at flag_ptr reaches target
+    (``wait_count``: the walk has stored S_t). The state is read through L2 (``.cg``: another program wrote it)."""
     rn = n0 + tl.arange(0, BN)
     rk = tl.arange(0, BK)
     kt = tl.load(
@@ -306,10 +304,8 @@ def readout_tile(
     if PREC == "hand3":
         kt, kt_lo = split_tf32(kt)
     s_base = states_ptr + ((bt // T) * SLOTS + bt % T + SLOTS - T) * DK * DV
-    if WAIT == 1:
+    if WAIT:
         wait_count(flag_ptr, target)
-    elif WAIT == 2:
-        gdc_wait()
     if LOOP:
         for c0 in range(v0, tl.minimum(v0 + VCOLS, DV), BV):
             _readout_cols(kt, kt_lo, s_base, o_ptr, bt, rn, c0, N, DK, DV, BK, BV, PREC)
@@ -321,7 +317,7 @@ def readout_tile(
 def readout_kernel(
     k_ptr, states_ptr, o_ptr, T, N, DK, DV, SLOTS, VCOLS, flag_ptr, B, NS,
     BK: tl.constexpr, BN: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr, LOOP: tl.constexpr = False,
-    SYNC: tl.constexpr = False, GDC: tl.constexpr = False,
+    SYNC: tl.constexpr = False,
 ):  # fmt: skip
     """o[b, t] = K_t S_t for one (frame, pixel tile, value tile). Grid: (B*T, cdiv(N, BN), cdiv(DV, VCOLS)); with
     LOOP a program's VCOLS columns BV at a time (K_t's rows loaded once), else VCOLS = BV.
@@ -329,8 +325,7 @@ def readout_kernel(
     k [B, T, N, DK], o [B, T, N, DV] (dtype of k); states [B, SLOTS, DK, DV] fp32 with S_t at slot t + SLOTS - T.
     SYNC (the readout overlapping the walk, ``readout_sync``): grid (T * B * tiles,) frame-major, so that CUDA starts
     the programs of early frames first; each waits until the NS walk programs of its frame have counted S_t into
-    flag [B * T] (int32, zeroed before the walk). Without SYNC, flag_ptr, B and NS are unused. GDC: launched as a
-    programmatic dependent of the walk (``fwd_pdl``), load K_t's rows, then wait for the walk's grid.
+    flag [B * T] (int32, zeroed before the walk). Without SYNC, flag_ptr, B and NS are unused.
     """
     if SYNC:
         n_v = tl.cdiv(DV, VCOLS)
@@ -348,7 +343,7 @@ def readout_kernel(
         v0 = tl.program_id(2) * VCOLS
     readout_tile(
         k_ptr, states_ptr, o_ptr, bt, n0, v0, VCOLS, T, N, DK, DV, SLOTS, flag_ptr + bt, NS, BK, BN, BV, PREC, LOOP,
-        1 if SYNC else (2 if GDC else 0),
+        SYNC,
     )  # fmt: skip
 
 
@@ -463,9 +458,6 @@ def _fwd_plan(
                 const.update(SIGNAL=True, PDL_TRIGGER=pdl, PDL_WAIT=pdl and sync >= 2)
                 if pdl and sync >= 2:
                     const["launch_pdl"] = True
-            elif int(TUNING["fwd_pdl"]) and (int(TUNING["fwd_pdl"]) == 3 or pdl_capable(device)):
-                mode = int(TUNING["fwd_pdl"])  # 3: as 2 on any device (sm_90 compile checks)
-                const.update(PDL_TRIGGER=True, PDL_WAIT=mode >= 2, **({"launch_pdl": True} if mode >= 2 else {}))
         else:
             const["PSUM_DOT"] = bool(TUNING["fast_psum_dot"])
     bn = bvo = fit(int(TUNING["readout_tile"]), bk)
@@ -479,7 +471,5 @@ def _fwd_plan(
     read_grid = None if const.get("READ") else (b * t, cdiv(n, bn), cdiv(dv, cols))
     if const.get("SIGNAL"):  # one frame-major axis; a programmatic dependent of the walk where the GPU has PDL
         read_meta.update(SYNC=True, **({"launch_pdl": True} if const["PDL_TRIGGER"] else {}))
-    elif const.get("PDL_TRIGGER") and read_grid is not None:  # fwd_pdl: the whole walk before any state is read
-        read_meta.update(GDC=True, launch_pdl=True)
         read_grid = (b * t * cdiv(n, bn) * cdiv(dv, cols),)
     return kernel, bh, split, grid, const, read_grid, {"VCOLS": cols, "meta": read_meta}, object()

@@ -130,11 +130,6 @@ TUNING: dict[str, int | str] = {
     # loads were slower still): the waiting readout programs share the walk's SMs. Default from
     # GDKVM_FRAME_READOUT_SYNC
     "readout_sync": int(os.environ.get("GDKVM_FRAME_READOUT_SYNC", "0")),
-    # programmatic dependent launches without flags (lean walk, sm_90+, not with readout_sync): 1 the readout launches
-    # while the walk runs, loads its K_t rows, then waits for the whole walk (griddepcontrol.wait: no polling, no
-    # launch gap); 2 also the walk after the Gram pre-pass; 3 as 2 on any device (compile checks only). Default from
-    # GDKVM_FRAME_FWD_PDL
-    "fwd_pdl": int(os.environ.get("GDKVM_FRAME_FWD_PDL", "0")),
     "readout_warps": 4,
     # > 0: value columns per readout tile (a power of two >= 16, at most its pixels), more and smaller programs; 0: as
     # many as the tile's pixels. H200 forward kernels (CUDA graph, 0 -> 32 columns): B10 T10 N256 0.1417 -> 0.1381
