@@ -23,7 +23,7 @@ import ops_frame  # noqa: E402
 
 from gdkvm.ops.frame.triton_fwd import _fwd_plan, readout_kernel  # noqa: E402
 from gdkvm.ops.frame.triton_gram import gram  # noqa: E402
-from gdkvm.ops.frame.tuning import TUNING, launch  # noqa: E402
+from gdkvm.ops.frame.tuning import launch  # noqa: E402
 
 
 def graph_us(fn) -> float:
@@ -35,7 +35,6 @@ def probe(name: str) -> dict:
     k, v, w_beta, w_alpha, _, _ = ops_frame.make_inputs(b, t, n, torch.float32)
     k, v = k.contiguous(), v.contiguous()
     dk, dv, heads = k.shape[-1], v.shape[-1], ops_frame.HEADS
-    TUNING["readout_sync"] = 0  # the readout alone: no walk counts its frames
     _, bh, split, _, _, read_grid, read_const, _ = _fwd_plan(b, t, n, dk, dv, heads, k.dtype, k.device, True, False)
     kf, vf = k.view(b * t, n, dk), v.view(b * t, n, dv)
     states = torch.randn(b, t + 1, dk, dv, device=k.device) / dk
@@ -47,8 +46,7 @@ def probe(name: str) -> dict:
         gram(k, v, with_kk=True, gates=(w_beta, w_alpha, heads, bh), split=split)
 
     def ours_readout():
-        launch(readout_kernel, read_grid, k, states, o, t, n, dk, dv, t + 1, read_const["VCOLS"], states, b, 1,
-               **read_const["meta"])  # fmt: skip
+        launch(readout_kernel, read_grid, k, states, o, t, n, dk, dv, t + 1, read_const["VCOLS"], **read_const["meta"])
 
     def blas_gram():
         u = torch.bmm(kf.transpose(1, 2), vf)

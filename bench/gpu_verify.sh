@@ -48,10 +48,6 @@
 #   bash bench/gpu_verify.sh OUTDIR gramparts # the Gram pre-pass in parts, K^T V forms (bench/gram_layout_probe.py)
 #   bash bench/gpu_verify.sh OUTDIR ownhead   # Gram projections against the own head's weights: A/B, GPU tests, T10 rows
 #   bash bench/gpu_verify.sh OUTDIR next      # readout_bv and gram_kk_spread (not yet measured): A/B, then GPU tests
-#   bash bench/gpu_verify.sh OUTDIR pdl       # the readout beside the walk (readout_sync 1, 2): A/B; the frame GPU tests
-#                                             # the last call did not reach; every frame GPU test with readout_sync 2
-#   bash bench/gpu_verify.sh OUTDIR pdl2      # the same after the fix (o allocated before the walk): A/B of readout_sync,
-#                                             # its repeat test, GPU tests (the sleeping polls it also timed are removed)
 #   bash bench/gpu_verify.sh OUTDIR walkread  # the walk reading out O_t against the readout launch (bench/knob_ab.py),
 #                                             # then every frame GPU test with it on
 # Carry .whl (training wheels and fla-core; see bench/gpu_env.sh) and .tcache (autotune results saved by an
@@ -452,25 +448,6 @@ if [ "$WHAT" = ownhead ]; then  # about 9.5 minutes: the Gram's own-head project
     | tee "$OUTDIR/frame_tests.txt"
   timeout 170 python3 bench/ops_frame.py --compile-max-t 20 --rounds 3 --modes fwd --shapes B10T10N256 B32T10N256 \
     --json "$OUTDIR/bench_frame.json" 2>&1 | grep -vi warn | tee "$OUTDIR/bench_frame.txt"
-fi
-if [ "$WHAT" = pdl ]; then  # about 8 minutes
-  timeout 120 python3 bench/knob_ab.py --configs readout_sync=0 readout_sync=1 readout_sync=2 \
-    readout_sync=0,readout_stages=2 --shapes B10T10N256 B32T10N256 B10T10N64 B1T100N256 B1T200N64 --modes fwd \
-    --rounds 3 2>&1 | grep -vi warn | tee "$OUTDIR/ab.txt"
-  timeout 60 python3 -m pytest -q -p no:cacheprovider -rf --tb=short tests/ops/test_frame_gpu.py -k "streaming_step \
-    or auto_backend or guard_bands or narrow_tf32 or (inference_forward and B3T7N100 and fp32)" 2>&1 | tail -5 \
-    | tee "$OUTDIR/frame_tests_rest.txt"
-  GDKVM_FRAME_READOUT_SYNC=2 timeout 290 python3 -m pytest -q -p no:cacheprovider -rf --tb=short \
-    tests/ops/test_frame_gpu.py 2>&1 | tail -15 | tee "$OUTDIR/frame_tests.txt"
-fi
-if [ "$WHAT" = pdl2 ]; then  # about 6 minutes
-  timeout 170 python3 bench/knob_ab.py --configs readout_sync=0 readout_sync=1 readout_sync=2 \
-    --shapes B10T10N256 B32T10N256 B10T10N64 B1T100N256 B1T200N64 --modes fwd --rounds 3 2>&1 | grep -vi warn | tee "$OUTDIR/ab.txt"
-  timeout 60 python3 -m pytest -q -p no:cacheprovider -rf --tb=short tests/ops/test_frame_gpu.py -k beside 2>&1 \
-    | tail -8 | tee "$OUTDIR/beside_tests.txt"
-  GDKVM_FRAME_READOUT_SYNC=1 timeout 170 python3 -m pytest -q -p no:cacheprovider -rf --tb=short \
-    tests/ops/test_frame_gpu.py -k "triton_matches_reference or inference or streaming or variants" 2>&1 | tail -8 \
-    | tee "$OUTDIR/frame_tests.txt"
 fi
 if [ "$WHAT" = next ]; then  # about 8 minutes: readout tiles of 32 / 16 value columns (readout_bv) and K^T K spread
   # over the Gram's column programs (gram_kk_spread) off / on, then every frame GPU test with both on

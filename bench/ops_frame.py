@@ -300,7 +300,6 @@ SWEEP = {  # knob -> values tried, one knob at a time, the others at their defau
         ("readout_warps", (4, 8)),
         ("gram_own_head", (0, 1)),
         ("gram_kk_spread", (0, 1)),
-        ("readout_sync", (0, 1, 2)),
     ],
     "fwdbwd": [
         ("fused_fwd", (0, 1)),

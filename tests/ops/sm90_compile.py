@@ -36,7 +36,7 @@ SMEM_LIMIT = 232448  # bytes of shared memory one block may use on an H100 (227 
 TARGET = GPUTarget("cuda", 90, 32)
 # tensor-core instructions in the PTX; narrower than 16 columns is the shape Triton 3.6 got wrong (triton#10629)
 WGMMA = re.compile(r"wgmma\.mma_async\.sync\.aligned\.(m64n\d+k\d+)\.f32\.(\w+)\.")
-LAUNCH_OPTIONS = ("num_warps", "num_stages", "num_ctas", "maxnreg", "launch_cooperative_grid", "launch_pdl")
+LAUNCH_OPTIONS = ("num_warps", "num_stages", "num_ctas", "maxnreg", "launch_cooperative_grid")
 _DTYPES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16", torch.int32: "i32",
            torch.int64: "i64", torch.bool: "i1"}  # fmt: skip
 results: dict[tuple, str] = {}
@@ -160,8 +160,6 @@ def frame_cases() -> None:
         (b16, (2, 3, 196, 64, 256, 8), False, 1, 0, 128, 1, 0, walk),  # bf16 (TF32), slices of two heads
         (f32, (2, 3, 64, 64, 256, 8), False, 1, 0, 0, 1, 1, {**spread, "readout_bv": 32}),
         (b16, (2, 3, 196, 128, 512, 8), True, 1, 0, 0, 1, 0, {**spread, "readout_bv": 16}),
-        (f32, (2, 3, 64, 64, 256, 8), False, 1, 0, 0, 1, 1, {"readout_sync": 3}),  # readout beside the walk (PDL)
-        (b16, (2, 3, 196, 64, 256, 8), True, 1, 0, 0, 1, 0, {"readout_sync": 3}),
     ):
         TUNING.update(defaults)
         TUNING.update(extra)  # knobs of one case only

@@ -135,32 +135,6 @@ def test_walk_reads_out(hand: int, with_state: bool, monkeypatch: pytest.MonkeyP
     assert triton_fwd.walk_reads(2) and not triton_fwd.walk_reads(3)
 
 
-@pytest.mark.parametrize("with_state", [False, True], ids=["no_h0", "h0"])
-def test_readout_beside_the_walk(with_state: bool, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The readout waiting for the walk's per-frame counts (``readout_sync``; on the CPU launched after the walk, so
-    every count is in): one frame-major grid over ragged pixel and value tiles, padded keys and heads, one frame,
-    slices of two heads; with gradients and in place. The walk signals, the readout waits, both see the same flags."""
-    from gdkvm.ops.frame import triton_fwd
-
-    monkeypatch.setitem(triton_fwd.TUNING, "readout_sync", 1)
-    monkeypatch.setitem(triton_fwd.TUNING, "fast_wide_slices", 2)
-    launches, real = [], triton_fwd.launch_planned
-    monkeypatch.setattr(triton_fwd, "launch_planned", lambda *a, **kw: launches.append((a, kw)) or real(*a, **kw))
-    for b, t, n, dk, dv, h in ((2, 3, 37, 20, 96, 6), (1, 1, 9, 32, 64, 4), (2, 2, 70, 16, 64, 2)):
-        assert_matches_with_and_without_gradients(
-            make_inputs(b=b, t=t, n=n, dk=dk, dv=dv, heads=h, with_state=with_state)
-        )
-    walks = [(a, kw) for a, kw in launches if a[1] is triton_fwd.fwd_lean_kernel]
-    reads = [(a, kw) for a, kw in launches if a[1] is triton_fwd.readout_kernel]
-    assert len(walks) == len(reads) == 6
-    for (walk, walk_kw), (read, read_kw) in zip(walks, reads):
-        assert walk_kw["SIGNAL"] and read_kw["SYNC"] and len(read[2]) == 1  # one frame-major grid axis
-        assert not walk_kw["PDL_TRIGGER"] and "launch_pdl" not in read_kw  # no programmatic launch on the CPU
-        flags = read[3 + 9]
-        assert walk[3 + 17] is flags and flags.dtype == torch.int32
-        assert (flags == walk[2][1]).all()  # every frame counted by all of its walk programs (grid[1] = slices)
-
-
 @pytest.mark.parametrize(("own", "per"), [(1, 1), (0, 1), (1, 2)], ids=["own-head", "blocks", "two-heads"])
 def test_gram_gate_projections(own: int, per: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """The Gram pre-pass's gate projections: one head per program against its own weight rows (``gram_own_head``;

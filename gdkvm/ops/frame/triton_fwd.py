@@ -27,7 +27,6 @@ from gdkvm.ops.frame.tiles import (
     softplus,
     split_tf32,
     state_slots,
-    wait_count,
     wait_frames,
 )
 from gdkvm.ops.frame.triton_gram import gram
@@ -39,7 +38,6 @@ from gdkvm.ops.frame.tuning import (
     fit,
     launch_planned,
     pad_k,
-    pdl_capable,
     pixel_precision,
     planned,
     safe_warps,
@@ -288,13 +286,12 @@ def _readout_cols(
 
 @triton.jit
 def readout_tile(
-    k_ptr, states_ptr, o_ptr, bt, n0, v0, VCOLS, T, N, DK, DV, SLOTS, flag_ptr, target,
-    BK: tl.constexpr, BN: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr, LOOP: tl.constexpr, WAIT: tl.constexpr,
+    k_ptr, states_ptr, o_ptr, bt, n0, v0, VCOLS, T, N, DK, DV, SLOTS,
+    BK: tl.constexpr, BN: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr, LOOP: tl.constexpr,
 ):  # fmt: skip
     """o[b, t] = K_t S_t on rows n0 .. n0+BN-1 and columns v0 .. v0+BV-1 of frame bt = b * T + t (int64), or with
     LOOP columns v0 .. v0+VCOLS-1, BV at a time, K_t's rows loaded (and for PREC "hand3" split) once; layouts as in
-    ``readout_kernel``. With WAIT, after loading K_t's rows, spin until the int32 counter at flag_ptr reaches target
-    (``wait_count``: the walk has stored S_t). The state is read through L2 (``.cg``: another program wrote it)."""
+    ``readout_kernel``. The state is read through L2 (``.cg``: in the fused forward another program wrote it)."""
     rn = n0 + tl.arange(0, BN)
     rk = tl.arange(0, BK)
     kt = tl.load(
@@ -304,8 +301,6 @@ def readout_tile(
     if PREC == "hand3":
         kt, kt_lo = split_tf32(kt)
     s_base = states_ptr + ((bt // T) * SLOTS + bt % T + SLOTS - T) * DK * DV
-    if WAIT:
-        wait_count(flag_ptr, target)
     if LOOP:
         for c0 in range(v0, tl.minimum(v0 + VCOLS, DV), BV):
             _readout_cols(kt, kt_lo, s_base, o_ptr, bt, rn, c0, N, DK, DV, BK, BV, PREC)
@@ -313,37 +308,31 @@ def readout_tile(
         _readout_cols(kt, kt_lo, s_base, o_ptr, bt, rn, v0, N, DK, DV, BK, BV, PREC)
 
 
-@triton.jit(do_not_specialize=["T", "N", "SLOTS", "B"])  # sizes that vary between calls: one compile
+@triton.jit(do_not_specialize=["T", "N", "SLOTS"])  # sizes that vary between calls: one compile
 def readout_kernel(
-    k_ptr, states_ptr, o_ptr, T, N, DK, DV, SLOTS, VCOLS, flag_ptr, B, NS,
-    BK: tl.constexpr, BN: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr, LOOP: tl.constexpr = False,
-    SYNC: tl.constexpr = False,
-):  # fmt: skip
+    k_ptr,
+    states_ptr,
+    o_ptr,
+    T,
+    N,
+    DK,
+    DV,
+    SLOTS,
+    VCOLS,
+    BK: tl.constexpr,
+    BN: tl.constexpr,
+    BV: tl.constexpr,
+    PREC: tl.constexpr,
+    LOOP: tl.constexpr = False,
+):
     """o[b, t] = K_t S_t for one (frame, pixel tile, value tile). Grid: (B*T, cdiv(N, BN), cdiv(DV, VCOLS)); with
     LOOP a program's VCOLS columns BV at a time (K_t's rows loaded once), else VCOLS = BV.
 
     k [B, T, N, DK], o [B, T, N, DV] (dtype of k); states [B, SLOTS, DK, DV] fp32 with S_t at slot t + SLOTS - T.
-    SYNC (the readout overlapping the walk, ``readout_sync``): grid (T * B * tiles,) frame-major, so that CUDA starts
-    the programs of early frames first; each waits until the NS walk programs of its frame have counted S_t into
-    flag [B * T] (int32, zeroed before the walk). Without SYNC, flag_ptr, B and NS are unused.
     """
-    if SYNC:
-        n_v = tl.cdiv(DV, VCOLS)
-        tiles = tl.cdiv(N, BN) * n_v
-        pid = tl.program_id(0)
-        t = pid // (B * tiles)
-        b = (pid // tiles) % B
-        tile = pid % tiles
-        bt = (b * T + t).to(tl.int64)
-        n0 = (tile // n_v) * BN
-        v0 = (tile % n_v) * VCOLS
-    else:
-        bt = tl.program_id(0).to(tl.int64)
-        n0 = tl.program_id(1) * BN
-        v0 = tl.program_id(2) * VCOLS
     readout_tile(
-        k_ptr, states_ptr, o_ptr, bt, n0, v0, VCOLS, T, N, DK, DV, SLOTS, flag_ptr + bt, NS, BK, BN, BV, PREC, LOOP,
-        SYNC,
+        k_ptr, states_ptr, o_ptr, tl.program_id(0).to(tl.int64), tl.program_id(1) * BN, tl.program_id(2) * VCOLS,
+        VCOLS, T, N, DK, DV, SLOTS, BK, BN, BV, PREC, LOOP,
     )  # fmt: skip
 
 
@@ -391,23 +380,18 @@ def frame_fwd(
     first = kks if kernel is fwd_lean_kernel else kk
     gates = () if kernel is fwd_recurrence_kernel else (r,)
     walk_out = read_grid is None  # the lean walk writes o itself (READ)
-    sync = read_const["meta"].get("SYNC", False)  # the readout beside the walk, waiting for its per-frame counts
-    # o before the walk where the readout may run beside it: memory the walk still reads must not become o's
-    # (the caching allocator reuses freed blocks in stream order, which a programmatic dependent launch breaks)
-    o = torch.empty_like(v) if walk_out or sync else None
-    flags = torch.zeros(b * t, device=k.device, dtype=torch.int32) if sync else states
-    extra = (k, o if walk_out else states, n, flags) if kernel is fwd_lean_kernel else ()
+    o = torch.empty_like(v) if walk_out else None
+    extra = (k, o if walk_out else states, n) if kernel is fwd_lean_kernel else ()
     launch_planned(token, kernel, grid, first, kv, *gates, h0, w_beta, w_alpha, a_log, dt_bias, states, t, dk, dv,
                    heads, dv // heads, *extra, **const)  # fmt: skip
-    if o is None:
-        gates = first = r = kks = None
-        if not save:
-            kk = kv = None  # free the Gram matrices before the output is allocated
-        o = torch.empty_like(v)
+    gates = first = r = kks = None
+    if not save:
+        kk = kv = None  # free the Gram matrices before the output is allocated
     if not walk_out:
+        o = torch.empty_like(v)
         launch_planned(token, readout_kernel, read_grid, k, states, o, t, n, dk, dv, states.shape[1],
-                       read_const["VCOLS"], flags, b, grid[-1], **read_const["meta"])  # fmt: skip
-    return o, states, (kk if save else None), (kv if save else None)
+                       read_const["VCOLS"], **read_const["meta"])  # fmt: skip
+    return o, states, kk, kv
 
 
 @planned
@@ -452,12 +436,6 @@ def _fwd_plan(
             if walk_reads(t):
                 rprec = pixel_precision(dtype, device, "readout_hand3")
                 const.update(READ=True, BNR=fit(int(TUNING["walk_read_tile"]), bk), RPREC=rprec)
-            elif int(TUNING["readout_sync"]):
-                sync = int(TUNING["readout_sync"])
-                pdl = sync == 3 or pdl_capable(device)  # 3: as 2 on any device (sm_90 compile checks)
-                const.update(SIGNAL=True, PDL_TRIGGER=pdl, PDL_WAIT=pdl and sync >= 2)
-                if pdl and sync >= 2:
-                    const["launch_pdl"] = True
         else:
             const["PSUM_DOT"] = bool(TUNING["fast_psum_dot"])
     bn = bvo = fit(int(TUNING["readout_tile"]), bk)
@@ -469,7 +447,4 @@ def _fwd_plan(
         num_warps=safe_warps(int(TUNING["readout_warps"]), bn, bvo), num_stages=int(TUNING["readout_stages"]),
     )  # fmt: skip
     read_grid = None if const.get("READ") else (b * t, cdiv(n, bn), cdiv(dv, cols))
-    if const.get("SIGNAL"):  # one frame-major axis; a programmatic dependent of the walk where the GPU has PDL
-        read_meta.update(SYNC=True, **({"launch_pdl": True} if const["PDL_TRIGGER"] else {}))
-        read_grid = (b * t * cdiv(n, bn) * cdiv(dv, cols),)
     return kernel, bh, split, grid, const, read_grid, {"VCOLS": cols, "meta": read_meta}, object()

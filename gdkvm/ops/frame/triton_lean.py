@@ -18,9 +18,8 @@ from __future__ import annotations
 
 import triton
 import triton.language as tl
-from triton.language.extra.cuda import gdc_launch_dependents, gdc_wait
 
-from gdkvm.ops.frame.tiles import dot3, head_projections, signal_count, softplus, split_tf32, state_slots
+from gdkvm.ops.frame.tiles import dot3, head_projections, softplus, split_tf32, state_slots
 
 
 @triton.jit
@@ -96,10 +95,9 @@ def _walk_readout(
 @triton.jit(do_not_specialize=["T", "H", "HD", "N"])  # sizes that vary between calls: one compile
 def fwd_lean_kernel(
     kks_ptr, kv_ptr, r_ptr, h0_ptr, wb_ptr, wa_ptr, alog_ptr, dt_ptr, states_ptr, T, DK, DV, H, HD, k_ptr, o_ptr, N,
-    flag_ptr, HAS_H0: tl.constexpr, IN_PLACE: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, BH: tl.constexpr,
+    HAS_H0: tl.constexpr, IN_PLACE: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, BH: tl.constexpr,
     PREC: tl.constexpr, EVEN: tl.constexpr, NHS: tl.constexpr,
     READ: tl.constexpr = False, BNR: tl.constexpr = 64, RPREC: tl.constexpr = "ieee",
-    SIGNAL: tl.constexpr = False, PDL_WAIT: tl.constexpr = False, PDL_TRIGGER: tl.constexpr = False,
 ):  # fmt: skip
     """All T frames of value slice j (BV columns inside one head, or NHS = BV / HD whole heads) of batch element b.
     Grid: (B, DV / BV).
@@ -109,14 +107,7 @@ def fwd_lean_kernel(
     PREC: precision of the products that form Q_0 from h0. EVEN: DK == BK and H == BH (no bounds masks).
     READ: also the readout o[b, t][:, slice] = K_t S_t (k [B, T, N, DK], o [B, T, N, DV]; ``_walk_readout``, BNR
     pixels at a time at precision RPREC) instead of ``readout_kernel`` after the walk; without it k, o, N are unused.
-    SIGNAL: after storing its slice of S_t, count it into flag [B * T] (int32; ``readout_sync``: the readout runs
-    beside the walk and waits for these counts). PDL_WAIT: launched as a programmatic dependent of the Gram pre-pass,
-    wait for it before reading anything; PDL_TRIGGER: let the readout launch now (its programs wait for the counts).
     """
-    if PDL_WAIT:
-        gdc_wait()
-    if PDL_TRIGGER:
-        gdc_launch_dependents()
     b = tl.program_id(0).to(tl.int64)
     j0 = tl.program_id(1) * BV
     BQ: tl.constexpr = BH * BH
@@ -149,8 +140,6 @@ def fwd_lean_kernel(
             _walk_readout(k_ptr, o_ptr, s, b * T, j0, N, DK, DV, BK, BV, BNR, RPREC)
     if not IN_PLACE:
         tl.store(st_base + t_start * DK * DV + s_offs, s, mask=s_mask)  # slot 0 = h0, or slot 1 = S_0
-    if SIGNAL and not HAS_H0:
-        signal_count(flag_ptr + b * T)  # S_0 = U_0 is stored (or, in place, is K_0^T V_0 itself)
     for t in range(t_start, T):
         g_t = kks_ptr + (b * T + t) * 2 * DK * DK
         g_hi = _load(g_t + g_offs, g_mask, EVEN)
@@ -160,7 +149,5 @@ def fwd_lean_kernel(
         if IN_PLACE:
             tl.debug_barrier()  # every thread has read its U_t elements before any overwrites them
         tl.store(st_base + (t + slot) * DK * DV + s_offs, s, mask=s_mask)
-        if SIGNAL:
-            signal_count(flag_ptr + b * T + t)
         if READ:
             _walk_readout(k_ptr, o_ptr, s, b * T + t, j0, N, DK, DV, BK, BV, BNR, RPREC)

@@ -121,15 +121,6 @@ TUNING: dict[str, int | str] = {
     # with K_t's rows loaded and split once; 0: one tile per program. Slower on an H100 (readout at B10 T10 N256: 29.5
     # us at one tile, 37.0 at 128 columns, 39.8 at 256; the same at N64 and B32, docs/benchmarks.md ninth round)
     "readout_cols": 0,
-    # the readout beside the walk (lean walk only): the walk counts each stored S_t into per-frame flags, the readout
-    # (one frame-major grid) waits for its frame's count; on a GPU with programmatic dependent launch (sm_90+) the
-    # readout launches while the walk runs, elsewhere after it. 0: off; 1: on; 2: on, and the walk also a
-    # programmatic dependent of the Gram pre-pass; 3: as 2 also off the GPU (compile checks only). Off: on an H200
-    # it tied at B10 T10 N256 (forward kernels as a CUDA graph 0.1388 -> 0.1369-0.1404 ms) and lost elsewhere (B32
-    # 0.315 -> 0.320, B1 T100 N256 0.631 -> 0.706-0.775, B1 T200 N64 1.162 -> 1.32-1.41; polls that sleep between
-    # loads were slower still): the waiting readout programs share the walk's SMs. Default from
-    # GDKVM_FRAME_READOUT_SYNC
-    "readout_sync": int(os.environ.get("GDKVM_FRAME_READOUT_SYNC", "0")),
     "readout_warps": 4,
     # > 0: value columns per readout tile (a power of two >= 16, at most its pixels), more and smaller programs; 0: as
     # many as the tile's pixels. H200 forward kernels (CUDA graph, 0 -> 32 columns): B10 T10 N256 0.1417 -> 0.1381
@@ -289,12 +280,6 @@ def fast_layout(dk: int, dv: int, heads: int) -> tuple[int, int] | None:
 
 
 @functools.cache
-def pdl_capable(device: torch.device) -> bool:
-    """Whether launches on ``device`` may be programmatic dependents of the previous one (CUDA, sm_90 or newer, not
-    the interpreter)."""
-    return device.type == "cuda" and not interpreting() and torch.cuda.get_device_capability(device)[0] >= 9
-
-
 def sm_count(index: int) -> int:
     """Streaming multiprocessors of CUDA device ``index``."""
     return torch.cuda.get_device_properties(index).multi_processor_count
