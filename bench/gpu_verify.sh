@@ -50,6 +50,7 @@
 #   bash bench/gpu_verify.sh OUTDIR next      # readout_bv and gram_kk_spread (not yet measured): A/B, then GPU tests
 #   bash bench/gpu_verify.sh OUTDIR walkread  # the walk reading out O_t against the readout launch (bench/knob_ab.py),
 #                                             # then every frame GPU test with it on
+#   bash bench/gpu_verify.sh OUTDIR final7    # every frame GPU test, the forward's host profile, the T10 forward rows
 # Carry .whl (training wheels and fla-core; see bench/gpu_env.sh) and .tcache (autotune results saved by an
 # earlier call as OUTDIR/autotune.tgz, copied to .tcache/). Results land in OUTDIR, at most 8 files.
 set -uo pipefail
@@ -456,4 +457,13 @@ if [ "$WHAT" = next ]; then  # about 8 minutes: readout tiles of 32 / 16 value c
     --rounds 3 2>&1 | grep -vi warn | tee "$OUTDIR/ab.txt"
   GDKVM_FRAME_READOUT_BV=32 GDKVM_FRAME_GRAM_KK_SPREAD=1 timeout 300 python3 -m pytest -q -p no:cacheprovider -rf \
     --tb=short tests/ops/test_frame_gpu.py 2>&1 | tail -15 | tee "$OUTDIR/frame_tests.txt"
+fi
+if [ "$WHAT" = final7 ]; then  # about 8.5 minutes: every frame GPU test (the lean walk writing the final state), the
+  # forward's host profile, the two short-of-target T10 forward rows of the issue table
+  timeout 290 python3 -m pytest -q -p no:cacheprovider -rf --tb=short tests/ops/test_frame_gpu.py 2>&1 | tail -15 \
+    | tee "$OUTDIR/frame_tests.txt"
+  timeout 60 python3 bench/host_profile.py --shape B10T10N256 --mode fwd --calls 300 2>&1 | grep -vi warn \
+    | tee "$OUTDIR/host.txt"
+  timeout 150 python3 bench/ops_frame.py --compile-max-t 20 --rounds 3 --modes fwd --shapes B10T10N256 B32T10N256 \
+    --json "$OUTDIR/bench_frame.json" 2>&1 | grep -vi warn | tee "$OUTDIR/bench_frame.txt"
 fi

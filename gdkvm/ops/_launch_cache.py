@@ -129,27 +129,29 @@ def keyed_launch(key: tuple | None, kernel: triton.JITFunction, grid: tuple[int,
     current device) everything Triton specialises this launch on, e.g. a memoised launch plan's own token (for the
     constexprs, options and int arguments it derives from shapes) and the tensors' alignment. None: through ``slow``."""
     device = torch.cuda.current_device()
-    key = (kernel, device, key) if key is not None and usable(kernel) else None
+    key = (kernel, device, key, len(args)) if key is not None and usable(kernel) else None
     return _launch(key, kernel, grid, slow, device, args, kwargs)
 
 
 def _launch(key: tuple | None, kernel: triton.JITFunction, grid: tuple[int, ...], slow: Callable, device: int,
             args: tuple, kwargs: dict):  # fmt: skip
-    compiled = _COMPILED.get(key) if key is not None else None
-    if compiled is None:
+    hit = _COMPILED.get(key) if key is not None else None
+    if hit is None:
         compiled = slow(kernel, grid, *args, **kwargs)
         if (
             key is not None
             and len(_COMPILED) < _MAX_KEYS
             and all(hasattr(compiled, a) for a in ("run", "function", "packed_metadata"))
         ):
-            _COMPILED[key] = compiled
+            # the parameters after the positional arguments (constexprs, defaults): fixed by the key, which holds
+            # the number of positional arguments and every keyword argument's value (or the caller's plan token)
+            _COMPILED[key] = (compiled, bound_args(kernel, args, kwargs)[len(args) :])
         return compiled
+    compiled, tail = hit
     stream = current_stream(device)
     g1 = grid[1] if len(grid) > 1 else 1
     g2 = grid[2] if len(grid) > 2 else 1
     compiled.run(
-        grid[0], g1, g2, stream, compiled.function, compiled.packed_metadata, None, None, None,
-        *bound_args(kernel, args, kwargs),
+        grid[0], g1, g2, stream, compiled.function, compiled.packed_metadata, None, None, None, *args, *tail
     )  # fmt: skip
     return compiled

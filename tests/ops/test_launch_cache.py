@@ -139,4 +139,9 @@ def test_keyed_launch_trusts_the_callers_key(on_gpu: None, monkeypatch: pytest.M
     monkeypatch.setattr(lc, "usable", lambda kernel: False)
     lc.keyed_launch(("plan", 0), KERNEL, (2,), slow, x, y, 64, 7, 0.5, BK=16)
     assert len(slow_calls) == 4 and len(compiled.calls) == 1
-    assert set(lc._COMPILED) == {(KERNEL, 0, ("plan", 0)), (KERNEL, 0, ("plan", 1))}
+    assert set(lc._COMPILED) == {(KERNEL, 0, ("plan", 0), 5), (KERNEL, 0, ("plan", 1), 5)}
+    monkeypatch.setattr(lc, "usable", lambda kernel: True)
+    for _ in range(2):  # one argument more: another key (not the 5-argument key's cached tail), then its cached call
+        lc.keyed_launch(("plan", 0), KERNEL, (2,), slow, x, y, 64, 7, 0.5, 32)
+    assert len(slow_calls) == 5 and compiled.calls[-1] == (2, 1, 1, 1234, "function", "packed", None, None, None,
+                                                           x, y, 64, 7, 0.5, 32, "ieee", False)  # fmt: skip

@@ -31,7 +31,7 @@ def _shape(x: torch.Tensor) -> str:
 def _check_tensor(name: str, x: object, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
     if not isinstance(x, torch.Tensor):
         raise InputError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if tuple(x.shape) != shape:
+    if x.shape != shape:  # torch.Size is a tuple
         want = "[" + ", ".join(str(s) for s in shape) + "]"
         raise InputError(f"{name} has shape {_shape(x)}, expected {want}")
     if x.device != device:
@@ -68,7 +68,7 @@ def _check_kv(k: object, v: object, ndim: int, names: tuple[str, str], layout: t
             raise InputError(f"{name} must be {lay}, got shape {_shape(x)}")
         if x.dtype not in (*_IO_DTYPES, torch.float64):
             raise InputError(f"{name} {_shape(x)} must be float32 or bfloat16, got {x.dtype}")
-        if any(s == 0 for s in x.shape):
+        if 0 in x.shape:
             raise InputError(f"{name} has an empty dimension: shape {_shape(x)}")
     if k.shape[:-1] != v.shape[:-1]:
         raise InputError(f"{names[0]} {_shape(k)} and {names[1]} {_shape(v)} disagree before the last dimension")

@@ -40,14 +40,13 @@ class FrameGatedDeltaFunction(torch.autograd.Function):
         k, v = k.contiguous(), v.contiguous()
         params = _params(w_beta, w_alpha, a_log, dt_bias)
         h0 = None if initial_state is None else _fp32(initial_state)
-        o, states, kk, kv = frame_forward(k, v, params, heads, h0)
+        o, states, kk, kv, final = frame_forward(k, v, params, heads, h0, True, output_final_state)
         ctx.save_for_backward(k, v, *params, states, kk, kv)
         ctx.heads = heads
         ctx.has_h0 = h0 is not None
         ctx.h0_dtype = None if initial_state is None else initial_state.dtype
         ctx.param_dtypes = [p.dtype for p in (w_beta, w_alpha, a_log, dt_bias)]
         ctx.set_materialize_grads(False)
-        final = states[:, -1].contiguous() if output_final_state else None
         return o, final
 
     @staticmethod
@@ -91,8 +90,8 @@ def frame_gated_delta_triton(
         return FrameGatedDeltaFunction.apply(*inputs, heads, output_final_state)
     h0 = None if initial_state is None else _fp32(initial_state)
     params = _params(w_beta, w_alpha, a_log, dt_bias)
-    o, states, _, _ = frame_forward(k.contiguous(), v.contiguous(), params, heads, h0, save=False)
-    return o, (states[:, -1].contiguous() if output_final_state else None)
+    o, _, _, _, final = frame_forward(k.contiguous(), v.contiguous(), params, heads, h0, False, output_final_state)
+    return o, final
 
 
 @torch.no_grad()

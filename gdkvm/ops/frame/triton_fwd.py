@@ -346,7 +346,8 @@ def frame_fwd(
     heads: int,
     initial_state: torch.Tensor | None,
     save: bool = True,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    want_final: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
     """Forward of the frame rule on Triton.
 
     Args:
@@ -357,6 +358,7 @@ def frame_fwd(
         heads: H.
         initial_state: [B, Dk, Dv] contiguous fp32, or None.
         save: keep what the backward needs; without it the states overwrite K^T V in place (less memory).
+        want_final: also return the final state as its own tensor (the lean walk writes it; other walks: a copy).
 
     Returns:
         o: [B, T, N, Dv] in the dtype of k.
@@ -364,12 +366,13 @@ def frame_fwd(
             without one; slot t + 1 = S_t), else [B, T, Dk, Dv] (slot t = S_t).
         kk: [B, T, Dk, Dk] fp32 Gram matrices K_t^T K_t for the backward, or None without save.
         kv: [B, T, Dk, Dv] fp32 K_t^T V_t for the backward, or None without save.
+        final: [B, Dk, Dv] fp32 state after the last frame (equal to states[:, -1]), or None without want_final.
     """
     b, t, n, dk = k.shape
     dv = v.shape[-1]
     has_h0 = initial_state is not None
     kernel, bh, split, grid, const, read_grid, read_const, token = _fwd_plan(
-        b, t, n, dk, dv, heads, k.dtype, k.device, save, has_h0
+        b, t, n, dk, dv, heads, k.dtype, k.device, save, has_h0, want_final
     )
     if kernel is fwd_recurrence_kernel:
         kv, kk, _, _ = gram(k, v, with_kk=True, token=token)
@@ -381,7 +384,8 @@ def frame_fwd(
     gates = () if kernel is fwd_recurrence_kernel else (r,)
     walk_out = read_grid is None  # the lean walk writes o itself (READ)
     o = torch.empty_like(v) if walk_out else None
-    extra = (k, o if walk_out else states, n) if kernel is fwd_lean_kernel else ()
+    final = torch.empty(b, dk, dv, device=k.device, dtype=torch.float32) if const.get("FINAL") else None
+    extra = (k, o if walk_out else states, n, states if final is None else final) if kernel is fwd_lean_kernel else ()
     launch_planned(token, kernel, grid, first, kv, *gates, h0, w_beta, w_alpha, a_log, dt_bias, states, t, dk, dv,
                    heads, dv // heads, *extra, **const)  # fmt: skip
     gates = first = r = kks = None
@@ -391,13 +395,15 @@ def frame_fwd(
         o = torch.empty_like(v)
         launch_planned(token, readout_kernel, read_grid, k, states, o, t, n, dk, dv, states.shape[1],
                        read_const["VCOLS"], **read_const["meta"])  # fmt: skip
-    return o, states, kk, kv
+    if want_final and final is None:
+        final = states[:, -1].contiguous()
+    return o, states, kk, kv, final
 
 
 @planned
 def _fwd_plan(
     b: int, t: int, n: int, dk: int, dv: int, heads: int, dtype: torch.dtype, device: torch.device, save: bool,
-    has_h0: bool,
+    has_h0: bool, want_final: bool = False,
 ) -> tuple:  # fmt: skip
     """Launch plan of ``frame_fwd`` (memoised: the tile rules run once per shape and ``TUNING``): the recurrence
     kernel, the gate head padding BH, the Gram split mode, the recurrence's grid and constants, the readout's grid
@@ -433,6 +439,7 @@ def _fwd_plan(
         )  # fmt: skip
         if lean:
             const["EVEN"] = bk == dk and bh == heads
+            const["FINAL"] = want_final  # the walk writes the final state (no copy of the last slot afterwards)
             if walk_reads(t):
                 rprec = pixel_precision(dtype, device, "readout_hand3")
                 const.update(READ=True, BNR=fit(int(TUNING["walk_read_tile"]), bk), RPREC=rprec)

@@ -182,12 +182,13 @@ def frame_forward(
     heads: int,
     initial_state: torch.Tensor | None,
     save: bool = True,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    want_final: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
     """The Triton forward: in one launch where it applies (``fused_frame_fwd``), else ``frame_fwd``'s three.
     Arguments and results as ``frame_fwd``'s (params = w_beta, w_alpha, a_log, dt_bias)."""
     fast = fast_layout(k.shape[-1], v.shape[-1], heads) if _mode(k.device) else None
     if fast is not None:
         fused = fused_frame_fwd(k, v, params, heads, initial_state, save, fast)
         if fused is not None:
-            return fused
-    return frame_fwd(k, v, *params, heads, initial_state, save)
+            return *fused, (fused[1][:, -1].contiguous() if want_final else None)
+    return frame_fwd(k, v, *params, heads, initial_state, save, want_final)

@@ -95,9 +95,9 @@ def _walk_readout(
 @triton.jit(do_not_specialize=["T", "H", "HD", "N"])  # sizes that vary between calls: one compile
 def fwd_lean_kernel(
     kks_ptr, kv_ptr, r_ptr, h0_ptr, wb_ptr, wa_ptr, alog_ptr, dt_ptr, states_ptr, T, DK, DV, H, HD, k_ptr, o_ptr, N,
-    HAS_H0: tl.constexpr, IN_PLACE: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, BH: tl.constexpr,
+    final_ptr, HAS_H0: tl.constexpr, IN_PLACE: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, BH: tl.constexpr,
     PREC: tl.constexpr, EVEN: tl.constexpr, NHS: tl.constexpr,
-    READ: tl.constexpr = False, BNR: tl.constexpr = 64, RPREC: tl.constexpr = "ieee",
+    READ: tl.constexpr = False, BNR: tl.constexpr = 64, RPREC: tl.constexpr = "ieee", FINAL: tl.constexpr = False,
 ):  # fmt: skip
     """All T frames of value slice j (BV columns inside one head, or NHS = BV / HD whole heads) of batch element b.
     Grid: (B, DV / BV).
@@ -107,6 +107,8 @@ def fwd_lean_kernel(
     PREC: precision of the products that form Q_0 from h0. EVEN: DK == BK and H == BH (no bounds masks).
     READ: also the readout o[b, t][:, slice] = K_t S_t (k [B, T, N, DK], o [B, T, N, DV]; ``_walk_readout``, BNR
     pixels at a time at precision RPREC) instead of ``readout_kernel`` after the walk; without it k, o, N are unused.
+    FINAL: also write S_{T-1} to final [B, DK, DV] fp32 (the op's final state, without a copy of the last slot
+    afterwards); without it final_ptr is unused.
     """
     b = tl.program_id(0).to(tl.int64)
     j0 = tl.program_id(1) * BV
@@ -151,3 +153,5 @@ def fwd_lean_kernel(
         tl.store(st_base + (t + slot) * DK * DV + s_offs, s, mask=s_mask)
         if READ:
             _walk_readout(k_ptr, o_ptr, s, b * T + t, j0, N, DK, DV, BK, BV, BNR, RPREC)
+    if FINAL:
+        tl.store(final_ptr + b * DK * DV + s_offs, s, mask=s_mask)
