@@ -5,11 +5,14 @@ values."""
 
 from __future__ import annotations
 
+import functools
 import os
 
 
+@functools.cache
 def interpreting() -> bool:
-    """Whether Triton runs through its CPU interpreter (TRITON_INTERPRET=1)."""
+    """Whether Triton runs through its CPU interpreter (TRITON_INTERPRET=1). Read once: Triton itself reads it when a
+    kernel is defined (at import), and ``os.environ`` costs microseconds on every launch."""
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
 

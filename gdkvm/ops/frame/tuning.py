@@ -200,13 +200,22 @@ def launch_planned(token: object, kernel: triton.JITFunction, grid: tuple[int, .
     (``token``: an object made once per plan, so one token means one set of them): with ``TUNING["plan_launch"]`` on
     a GPU the compiled kernel of a (token, kernel, tensor alignment) seen before is called directly
     (``_launch_cache.keyed_launch``), without the JIT's binding and specialisation. Returns the compiled kernel."""
-    if token is None or not TUNING["plan_launch"] or interpreting() or not _on_gpu(args[0]):
+    if token is None or not TUNING["plan_launch"] or not _on_gpu(args[0]) or interpreting():
         return launch(kernel, grid, *args, **kwargs)
+    where = (token, kernel, len(args))
+    tensors = _TENSOR_ARGS.get(where)  # a plan passes tensors at the same positions on every launch
+    if tensors is None:
+        if len(_TENSOR_ARGS) >= 4096:
+            _TENSOR_ARGS.clear()
+        tensors = _TENSOR_ARGS[where] = tuple(i for i, a in enumerate(args) if isinstance(a, torch.Tensor))
     unaligned = 0  # Triton specialises a pointer on 16-byte alignment only
-    for i, a in enumerate(args):
-        if isinstance(a, torch.Tensor) and a.data_ptr() & 15:
+    for i in tensors:
+        if args[i].data_ptr() & 15:
             unaligned |= 1 << i
     return keyed_launch((token, unaligned), kernel, grid, _jit_launch, *args, **kwargs)
+
+
+_TENSOR_ARGS: dict[tuple, tuple[int, ...]] = {}
 
 
 def _jit_launch(kernel: triton.JITFunction, grid: tuple[int, ...], *args: object, **kwargs: object) -> object:
