@@ -51,6 +51,7 @@
 #   bash bench/gpu_verify.sh OUTDIR walkread  # the walk reading out O_t against the readout launch (bench/knob_ab.py),
 #                                             # then every frame GPU test with it on
 #   bash bench/gpu_verify.sh OUTDIR final7    # every frame GPU test, the forward's host profile, the T10 forward rows
+#   bash bench/gpu_verify.sh OUTDIR beside    # the Gram beside the waiting walk: A/B, every frame GPU test with it on
 # Carry .whl (training wheels and fla-core; see bench/gpu_env.sh) and .tcache (autotune results saved by an
 # earlier call as OUTDIR/autotune.tgz, copied to .tcache/). Results land in OUTDIR, at most 8 files.
 set -uo pipefail
@@ -466,4 +467,14 @@ if [ "$WHAT" = final7 ]; then  # about 8.5 minutes: every frame GPU test (the le
     | tee "$OUTDIR/host.txt"
   timeout 150 python3 bench/ops_frame.py --compile-max-t 20 --rounds 3 --modes fwd --shapes B10T10N256 B32T10N256 \
     --json "$OUTDIR/bench_frame.json" 2>&1 | grep -vi warn | tee "$OUTDIR/bench_frame.txt"
+fi
+if [ "$WHAT" = beside ]; then  # about 9 minutes: the Gram beside the waiting walk (walk_overlap): a one-round smoke
+  # A/B (a wrong counter would hang: short limit), the A/B at the five shapes, every frame GPU test with it on
+  timeout 60 python3 bench/knob_ab.py --configs walk_overlap=0 walk_overlap=1 --shapes B10T10N256 --modes fwd \
+    --rounds 1 2>&1 | grep -vi warn | tee "$OUTDIR/smoke.txt"
+  timeout 170 python3 bench/knob_ab.py --configs walk_overlap=0 walk_overlap=1 walk_overlap=1,overlap_lookahead=1 \
+    walk_overlap=1,overlap_lookahead=8 --shapes B10T10N256 B32T10N256 B10T10N64 B1T100N256 B1T200N64 --modes fwd \
+    --rounds 3 2>&1 | grep -vi warn | tee "$OUTDIR/ab.txt"
+  GDKVM_FRAME_WALK_OVERLAP=1 timeout 290 python3 -m pytest -q -p no:cacheprovider -rf --tb=short \
+    tests/ops/test_frame_gpu.py 2>&1 | tail -15 | tee "$OUTDIR/frame_tests.txt"
 fi

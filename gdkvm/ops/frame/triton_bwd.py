@@ -221,7 +221,7 @@ def frame_bwd(
     """
     b, t, n, dk_ = k.shape
     dv_ = v.shape[-1]
-    kdo, _, _, _ = gram(k, do, with_kk=False)
+    kdo, _, _, _, _ = gram(k, do, with_kk=False)
     walk = sliced_recurrence if TUNING["bwd_sliced"] else _one_program_recurrence
     du, dg, dwb, dwa, dalog, ddt, dh0 = walk(kdo, dfinal, params, heads, states, kk, kv, has_h0)
     bk = pad_k(dk_)

@@ -37,9 +37,11 @@ from gdkvm.ops.frame.tuning import (
     fast_layout,
     fit,
     launch_planned,
+    overlap_fits,
     pad_k,
     pixel_precision,
     planned,
+    run_beside,
     safe_warps,
     serial_fast_precision,
     serial_precision,
@@ -374,10 +376,13 @@ def frame_fwd(
     kernel, bh, split, grid, const, read_grid, read_const, token = _fwd_plan(
         b, t, n, dk, dv, heads, k.dtype, k.device, save, has_h0, want_final
     )
+    flags = torch.zeros(b, t, 2, device=k.device, dtype=torch.int32) if const.get("WAIT") else None
     if kernel is fwd_recurrence_kernel:
-        kv, kk, _, _ = gram(k, v, with_kk=True, token=token)
+        kv, kk, _, _, _ = gram(k, v, with_kk=True, token=token)
+        beside = None
     else:
-        kv, kk, r, kks = gram(k, v, with_kk=True, gates=(w_beta, w_alpha, heads, bh), split=split, token=token)
+        kv, kk, r, kks, beside = gram(k, v, with_kk=True, gates=(w_beta, w_alpha, heads, bh), split=split,
+                                      token=token, flags=flags)  # fmt: skip
     states = torch.empty(b, t + 1, dk, dv, device=k.device, dtype=torch.float32) if save else kv
     h0 = initial_state if has_h0 else states
     first = kks if kernel is fwd_lean_kernel else kk
@@ -385,9 +390,15 @@ def frame_fwd(
     walk_out = read_grid is None  # the lean walk writes o itself (READ)
     o = torch.empty_like(v) if walk_out else None
     final = torch.empty(b, dk, dv, device=k.device, dtype=torch.float32) if const.get("FINAL") else None
-    extra = (k, o if walk_out else states, n, states if final is None else final) if kernel is fwd_lean_kernel else ()
-    launch_planned(token, kernel, grid, first, kv, *gates, h0, w_beta, w_alpha, a_log, dt_bias, states, t, dk, dv,
-                   heads, dv // heads, *extra, **const)  # fmt: skip
+    extra = () if kernel is not fwd_lean_kernel else (
+        k, o if walk_out else states, n, states if final is None else final, states if flags is None else flags,
+        1 if beside is None else beside[1],
+    )  # fmt: skip
+    run_beside(
+        lambda: launch_planned(token, kernel, grid, first, kv, *gates, h0, w_beta, w_alpha, a_log, dt_bias, states, t,
+                               dk, dv, heads, dv // heads, *extra, **const),
+        None if beside is None else beside[0], k.is_cuda,
+    )  # fmt: skip
     gates = first = r = kks = None
     if not save:
         kk = kv = None  # free the Gram matrices before the output is allocated
@@ -440,6 +451,8 @@ def _fwd_plan(
         if lean:
             const["EVEN"] = bk == dk and bh == heads
             const["FINAL"] = want_final  # the walk writes the final state (no copy of the last slot afterwards)
+            if overlap_fits(b * grid[1], device):
+                const.update(WAIT=True, LOOKAHEAD=int(TUNING["overlap_lookahead"]))
             if walk_reads(t):
                 rprec = pixel_precision(dtype, device, "readout_hand3")
                 const.update(READ=True, BNR=fit(int(TUNING["walk_read_tile"]), bk), RPREC=rprec)

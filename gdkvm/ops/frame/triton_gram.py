@@ -5,12 +5,14 @@ launch over (frame, column group); ``gram_task`` is also what the one-launch for
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import triton
 import triton.language as tl
 
 from gdkvm.ops._host import cdiv, next_power_of_2
-from gdkvm.ops.frame.tiles import dot_acc, head_block_weights, kt_y_tile, split_tf32
+from gdkvm.ops.frame.tiles import dot_acc, head_block_weights, kt_y_tile, signal_count, split_tf32
 from gdkvm.ops.frame.tuning import (
     TUNING,
     fit,
@@ -143,12 +145,12 @@ def gram_wide_task(
         tl.store(r_ptr + r_offs + BH * BH, ra, mask=r_mask)
 
 
-@triton.jit(do_not_specialize=["N", "H", "HD", "NCOL"])  # sizes that vary between calls: one compile
+@triton.jit(do_not_specialize=["N", "H", "HD", "NCOL", "NB", "NT", "GC"])  # sizes that vary: one compile
 def gram_kernel(
-    k_ptr, y_ptr, ky_ptr, kk_ptr, kks_ptr, wb_ptr, wa_ptr, r_ptr, N, DK, DY, H, HD, NCOL, CW,
+    k_ptr, y_ptr, ky_ptr, kk_ptr, kks_ptr, wb_ptr, wa_ptr, r_ptr, N, DK, DY, H, HD, NCOL, CW, flag_ptr, NB, NT, GC,
     WITH_KK: tl.constexpr, WITH_R: tl.constexpr, BK: tl.constexpr, BN: tl.constexpr, BY: tl.constexpr,
     BH: tl.constexpr, PREC: tl.constexpr, SPREC: tl.constexpr, WIDE: tl.constexpr = False, SPLIT: tl.constexpr = 0,
-    ONE_HEAD: tl.constexpr = False, NR: tl.constexpr = 16, KKC: tl.constexpr = 0,
+    ONE_HEAD: tl.constexpr = False, NR: tl.constexpr = 16, KKC: tl.constexpr = 0, SIGNAL: tl.constexpr = False,
 ):  # fmt: skip
     """Per frame bt: ky[bt] = K^T Y, kk[bt] = K^T K (program NCOL, with WITH_KK) and the per-head gate projections of
     K^T Y (WITH_R): r[bt, :, 0, h * BH + h'] = (K^T Y)[:, head h] W_beta[head h, h'], r[bt, :, 1, ...] the same with
@@ -160,9 +162,19 @@ def gram_kernel(
     all fp32 but k and y. PREC: precision of the dots over pixels (K, Y operands; "hand3": ``dot_acc``); SPREC: of the
     gate projections of K^T Y, whose fp32 operands TF32 would round (they feed the gates). ONE_HEAD, NR, KKC: see
     ``gram_task`` (with KKC > 0 the grid has no program NCOL).
+    SIGNAL (the walk waiting beside this launch, ``frame_fwd``'s overlap): grid (NT * NB * GC,) in frame order
+    (program (t * NB + b) * GC + c: program c of frame t of batch element b, GC programs per frame), and each program
+    counts itself into the int32 flag[b, t, 0] ([B, T, 2]) once its stores are visible; without it flag_ptr, NB, NT
+    and GC are unused.
     """
-    bt = tl.program_id(0).to(tl.int64)
-    pc = tl.program_id(1)
+    if SIGNAL:
+        pid = tl.program_id(0)
+        frame = pid // GC
+        bt = ((frame % NB) * NT + frame // NB).to(tl.int64)
+        pc = pid % GC
+    else:
+        bt = tl.program_id(0).to(tl.int64)
+        pc = tl.program_id(1)
     if WIDE:  # BY = CW padded to a power of two
         if pc < NCOL:
             gram_wide_task(k_ptr, y_ptr, ky_ptr, wb_ptr, wa_ptr, r_ptr, bt, pc, N, DK, DY, H, HD, CW,
@@ -172,6 +184,8 @@ def gram_kernel(
     else:
         gram_task(k_ptr, y_ptr, ky_ptr, kk_ptr, wb_ptr, wa_ptr, r_ptr, bt, pc, N, DK, DY, H, HD, NCOL, CW,
                   WITH_KK, WITH_R, BK, BN, BY, BH, PREC, SPREC, kks_ptr, SPLIT, ONE_HEAD, NR, KKC)  # fmt: skip
+    if SIGNAL:
+        signal_count(flag_ptr + bt * 2)
 
 
 @planned
@@ -224,7 +238,8 @@ def gram(
     gates: tuple[torch.Tensor, torch.Tensor, int, int] | None = None,
     split: int = 0,
     token: object = None,
-) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+    flags: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None, tuple[Callable, int] | None]:
     """K^T Y (and K^T K, and the per-head gate projections of K^T Y) per frame.
 
     Args:
@@ -233,15 +248,19 @@ def gram(
         with_kk: also compute K^T K.
         gates: (w_beta, w_alpha, heads, BH) to also compute r = per-head projections (``fwd_parallel_kernel``);
             Dy / heads must be a power of two >= 16.
+        split: 1: K^T K split for TF32 products instead of kk, 2: beside it (see kks).
+        token: the caller's memoised plan token (``launch_planned``; the plan must fix every argument but k, y and
+            the gates' tensors), or None.
+        flags: int32 [B, T, 2] zeros: launch in frame order, each program counting itself into flags[b, t, 0]
+            (``SIGNAL``), and do not launch yet (see deferred).
 
     Returns:
         ky: [B, T, Dk, Dy] fp32.
         kk: [B, T, Dk, Dk] fp32, or None.
         r: [B, T, Dk, 2, BH * BH] fp32 (entries of padded heads unset), or None.
-        kks: with split (1: instead of kk, 2: beside it) [B, T, 2, Dk, Dk] fp32, K^T K split for TF32 products
-            (``split_tf32``: hi, lo), else None.
-        token: the caller's memoised plan token (``launch_planned``; the plan must fix every argument but k, y and
-            the gates' tensors), or None.
+        kks: with split [B, T, 2, Dk, Dk] fp32, K^T K split for TF32 products (``split_tf32``: hi, lo), else None.
+        deferred: with flags (the launch, for the caller to run once the walk waiting on the counters is launched;
+            the number of Gram programs per frame), else None (the launch has run).
     """
     b, t, n, dk = k.shape
     dy = y.shape[-1]
@@ -260,10 +279,14 @@ def gram(
         const = {**const, "num_stages": 1}
     if const["KKC"] and not with_kk:  # (the backward's K^T dO)
         const = {**const, "KKC": 0}
-    launch_planned(
-        token, gram_kernel, (b * t, ncol + int(with_kk and not const["KKC"])),
-        k, y, ky, kk, kks, wb, wa, r, n, dk, dy, heads, max(1, dy // heads), ncol, cw, WITH_KK=with_kk,
-        SPLIT=split if with_kk else 0, **const,
-    )  # fmt: skip
-    return (ky, (kk if with_kk and split != 1 else None), (r if gates is not None else None),
+    gc = ncol + int(with_kk and not const["KKC"])
+    args = (k, y, ky, kk, kks, wb, wa, r, n, dk, dy, heads, max(1, dy // heads), ncol, cw)
+    outs = (ky, (kk if with_kk and split != 1 else None), (r if gates is not None else None),
             (kks if with_kk and split else None))  # fmt: skip
+    if flags is None:
+        launch_planned(token, gram_kernel, (b * t, gc), *args, ky, b, t, gc, WITH_KK=with_kk,
+                       SPLIT=split if with_kk else 0, **const)  # fmt: skip
+        return (*outs, None)
+    deferred = lambda: launch_planned(token, gram_kernel, (t * b * gc,), *args, flags, b, t, gc,  # noqa: E731
+                                      WITH_KK=with_kk, SPLIT=split if with_kk else 0, SIGNAL=True, **const)  # fmt: skip
+    return (*outs, (deferred, gc))

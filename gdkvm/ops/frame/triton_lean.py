@@ -19,7 +19,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from gdkvm.ops.frame.tiles import dot3, head_projections, softplus, split_tf32, state_slots
+from gdkvm.ops.frame.tiles import dot3, head_projections, softplus, split_tf32, state_slots, wait_frames
 
 
 @triton.jit
@@ -92,12 +92,35 @@ def _walk_readout(
         tl.store(o_ptr + bt * N * DV + rn[:, None] * DV + rv[None, :], o.to(o_ptr.dtype.element_ty), mask=omask)
 
 
-@triton.jit(do_not_specialize=["T", "H", "HD", "N"])  # sizes that vary between calls: one compile
+@triton.jit
+def _lean_step(
+    kks_ptr, r_b, kv_b, st_base, k_ptr, o_ptr, b, t, slot, T, N, DK, DV, j0, head0, q, s, rate_h, dt_h, hcol, g_offs,
+    g_mask,
+    q_offs, q_mask, s_offs, s_mask, IN_PLACE: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, BH: tl.constexpr,
+    EVEN: tl.constexpr, NHS: tl.constexpr, READ: tl.constexpr, BNR: tl.constexpr, RPREC: tl.constexpr,
+):  # fmt: skip
+    """Frame t of ``fwd_lean_kernel``: load G_t, R_t and U_t's slice, step Q and S, store S_t (and read out O_t)."""
+    BQ: tl.constexpr = BH * BH
+    g_t = kks_ptr + (b * T + t) * 2 * DK * DK
+    g_hi = _load(g_t + g_offs, g_mask, EVEN)
+    g_lo = _load(g_t + DK * DK + g_offs, g_mask, EVEN)
+    r, u = _inputs(r_b, kv_b, t, DK, DV, q_offs, q_mask, s_offs, s_mask, BK, BQ, EVEN)
+    q, s = _lean_frame(g_hi, g_lo, q, s, r, u, rate_h, dt_h, head0, hcol, BK, BH, NHS)
+    if IN_PLACE:
+        tl.debug_barrier()  # every thread has read its U_t elements before any overwrites them
+    tl.store(st_base + (t + slot) * DK * DV + s_offs, s, mask=s_mask)
+    if READ:
+        _walk_readout(k_ptr, o_ptr, s, b * T + t, j0, N, DK, DV, BK, BV, BNR, RPREC)
+    return q, s
+
+
+@triton.jit(do_not_specialize=["T", "H", "HD", "N", "GT"])  # sizes that vary between calls: one compile
 def fwd_lean_kernel(
     kks_ptr, kv_ptr, r_ptr, h0_ptr, wb_ptr, wa_ptr, alog_ptr, dt_ptr, states_ptr, T, DK, DV, H, HD, k_ptr, o_ptr, N,
-    final_ptr, HAS_H0: tl.constexpr, IN_PLACE: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, BH: tl.constexpr,
-    PREC: tl.constexpr, EVEN: tl.constexpr, NHS: tl.constexpr,
+    final_ptr, flag_ptr, GT, HAS_H0: tl.constexpr, IN_PLACE: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    BH: tl.constexpr, PREC: tl.constexpr, EVEN: tl.constexpr, NHS: tl.constexpr,
     READ: tl.constexpr = False, BNR: tl.constexpr = 64, RPREC: tl.constexpr = "ieee", FINAL: tl.constexpr = False,
+    WAIT: tl.constexpr = False, LOOKAHEAD: tl.constexpr = 4,
 ):  # fmt: skip
     """All T frames of value slice j (BV columns inside one head, or NHS = BV / HD whole heads) of batch element b.
     Grid: (B, DV / BV).
@@ -109,6 +132,10 @@ def fwd_lean_kernel(
     pixels at a time at precision RPREC) instead of ``readout_kernel`` after the walk; without it k, o, N are unused.
     FINAL: also write S_{T-1} to final [B, DK, DV] fp32 (the op's final state, without a copy of the last slot
     afterwards); without it final_ptr is unused.
+    WAIT: the Gram pre-pass runs beside the walk (``frame_fwd``'s overlap): before reading frame t, wait until the
+    int32 counter flag[b, t, 0] ([B, T, 2]) counts its GT Gram programs (one acquire read covers LOOKAHEAD frames);
+    the frame loop is then not pipelined, so that no load of a frame moves above its wait. Without it flag_ptr and GT
+    are unused.
     """
     b = tl.program_id(0).to(tl.int64)
     j0 = tl.program_id(1) * BV
@@ -128,6 +155,7 @@ def fwd_lean_kernel(
     hcol = (rv // HD)[None, :]  # head of each column
     kv_b = kv_ptr + b * T * DK * DV
     r_b = r_ptr + b * T * DK * 2 * BQ
+    flag_b = flag_ptr + b * T * 2
     st_base, slot = state_slots(kv_b, states_ptr, b, T, DK, DV, IN_PLACE)
     if HAS_H0:
         t_start = 0
@@ -137,21 +165,27 @@ def fwd_lean_kernel(
         q = tl.reshape(tl.join(qb, qa), (BK, 2 * BQ))
     else:
         t_start = 1
+        if WAIT:
+            wait_frames(flag_b, 0, T, GT, LOOKAHEAD)
         q, s = _inputs(r_b, kv_b, 0, DK, DV, q_offs, q_mask, s_offs, s_mask, BK, BQ, EVEN)  # Q_0 = R_0, S_0 = U_0
         if READ:
             _walk_readout(k_ptr, o_ptr, s, b * T, j0, N, DK, DV, BK, BV, BNR, RPREC)
     if not IN_PLACE:
         tl.store(st_base + t_start * DK * DV + s_offs, s, mask=s_mask)  # slot 0 = h0, or slot 1 = S_0
-    for t in range(t_start, T):
-        g_t = kks_ptr + (b * T + t) * 2 * DK * DK
-        g_hi = _load(g_t + g_offs, g_mask, EVEN)
-        g_lo = _load(g_t + DK * DK + g_offs, g_mask, EVEN)
-        r, u = _inputs(r_b, kv_b, t, DK, DV, q_offs, q_mask, s_offs, s_mask, BK, BQ, EVEN)
-        q, s = _lean_frame(g_hi, g_lo, q, s, r, u, rate_h, dt_h, j0 // HD, hcol, BK, BH, NHS)
-        if IN_PLACE:
-            tl.debug_barrier()  # every thread has read its U_t elements before any overwrites them
-        tl.store(st_base + (t + slot) * DK * DV + s_offs, s, mask=s_mask)
-        if READ:
-            _walk_readout(k_ptr, o_ptr, s, b * T + t, j0, N, DK, DV, BK, BV, BNR, RPREC)
+    if WAIT:  # not pipelined: no load of frame t may move above its wait
+        ready = t_start  # frames before it have all their Gram programs counted (frame 0 waited for above)
+        for t in tl.range(t_start, T, num_stages=1):
+            if t >= ready:
+                ready = wait_frames(flag_b, t, T, GT, LOOKAHEAD)
+            q, s = _lean_step(
+                kks_ptr, r_b, kv_b, st_base, k_ptr, o_ptr, b, t, slot, T, N, DK, DV, j0, j0 // HD, q, s, rate_h, dt_h,
+                hcol, g_offs, g_mask, q_offs, q_mask, s_offs, s_mask, IN_PLACE, BK, BV, BH, EVEN, NHS, READ, BNR, RPREC,
+            )  # fmt: skip
+    else:
+        for t in range(t_start, T):
+            q, s = _lean_step(
+                kks_ptr, r_b, kv_b, st_base, k_ptr, o_ptr, b, t, slot, T, N, DK, DV, j0, j0 // HD, q, s, rate_h, dt_h,
+                hcol, g_offs, g_mask, q_offs, q_mask, s_offs, s_mask, IN_PLACE, BK, BV, BH, EVEN, NHS, READ, BNR, RPREC,
+            )  # fmt: skip
     if FINAL:
         tl.store(final_ptr + b * DK * DV + s_offs, s, mask=s_mask)

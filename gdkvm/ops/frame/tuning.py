@@ -82,6 +82,11 @@ TUNING: dict[str, int | str] = {
     "fused_lookahead": 4,  # frames whose Gram counters one wait of a walker reads (power of two)
     "fused_max_bk": 64,  # wider keys: the three-launch forward (the one-launch kernel spills ~10 KB/thread at Dk 128)
     "fused_capture": 0,  # 1: also inside CUDA graph capture (bench/ops_frame.py tries it for its graph column)
+    # 1: the lean walk starts first and the Gram pre-pass runs beside it on a side stream, in frame order, the walk
+    # waiting for each frame's Gram programs (per-frame counters) instead of for the whole launch; only where the
+    # walk's programs leave an SM free (no wait can then block the Gram). Default from GDKVM_FRAME_WALK_OVERLAP
+    "walk_overlap": int(os.environ.get("GDKVM_FRAME_WALK_OVERLAP", "0")),
+    "overlap_lookahead": 4,  # frames whose Gram counters one wait of the overlapped walk reads (power of two)
     "gram_tile": 4096,
     # > 0: that many value columns per Gram program in one tile, pixels outside (gram_wide_task). Off: slower in every
     # setting on an H100 (B10 T10 N256 pre-pass 76-115 us vs 65 by head, B32 227-330 vs 186)
@@ -286,6 +291,40 @@ def fast_layout(dk: int, dv: int, heads: int) -> tuple[int, int] | None:
         return None
     bh = max(4, next_power_of_2(heads))
     return bh, min(hd, max(16, next_power_of_2(int(TUNING["fast_slice"]))))
+
+
+def overlap_fits(walkers: int, device: torch.device) -> bool:
+    """Whether the Gram pre-pass may run beside a walk of ``walkers`` programs (``TUNING["walk_overlap"]``): on CUDA
+    only while they leave at least one SM free, so that Gram programs always find room while walkers wait for them."""
+    if not TUNING["walk_overlap"]:
+        return False
+    return device.type != "cuda" or walkers < sm_count(device.index or 0)
+
+
+_SIDE: dict[int, torch.cuda.Stream] = {}
+
+
+def run_beside(walk: Callable[[], object], gram_launch: Callable[[], object] | None, cuda: bool) -> None:
+    """Launch the walk and, with ``gram_launch``, the Gram pre-pass whose counters it waits on. On CUDA the walk goes
+    first on the current stream (its programs resident and waiting) and the Gram on a side stream forked from and
+    joined back into it, so later work on the current stream (and the caching allocator's reuse of the Gram's
+    buffers) follows both. Elsewhere (the interpreter runs programs one by one) the Gram goes first."""
+    if gram_launch is None:
+        walk()
+        return
+    if not cuda or interpreting():
+        gram_launch()
+        walk()
+        return
+    cur = torch.cuda.current_stream()
+    side = _SIDE.get(cur.device.index)
+    if side is None:
+        side = _SIDE[cur.device.index] = torch.cuda.Stream(cur.device)
+    side.wait_stream(cur)
+    walk()
+    with torch.cuda.stream(side):
+        gram_launch()
+    cur.wait_stream(side)
 
 
 @functools.cache
