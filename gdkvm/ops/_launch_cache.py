@@ -133,6 +133,12 @@ def keyed_launch(key: tuple | None, kernel: triton.JITFunction, grid: tuple[int,
     return _launch(key, kernel, grid, slow, device, args, kwargs)
 
 
+def is_cached(kernel: triton.JITFunction, key: tuple, nargs: int) -> bool:
+    """Whether ``keyed_launch(key, kernel, grid, slow, *args)`` with ``nargs`` positional arguments would call a
+    compiled kernel kept from an earlier launch (not ``slow``)."""
+    return usable(kernel) and (kernel, torch.cuda.current_device(), key, nargs) in _COMPILED
+
+
 def _launch(key: tuple | None, kernel: triton.JITFunction, grid: tuple[int, ...], slow: Callable, device: int,
             args: tuple, kwargs: dict):  # fmt: skip
     hit = _COMPILED.get(key) if key is not None else None

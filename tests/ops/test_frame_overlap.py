@@ -9,6 +9,7 @@ import torch
 from gdkvm.ops.frame import triton_fwd, triton_gram, tuning
 from tests.ops.test_frame_naive import make_inputs
 from tests.ops.test_frame_triton import assert_matches_with_and_without_gradients
+from tests.ops.test_launch_cache import KERNEL
 
 
 @pytest.mark.parametrize("with_state", [False, True], ids=["no_h0", "h0"])
@@ -53,9 +54,40 @@ def test_overlap_only_where_an_sm_stays_free(monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_launch_order() -> None:
-    """Without CUDA the Gram (which never waits) runs before the walk that waits on it; without a Gram beside it
-    only the walk runs."""
+    """Without CUDA, or before the Gram's compiled kernel has run once (its first launch compiles and loads a module,
+    which can wait for the device to go idle, i.e. for the walk that waits on the Gram), the Gram runs before the
+    walk; without a Gram beside it only the walk runs."""
     order = []
-    tuning.run_beside(lambda: order.append("walk"), lambda: order.append("gram"), False)
-    tuning.run_beside(lambda: order.append("walk"), None, False)
-    assert order == ["gram", "walk", "walk"]
+    tuning.run_beside(lambda: order.append("walk"), lambda: order.append("gram"), False, True)
+    tuning.run_beside(lambda: order.append("walk"), lambda: order.append("gram"), True, False)
+    tuning.run_beside(lambda: order.append("walk"), None, False, False)
+    assert order == ["gram", "walk", "gram", "walk", "walk"]
+
+
+def test_warm_only_after_a_compiled_launch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``planned_warm`` holds for a (plan, alignment) whose compiled kernel the keyed launch kept, not before, and
+    not for another alignment of the same plan."""
+    from gdkvm.ops import _launch_cache as lc
+
+    class Compiled:
+        function, packed_metadata = "function", "packed"
+
+        def run(self, *args: object) -> None:
+            pass
+
+    monkeypatch.setattr(lc, "usable", lambda kernel: True)
+    monkeypatch.setattr(lc, "current_stream", lambda device: 1)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(lc, "_COMPILED", {})
+    monkeypatch.setattr(tuning, "interpreting", lambda: False)
+    monkeypatch.setattr(tuning, "_on_gpu", lambda x: True)
+    monkeypatch.setattr(tuning, "_jit_launch", lambda kernel, grid, *a, **kw: Compiled())
+    monkeypatch.setitem(tuning.TUNING, "plan_launch", 1)
+    x, token = torch.zeros(16), object()
+    assert not tuning.planned_warm(token, KERNEL, x, x, 64, 7, 0.5)
+    tuning.launch_planned(token, KERNEL, (1,), x, x, 64, 7, 0.5, BK=16)
+    assert tuning.planned_warm(token, KERNEL, x, x, 64, 7, 0.5)
+    assert not tuning.planned_warm(token, KERNEL, x, x[1:], 64, 7, 0.5)  # another alignment: another compile
+    assert not tuning.planned_warm(object(), KERNEL, x, x, 64, 7, 0.5)
+    monkeypatch.setitem(tuning.TUNING, "plan_launch", 0)
+    assert not tuning.planned_warm(token, KERNEL, x, x, 64, 7, 0.5)

@@ -394,10 +394,11 @@ def frame_fwd(
         k, o if walk_out else states, n, states if final is None else final, states if flags is None else flags,
         1 if beside is None else beside[1],
     )  # fmt: skip
+    gram_launch, _, warm = (None, 1, False) if beside is None else beside
     run_beside(
         lambda: launch_planned(token, kernel, grid, first, kv, *gates, h0, w_beta, w_alpha, a_log, dt_bias, states, t,
                                dk, dv, heads, dv // heads, *extra, **const),
-        None if beside is None else beside[0], k.is_cuda,
+        gram_launch, k.is_cuda, warm,
     )  # fmt: skip
     gates = first = r = kks = None
     if not save:

@@ -5,8 +5,6 @@ launch over (frame, column group); ``gram_task`` is also what the one-launch for
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 import triton
 import triton.language as tl
@@ -20,6 +18,7 @@ from gdkvm.ops.frame.tuning import (
     pad_k,
     pixel_precision,
     planned,
+    planned_warm,
     safe_warps,
     serial_fast_precision,
 )
@@ -239,7 +238,7 @@ def gram(
     split: int = 0,
     token: object = None,
     flags: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None, tuple[Callable, int] | None]:
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None, tuple | None]:
     """K^T Y (and K^T K, and the per-head gate projections of K^T Y) per frame.
 
     Args:
@@ -260,7 +259,8 @@ def gram(
         r: [B, T, Dk, 2, BH * BH] fp32 (entries of padded heads unset), or None.
         kks: with split [B, T, 2, Dk, Dk] fp32, K^T K split for TF32 products (``split_tf32``: hi, lo), else None.
         deferred: with flags (the launch, for the caller to run once the walk waiting on the counters is launched;
-            the number of Gram programs per frame), else None (the launch has run).
+            the number of Gram programs per frame; whether that launch is warm, ``tuning.planned_warm``), else None
+            (the launch has run).
     """
     b, t, n, dk = k.shape
     dy = y.shape[-1]
@@ -289,4 +289,4 @@ def gram(
         return (*outs, None)
     deferred = lambda: launch_planned(token, gram_kernel, (t * b * gc,), *args, flags, b, t, gc,  # noqa: E731
                                       WITH_KK=with_kk, SPLIT=split if with_kk else 0, SIGNAL=True, **const)  # fmt: skip
-    return (*outs, (deferred, gc))
+    return (*outs, (deferred, gc, planned_warm(token, gram_kernel, *args, flags, b, t, gc)))

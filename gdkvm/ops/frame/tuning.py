@@ -13,7 +13,7 @@ import torch
 import triton
 
 from gdkvm.ops._host import interpreting, next_power_of_2
-from gdkvm.ops._launch_cache import cached_launch, keyed_launch
+from gdkvm.ops._launch_cache import cached_launch, is_cached, keyed_launch
 
 
 def dot_precision(dtype: torch.dtype, device: torch.device) -> str:
@@ -205,19 +205,35 @@ def launch_planned(token: object, kernel: triton.JITFunction, grid: tuple[int, .
     (``token``: an object made once per plan, so one token means one set of them): with ``TUNING["plan_launch"]`` on
     a GPU the compiled kernel of a (token, kernel, tensor alignment) seen before is called directly
     (``_launch_cache.keyed_launch``), without the JIT's binding and specialisation. Returns the compiled kernel."""
-    if token is None or not TUNING["plan_launch"] or not _on_gpu(args[0]) or interpreting():
+    if not _keyed(token, args):
         return launch(kernel, grid, *args, **kwargs)
+    return keyed_launch(_plan_key(token, kernel, args), kernel, grid, _jit_launch, *args, **kwargs)
+
+
+def planned_warm(token: object, kernel: triton.JITFunction, *args: object) -> bool:
+    """Whether ``launch_planned(token, kernel, grid, *args, ...)`` would call a compiled kernel that has run before:
+    no compile and no module load, which may wait for the device to go idle (a launch that a running kernel waits
+    for must not)."""
+    return _keyed(token, args) and is_cached(kernel, _plan_key(token, kernel, args), len(args))
+
+
+def _keyed(token: object, args: tuple) -> bool:
+    return token is not None and bool(TUNING["plan_launch"]) and _on_gpu(args[0]) and not interpreting()
+
+
+def _plan_key(token: object, kernel: triton.JITFunction, args: tuple) -> tuple:
+    """(token, bit mask of the tensor arguments off a 16-byte boundary): with the plan, all Triton specialises on."""
     where = (token, kernel, len(args))
     tensors = _TENSOR_ARGS.get(where)  # a plan passes tensors at the same positions on every launch
     if tensors is None:
         if len(_TENSOR_ARGS) >= 4096:
             _TENSOR_ARGS.clear()
         tensors = _TENSOR_ARGS[where] = tuple(i for i, a in enumerate(args) if isinstance(a, torch.Tensor))
-    unaligned = 0  # Triton specialises a pointer on 16-byte alignment only
+    unaligned = 0
     for i in tensors:
         if args[i].data_ptr() & 15:
             unaligned |= 1 << i
-    return keyed_launch((token, unaligned), kernel, grid, _jit_launch, *args, **kwargs)
+    return token, unaligned
 
 
 _TENSOR_ARGS: dict[tuple, tuple[int, ...]] = {}
@@ -304,15 +320,17 @@ def overlap_fits(walkers: int, device: torch.device) -> bool:
 _SIDE: dict[int, torch.cuda.Stream] = {}
 
 
-def run_beside(walk: Callable[[], object], gram_launch: Callable[[], object] | None, cuda: bool) -> None:
-    """Launch the walk and, with ``gram_launch``, the Gram pre-pass whose counters it waits on. On CUDA the walk goes
-    first on the current stream (its programs resident and waiting) and the Gram on a side stream forked from and
-    joined back into it, so later work on the current stream (and the caching allocator's reuse of the Gram's
-    buffers) follows both. Elsewhere (the interpreter runs programs one by one) the Gram goes first."""
+def run_beside(walk: Callable[[], object], gram_launch: Callable[[], object] | None, cuda: bool, warm: bool) -> None:
+    """Launch the walk and, with ``gram_launch``, the Gram pre-pass whose counters it waits on. On CUDA, where the
+    Gram's compiled kernel has run before (``warm``: its launch then compiles and loads nothing, which could wait for
+    the device to go idle while the walk waits for the Gram), the walk goes first on the current stream (its programs
+    resident and waiting) and the Gram on a side stream forked from and joined back into it, so later work on the
+    current stream (and the caching allocator's reuse of the Gram's buffers) follows both. Otherwise the Gram goes
+    first (as under the interpreter, which runs programs one by one)."""
     if gram_launch is None:
         walk()
         return
-    if not cuda or interpreting():
+    if not cuda or not warm or interpreting():
         gram_launch()
         walk()
         return
