@@ -317,7 +317,7 @@ def overlap_fits(walkers: int, device: torch.device) -> bool:
     return device.type != "cuda" or walkers < sm_count(device.index or 0)
 
 
-_SIDE: dict[int, torch.cuda.Stream] = {}
+_SIDE: dict[int, tuple] = {}
 
 
 def run_beside(walk: Callable[[], object], gram_launch: Callable[[], object] | None, cuda: bool, warm: bool) -> None:
@@ -326,7 +326,8 @@ def run_beside(walk: Callable[[], object], gram_launch: Callable[[], object] | N
     the device to go idle while the walk waits for the Gram), the walk goes first on the current stream (its programs
     resident and waiting) and the Gram on a side stream forked from and joined back into it, so later work on the
     current stream (and the caching allocator's reuse of the Gram's buffers) follows both. Otherwise the Gram goes
-    first (as under the interpreter, which runs programs one by one)."""
+    first (as under the interpreter, which runs programs one by one). The side stream and its two events are made
+    once per current stream (``Stream.wait_stream`` would make a new event per call: host time)."""
     if gram_launch is None:
         walk()
         return
@@ -335,14 +336,20 @@ def run_beside(walk: Callable[[], object], gram_launch: Callable[[], object] | N
         walk()
         return
     cur = torch.cuda.current_stream()
-    side = _SIDE.get(cur.device.index)
+    side = _SIDE.get(cur.cuda_stream)
     if side is None:
-        side = _SIDE[cur.device.index] = torch.cuda.Stream(cur.device)
-    side.wait_stream(cur)
+        side = _SIDE[cur.cuda_stream] = (torch.cuda.Stream(cur.device), torch.cuda.Event(), torch.cuda.Event())
+    stream, fork, join = side
+    fork.record(cur)
+    stream.wait_event(fork)
     walk()
-    with torch.cuda.stream(side):
+    torch.cuda.set_stream(stream)
+    try:
         gram_launch()
-    cur.wait_stream(side)
+    finally:
+        torch.cuda.set_stream(cur)
+    join.record(stream)
+    cur.wait_event(join)
 
 
 @functools.cache
