@@ -390,11 +390,11 @@ def frame_fwd(
     walk_out = read_grid is None  # the lean walk writes o itself (READ)
     o = torch.empty_like(v) if walk_out else None
     final = torch.empty(b, dk, dv, device=k.device, dtype=torch.float32) if const.get("FINAL") else None
+    gram_launch, per_frame, warm = (None, 1, False) if beside is None else beside
     extra = () if kernel is not fwd_lean_kernel else (
         k, o if walk_out else states, n, states if final is None else final, states if flags is None else flags,
-        1 if beside is None else beside[1],
+        per_frame,
     )  # fmt: skip
-    gram_launch, _, warm = (None, 1, False) if beside is None else beside
     run_beside(
         lambda: launch_planned(token, kernel, grid, first, kv, *gates, h0, w_beta, w_alpha, a_log, dt_bias, states, t,
                                dk, dv, heads, dv // heads, *extra, **const),

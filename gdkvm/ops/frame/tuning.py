@@ -84,7 +84,9 @@ TUNING: dict[str, int | str] = {
     "fused_capture": 0,  # 1: also inside CUDA graph capture (bench/ops_frame.py tries it for its graph column)
     # 1: the lean walk starts first and the Gram pre-pass runs beside it on a side stream, in frame order, the walk
     # waiting for each frame's Gram programs (per-frame counters) instead of for the whole launch; only where the
-    # walk's programs leave an SM free (no wait can then block the Gram). Default from GDKVM_FRAME_WALK_OVERLAP
+    # walk's programs leave an SM free (no wait can then block the Gram). Off: on an H200 the forward's kernels fell
+    # from 0.136 to 0.115 ms at B10 T10 N256 (CUDA graph), but the op's host time rose by 40-155 us per call, more
+    # than that (docs/benchmarks.md, frame rule, fourteenth round). Default from GDKVM_FRAME_WALK_OVERLAP
     "walk_overlap": int(os.environ.get("GDKVM_FRAME_WALK_OVERLAP", "0")),
     "overlap_lookahead": 4,  # frames whose Gram counters one wait of the overlapped walk reads (power of two)
     "gram_tile": 4096,
