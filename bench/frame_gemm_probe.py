@@ -46,7 +46,8 @@ def probe(name: str) -> dict:
         gram(k, v, with_kk=True, gates=(w_beta, w_alpha, heads, bh), split=split)
 
     def ours_readout():
-        launch(readout_kernel, read_grid, k, states, o, t, n, dk, dv, t + 1, read_const["VCOLS"], **read_const["meta"])
+        meta = read_const["meta"]
+        launch(readout_kernel, read_grid, k, states, o, t, n, dk, dv, t + 1, read_const["VCOLS"], o, 1, 1, **meta)
 
     def blas_gram():
         u = torch.bmm(kf.transpose(1, 2), vf)

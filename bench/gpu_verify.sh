@@ -52,6 +52,8 @@
 #                                             # then every frame GPU test with it on
 #   bash bench/gpu_verify.sh OUTDIR final7    # every frame GPU test, the forward's host profile, the T10 forward rows
 #   bash bench/gpu_verify.sh OUTDIR beside    # the Gram beside the waiting walk: A/B, every frame GPU test with it on
+#   bash bench/gpu_verify.sh OUTDIR hostov    # host time of the forward with the Gram beside the walk, and without
+#   bash bench/gpu_verify.sh OUTDIR beside2   # the Gram and the readout beside the waiting walk: smoke, GPU test, A/B
 # Carry .whl (training wheels and fla-core; see bench/gpu_env.sh) and .tcache (autotune results saved by an
 # earlier call as OUTDIR/autotune.tgz, copied to .tcache/). Results land in OUTDIR, at most 8 files.
 set -uo pipefail
@@ -476,4 +478,23 @@ if [ "$WHAT" = beside ]; then  # about 5 minutes: the Gram beside the waiting wa
     | tail -15 | tee "$OUTDIR/frame_tests.txt"
   timeout 120 python3 bench/knob_ab.py --configs walk_overlap=0 walk_overlap=1 walk_overlap=1,overlap_lookahead=1 \
     --shapes B10T10N256 B32T10N256 B10T10N64 --modes fwd --rounds 2 2>&1 | grep -vi warn | tee "$OUTDIR/ab.txt"
+fi
+if [ "$WHAT" = hostov ]; then  # about 2.5 minutes: where the overlapped forward's host time goes (cProfile), off / on
+  for ov in 0 1; do
+    GDKVM_FRAME_WALK_OVERLAP=$ov timeout 60 python3 bench/host_profile.py --shape B10T10N256 --mode fwd --calls 300 \
+      2>&1 | grep -vi warn | tee "$OUTDIR/host_ov$ov.txt"
+  done
+  timeout 60 python3 bench/knob_ab.py --configs walk_overlap=0 walk_overlap=1 --shapes B10T10N256 --modes fwd \
+    --rounds 2 2>&1 | grep -vi warn | tee "$OUTDIR/ab.txt"
+fi
+if [ "$WHAT" = beside2 ]; then  # about 5 minutes: walk_overlap 2 (the readout waits beside the walk too): a one-round
+  # smoke A/B (a wrong counter would hang: short limit), its GPU test, the A/B at three T10 shapes, its host profile
+  timeout 60 python3 bench/knob_ab.py --configs walk_overlap=0 walk_overlap=1 walk_overlap=2 --shapes B10T10N256 \
+    --modes fwd --rounds 1 2>&1 | grep -vi warn | tee "$OUTDIR/smoke.txt"
+  timeout 120 python3 -m pytest -q -p no:cacheprovider -rf --tb=short tests/ops/test_frame_gpu.py -k beside 2>&1 \
+    | tail -15 | tee "$OUTDIR/frame_tests.txt"
+  timeout 120 python3 bench/knob_ab.py --configs walk_overlap=0 walk_overlap=1 walk_overlap=2 \
+    --shapes B10T10N256 B10T10N64 B32T10N256 --modes fwd --rounds 3 2>&1 | grep -vi warn | tee "$OUTDIR/ab.txt"
+  GDKVM_FRAME_WALK_OVERLAP=2 timeout 60 python3 bench/host_profile.py --shape B10T10N256 --mode fwd --calls 300 \
+    2>&1 | grep -vi warn | head -14 | tee "$OUTDIR/host_ov2.txt"
 fi

@@ -133,10 +133,21 @@ def keyed_launch(key: tuple | None, kernel: triton.JITFunction, grid: tuple[int,
     return _launch(key, kernel, grid, slow, device, args, kwargs)
 
 
-def is_cached(kernel: triton.JITFunction, key: tuple, nargs: int) -> bool:
-    """Whether ``keyed_launch(key, kernel, grid, slow, *args)`` with ``nargs`` positional arguments would call a
-    compiled kernel kept from an earlier launch (not ``slow``)."""
-    return usable(kernel) and (kernel, torch.cuda.current_device(), key, nargs) in _COMPILED
+def cached_entry(kernel: triton.JITFunction, key: tuple, nargs: int) -> tuple | None:
+    """What ``keyed_launch(key, kernel, grid, slow, *args)`` with ``nargs`` positional arguments would call: the
+    compiled kernel kept from an earlier launch and its parameter tail, for ``run_entry``; None where it would call
+    ``slow``."""
+    return _COMPILED.get((kernel, torch.cuda.current_device(), key, nargs)) if usable(kernel) else None
+
+
+def run_entry(entry: tuple, grid: tuple[int, ...], stream: int, args: tuple) -> None:
+    """Launch a ``cached_entry`` on the raw CUDA stream ``stream`` (not necessarily the current one)."""
+    compiled, tail = entry
+    g1 = grid[1] if len(grid) > 1 else 1
+    g2 = grid[2] if len(grid) > 2 else 1
+    compiled.run(
+        grid[0], g1, g2, stream, compiled.function, compiled.packed_metadata, None, None, None, *args, *tail
+    )  # fmt: skip
 
 
 def _launch(key: tuple | None, kernel: triton.JITFunction, grid: tuple[int, ...], slow: Callable, device: int,
@@ -153,11 +164,5 @@ def _launch(key: tuple | None, kernel: triton.JITFunction, grid: tuple[int, ...]
             # the number of positional arguments and every keyword argument's value (or the caller's plan token)
             _COMPILED[key] = (compiled, bound_args(kernel, args, kwargs)[len(args) :])
         return compiled
-    compiled, tail = hit
-    stream = current_stream(device)
-    g1 = grid[1] if len(grid) > 1 else 1
-    g2 = grid[2] if len(grid) > 2 else 1
-    compiled.run(
-        grid[0], g1, g2, stream, compiled.function, compiled.packed_metadata, None, None, None, *args, *tail
-    )  # fmt: skip
-    return compiled
+    run_entry(hit, grid, current_stream(device), args)
+    return hit[0]

@@ -228,22 +228,27 @@ def test_inference_forward_matches_reference(shape: tuple, dtype: torch.dtype, w
     pytest.param((32, 10, 256, 64, 256, 8), F32, True, id="B32T10N256-fp32-h0"),
     pytest.param((3, 7, 100, 48, 96, 6), torch.bfloat16, False, id="B3T7N100Dk48Dv96H6-bf16"),
 ])  # fmt: skip
-def test_gram_beside_the_walk(
-    shape: tuple, dtype: torch.dtype, with_state: bool, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("overlap", [1, 2], ids=["gram", "gram_and_readout"])
+def test_work_beside_the_walk(
+    shape: tuple, dtype: torch.dtype, with_state: bool, overlap: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """``walk_overlap``: the first call of a plan runs the Gram first (its kernel compiles), later calls run it beside
-    the waiting walk on a side stream; every call (no gradients), and replays of one captured in a CUDA graph, equal
-    to the three launches in sequence (the same arithmetic: 1e-6 relative RMS)."""
+    """``walk_overlap``: the first call of a plan runs the Gram (and with 2 the readout) in turn with the walk (their
+    kernels compile), later calls run them beside the waiting walk on a side stream; every call (with and without
+    gradients: the saving and the in-place walk), and replays of one captured in a CUDA graph, equal to the three
+    launches in sequence (the same arithmetic: 1e-6 relative RMS)."""
     from gdkvm.ops.frame.tuning import TUNING
 
     inp = make_inputs(shape, dtype, with_state)
     with torch.no_grad():
         ref = frame_gated_delta(**inp, output_final_state=True, backend="triton")
-    monkeypatch.setitem(TUNING, "walk_overlap", 1)
+    monkeypatch.setitem(TUNING, "walk_overlap", overlap)
     for _ in range(3):
         with torch.no_grad():
             got = frame_gated_delta(**inp, output_final_state=True, backend="triton")
         assert rel_rms(got[0], ref[0]) <= 1e-6 and rel_rms(got[1], ref[1]) <= 1e-6
+        k = inp["k"].detach().requires_grad_(True)
+        got = frame_gated_delta(**{**inp, "k": k}, output_final_state=True, backend="triton")
+        assert rel_rms(got[0].detach(), ref[0]) <= 1e-6 and rel_rms(got[1].detach(), ref[1]) <= 1e-6
     graph = torch.cuda.CUDAGraph()
     with torch.no_grad(), torch.cuda.graph(graph):
         captured = frame_gated_delta(**inp, output_final_state=True, backend="triton")

@@ -6,41 +6,45 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gdkvm.ops.frame import triton_fwd, triton_gram, tuning
+from gdkvm.ops.frame import triton_fwd, tuning
 from tests.ops.test_frame_naive import make_inputs
 from tests.ops.test_frame_triton import assert_matches_with_and_without_gradients
 from tests.ops.test_launch_cache import KERNEL
 
 
+@pytest.mark.parametrize("overlap", [1, 2], ids=["gram", "gram_and_readout"])
 @pytest.mark.parametrize("with_state", [False, True], ids=["no_h0", "h0"])
-def test_gram_beside_the_walk_matches_reference(with_state: bool, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Forward, final state and gradients with the walk waiting on per-frame counters (lookahead of two frames over
-    clips of one, three and five frames), and every counter at the Gram's programs per frame afterwards."""
-    monkeypatch.setitem(tuning.TUNING, "walk_overlap", 1)
+def test_work_beside_the_walk_matches_reference(with_state: bool, overlap: int, monkeypatch: pytest.MonkeyPatch):
+    """Forward, final state and gradients with the walk waiting on per-frame Gram counters (lookahead of two frames
+    over clips of one, three and five frames) and, with walk_overlap 2, the readout waiting on the walk's per-frame
+    counters; afterwards every Gram counter at the Gram's programs per frame and every state counter at the walk's
+    value slices (or 0 where nothing counts into it)."""
+    monkeypatch.setitem(tuning.TUNING, "walk_overlap", overlap)
     monkeypatch.setitem(tuning.TUNING, "overlap_lookahead", 2)
-    grams, walks = [], []
-    real_gram, real_fwd = triton_gram.launch_planned, triton_fwd.launch_planned
-
-    def gram_spy(*args: object, **kwargs: object) -> object:
-        out = real_gram(*args, **kwargs)  # the interpreter has run every program when this returns
-        if kwargs.get("SIGNAL"):
-            flags, gc = args[18], args[21]
-            grams.append(bool((flags[..., 0] == gc).all() and (flags[..., 1] == 0).all()))
-        return out
+    counters, walks, reads = [], [], []
+    real_fwd = triton_fwd.launch_planned
 
     def fwd_spy(*args: object, **kwargs: object) -> object:
+        out = real_fwd(*args, **kwargs)  # the interpreter has run every program when this returns
         if args[1] is triton_fwd.fwd_lean_kernel:
-            walks.append(kwargs.get("WAIT"))
-        return real_fwd(*args, **kwargs)
+            walks.append((kwargs.get("WAIT"), kwargs.get("NOTIFY", False)))
+            flags, grid = args[-2], args[2]
+            if kwargs.get("WAIT"):  # run_beside ran the Gram before (the interpreter)
+                notified = grid[1] if kwargs.get("NOTIFY") else 0
+                counters.append(bool((flags[..., 0] == args[-1]).all() and (flags[..., 1] == notified).all()))
+        if args[1] is triton_fwd.readout_kernel:
+            reads.append(kwargs.get("WAIT", False))
+        return out
 
-    monkeypatch.setattr(triton_gram, "launch_planned", gram_spy)
     monkeypatch.setattr(triton_fwd, "launch_planned", fwd_spy)
+    monkeypatch.setattr(tuning, "launch_planned", fwd_spy)  # the side launches (run_beside with no warm entry)
     for b, t, n, dk, dv, h in ((2, 3, 10, 32, 64, 4), (1, 5, 9, 20, 96, 6), (1, 1, 5, 16, 64, 2)):
         assert_matches_with_and_without_gradients(
             make_inputs(b=b, t=t, n=n, dk=dk, dv=dv, heads=h, with_state=with_state)
         )
-    assert len(walks) == 6 and all(walks)  # two forwards per shape, each walk waiting on the counters
-    assert len(grams) == 6 and all(grams)
+    assert walks == [(True, overlap == 2)] * 6  # two forwards per shape, each walk waiting on the counters
+    assert len(counters) == 6 and all(counters)
+    assert reads == [overlap == 2] * 6
 
 
 def test_overlap_only_where_an_sm_stays_free(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -54,26 +58,33 @@ def test_overlap_only_where_an_sm_stays_free(monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_launch_order() -> None:
-    """Without CUDA, or before the Gram's compiled kernel has run once (its first launch compiles and loads a module,
-    which can wait for the device to go idle, i.e. for the walk that waits on the Gram), the Gram runs before the
-    walk; without a Gram beside it only the walk runs."""
+    """Without a warm launch beside the walk (no CUDA, or before the side launches' compiled kernels have run once:
+    their first launch compiles and loads a module, which can wait for the device to go idle, i.e. for the walk that
+    waits on them) they run in turn: the Gram, the walk, the readout, each on the current stream."""
     order = []
-    tuning.run_beside(lambda: order.append("walk"), lambda: order.append("gram"), False, True)
-    tuning.run_beside(lambda: order.append("walk"), lambda: order.append("gram"), True, False)
-    tuning.run_beside(lambda: order.append("walk"), None, False, False)
-    assert order == ["gram", "walk", "gram", "walk", "walk"]
+    gram = lambda stream: order.append(("gram", stream))  # noqa: E731
+    read = lambda stream: order.append(("read", stream))  # noqa: E731
+    tuning.run_beside(lambda: order.append(("walk", None)), gram, read, False)
+    tuning.run_beside(lambda: order.append(("walk", None)), gram)
+    tuning.run_beside(lambda: order.append(("walk", None)), None, read)
+    tuning.run_beside(lambda: order.append(("walk", None)), None)
+    names = [name for name, _ in order]
+    assert names == ["gram", "walk", "read", "gram", "walk", "walk", "read", "walk"]
+    assert all(stream is None for _, stream in order)
 
 
 def test_warm_only_after_a_compiled_launch(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``planned_warm`` holds for a (plan, alignment) whose compiled kernel the keyed launch kept, not before, and
-    not for another alignment of the same plan."""
+    """``planned_entry`` finds a (plan, alignment) whose compiled kernel the keyed launch kept, not before, and not
+    another alignment of the same plan; ``side_launch`` then runs that compiled kernel on the stream it is given."""
     from gdkvm.ops import _launch_cache as lc
+
+    streams = []
 
     class Compiled:
         function, packed_metadata = "function", "packed"
 
         def run(self, *args: object) -> None:
-            pass
+            streams.append(args[3])
 
     monkeypatch.setattr(lc, "usable", lambda kernel: True)
     monkeypatch.setattr(lc, "current_stream", lambda device: 1)
@@ -84,10 +95,17 @@ def test_warm_only_after_a_compiled_launch(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setattr(tuning, "_jit_launch", lambda kernel, grid, *a, **kw: Compiled())
     monkeypatch.setitem(tuning.TUNING, "plan_launch", 1)
     x, token = torch.zeros(16), object()
-    assert not tuning.planned_warm(token, KERNEL, x, x, 64, 7, 0.5)
+    assert tuning.planned_entry(token, KERNEL, x, x, 64, 7, 0.5) is None
+    _, warm = tuning.side_launch(token, KERNEL, (1,), (x, x, 64, 7, 0.5), {"BK": 16})
+    assert not warm
     tuning.launch_planned(token, KERNEL, (1,), x, x, 64, 7, 0.5, BK=16)
-    assert tuning.planned_warm(token, KERNEL, x, x, 64, 7, 0.5)
-    assert not tuning.planned_warm(token, KERNEL, x, x[1:], 64, 7, 0.5)  # another alignment: another compile
-    assert not tuning.planned_warm(object(), KERNEL, x, x, 64, 7, 0.5)
+    assert tuning.planned_entry(token, KERNEL, x, x, 64, 7, 0.5) is not None
+    assert tuning.planned_entry(token, KERNEL, x, x[1:], 64, 7, 0.5) is None  # another alignment: another compile
+    assert tuning.planned_entry(object(), KERNEL, x, x, 64, 7, 0.5) is None
+    go, warm = tuning.side_launch(token, KERNEL, (1,), (x, x, 64, 7, 0.5), {"BK": 16})
+    assert warm
+    go(7)
+    go(None)
+    assert streams == [7, 1]  # the given stream, then the current one (the first launch went through the JIT)
     monkeypatch.setitem(tuning.TUNING, "plan_launch", 0)
-    assert not tuning.planned_warm(token, KERNEL, x, x, 64, 7, 0.5)
+    assert tuning.planned_entry(token, KERNEL, x, x, 64, 7, 0.5) is None

@@ -27,6 +27,7 @@ from gdkvm.ops.frame.tiles import (
     softplus,
     split_tf32,
     state_slots,
+    wait_count,
     wait_frames,
 )
 from gdkvm.ops.frame.triton_gram import gram
@@ -45,6 +46,7 @@ from gdkvm.ops.frame.tuning import (
     safe_warps,
     serial_fast_precision,
     serial_precision,
+    side_launch,
     walk_reads,
     walker_slice,
 )
@@ -290,10 +292,12 @@ def _readout_cols(
 def readout_tile(
     k_ptr, states_ptr, o_ptr, bt, n0, v0, VCOLS, T, N, DK, DV, SLOTS,
     BK: tl.constexpr, BN: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr, LOOP: tl.constexpr,
+    flag_ptr, NS, WAIT: tl.constexpr,
 ):  # fmt: skip
     """o[b, t] = K_t S_t on rows n0 .. n0+BN-1 and columns v0 .. v0+BV-1 of frame bt = b * T + t (int64), or with
     LOOP columns v0 .. v0+VCOLS-1, BV at a time, K_t's rows loaded (and for PREC "hand3" split) once; layouts as in
-    ``readout_kernel``. The state is read through L2 (``.cg``: in the fused forward another program wrote it)."""
+    ``readout_kernel``. The state is read through L2 (``.cg``: in the fused forward another program wrote it). WAIT:
+    K_t's rows are loaded first, then the int32 counter flag[bt, 1] ([B, T, 2]) is awaited until it reaches NS."""
     rn = n0 + tl.arange(0, BN)
     rk = tl.arange(0, BK)
     kt = tl.load(
@@ -302,6 +306,8 @@ def readout_tile(
     kt_lo = kt
     if PREC == "hand3":
         kt, kt_lo = split_tf32(kt)
+    if WAIT:
+        wait_count(flag_ptr + bt * 2 + 1, NS)
     s_base = states_ptr + ((bt // T) * SLOTS + bt % T + SLOTS - T) * DK * DV
     if LOOP:
         for c0 in range(v0, tl.minimum(v0 + VCOLS, DV), BV):
@@ -310,31 +316,26 @@ def readout_tile(
         _readout_cols(kt, kt_lo, s_base, o_ptr, bt, rn, v0, N, DK, DV, BK, BV, PREC)
 
 
-@triton.jit(do_not_specialize=["T", "N", "SLOTS"])  # sizes that vary between calls: one compile
+@triton.jit(do_not_specialize=["T", "N", "SLOTS", "B"])  # sizes that vary between calls: one compile
 def readout_kernel(
-    k_ptr,
-    states_ptr,
-    o_ptr,
-    T,
-    N,
-    DK,
-    DV,
-    SLOTS,
-    VCOLS,
-    BK: tl.constexpr,
-    BN: tl.constexpr,
-    BV: tl.constexpr,
-    PREC: tl.constexpr,
-    LOOP: tl.constexpr = False,
-):
+    k_ptr, states_ptr, o_ptr, T, N, DK, DV, SLOTS, VCOLS, flag_ptr, B, NS,
+    BK: tl.constexpr, BN: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr, LOOP: tl.constexpr = False,
+    WAIT: tl.constexpr = False,
+):  # fmt: skip
     """o[b, t] = K_t S_t for one (frame, pixel tile, value tile). Grid: (B*T, cdiv(N, BN), cdiv(DV, VCOLS)); with
     LOOP a program's VCOLS columns BV at a time (K_t's rows loaded once), else VCOLS = BV.
 
     k [B, T, N, DK], o [B, T, N, DV] (dtype of k); states [B, SLOTS, DK, DV] fp32 with S_t at slot t + SLOTS - T.
+    WAIT (the readout beside the walk, ``frame_fwd``'s overlap): program_id(0) = t * B + b (frames in order), and a
+    program waits until the walk's NS value slices of S_t are counted in the int32 flag[b, t, 1] ([B, T, 2]); without
+    it flag_ptr, B and NS are unused and program_id(0) = b * T + t.
     """
+    bt = tl.program_id(0).to(tl.int64)
+    if WAIT:
+        bt = (bt % B) * T + bt // B
     readout_tile(
-        k_ptr, states_ptr, o_ptr, tl.program_id(0).to(tl.int64), tl.program_id(1) * BN, tl.program_id(2) * VCOLS,
-        VCOLS, T, N, DK, DV, SLOTS, BK, BN, BV, PREC, LOOP,
+        k_ptr, states_ptr, o_ptr, bt, tl.program_id(1) * BN, tl.program_id(2) * VCOLS,
+        VCOLS, T, N, DK, DV, SLOTS, BK, BN, BV, PREC, LOOP, flag_ptr, NS, WAIT,
     )  # fmt: skip
 
 
@@ -390,7 +391,15 @@ def frame_fwd(
     walk_out = read_grid is None  # the lean walk writes o itself (READ)
     o = torch.empty_like(v) if walk_out else None
     final = torch.empty(b, dk, dv, device=k.device, dtype=torch.float32) if const.get("FINAL") else None
-    gram_launch, per_frame, warm = (None, 1, False) if beside is None else beside
+    gram_launch, warm, per_frame = (None, False, 1) if beside is None else beside
+    read_beside = read_grid is not None and read_const["meta"].get("WAIT", False)
+    if read_beside:  # the readout waits on the walk's counters beside it: its output exists before the walk starts
+        o = torch.empty_like(v)
+        read_launch, read_warm = side_launch(
+            token, readout_kernel, read_grid, (k, states, o, t, n, dk, dv, states.shape[1], read_const["VCOLS"],
+                                               flags, b, grid[1]), read_const["meta"],
+        )  # fmt: skip
+        warm = warm and read_warm
     extra = () if kernel is not fwd_lean_kernel else (
         k, o if walk_out else states, n, states if final is None else final, states if flags is None else flags,
         per_frame,
@@ -398,15 +407,15 @@ def frame_fwd(
     run_beside(
         lambda: launch_planned(token, kernel, grid, first, kv, *gates, h0, w_beta, w_alpha, a_log, dt_bias, states, t,
                                dk, dv, heads, dv // heads, *extra, **const),
-        gram_launch, k.is_cuda, warm,
+        gram_launch, read_launch if read_beside else None, warm,
     )  # fmt: skip
     gates = first = r = kks = None
     if not save:
         kk = kv = None  # free the Gram matrices before the output is allocated
-    if not walk_out:
+    if not walk_out and not read_beside:
         o = torch.empty_like(v)
         launch_planned(token, readout_kernel, read_grid, k, states, o, t, n, dk, dv, states.shape[1],
-                       read_const["VCOLS"], **read_const["meta"])  # fmt: skip
+                       read_const["VCOLS"], states, b, 1, **read_const["meta"])  # fmt: skip
     if want_final and final is None:
         final = states[:, -1].contiguous()
     return o, states, kk, kv, final
@@ -457,6 +466,8 @@ def _fwd_plan(
             if walk_reads(t):
                 rprec = pixel_precision(dtype, device, "readout_hand3")
                 const.update(READ=True, BNR=fit(int(TUNING["walk_read_tile"]), bk), RPREC=rprec)
+            elif const.get("WAIT") and int(TUNING["walk_overlap"]) >= 2:
+                const["NOTIFY"] = True  # the readout waits beside the walk for each S_t
         else:
             const["PSUM_DOT"] = bool(TUNING["fast_psum_dot"])
     bn = bvo = fit(int(TUNING["readout_tile"]), bk)
@@ -467,5 +478,7 @@ def _fwd_plan(
         BK=bk, BN=bn, BV=bvo, LOOP=cols > bvo, PREC=pixel_precision(dtype, device, "readout_hand3"),
         num_warps=safe_warps(int(TUNING["readout_warps"]), bn, bvo), num_stages=int(TUNING["readout_stages"]),
     )  # fmt: skip
+    if const.get("NOTIFY"):
+        read_meta["WAIT"] = True
     read_grid = None if const.get("READ") else (b * t, cdiv(n, bn), cdiv(dv, cols))
     return kernel, bh, split, grid, const, read_grid, {"VCOLS": cols, "meta": read_meta}, object()

@@ -97,7 +97,7 @@ def fwd_fused_kernel(
                 tile = j % tiles
                 readout_tile(
                     k_ptr, states_ptr, o_ptr, (b * T + t).to(tl.int64), (tile // n_vo) * BNO, (tile % n_vo) * RCOLS,
-                    RCOLS, T, N, DK, DV, SLOTS, BK, BNO, BVO, PREC, True,
+                    RCOLS, T, N, DK, DV, SLOTS, BK, BNO, BVO, PREC, True, flag_ptr, NS, False,
                 )  # fmt: skip
 
 

@@ -18,9 +18,9 @@ from gdkvm.ops.frame.tuning import (
     pad_k,
     pixel_precision,
     planned,
-    planned_warm,
     safe_warps,
     serial_fast_precision,
+    side_launch,
 )
 
 
@@ -258,9 +258,9 @@ def gram(
         kk: [B, T, Dk, Dk] fp32, or None.
         r: [B, T, Dk, 2, BH * BH] fp32 (entries of padded heads unset), or None.
         kks: with split [B, T, 2, Dk, Dk] fp32, K^T K split for TF32 products (``split_tf32``: hi, lo), else None.
-        deferred: with flags (the launch, for the caller to run once the walk waiting on the counters is launched;
-            the number of Gram programs per frame; whether that launch is warm, ``tuning.planned_warm``), else None
-            (the launch has run).
+        deferred: with flags (the launch, for ``tuning.run_beside`` once the walk waiting on the counters is
+            launched; whether that launch is warm, ``tuning.side_launch``; the number of Gram programs per frame),
+            else None (the launch has run).
     """
     b, t, n, dk = k.shape
     dy = y.shape[-1]
@@ -287,6 +287,5 @@ def gram(
         launch_planned(token, gram_kernel, (b * t, gc), *args, ky, b, t, gc, WITH_KK=with_kk,
                        SPLIT=split if with_kk else 0, **const)  # fmt: skip
         return (*outs, None)
-    deferred = lambda: launch_planned(token, gram_kernel, (t * b * gc,), *args, flags, b, t, gc,  # noqa: E731
-                                      WITH_KK=with_kk, SPLIT=split if with_kk else 0, SIGNAL=True, **const)  # fmt: skip
-    return (*outs, (deferred, gc, planned_warm(token, gram_kernel, *args, flags, b, t, gc)))
+    kwargs = dict(WITH_KK=with_kk, SPLIT=split if with_kk else 0, SIGNAL=True, **const)
+    return (*outs, (*side_launch(token, gram_kernel, (t * b * gc,), (*args, flags, b, t, gc), kwargs), gc))

@@ -19,7 +19,15 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from gdkvm.ops.frame.tiles import dot3, head_projections, softplus, split_tf32, state_slots, wait_frames
+from gdkvm.ops.frame.tiles import (
+    dot3,
+    head_projections,
+    signal_count,
+    softplus,
+    split_tf32,
+    state_slots,
+    wait_frames,
+)
 
 
 @triton.jit
@@ -120,7 +128,7 @@ def fwd_lean_kernel(
     final_ptr, flag_ptr, GT, HAS_H0: tl.constexpr, IN_PLACE: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     BH: tl.constexpr, PREC: tl.constexpr, EVEN: tl.constexpr, NHS: tl.constexpr,
     READ: tl.constexpr = False, BNR: tl.constexpr = 64, RPREC: tl.constexpr = "ieee", FINAL: tl.constexpr = False,
-    WAIT: tl.constexpr = False, LOOKAHEAD: tl.constexpr = 4,
+    WAIT: tl.constexpr = False, LOOKAHEAD: tl.constexpr = 4, NOTIFY: tl.constexpr = False,
 ):  # fmt: skip
     """All T frames of value slice j (BV columns inside one head, or NHS = BV / HD whole heads) of batch element b.
     Grid: (B, DV / BV).
@@ -135,7 +143,8 @@ def fwd_lean_kernel(
     WAIT: the Gram pre-pass runs beside the walk (``frame_fwd``'s overlap): before reading frame t, wait until the
     int32 counter flag[b, t, 0] ([B, T, 2]) counts its GT Gram programs (one acquire read covers LOOKAHEAD frames);
     the frame loop is then not pipelined, so that no load of a frame moves above its wait. Without it flag_ptr and GT
-    are unused.
+    are unused. NOTIFY (with WAIT; the readout runs beside the walk too): after storing its slice of S_t, a program
+    counts itself into flag[b, t, 1] (the readout of frame t waits for all DV / BV slices).
     """
     b = tl.program_id(0).to(tl.int64)
     j0 = tl.program_id(1) * BV
@@ -172,6 +181,8 @@ def fwd_lean_kernel(
             _walk_readout(k_ptr, o_ptr, s, b * T, j0, N, DK, DV, BK, BV, BNR, RPREC)
     if not IN_PLACE:
         tl.store(st_base + t_start * DK * DV + s_offs, s, mask=s_mask)  # slot 0 = h0, or slot 1 = S_0
+    if NOTIFY and t_start == 1:  # S_0 = U_0 is stored (kv[b, 0] itself in place)
+        signal_count(flag_b + 1)
     if WAIT:  # not pipelined: no load of frame t may move above its wait
         ready = t_start  # frames before it have all their Gram programs counted (frame 0 waited for above)
         for t in tl.range(t_start, T, num_stages=1):
@@ -181,6 +192,8 @@ def fwd_lean_kernel(
                 kks_ptr, r_b, kv_b, st_base, k_ptr, o_ptr, b, t, slot, T, N, DK, DV, j0, j0 // HD, q, s, rate_h, dt_h,
                 hcol, g_offs, g_mask, q_offs, q_mask, s_offs, s_mask, IN_PLACE, BK, BV, BH, EVEN, NHS, READ, BNR, RPREC,
             )  # fmt: skip
+            if NOTIFY:
+                signal_count(flag_b + t * 2 + 1)
     else:
         for t in range(t_start, T):
             q, s = _lean_step(

@@ -13,7 +13,7 @@ import torch
 import triton
 
 from gdkvm.ops._host import interpreting, next_power_of_2
-from gdkvm.ops._launch_cache import cached_launch, is_cached, keyed_launch
+from gdkvm.ops._launch_cache import cached_entry, cached_launch, current_stream, keyed_launch, run_entry
 
 
 def dot_precision(dtype: torch.dtype, device: torch.device) -> str:
@@ -212,11 +212,11 @@ def launch_planned(token: object, kernel: triton.JITFunction, grid: tuple[int, .
     return keyed_launch(_plan_key(token, kernel, args), kernel, grid, _jit_launch, *args, **kwargs)
 
 
-def planned_warm(token: object, kernel: triton.JITFunction, *args: object) -> bool:
-    """Whether ``launch_planned(token, kernel, grid, *args, ...)`` would call a compiled kernel that has run before:
-    no compile and no module load, which may wait for the device to go idle (a launch that a running kernel waits
-    for must not)."""
-    return _keyed(token, args) and is_cached(kernel, _plan_key(token, kernel, args), len(args))
+def planned_entry(token: object, kernel: triton.JITFunction, *args: object) -> tuple | None:
+    """The compiled kernel that ``launch_planned(token, kernel, grid, *args, ...)`` would call if it has run before
+    (no compile and no module load, which may wait for the device to go idle: a launch that a running kernel waits
+    for must not), as ``_launch_cache.run_entry`` takes it; else None."""
+    return cached_entry(kernel, _plan_key(token, kernel, args), len(args)) if _keyed(token, args) else None
 
 
 def _keyed(token: object, args: tuple) -> bool:
@@ -319,39 +319,63 @@ def overlap_fits(walkers: int, device: torch.device) -> bool:
     return device.type != "cuda" or walkers < sm_count(device.index or 0)
 
 
-_SIDE: dict[int, tuple] = {}
+_SIDE: dict[tuple[int, int], tuple] = {}
 
 
-def run_beside(walk: Callable[[], object], gram_launch: Callable[[], object] | None, cuda: bool, warm: bool) -> None:
-    """Launch the walk and, with ``gram_launch``, the Gram pre-pass whose counters it waits on. On CUDA, where the
-    Gram's compiled kernel has run before (``warm``: its launch then compiles and loads nothing, which could wait for
-    the device to go idle while the walk waits for the Gram), the walk goes first on the current stream (its programs
-    resident and waiting) and the Gram on a side stream forked from and joined back into it, so later work on the
-    current stream (and the caching allocator's reuse of the Gram's buffers) follows both. Otherwise the Gram goes
-    first (as under the interpreter, which runs programs one by one). The side stream and its two events are made
-    once per current stream (``Stream.wait_stream`` would make a new event per call: host time)."""
-    if gram_launch is None:
+def run_beside(
+    walk: Callable[[], object],
+    before: Callable[[int | None], object] | None,
+    after: Callable[[int | None], object] | None = None,
+    warm: bool = False,
+) -> None:
+    """Launch the walk and the launches whose per-frame counters it waits on (``before``: the Gram pre-pass) or that
+    wait on its counters (``after``: the readout). Each of those is called with a raw CUDA stream to launch on (then
+    its compiled kernel has run before, see below), or with None (then it launches on the current stream).
+
+    Where ``warm`` (a CUDA launch whose side launches' compiled kernels have all run before: their launch then
+    compiles and loads nothing, which could wait for the device to go idle while the walk waits for them), the walk
+    goes first on the current stream (its programs resident and waiting) and ``before`` and ``after`` on a side
+    stream forked from and joined back into it, so later work on the current stream (and the caching allocator's
+    reuse of their buffers) follows all three. Otherwise they run in turn: before, walk, after (as under the
+    interpreter, which runs programs one by one). The side stream and its two events are made once per current
+    stream, and the side launches take the stream as an argument: no stream switch, no new event per call (host
+    time)."""
+    if not warm or interpreting():
+        if before is not None:
+            before(None)
         walk()
+        if after is not None:
+            after(None)
         return
-    if not cuda or not warm or interpreting():
-        gram_launch()
-        walk()
-        return
-    cur = torch.cuda.current_stream()
-    side = _SIDE.get(cur.cuda_stream)
+    device = torch.cuda.current_device()
+    raw = current_stream(device)
+    side = _SIDE.get((device, raw))
     if side is None:
-        side = _SIDE[cur.cuda_stream] = (torch.cuda.Stream(cur.device), torch.cuda.Event(), torch.cuda.Event())
-    stream, fork, join = side
+        cur = torch.cuda.current_stream(device)
+        side = _SIDE[(device, raw)] = (cur, torch.cuda.Stream(device), torch.cuda.Event(), torch.cuda.Event())
+    cur, stream, fork, join = side
     fork.record(cur)
     stream.wait_event(fork)
     walk()
-    torch.cuda.set_stream(stream)
-    try:
-        gram_launch()
-    finally:
-        torch.cuda.set_stream(cur)
+    for launch_side in (before, after):
+        if launch_side is not None:
+            launch_side(stream.cuda_stream)
     join.record(stream)
     cur.wait_event(join)
+
+
+def side_launch(token: object, kernel: triton.JITFunction, grid: tuple[int, ...], args: tuple,
+                kwargs: dict) -> tuple[Callable[[int | None], object], bool]:  # fmt: skip
+    """(a launch for ``run_beside``, whether it is warm): on a raw stream through its compiled kernel
+    (``planned_entry``), or with None as ``launch_planned(token, kernel, grid, *args, **kwargs)``."""
+    entry = planned_entry(token, kernel, *args)
+
+    def go(stream: int | None) -> object:
+        if stream is None or entry is None:
+            return launch_planned(token, kernel, grid, *args, **kwargs)
+        return run_entry(entry, grid, stream, args)
+
+    return go, entry is not None
 
 
 @functools.cache
