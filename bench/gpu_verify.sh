@@ -54,6 +54,7 @@
 #   bash bench/gpu_verify.sh OUTDIR beside    # the Gram beside the waiting walk: A/B, every frame GPU test with it on
 #   bash bench/gpu_verify.sh OUTDIR hostov    # host time of the forward with the Gram beside the walk, and without
 #   bash bench/gpu_verify.sh OUTDIR beside2   # the Gram and the readout beside the waiting walk: smoke, GPU test, A/B
+#   bash bench/gpu_verify.sh OUTDIR beside3   # beside2 with self-resetting counters, then every frame GPU test with it
 # Carry .whl (training wheels and fla-core; see bench/gpu_env.sh) and .tcache (autotune results saved by an
 # earlier call as OUTDIR/autotune.tgz, copied to .tcache/). Results land in OUTDIR, at most 8 files.
 set -uo pipefail
@@ -497,4 +498,15 @@ if [ "$WHAT" = beside2 ]; then  # about 5 minutes: walk_overlap 2 (the readout w
     --shapes B10T10N256 B10T10N64 B32T10N256 --modes fwd --rounds 3 2>&1 | grep -vi warn | tee "$OUTDIR/ab.txt"
   GDKVM_FRAME_WALK_OVERLAP=2 timeout 60 python3 bench/host_profile.py --shape B10T10N256 --mode fwd --calls 300 \
     2>&1 | grep -vi warn | head -14 | tee "$OUTDIR/host_ov2.txt"
+fi
+if [ "$WHAT" = beside3 ]; then  # about 9 minutes: beside2's smoke, GPU test and A/B (counters reset by the kernels,
+  # made once per plan), then every frame GPU test with walk_overlap 2
+  timeout 60 python3 bench/knob_ab.py --configs walk_overlap=0 walk_overlap=1 walk_overlap=2 --shapes B10T10N256 \
+    --modes fwd --rounds 1 2>&1 | grep -vi warn | tee "$OUTDIR/smoke.txt"
+  timeout 100 python3 -m pytest -q -p no:cacheprovider -rf --tb=short tests/ops/test_frame_gpu.py -k beside 2>&1 \
+    | tail -15 | tee "$OUTDIR/beside_tests.txt"
+  timeout 120 python3 bench/knob_ab.py --configs walk_overlap=0 walk_overlap=1 walk_overlap=2 \
+    --shapes B10T10N256 B10T10N64 B32T10N256 --modes fwd --rounds 3 2>&1 | grep -vi warn | tee "$OUTDIR/ab.txt"
+  GDKVM_FRAME_WALK_OVERLAP=2 timeout 300 python3 -m pytest -q -p no:cacheprovider -rf --tb=short \
+    tests/ops/test_frame_gpu.py 2>&1 | tail -15 | tee "$OUTDIR/frame_tests.txt"
 fi

@@ -17,8 +17,9 @@ from tests.ops.test_launch_cache import KERNEL
 def test_work_beside_the_walk_matches_reference(with_state: bool, overlap: int, monkeypatch: pytest.MonkeyPatch):
     """Forward, final state and gradients with the walk waiting on per-frame Gram counters (lookahead of two frames
     over clips of one, three and five frames) and, with walk_overlap 2, the readout waiting on the walk's per-frame
-    counters; afterwards every Gram counter at the Gram's programs per frame and every state counter at the walk's
-    value slices (or 0 where nothing counts into it)."""
+    counters; after the walk every Gram counter at 0 again and every state counter at the walk's
+    value slices (or 0 where nothing counts into it) until the readout, whose last programs reset them: every
+    counter is back at 0 for the next call, which reuses them (no memset per call)."""
     monkeypatch.setitem(tuning.TUNING, "walk_overlap", overlap)
     monkeypatch.setitem(tuning.TUNING, "overlap_lookahead", 2)
     counters, walks, reads = [], [], []
@@ -29,11 +30,16 @@ def test_work_beside_the_walk_matches_reference(with_state: bool, overlap: int, 
         if args[1] is triton_fwd.fwd_lean_kernel:
             walks.append((kwargs.get("WAIT"), kwargs.get("NOTIFY", False)))
             flags, grid = args[-2], args[2]
-            if kwargs.get("WAIT"):  # run_beside ran the Gram before (the interpreter)
+            if kwargs.get("WAIT"):  # run_beside ran the Gram before (the interpreter); the walk reset its counters
+                b, t = grid[0], args[12]
+                pairs = flags[: 2 * b * t].view(b, t, 2)
                 notified = grid[1] if kwargs.get("NOTIFY") else 0
-                counters.append(bool((flags[..., 0] == args[-1]).all() and (flags[..., 1] == notified).all()))
+                counters.append(bool((pairs[..., 0] == 0).all() and (pairs[..., 1] == notified).all()))
+                counters.append(bool((flags[2 * b * t :] == 0).all()))
         if args[1] is triton_fwd.readout_kernel:
             reads.append(kwargs.get("WAIT", False))
+            if kwargs.get("WAIT"):
+                counters.append(bool((args[12] == 0).all()))  # every counter back at 0 for the next call
         return out
 
     monkeypatch.setattr(triton_fwd, "launch_planned", fwd_spy)
@@ -43,7 +49,7 @@ def test_work_beside_the_walk_matches_reference(with_state: bool, overlap: int, 
             make_inputs(b=b, t=t, n=n, dk=dk, dv=dv, heads=h, with_state=with_state)
         )
     assert walks == [(True, overlap == 2)] * 6  # two forwards per shape, each walk waiting on the counters
-    assert len(counters) == 6 and all(counters)
+    assert len(counters) == 6 * (2 + (overlap == 2)) and all(counters)
     assert reads == [overlap == 2] * 6
 
 
@@ -109,3 +115,27 @@ def test_warm_only_after_a_compiled_launch(monkeypatch: pytest.MonkeyPatch) -> N
     assert streams == [7, 1]  # the given stream, then the current one (the first launch went through the JIT)
     monkeypatch.setitem(tuning.TUNING, "plan_launch", 0)
     assert tuning.planned_entry(token, KERNEL, x, x, 64, 7, 0.5) is None
+
+
+def test_counters_are_reused_and_left_at_zero(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Repeated calls of one plan reuse one counter tensor (no allocation, no memset per call), give the same
+    results, and leave every counter at 0; a failed launch drops the tensor (its counters may be left counting)."""
+    from gdkvm.ops.frame.api import frame_gated_delta
+
+    monkeypatch.setitem(tuning.TUNING, "walk_overlap", 2)
+    monkeypatch.setattr(triton_fwd, "_COUNTERS", {})
+    inp = make_inputs(b=2, t=3, n=10, dk=32, dv=64, heads=4, with_state=False)
+    with torch.no_grad():
+        first = frame_gated_delta(**inp, output_final_state=True, backend="triton")
+        (flags,) = triton_fwd._COUNTERS.values()
+        second = frame_gated_delta(**inp, output_final_state=True, backend="triton")
+    assert list(triton_fwd._COUNTERS.values()) == [flags] and int(flags.abs().sum()) == 0
+    assert torch.equal(first[0], second[0]) and torch.equal(first[1], second[1])
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("launch failed")
+
+    monkeypatch.setattr(triton_fwd, "run_beside", fail)
+    with pytest.raises(RuntimeError, match="launch failed"), torch.no_grad():
+        frame_gated_delta(**inp, output_final_state=True, backend="triton")
+    assert triton_fwd._COUNTERS == {}

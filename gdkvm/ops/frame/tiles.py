@@ -211,3 +211,15 @@ def wait_frames(flag_ptr, t, T, target, W: tl.constexpr):
         first = tl.min(tl.where(done, W, tl.arange(0, W)), axis=0)
     tl.debug_barrier()
     return tl.minimum(t + first, T)
+
+
+@triton.jit
+def last_arrival(done_ptr, count):
+    """Count this program (after every thread's earlier memory operations: CTA barrier, acquire-release at GPU
+    scope) into the int32 counter at done_ptr; True for the program that brings it to ``count``, which then resets it
+    to 0 (no other program touches it again in this launch)."""
+    tl.debug_barrier()
+    last = tl.atomic_add(done_ptr, 1, sem="acq_rel", scope="gpu") == count - 1
+    if last:
+        tl.store(done_ptr, 0)
+    return last

@@ -18,11 +18,13 @@ import triton
 import triton.language as tl
 
 from gdkvm.ops._host import cdiv, next_power_of_2
+from gdkvm.ops._launch_cache import current_stream
 from gdkvm.ops.frame.tiles import (
     dot3,
     expand_gates,
     gate_logits_tile,
     head_projections,
+    last_arrival,
     signal_count,
     softplus,
     split_tf32,
@@ -327,7 +329,8 @@ def readout_kernel(
 
     k [B, T, N, DK], o [B, T, N, DV] (dtype of k); states [B, SLOTS, DK, DV] fp32 with S_t at slot t + SLOTS - T.
     WAIT (the readout beside the walk, ``frame_fwd``'s overlap): program_id(0) = t * B + b (frames in order), and a
-    program waits until the walk's NS value slices of S_t are counted in the int32 flag[b, t, 1] ([B, T, 2]); without
+    program waits until the walk's NS value slices of S_t are counted in the int32 flag[b, t, 1]; the last of frame
+    t's programs to finish (counted in flag[2 B T + b T + t]) resets that counter to 0 (``overlap_counters``). Without
     it flag_ptr, B and NS are unused and program_id(0) = b * T + t.
     """
     bt = tl.program_id(0).to(tl.int64)
@@ -337,6 +340,9 @@ def readout_kernel(
         k_ptr, states_ptr, o_ptr, bt, tl.program_id(1) * BN, tl.program_id(2) * VCOLS,
         VCOLS, T, N, DK, DV, SLOTS, BK, BN, BV, PREC, LOOP, flag_ptr, NS, WAIT,
     )  # fmt: skip
+    if WAIT:  # every slice has counted S_t, every program of the frame has read it: reset
+        if last_arrival(flag_ptr + 2 * B * T + bt, tl.num_programs(1) * tl.num_programs(2)):
+            tl.store(flag_ptr + bt * 2 + 1, 0)
 
 
 def frame_fwd(
@@ -377,7 +383,7 @@ def frame_fwd(
     kernel, bh, split, grid, const, read_grid, read_const, token = _fwd_plan(
         b, t, n, dk, dv, heads, k.dtype, k.device, save, has_h0, want_final
     )
-    flags = torch.zeros(b, t, 2, device=k.device, dtype=torch.int32) if const.get("WAIT") else None
+    flags = overlap_counters(token, b, t, k.device) if const.get("WAIT") else None
     if kernel is fwd_recurrence_kernel:
         kv, kk, _, _, _ = gram(k, v, with_kk=True, token=token)
         beside = None
@@ -404,11 +410,16 @@ def frame_fwd(
         k, o if walk_out else states, n, states if final is None else final, states if flags is None else flags,
         per_frame,
     )  # fmt: skip
-    run_beside(
-        lambda: launch_planned(token, kernel, grid, first, kv, *gates, h0, w_beta, w_alpha, a_log, dt_bias, states, t,
-                               dk, dv, heads, dv // heads, *extra, **const),
-        gram_launch, read_launch if read_beside else None, warm,
-    )  # fmt: skip
+    try:
+        run_beside(
+            lambda: launch_planned(token, kernel, grid, first, kv, *gates, h0, w_beta, w_alpha, a_log, dt_bias, states,
+                                   t, dk, dv, heads, dv // heads, *extra, **const),
+            gram_launch, read_launch if read_beside else None, warm,
+        )  # fmt: skip
+    except BaseException:
+        if flags is not None:  # a launch may have counted without the program that resets the counters
+            _COUNTERS.pop(_counters_key(token, k.device), None)
+        raise
     gates = first = r = kks = None
     if not save:
         kk = kv = None  # free the Gram matrices before the output is allocated
@@ -419,6 +430,29 @@ def frame_fwd(
     if want_final and final is None:
         final = states[:, -1].contiguous()
     return o, states, kk, kv, final
+
+
+_COUNTERS: dict[tuple, torch.Tensor] = {}
+
+
+def _counters_key(token: object, device: torch.device) -> tuple:
+    return token, device.index, current_stream(device.index) if device.type == "cuda" else 0
+
+
+def overlap_counters(token: object, b: int, t: int, device: torch.device) -> torch.Tensor:
+    """The int32 counters of ``frame_fwd``'s overlap for plan ``token``, zero at every call: [3 B T + B] holding
+    flag[b, t, 0] (Gram programs of frame t counted, at 2 (b T + t)) and flag[b, t, 1] (walk slices that stored S_t, at
+    2 (b T + t) + 1), then the readout programs of each frame that finished (2 B T + b T + t) and the walk programs
+    of each clip that finished (3 B T + b). Made once per plan, device and current stream (work on one stream runs
+    in order, so calls never share them at once): the last program to use a counter resets it to 0, so no memset
+    runs per call."""
+    key = _counters_key(token, device)
+    flags = _COUNTERS.get(key)
+    if flags is None:
+        if len(_COUNTERS) >= 256:
+            _COUNTERS.clear()
+        flags = _COUNTERS[key] = torch.zeros(3 * b * t + b, device=device, dtype=torch.int32)
+    return flags
 
 
 @planned

@@ -163,7 +163,7 @@ def gram_kernel(
     ``gram_task`` (with KKC > 0 the grid has no program NCOL).
     SIGNAL (the walk waiting beside this launch, ``frame_fwd``'s overlap): grid (NT * NB * GC,) in frame order
     (program (t * NB + b) * GC + c: program c of frame t of batch element b, GC programs per frame), and each program
-    counts itself into the int32 flag[b, t, 0] ([B, T, 2]) once its stores are visible; without it flag_ptr, NB, NT
+    counts itself into the int32 flag[b, t, 0] (at 2 (b T + t)) once its stores are visible; without it flag_ptr, NB, NT
     and GC are unused.
     """
     if SIGNAL:
@@ -250,8 +250,8 @@ def gram(
         split: 1: K^T K split for TF32 products instead of kk, 2: beside it (see kks).
         token: the caller's memoised plan token (``launch_planned``; the plan must fix every argument but k, y and
             the gates' tensors), or None.
-        flags: int32 [B, T, 2] zeros: launch in frame order, each program counting itself into flags[b, t, 0]
-            (``SIGNAL``), and do not launch yet (see deferred).
+        flags: int32 counters, flag[b, t, 0] at 2 (b T + t) (``triton_fwd.overlap_counters``): launch in frame
+            order, each program counting itself into flag[b, t, 0] (``SIGNAL``), and do not launch yet (see deferred).
 
     Returns:
         ky: [B, T, Dk, Dy] fp32.

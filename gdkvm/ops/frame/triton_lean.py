@@ -22,6 +22,7 @@ import triton.language as tl
 from gdkvm.ops.frame.tiles import (
     dot3,
     head_projections,
+    last_arrival,
     signal_count,
     softplus,
     split_tf32,
@@ -141,10 +142,12 @@ def fwd_lean_kernel(
     FINAL: also write S_{T-1} to final [B, DK, DV] fp32 (the op's final state, without a copy of the last slot
     afterwards); without it final_ptr is unused.
     WAIT: the Gram pre-pass runs beside the walk (``frame_fwd``'s overlap): before reading frame t, wait until the
-    int32 counter flag[b, t, 0] ([B, T, 2]) counts its GT Gram programs (one acquire read covers LOOKAHEAD frames);
-    the frame loop is then not pipelined, so that no load of a frame moves above its wait. Without it flag_ptr and GT
-    are unused. NOTIFY (with WAIT; the readout runs beside the walk too): after storing its slice of S_t, a program
-    counts itself into flag[b, t, 1] (the readout of frame t waits for all DV / BV slices).
+    int32 counter flag[b, t, 0] counts its GT Gram programs (one acquire read covers LOOKAHEAD frames); the frame
+    loop is then not pipelined, so that no load of a frame moves above its wait. The last program of clip b to finish
+    (counted in flag[3 B T + b]) resets those counters to 0. Without it flag_ptr and GT are unused. NOTIFY (with
+    WAIT; the readout runs beside the walk too): after storing its slice of S_t, a program counts itself into
+    flag[b, t, 1] (the readout of frame t waits for all DV / BV slices). flag: int32 [3 B T + B], see
+    ``triton_fwd.overlap_counters``.
     """
     b = tl.program_id(0).to(tl.int64)
     j0 = tl.program_id(1) * BV
@@ -202,3 +205,8 @@ def fwd_lean_kernel(
             )  # fmt: skip
     if FINAL:
         tl.store(final_ptr + b * DK * DV + s_offs, s, mask=s_mask)
+    if WAIT:  # every Gram program of clip b has counted itself, every slice has passed every wait: reset
+        if last_arrival(flag_ptr + 3 * tl.num_programs(0) * T + b, tl.num_programs(1)):
+            for t0 in range(0, T, 16):
+                rt = t0 + tl.arange(0, 16)
+                tl.store(flag_b + rt * 2, tl.zeros((16,), dtype=tl.int32), mask=rt < T)
