@@ -55,6 +55,8 @@
 #   bash bench/gpu_verify.sh OUTDIR hostov    # host time of the forward with the Gram beside the walk, and without
 #   bash bench/gpu_verify.sh OUTDIR beside2   # the Gram and the readout beside the waiting walk: smoke, GPU test, A/B
 #   bash bench/gpu_verify.sh OUTDIR beside3   # beside2 with self-resetting counters, then every frame GPU test with it
+#   bash bench/gpu_verify.sh OUTDIR table15   # frame GPU tests listed in bench/_ids.txt (if any), issue table rows
+#   bash bench/gpu_verify.sh OUTDIR sweep15   # walk_overlap 2's neighbours at B10 T10 N256, then issue table rows
 # Carry .whl (training wheels and fla-core; see bench/gpu_env.sh) and .tcache (autotune results saved by an
 # earlier call as OUTDIR/autotune.tgz, copied to .tcache/). Results land in OUTDIR, at most 8 files.
 set -uo pipefail
@@ -509,4 +511,19 @@ if [ "$WHAT" = beside3 ]; then  # about 9 minutes: beside2's smoke, GPU test and
     --shapes B10T10N256 B10T10N64 B32T10N256 --modes fwd --rounds 3 2>&1 | grep -vi warn | tee "$OUTDIR/ab.txt"
   GDKVM_FRAME_WALK_OVERLAP=2 timeout 300 python3 -m pytest -q -p no:cacheprovider -rf --tb=short \
     tests/ops/test_frame_gpu.py 2>&1 | tail -15 | tee "$OUTDIR/frame_tests.txt"
+fi
+if [ "$WHAT" = table15 ]; then  # about 8 minutes: the frame GPU tests named in bench/_ids.txt (the rest of a run cut
+  # short; file made for the call, not kept), then the issue table's rows named in $SHAPES (default: the T10 ones)
+  [ -s bench/_ids.txt ] && timeout 220 python3 -m pytest -q -p no:cacheprovider -rf --tb=short \
+    $(cat bench/_ids.txt) 2>&1 | tail -15 | tee "$OUTDIR/frame_tests.txt"
+  timeout 280 python3 bench/ops_frame.py --compile-max-t 20 --rounds 3 --shapes ${SHAPES:-B10T10N256 B32T10N256 \
+    B10T10N64} --json "$OUTDIR/bench_frame.json" 2>&1 | grep -vi warn | tee "$OUTDIR/bench_frame.txt"
+fi
+if [ "$WHAT" = sweep15 ]; then  # about 6.5 minutes: knobs beside walk_overlap 2 (A/B, B10 T10 N256 forward), then the
+  # issue table's rows named in $SHAPES (default: the two B10 T10 ones), forward and forward + backward
+  timeout 110 python3 bench/knob_ab.py --configs walk_overlap=0 walk_overlap=2 overlap_lookahead=2 \
+    overlap_lookahead=8 readout_cols=256 readout_stages=1 gram_stages=1 --shapes B10T10N256 --modes fwd --rounds 2 \
+    2>&1 | grep -vi warn | tee "$OUTDIR/ab.txt"
+  timeout 280 python3 bench/ops_frame.py --compile-max-t 20 --rounds 3 --shapes ${SHAPES:-B10T10N256 B10T10N64} \
+    --json "$OUTDIR/bench_frame.json" 2>&1 | grep -vi warn | tee "$OUTDIR/bench_frame.txt"
 fi

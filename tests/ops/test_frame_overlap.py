@@ -57,10 +57,12 @@ def test_overlap_only_where_an_sm_stays_free(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(tuning, "sm_count", lambda index: 8)
     cuda = torch.device("cuda", 0)
     monkeypatch.setitem(tuning.TUNING, "walk_overlap", 0)
-    assert not tuning.overlap_fits(2, cuda) and not tuning.overlap_fits(2, torch.device("cpu"))
+    assert not tuning.overlap_fits(2, 10, cuda) and not tuning.overlap_fits(2, 10, torch.device("cpu"))
     monkeypatch.setitem(tuning.TUNING, "walk_overlap", 1)
-    assert tuning.overlap_fits(7, cuda) and not tuning.overlap_fits(8, cuda)
-    assert tuning.overlap_fits(100, torch.device("cpu"))  # the interpreter runs the Gram first: nothing can block
+    assert tuning.overlap_fits(7, 10, cuda) and not tuning.overlap_fits(8, 10, cuda)
+    assert tuning.overlap_fits(100, 10, torch.device("cpu"))  # the interpreter runs the Gram first: nothing can block
+    limit = tuning.TUNING["overlap_max_t"]
+    assert tuning.overlap_fits(7, limit, cuda) and not tuning.overlap_fits(7, limit + 1, cuda)  # long clips: alone
 
 
 def test_launch_order() -> None:

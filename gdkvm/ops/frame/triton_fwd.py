@@ -445,7 +445,10 @@ def overlap_counters(token: object, b: int, t: int, device: torch.device) -> tor
     2 (b T + t) + 1), then the readout programs of each frame that finished (2 B T + b T + t) and the walk programs
     of each clip that finished (3 B T + b). Made once per plan, device and current stream (work on one stream runs
     in order, so calls never share them at once): the last program to use a counter resets it to 0, so no memset
-    runs per call."""
+    runs per call. Inside CUDA graph capture a new tensor (its memset is captured): a tensor made there holds no
+    zeros until the graph runs, so it must not serve another capture or call."""
+    if device.type == "cuda" and torch.cuda.is_current_stream_capturing():
+        return torch.zeros(3 * b * t + b, device=device, dtype=torch.int32)  # the graph's own, zeroed at each replay
     key = _counters_key(token, device)
     flags = _COUNTERS.get(key)
     if flags is None:
@@ -495,7 +498,7 @@ def _fwd_plan(
         if lean:
             const["EVEN"] = bk == dk and bh == heads
             const["FINAL"] = want_final  # the walk writes the final state (no copy of the last slot afterwards)
-            if overlap_fits(b * grid[1], device):
+            if overlap_fits(b * grid[1], t, device):
                 const.update(WAIT=True, LOOKAHEAD=int(TUNING["overlap_lookahead"]))
             if walk_reads(t):
                 rprec = pixel_precision(dtype, device, "readout_hand3")

@@ -84,10 +84,15 @@ TUNING: dict[str, int | str] = {
     "fused_capture": 0,  # 1: also inside CUDA graph capture (bench/ops_frame.py tries it for its graph column)
     # 1: the lean walk starts first and the Gram pre-pass runs beside it on a side stream, in frame order, the walk
     # waiting for each frame's Gram programs (per-frame counters) instead of for the whole launch; only where the
-    # walk's programs leave an SM free (no wait can then block the Gram). Off: on an H200 the forward's kernels fell
-    # from 0.136 to 0.115 ms at B10 T10 N256 (CUDA graph), but the op's host time rose by 40-155 us per call, more
-    # than that (docs/benchmarks.md, frame rule, fourteenth round). Default from GDKVM_FRAME_WALK_OVERLAP
-    "walk_overlap": int(os.environ.get("GDKVM_FRAME_WALK_OVERLAP", "0")),
+    # walk's programs leave an SM free (no wait can then block the Gram). 2: the readout too, after the Gram on the
+    # side stream, each frame's programs waiting for the walk's S_t. H200, forward kernels as a CUDA graph at B10 T10
+    # N256: 0.1356 ms (0) -> 0.1188 (1) -> 0.1133 (2); the op in a loop 0.1383 -> 0.1221 -> 0.1166 once the counters
+    # were made once per plan and reset by the kernels (docs/benchmarks.md, frame rule, fifteenth round). Default 2,
+    # from GDKVM_FRAME_WALK_OVERLAP
+    "walk_overlap": int(os.environ.get("GDKVM_FRAME_WALK_OVERLAP", "2")),
+    # clips of more frames keep the walk alone (B1 T100 / T200: the Gram is small beside a long walk, and programs
+    # waiting beside it slow its serial frame step: 5-14% with the readout waiting beside the walk, fourth round)
+    "overlap_max_t": 32,
     "overlap_lookahead": 4,  # frames whose Gram counters one wait of the overlapped walk reads (power of two)
     "gram_tile": 4096,
     # > 0: that many value columns per Gram program in one tile, pixels outside (gram_wide_task). Off: slower in every
@@ -311,10 +316,11 @@ def fast_layout(dk: int, dv: int, heads: int) -> tuple[int, int] | None:
     return bh, min(hd, max(16, next_power_of_2(int(TUNING["fast_slice"]))))
 
 
-def overlap_fits(walkers: int, device: torch.device) -> bool:
-    """Whether the Gram pre-pass may run beside a walk of ``walkers`` programs (``TUNING["walk_overlap"]``): on CUDA
-    only while they leave at least one SM free, so that Gram programs always find room while walkers wait for them."""
-    if not TUNING["walk_overlap"]:
+def overlap_fits(walkers: int, t: int, device: torch.device) -> bool:
+    """Whether the Gram pre-pass may run beside a walk of ``walkers`` programs over ``t`` frames
+    (``TUNING["walk_overlap"]``, clips of at most ``overlap_max_t`` frames): on CUDA only while they leave at least
+    one SM free, so that Gram programs always find room while walkers wait for them."""
+    if not TUNING["walk_overlap"] or t > int(TUNING["overlap_max_t"]):
         return False
     return device.type != "cuda" or walkers < sm_count(device.index or 0)
 
