@@ -57,6 +57,7 @@
 #   bash bench/gpu_verify.sh OUTDIR beside3   # beside2 with self-resetting counters, then every frame GPU test with it
 #   bash bench/gpu_verify.sh OUTDIR table15   # frame GPU tests listed in bench/_ids.txt (if any), issue table rows
 #   bash bench/gpu_verify.sh OUTDIR sweep15   # walk_overlap 2's neighbours at B10 T10 N256, then issue table rows
+#   bash bench/gpu_verify.sh OUTDIR fwd15     # the issue table's forward rows named in $SHAPES (default: B10 T10)
 # Carry .whl (training wheels and fla-core; see bench/gpu_env.sh) and .tcache (autotune results saved by an
 # earlier call as OUTDIR/autotune.tgz, copied to .tcache/). Results land in OUTDIR, at most 8 files.
 set -uo pipefail
@@ -526,4 +527,8 @@ if [ "$WHAT" = sweep15 ]; then  # about 6.5 minutes: knobs beside walk_overlap 2
     2>&1 | grep -vi warn | tee "$OUTDIR/ab.txt"
   timeout 280 python3 bench/ops_frame.py --compile-max-t 20 --rounds 3 --shapes ${SHAPES:-B10T10N256 B10T10N64} \
     --json "$OUTDIR/bench_frame.json" 2>&1 | grep -vi warn | tee "$OUTDIR/bench_frame.txt"
+fi
+if [ "$WHAT" = fwd15 ]; then  # about 3 minutes: the issue table's forward rows named in $SHAPES (default: B10 T10)
+  timeout 200 python3 bench/ops_frame.py --compile-max-t 20 --rounds 3 --modes fwd --shapes ${SHAPES:-B10T10N256 \
+    B10T10N64} --json "$OUTDIR/bench_frame.json" 2>&1 | grep -vi warn | tee "$OUTDIR/bench_frame.txt"
 fi
