@@ -420,7 +420,7 @@ def frame_fwd(
         if flags is not None:  # a launch may have counted without the program that resets the counters
             _COUNTERS.pop(_counters_key(token, k.device), None)
         raise
-    gates = first = r = kks = None
+    gates = first = r = kks = beside = gram_launch = read_launch = None  # (the side launches hold their arguments)
     if not save:
         kk = kv = None  # free the Gram matrices before the output is allocated
     if not walk_out and not read_beside:
