@@ -6,21 +6,21 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gdkvm.ops.frame import triton_fwd, tuning
+from gdkvm.ops.frame import overlap, triton_fwd, tuning
 from tests.ops.test_frame_naive import make_inputs
 from tests.ops.test_frame_triton import assert_matches_with_and_without_gradients
 from tests.ops.test_launch_cache import KERNEL
 
 
-@pytest.mark.parametrize("overlap", [1, 2], ids=["gram", "gram_and_readout"])
+@pytest.mark.parametrize("mode", [1, 2], ids=["gram", "gram_and_readout"])
 @pytest.mark.parametrize("with_state", [False, True], ids=["no_h0", "h0"])
-def test_work_beside_the_walk_matches_reference(with_state: bool, overlap: int, monkeypatch: pytest.MonkeyPatch):
+def test_work_beside_the_walk_matches_reference(with_state: bool, mode: int, monkeypatch: pytest.MonkeyPatch):
     """Forward, final state and gradients with the walk waiting on per-frame Gram counters (lookahead of two frames
     over clips of one, three and five frames) and, with walk_overlap 2, the readout waiting on the walk's per-frame
     counters; after the walk every Gram counter at 0 again and every state counter at the walk's
     value slices (or 0 where nothing counts into it) until the readout, whose last programs reset them: every
     counter is back at 0 for the next call, which reuses them (no memset per call)."""
-    monkeypatch.setitem(tuning.TUNING, "walk_overlap", overlap)
+    monkeypatch.setitem(tuning.TUNING, "walk_overlap", mode)
     monkeypatch.setitem(tuning.TUNING, "overlap_lookahead", 2)
     counters, walks, reads = [], [], []
     real_fwd = triton_fwd.launch_planned
@@ -43,26 +43,26 @@ def test_work_beside_the_walk_matches_reference(with_state: bool, overlap: int, 
         return out
 
     monkeypatch.setattr(triton_fwd, "launch_planned", fwd_spy)
-    monkeypatch.setattr(tuning, "launch_planned", fwd_spy)  # the side launches (run_beside with no warm entry)
+    monkeypatch.setattr(overlap, "launch_planned", fwd_spy)  # the side launches (run_beside with no warm entry)
     for b, t, n, dk, dv, h in ((2, 3, 10, 32, 64, 4), (1, 5, 9, 20, 96, 6), (1, 1, 5, 16, 64, 2)):
         assert_matches_with_and_without_gradients(
             make_inputs(b=b, t=t, n=n, dk=dk, dv=dv, heads=h, with_state=with_state)
         )
-    assert walks == [(True, overlap == 2)] * 6  # two forwards per shape, each walk waiting on the counters
-    assert len(counters) == 6 * (2 + (overlap == 2)) and all(counters)
-    assert reads == [overlap == 2] * 6
+    assert walks == [(True, mode == 2)] * 6  # two forwards per shape, each walk waiting on the counters
+    assert len(counters) == 6 * (2 + (mode == 2)) and all(counters)
+    assert reads == [mode == 2] * 6
 
 
 def test_overlap_only_where_an_sm_stays_free(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(tuning, "sm_count", lambda index: 8)
+    monkeypatch.setattr(overlap, "sm_count", lambda index: 8)
     cuda = torch.device("cuda", 0)
     monkeypatch.setitem(tuning.TUNING, "walk_overlap", 0)
-    assert not tuning.overlap_fits(2, 10, cuda) and not tuning.overlap_fits(2, 10, torch.device("cpu"))
+    assert not overlap.overlap_fits(2, 10, cuda) and not overlap.overlap_fits(2, 10, torch.device("cpu"))
     monkeypatch.setitem(tuning.TUNING, "walk_overlap", 1)
-    assert tuning.overlap_fits(7, 10, cuda) and not tuning.overlap_fits(8, 10, cuda)
-    assert tuning.overlap_fits(100, 10, torch.device("cpu"))  # the interpreter runs the Gram first: nothing can block
+    assert overlap.overlap_fits(7, 10, cuda) and not overlap.overlap_fits(8, 10, cuda)
+    assert overlap.overlap_fits(100, 10, torch.device("cpu"))  # the interpreter runs the Gram first: nothing can block
     limit = tuning.TUNING["overlap_max_t"]
-    assert tuning.overlap_fits(7, limit, cuda) and not tuning.overlap_fits(7, limit + 1, cuda)  # long clips: alone
+    assert overlap.overlap_fits(7, limit, cuda) and not overlap.overlap_fits(7, limit + 1, cuda)  # long clips: alone
 
 
 def test_launch_order() -> None:
@@ -72,10 +72,10 @@ def test_launch_order() -> None:
     order = []
     gram = lambda stream: order.append(("gram", stream))  # noqa: E731
     read = lambda stream: order.append(("read", stream))  # noqa: E731
-    tuning.run_beside(lambda: order.append(("walk", None)), gram, read, False)
-    tuning.run_beside(lambda: order.append(("walk", None)), gram)
-    tuning.run_beside(lambda: order.append(("walk", None)), None, read)
-    tuning.run_beside(lambda: order.append(("walk", None)), None)
+    overlap.run_beside(lambda: order.append(("walk", None)), gram, read, False)
+    overlap.run_beside(lambda: order.append(("walk", None)), gram)
+    overlap.run_beside(lambda: order.append(("walk", None)), None, read)
+    overlap.run_beside(lambda: order.append(("walk", None)), None)
     names = [name for name, _ in order]
     assert names == ["gram", "walk", "read", "gram", "walk", "walk", "read", "walk"]
     assert all(stream is None for _, stream in order)
@@ -104,13 +104,13 @@ def test_warm_only_after_a_compiled_launch(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setitem(tuning.TUNING, "plan_launch", 1)
     x, token = torch.zeros(16), object()
     assert tuning.planned_entry(token, KERNEL, x, x, 64, 7, 0.5) is None
-    _, warm = tuning.side_launch(token, KERNEL, (1,), (x, x, 64, 7, 0.5), {"BK": 16})
+    _, warm = overlap.side_launch(token, KERNEL, (1,), (x, x, 64, 7, 0.5), {"BK": 16})
     assert not warm
     tuning.launch_planned(token, KERNEL, (1,), x, x, 64, 7, 0.5, BK=16)
     assert tuning.planned_entry(token, KERNEL, x, x, 64, 7, 0.5) is not None
     assert tuning.planned_entry(token, KERNEL, x, x[1:], 64, 7, 0.5) is None  # another alignment: another compile
     assert tuning.planned_entry(object(), KERNEL, x, x, 64, 7, 0.5) is None
-    go, warm = tuning.side_launch(token, KERNEL, (1,), (x, x, 64, 7, 0.5), {"BK": 16})
+    go, warm = overlap.side_launch(token, KERNEL, (1,), (x, x, 64, 7, 0.5), {"BK": 16})
     assert warm
     go(7)
     go(None)
@@ -125,13 +125,13 @@ def test_counters_are_reused_and_left_at_zero(monkeypatch: pytest.MonkeyPatch) -
     from gdkvm.ops.frame.api import frame_gated_delta
 
     monkeypatch.setitem(tuning.TUNING, "walk_overlap", 2)
-    monkeypatch.setattr(triton_fwd, "_COUNTERS", {})
+    monkeypatch.setattr(overlap, "_COUNTERS", {})
     inp = make_inputs(b=2, t=3, n=10, dk=32, dv=64, heads=4, with_state=False)
     with torch.no_grad():
         first = frame_gated_delta(**inp, output_final_state=True, backend="triton")
-        (flags,) = triton_fwd._COUNTERS.values()
+        (flags,) = overlap._COUNTERS.values()
         second = frame_gated_delta(**inp, output_final_state=True, backend="triton")
-    assert list(triton_fwd._COUNTERS.values()) == [flags] and int(flags.abs().sum()) == 0
+    assert list(overlap._COUNTERS.values()) == [flags] and int(flags.abs().sum()) == 0
     assert torch.equal(first[0], second[0]) and torch.equal(first[1], second[1])
 
     def fail(*args: object, **kwargs: object) -> None:
@@ -140,4 +140,4 @@ def test_counters_are_reused_and_left_at_zero(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(triton_fwd, "run_beside", fail)
     with pytest.raises(RuntimeError, match="launch failed"), torch.no_grad():
         frame_gated_delta(**inp, output_final_state=True, backend="triton")
-    assert triton_fwd._COUNTERS == {}
+    assert overlap._COUNTERS == {}

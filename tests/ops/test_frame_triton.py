@@ -157,6 +157,7 @@ def test_gram_kk_spread_over_column_programs(monkeypatch: pytest.MonkeyPatch) ->
     from gdkvm.ops.frame.triton_fwd import TUNING
 
     monkeypatch.setitem(TUNING, "gram_kk_spread", 1)
+    monkeypatch.setitem(TUNING, "walk_overlap", 0)  # the Gram launched on its own, by frame and program
     grids, real = [], triton_gram.launch_planned
     monkeypatch.setattr(triton_gram, "launch_planned", lambda *a, **kw: grids.append(a[2]) or real(*a, **kw))
     for b, t, n, dk, dv, h in ((2, 3, 37, 20, 96, 6), (1, 2, 20, 24, 72, 3), (2, 2, 9, 48, 32, 1)):

@@ -18,7 +18,7 @@ import triton
 import triton.language as tl
 
 from gdkvm.ops._host import cdiv, next_power_of_2
-from gdkvm.ops._launch_cache import current_stream
+from gdkvm.ops.frame.overlap import drop_counters, overlap_counters, overlap_fits, run_beside, side_launch
 from gdkvm.ops.frame.tiles import (
     dot3,
     expand_gates,
@@ -40,15 +40,12 @@ from gdkvm.ops.frame.tuning import (
     fast_layout,
     fit,
     launch_planned,
-    overlap_fits,
     pad_k,
     pixel_precision,
     planned,
-    run_beside,
     safe_warps,
     serial_fast_precision,
     serial_precision,
-    side_launch,
     walk_reads,
     walker_slice,
 )
@@ -299,7 +296,7 @@ def readout_tile(
     """o[b, t] = K_t S_t on rows n0 .. n0+BN-1 and columns v0 .. v0+BV-1 of frame bt = b * T + t (int64), or with
     LOOP columns v0 .. v0+VCOLS-1, BV at a time, K_t's rows loaded (and for PREC "hand3" split) once; layouts as in
     ``readout_kernel``. The state is read through L2 (``.cg``: in the fused forward another program wrote it). WAIT:
-    K_t's rows are loaded first, then the int32 counter flag[bt, 1] ([B, T, 2]) is awaited until it reaches NS."""
+    K_t's rows are loaded first, then the int32 counter at flag_ptr + 2 bt + 1 is awaited until it reaches NS."""
     rn = n0 + tl.arange(0, BN)
     rk = tl.arange(0, BK)
     kt = tl.load(
@@ -418,7 +415,7 @@ def frame_fwd(
         )  # fmt: skip
     except BaseException:
         if flags is not None:  # a launch may have counted without the program that resets the counters
-            _COUNTERS.pop(_counters_key(token, k.device), None)
+            drop_counters(token, k.device)
         raise
     gates = first = r = kks = beside = gram_launch = read_launch = None  # (the side launches hold their arguments)
     if not save:
@@ -430,32 +427,6 @@ def frame_fwd(
     if want_final and final is None:
         final = states[:, -1].contiguous()
     return o, states, kk, kv, final
-
-
-_COUNTERS: dict[tuple, torch.Tensor] = {}
-
-
-def _counters_key(token: object, device: torch.device) -> tuple:
-    return token, device.index, current_stream(device.index) if device.type == "cuda" else 0
-
-
-def overlap_counters(token: object, b: int, t: int, device: torch.device) -> torch.Tensor:
-    """The int32 counters of ``frame_fwd``'s overlap for plan ``token``, zero at every call: [3 B T + B] holding
-    flag[b, t, 0] (Gram programs of frame t counted, at 2 (b T + t)) and flag[b, t, 1] (walk slices that stored S_t, at
-    2 (b T + t) + 1), then the readout programs of each frame that finished (2 B T + b T + t) and the walk programs
-    of each clip that finished (3 B T + b). Made once per plan, device and current stream (work on one stream runs
-    in order, so calls never share them at once): the last program to use a counter resets it to 0, so no memset
-    runs per call. Inside CUDA graph capture a new tensor (its memset is captured): a tensor made there holds no
-    zeros until the graph runs, so it must not serve another capture or call."""
-    if device.type == "cuda" and torch.cuda.is_current_stream_capturing():
-        return torch.zeros(3 * b * t + b, device=device, dtype=torch.int32)  # the graph's own, zeroed at each replay
-    key = _counters_key(token, device)
-    flags = _COUNTERS.get(key)
-    if flags is None:
-        if len(_COUNTERS) >= 256:
-            _COUNTERS.clear()
-        flags = _COUNTERS[key] = torch.zeros(3 * b * t + b, device=device, dtype=torch.int32)
-    return flags
 
 
 @planned

@@ -10,6 +10,7 @@ import triton
 import triton.language as tl
 
 from gdkvm.ops._host import cdiv, next_power_of_2
+from gdkvm.ops.frame.overlap import side_launch
 from gdkvm.ops.frame.tiles import dot_acc, head_block_weights, kt_y_tile, signal_count, split_tf32
 from gdkvm.ops.frame.tuning import (
     TUNING,
@@ -20,7 +21,6 @@ from gdkvm.ops.frame.tuning import (
     planned,
     safe_warps,
     serial_fast_precision,
-    side_launch,
 )
 
 
@@ -250,7 +250,7 @@ def gram(
         split: 1: K^T K split for TF32 products instead of kk, 2: beside it (see kks).
         token: the caller's memoised plan token (``launch_planned``; the plan must fix every argument but k, y and
             the gates' tensors), or None.
-        flags: int32 counters, flag[b, t, 0] at 2 (b T + t) (``triton_fwd.overlap_counters``): launch in frame
+        flags: int32 counters, flag[b, t, 0] at 2 (b T + t) (``overlap.overlap_counters``): launch in frame
             order, each program counting itself into flag[b, t, 0] (``SIGNAL``), and do not launch yet (see deferred).
 
     Returns:
@@ -258,8 +258,8 @@ def gram(
         kk: [B, T, Dk, Dk] fp32, or None.
         r: [B, T, Dk, 2, BH * BH] fp32 (entries of padded heads unset), or None.
         kks: with split [B, T, 2, Dk, Dk] fp32, K^T K split for TF32 products (``split_tf32``: hi, lo), else None.
-        deferred: with flags (the launch, for ``tuning.run_beside`` once the walk waiting on the counters is
-            launched; whether that launch is warm, ``tuning.side_launch``; the number of Gram programs per frame),
+        deferred: with flags (the launch, for ``overlap.run_beside`` once the walk waiting on the counters is
+            launched; whether that launch is warm, ``overlap.side_launch``; the number of Gram programs per frame),
             else None (the launch has run).
     """
     b, t, n, dk = k.shape

@@ -147,7 +147,7 @@ def fwd_lean_kernel(
     (counted in flag[3 B T + b]) resets those counters to 0. Without it flag_ptr and GT are unused. NOTIFY (with
     WAIT; the readout runs beside the walk too): after storing its slice of S_t, a program counts itself into
     flag[b, t, 1] (the readout of frame t waits for all DV / BV slices). flag: int32 [3 B T + B], see
-    ``triton_fwd.overlap_counters``.
+    ``overlap.overlap_counters``.
     """
     b = tl.program_id(0).to(tl.int64)
     j0 = tl.program_id(1) * BV

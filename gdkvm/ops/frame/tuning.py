@@ -13,7 +13,7 @@ import torch
 import triton
 
 from gdkvm.ops._host import interpreting, next_power_of_2
-from gdkvm.ops._launch_cache import cached_entry, cached_launch, current_stream, keyed_launch, run_entry
+from gdkvm.ops._launch_cache import cached_entry, cached_launch, keyed_launch
 
 
 def dot_precision(dtype: torch.dtype, device: torch.device) -> str:
@@ -315,74 +315,6 @@ def fast_layout(dk: int, dv: int, heads: int) -> tuple[int, int] | None:
         return None
     bh = max(4, next_power_of_2(heads))
     return bh, min(hd, max(16, next_power_of_2(int(TUNING["fast_slice"]))))
-
-
-def overlap_fits(walkers: int, t: int, device: torch.device) -> bool:
-    """Whether the Gram pre-pass may run beside a walk of ``walkers`` programs over ``t`` frames
-    (``TUNING["walk_overlap"]``, clips of at most ``overlap_max_t`` frames): on CUDA only while they leave at least
-    one SM free, so that Gram programs always find room while walkers wait for them."""
-    if not TUNING["walk_overlap"] or t > int(TUNING["overlap_max_t"]):
-        return False
-    return device.type != "cuda" or walkers < sm_count(device.index or 0)
-
-
-_SIDE: dict[tuple[int, int], tuple] = {}
-
-
-def run_beside(
-    walk: Callable[[], object],
-    before: Callable[[int | None], object] | None,
-    after: Callable[[int | None], object] | None = None,
-    warm: bool = False,
-) -> None:
-    """Launch the walk and the launches whose per-frame counters it waits on (``before``: the Gram pre-pass) or that
-    wait on its counters (``after``: the readout). Each of those is called with a raw CUDA stream to launch on (then
-    its compiled kernel has run before, see below), or with None (then it launches on the current stream).
-
-    Where ``warm`` (a CUDA launch whose side launches' compiled kernels have all run before: their launch then
-    compiles and loads nothing, which could wait for the device to go idle while the walk waits for them), the walk
-    goes first on the current stream (its programs resident and waiting) and ``before`` and ``after`` on a side
-    stream forked from and joined back into it, so later work on the current stream (and the caching allocator's
-    reuse of their buffers) follows all three. Otherwise they run in turn: before, walk, after (as under the
-    interpreter, which runs programs one by one). The side stream and its two events are made once per current
-    stream, and the side launches take the stream as an argument: no stream switch, no new event per call (host
-    time)."""
-    if not warm or interpreting():
-        if before is not None:
-            before(None)
-        walk()
-        if after is not None:
-            after(None)
-        return
-    device = torch.cuda.current_device()
-    raw = current_stream(device)
-    side = _SIDE.get((device, raw))
-    if side is None:
-        cur = torch.cuda.current_stream(device)
-        side = _SIDE[(device, raw)] = (cur, torch.cuda.Stream(device), torch.cuda.Event(), torch.cuda.Event())
-    cur, stream, fork, join = side
-    fork.record(cur)
-    stream.wait_event(fork)
-    walk()
-    for launch_side in (before, after):
-        if launch_side is not None:
-            launch_side(stream.cuda_stream)
-    join.record(stream)
-    cur.wait_event(join)
-
-
-def side_launch(token: object, kernel: triton.JITFunction, grid: tuple[int, ...], args: tuple,
-                kwargs: dict) -> tuple[Callable[[int | None], object], bool]:  # fmt: skip
-    """(a launch for ``run_beside``, whether it is warm): on a raw stream through its compiled kernel
-    (``planned_entry``), or with None as ``launch_planned(token, kernel, grid, *args, **kwargs)``."""
-    entry = planned_entry(token, kernel, *args)
-
-    def go(stream: int | None) -> object:
-        if stream is None or entry is None:
-            return launch_planned(token, kernel, grid, *args, **kwargs)
-        return run_entry(entry, grid, stream, args)
-
-    return go, entry is not None
 
 
 @functools.cache
