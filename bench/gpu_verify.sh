@@ -58,6 +58,7 @@
 #   bash bench/gpu_verify.sh OUTDIR table15   # frame GPU tests listed in bench/_ids.txt (if any), issue table rows
 #   bash bench/gpu_verify.sh OUTDIR sweep15   # walk_overlap 2's neighbours at B10 T10 N256, then issue table rows
 #   bash bench/gpu_verify.sh OUTDIR fwd15     # the issue table's forward rows named in $SHAPES (default: B10 T10)
+#   bash bench/gpu_verify.sh OUTDIR wide16    # B32: walk slices of two heads (128 walkers) so the Gram fits beside
 # Carry .whl (training wheels and fla-core; see bench/gpu_env.sh) and .tcache (autotune results saved by an
 # earlier call as OUTDIR/autotune.tgz, copied to .tcache/). Results land in OUTDIR, at most 8 files.
 set -uo pipefail
@@ -531,4 +532,12 @@ fi
 if [ "$WHAT" = fwd15 ]; then  # about 3 minutes: the issue table's forward rows named in $SHAPES (default: B10 T10)
   timeout 200 python3 bench/ops_frame.py --compile-max-t 20 --rounds 3 --modes fwd --shapes ${SHAPES:-B10T10N256 \
     B10T10N64} --json "$OUTDIR/bench_frame.json" 2>&1 | grep -vi warn | tee "$OUTDIR/bench_frame.txt"
+fi
+if [ "$WHAT" = wide16 ]; then  # about 3 minutes (not run yet): at B32 T10 N256 the lean walk's 256 one-head walkers
+  # leave no SM free, so the Gram cannot run beside them; slices of two heads (fast_wide_slices 2: 128 walkers) can
+  timeout 60 python3 bench/knob_ab.py --configs walk_overlap=0 fast_wide_slices=2 --shapes B32T10N256 --modes fwd \
+    --rounds 1 2>&1 | grep -vi warn | tee "$OUTDIR/smoke.txt"
+  timeout 150 python3 bench/knob_ab.py --configs walk_overlap=0 walk_overlap=1 fast_wide_slices=2,walk_overlap=0 \
+    fast_wide_slices=2 fast_wide_slices=2,walk_overlap=2 --shapes B32T10N256 B10T10N256 --modes fwd --rounds 3 \
+    2>&1 | grep -vi warn | tee "$OUTDIR/ab.txt"
 fi
