@@ -141,3 +141,12 @@ def test_counters_are_reused_and_left_at_zero(monkeypatch: pytest.MonkeyPatch) -
     with pytest.raises(RuntimeError, match="launch failed"), torch.no_grad():
         frame_gated_delta(**inp, output_final_state=True, backend="triton")
     assert overlap._COUNTERS == {}
+
+
+@pytest.mark.parametrize("mode", [1, 2], ids=["gram", "gram_and_readout"])
+def test_wide_slices_beside_the_walk(mode: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Walk slices of several heads (``fast_wide_slices`` 2: four heads of 16 columns per program, one slice per
+    clip) waiting on the Gram's counters, and the readout waiting on theirs: results as the reference's."""
+    monkeypatch.setitem(tuning.TUNING, "walk_overlap", mode)
+    monkeypatch.setitem(tuning.TUNING, "fast_wide_slices", 2)
+    assert_matches_with_and_without_gradients(make_inputs(b=2, t=3, n=10, dk=32, dv=64, heads=4, with_state=True))
