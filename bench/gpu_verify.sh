@@ -492,25 +492,22 @@ if [ "$WHAT" = hostov ]; then  # about 2.5 minutes: where the overlapped forward
   timeout 60 python3 bench/knob_ab.py --configs walk_overlap=0 walk_overlap=1 --shapes B10T10N256 --modes fwd \
     --rounds 2 2>&1 | grep -vi warn | tee "$OUTDIR/ab.txt"
 fi
-if [ "$WHAT" = beside2 ]; then  # about 5 minutes: walk_overlap 2 (the readout waits beside the walk too): a one-round
-  # smoke A/B (a wrong counter would hang: short limit), its GPU test, the A/B at three T10 shapes, its host profile
+beside_ab() {  # walk_overlap 0 / 1 / 2: a one-round smoke A/B (a wrong counter would hang: short limit), the GPU test
+  # of the work beside the walk, the A/B at three T10 shapes
   timeout 60 python3 bench/knob_ab.py --configs walk_overlap=0 walk_overlap=1 walk_overlap=2 --shapes B10T10N256 \
     --modes fwd --rounds 1 2>&1 | grep -vi warn | tee "$OUTDIR/smoke.txt"
-  timeout 120 python3 -m pytest -q -p no:cacheprovider -rf --tb=short tests/ops/test_frame_gpu.py -k beside 2>&1 \
-    | tail -15 | tee "$OUTDIR/frame_tests.txt"
-  timeout 120 python3 bench/knob_ab.py --configs walk_overlap=0 walk_overlap=1 walk_overlap=2 \
-    --shapes B10T10N256 B10T10N64 B32T10N256 --modes fwd --rounds 3 2>&1 | grep -vi warn | tee "$OUTDIR/ab.txt"
-  GDKVM_FRAME_WALK_OVERLAP=2 timeout 60 python3 bench/host_profile.py --shape B10T10N256 --mode fwd --calls 300 \
-    2>&1 | grep -vi warn | head -14 | tee "$OUTDIR/host_ov2.txt"
-fi
-if [ "$WHAT" = beside3 ]; then  # about 9 minutes: beside2's smoke, GPU test and A/B (counters reset by the kernels,
-  # made once per plan), then every frame GPU test with walk_overlap 2
-  timeout 60 python3 bench/knob_ab.py --configs walk_overlap=0 walk_overlap=1 walk_overlap=2 --shapes B10T10N256 \
-    --modes fwd --rounds 1 2>&1 | grep -vi warn | tee "$OUTDIR/smoke.txt"
-  timeout 100 python3 -m pytest -q -p no:cacheprovider -rf --tb=short tests/ops/test_frame_gpu.py -k beside 2>&1 \
+  timeout 110 python3 -m pytest -q -p no:cacheprovider -rf --tb=short tests/ops/test_frame_gpu.py -k beside 2>&1 \
     | tail -15 | tee "$OUTDIR/beside_tests.txt"
   timeout 120 python3 bench/knob_ab.py --configs walk_overlap=0 walk_overlap=1 walk_overlap=2 \
     --shapes B10T10N256 B10T10N64 B32T10N256 --modes fwd --rounds 3 2>&1 | grep -vi warn | tee "$OUTDIR/ab.txt"
+}
+if [ "$WHAT" = beside2 ]; then  # about 5 minutes: beside_ab, then the host profile with walk_overlap 2
+  beside_ab
+  GDKVM_FRAME_WALK_OVERLAP=2 timeout 60 python3 bench/host_profile.py --shape B10T10N256 --mode fwd --calls 300 \
+    2>&1 | grep -vi warn | head -14 | tee "$OUTDIR/host_ov2.txt"
+fi
+if [ "$WHAT" = beside3 ]; then  # about 9 minutes: beside_ab, then every frame GPU test with walk_overlap 2
+  beside_ab
   GDKVM_FRAME_WALK_OVERLAP=2 timeout 300 python3 -m pytest -q -p no:cacheprovider -rf --tb=short \
     tests/ops/test_frame_gpu.py 2>&1 | tail -15 | tee "$OUTDIR/frame_tests.txt"
 fi
