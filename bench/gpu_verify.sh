@@ -59,6 +59,8 @@
 #   bash bench/gpu_verify.sh OUTDIR sweep15   # walk_overlap 2's neighbours at B10 T10 N256, then issue table rows
 #   bash bench/gpu_verify.sh OUTDIR fwd15     # the issue table's forward rows named in $SHAPES (default: B10 T10)
 #   bash bench/gpu_verify.sh OUTDIR wide16    # B32: walk slices of two heads (128 walkers) so the Gram fits beside
+#   bash bench/gpu_verify.sh OUTDIR verify16  # every frame GPU test with the defaults, then wide16
+#   bash bench/gpu_verify.sh OUTDIR auto16    # walk_overlap 3 (readout beside where memory allows): tests, A/B, rows
 # Carry .whl (training wheels and fla-core; see bench/gpu_env.sh) and .tcache (autotune results saved by an
 # earlier call as OUTDIR/autotune.tgz, copied to .tcache/). Results land in OUTDIR, at most 8 files.
 set -uo pipefail
@@ -530,6 +532,11 @@ if [ "$WHAT" = fwd15 ]; then  # about 3 minutes: the issue table's forward rows 
   timeout 200 python3 bench/ops_frame.py --compile-max-t 20 --rounds 3 --modes fwd --shapes ${SHAPES:-B10T10N256 \
     B10T10N64} --json "$OUTDIR/bench_frame.json" 2>&1 | grep -vi warn | tee "$OUTDIR/bench_frame.txt"
 fi
+if [ "$WHAT" = verify16 ]; then  # about 5 minutes, then wide16's 3: every frame GPU test with the defaults
+  timeout 320 python3 -m pytest -q -p no:cacheprovider -rf --tb=short tests/ops/test_frame_gpu.py 2>&1 | tail -15 \
+    | tee "$OUTDIR/frame_tests.txt"
+  WHAT=wide16
+fi
 if [ "$WHAT" = wide16 ]; then  # about 3 minutes (not run yet): at B32 T10 N256 the lean walk's 256 one-head walkers
   # leave no SM free, so the Gram cannot run beside them; slices of two heads (fast_wide_slices 2: 128 walkers) can
   timeout 60 python3 bench/knob_ab.py --configs walk_overlap=0 fast_wide_slices=2 --shapes B32T10N256 --modes fwd \
@@ -537,4 +544,13 @@ if [ "$WHAT" = wide16 ]; then  # about 3 minutes (not run yet): at B32 T10 N256 
   timeout 150 python3 bench/knob_ab.py --configs walk_overlap=0 walk_overlap=1 fast_wide_slices=2,walk_overlap=0 \
     fast_wide_slices=2 fast_wide_slices=2,walk_overlap=2 --shapes B32T10N256 B10T10N256 --modes fwd --rounds 3 \
     2>&1 | grep -vi warn | tee "$OUTDIR/ab.txt"
+fi
+if [ "$WHAT" = auto16 ]; then  # about 7 minutes: walk_overlap 3 (the readout beside the walk where its output adds at
+  # most overlap_read_pct percent to the forward's peak): its GPU tests, the A/B against 1 and 2, the T10 forward rows
+  timeout 150 python3 -m pytest -q -p no:cacheprovider -rf --tb=short tests/ops/test_frame_gpu.py -k beside 2>&1 \
+    | tail -15 | tee "$OUTDIR/frame_tests.txt"
+  timeout 130 python3 bench/knob_ab.py --configs walk_overlap=1 walk_overlap=2 walk_overlap=3 --shapes B10T10N256 \
+    B10T10N64 --modes fwd --rounds 3 2>&1 | grep -vi warn | tee "$OUTDIR/ab.txt"
+  timeout 200 python3 bench/ops_frame.py --compile-max-t 20 --rounds 3 --modes fwd --shapes B10T10N256 B10T10N64 \
+    --json "$OUTDIR/bench_frame.json" 2>&1 | grep -vi warn | tee "$OUTDIR/bench_frame.txt"
 fi

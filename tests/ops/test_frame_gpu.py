@@ -228,7 +228,7 @@ def test_inference_forward_matches_reference(shape: tuple, dtype: torch.dtype, w
     pytest.param((32, 10, 256, 64, 256, 8), F32, True, id="B32T10N256-fp32-h0"),
     pytest.param((3, 7, 100, 48, 96, 6), torch.bfloat16, False, id="B3T7N100Dk48Dv96H6-bf16"),
 ])  # fmt: skip
-@pytest.mark.parametrize("overlap", [1, 2], ids=["gram", "gram_and_readout"])
+@pytest.mark.parametrize("overlap", [1, 2, 3], ids=["gram", "gram_and_readout", "auto"])
 def test_work_beside_the_walk(
     shape: tuple, dtype: torch.dtype, with_state: bool, overlap: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:

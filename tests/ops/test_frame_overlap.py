@@ -65,6 +65,22 @@ def test_overlap_only_where_an_sm_stays_free(monkeypatch: pytest.MonkeyPatch) ->
     assert overlap.overlap_fits(7, limit, cuda) and not overlap.overlap_fits(7, limit + 1, cuda)  # long clips: alone
 
 
+def test_readout_beside_only_where_its_memory_is_small(monkeypatch: pytest.MonkeyPatch) -> None:
+    """walk_overlap 3 (the default) puts the readout beside the walk only where its output, made before the walk,
+    raises the forward's own peak by at most overlap_read_pct percent (fp32 B10 T10 N256: +20%; N64, whose output
+    would reuse the Gram's freed buffers: +50%; bf16 N256: +33%); 1 and 2 decide alone."""
+    monkeypatch.setitem(tuning.TUNING, "walk_overlap", 3)
+    assert overlap.readout_fits(10, 10, 256, 64, 256, 8, 4, save=False)
+    assert overlap.readout_fits(10, 10, 256, 64, 256, 8, 4, save=True)
+    assert not overlap.readout_fits(10, 10, 64, 64, 256, 8, 4, save=False)
+    assert not overlap.readout_fits(10, 10, 256, 64, 256, 8, 2, save=False)
+    monkeypatch.setitem(tuning.TUNING, "overlap_read_pct", 50)
+    assert overlap.readout_fits(10, 10, 64, 64, 256, 8, 4, save=False)
+    for mode, fits in ((1, False), (2, True)):
+        monkeypatch.setitem(tuning.TUNING, "walk_overlap", mode)
+        assert overlap.readout_fits(10, 10, 64, 64, 256, 8, 4, save=False) is fits
+
+
 def test_launch_order() -> None:
     """Without a warm launch beside the walk (no CUDA, or before the side launches' compiled kernels have run once:
     their first launch compiles and loads a module, which can wait for the device to go idle, i.e. for the walk that

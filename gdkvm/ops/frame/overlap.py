@@ -26,6 +26,23 @@ def overlap_fits(walkers: int, t: int, device: torch.device) -> bool:
     return device.type != "cuda" or walkers < sm_count(device.index or 0)
 
 
+def readout_fits(b: int, t: int, n: int, dk: int, dv: int, bh: int, out_bytes: int, save: bool) -> bool:
+    """Whether the readout also runs beside the walk: ``TUNING["walk_overlap"]`` 2, or 3 where that raises the
+    forward's own peak memory by at most ``overlap_read_pct`` percent. Beside the walk its output [B, T, N, Dv]
+    (``out_bytes`` per element) must exist while the Gram's walk-only buffers do (the split K_t^T K_t
+    [B, T, 2, Dk, Dk] and the gate projections [B, T, Dk, 2 BH^2], fp32), which after the walk it would reuse. Peaks
+    counted above the inputs: K_t^T V_t [B, T, Dk, Dv] (the states in place), with ``save`` also the states
+    [B, T + 1, Dk, Dv] and K_t^T K_t."""
+    mode = int(TUNING["walk_overlap"])
+    if mode != 3:
+        return mode == 2
+    frames = b * t
+    kept = frames * dk * dv * 4 + (b * (t + 1) * dk * dv * 4 + frames * dk * dk * 4 if save else 0)
+    walk_only = frames * (2 * dk * dk + 2 * dk * bh * bh) * 4
+    out = frames * n * dv * out_bytes
+    return kept + walk_only + out <= (100 + int(TUNING["overlap_read_pct"])) * (kept + max(walk_only, out)) // 100
+
+
 _SIDE: dict[tuple[int, int], tuple] = {}
 
 

@@ -18,7 +18,14 @@ import triton
 import triton.language as tl
 
 from gdkvm.ops._host import cdiv, next_power_of_2
-from gdkvm.ops.frame.overlap import drop_counters, overlap_counters, overlap_fits, run_beside, side_launch
+from gdkvm.ops.frame.overlap import (
+    drop_counters,
+    overlap_counters,
+    overlap_fits,
+    readout_fits,
+    run_beside,
+    side_launch,
+)
 from gdkvm.ops.frame.tiles import (
     dot3,
     expand_gates,
@@ -474,7 +481,7 @@ def _fwd_plan(
             if walk_reads(t):
                 rprec = pixel_precision(dtype, device, "readout_hand3")
                 const.update(READ=True, BNR=fit(int(TUNING["walk_read_tile"]), bk), RPREC=rprec)
-            elif const.get("WAIT") and int(TUNING["walk_overlap"]) >= 2:
+            elif const.get("WAIT") and readout_fits(b, t, n, dk, dv, bh, dtype.itemsize, save):
                 const["NOTIFY"] = True  # the readout waits beside the walk for each S_t
         else:
             const["PSUM_DOT"] = bool(TUNING["fast_psum_dot"])

@@ -87,10 +87,13 @@ TUNING: dict[str, int | str] = {
     # walk's programs leave an SM free (no wait can then block the Gram). 2: the readout too, after the Gram on the
     # side stream, each frame's programs waiting for the walk's S_t. H200, forward kernels as a CUDA graph at B10 T10
     # N256: 0.1356 ms (0) -> 0.1188 (1) -> 0.1133 (2); the op in a loop 0.1383 -> 0.1221 -> 0.1166 once the counters
-    # were made once per plan and reset by the kernels. Default 1: with 2 the output must exist before the walk, so
-    # it cannot reuse the Gram's freed buffers and the forward's peak memory rose above the eager loop's at B10 T10
-    # N64 (19.4 vs 13.1 MiB). docs/benchmarks.md, frame rule, fifteenth round. From GDKVM_FRAME_WALK_OVERLAP
-    "walk_overlap": int(os.environ.get("GDKVM_FRAME_WALK_OVERLAP", "1")),
+    # were made once per plan and reset by the kernels. But with 2 the output must exist before the walk, so it
+    # cannot reuse the Gram's freed buffers: at B10 T10 N64 the forward's peak memory rose above the eager loop's
+    # (19.4 vs 13.1 MiB; docs/benchmarks.md, frame rule, fifteenth round). 3 (default): 2 where that raises the
+    # forward's own peak by at most overlap_read_pct percent (overlap.readout_fits: fp32 B10 T10 N256 +20%), else 1
+    # (N64 +50%). From GDKVM_FRAME_WALK_OVERLAP
+    "walk_overlap": int(os.environ.get("GDKVM_FRAME_WALK_OVERLAP", "3")),
+    "overlap_read_pct": 25,
     # clips of more frames keep the walk alone (B1 T100 / T200: the Gram is small beside a long walk, and programs
     # waiting beside it slow its serial frame step: 5-14% with the readout waiting beside the walk, fourth round)
     "overlap_max_t": 32,
