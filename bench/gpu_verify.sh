@@ -61,7 +61,6 @@
 #   bash bench/gpu_verify.sh OUTDIR wide16    # B32: walk slices of two heads (128 walkers) so the Gram fits beside
 #   bash bench/gpu_verify.sh OUTDIR verify16  # every frame GPU test with the defaults, then wide16
 #   bash bench/gpu_verify.sh OUTDIR auto16    # walk_overlap 3 (readout beside where memory allows): tests, A/B, rows
-#   bash bench/gpu_verify.sh OUTDIR persist16 # the Gram beside the walk on fewer, looping programs: tests, A/B, profile
 # Carry .whl (training wheels and fla-core; see bench/gpu_env.sh) and .tcache (autotune results saved by an
 # earlier call as OUTDIR/autotune.tgz, copied to .tcache/). Results land in OUTDIR, at most 8 files.
 set -uo pipefail
@@ -554,14 +553,4 @@ if [ "$WHAT" = auto16 ]; then  # about 7 minutes: walk_overlap 3 (the readout be
     B10T10N64 --modes fwd --rounds 3 2>&1 | grep -vi warn | tee "$OUTDIR/ab.txt"
   timeout 200 python3 bench/ops_frame.py --compile-max-t 20 --rounds 3 --modes fwd --shapes B10T10N256 B10T10N64 \
     --json "$OUTDIR/bench_frame.json" 2>&1 | grep -vi warn | tee "$OUTDIR/bench_frame.txt"
-fi
-if [ "$WHAT" = persist16 ]; then  # about 5 minutes: overlap_gram_programs (the Gram beside the walk on a smaller grid,
-  # fewer of its programs resident beside each walker): GPU tests with 66, A/B of grid sizes, kernel profile
-  GDKVM_FRAME_OVERLAP_GRAM_PROGRAMS=66 timeout 120 python3 -m pytest -q -p no:cacheprovider -rf --tb=short \
-    tests/ops/test_frame_gpu.py -k beside 2>&1 | tail -15 | tee "$OUTDIR/frame_tests.txt"
-  timeout 150 python3 bench/knob_ab.py --configs overlap_gram_programs=0 overlap_gram_programs=52 \
-    overlap_gram_programs=66 overlap_gram_programs=132 overlap_gram_programs=264 --shapes B10T10N256 B10T10N64 \
-    --modes fwd --rounds 3 2>&1 | grep -vi warn | tee "$OUTDIR/ab.txt"
-  for n in 0 66; do GDKVM_FRAME_OVERLAP_GRAM_PROGRAMS=$n timeout 40 python3 bench/profile_ops.py --rule frame \
-    --modes fwd --shapes B10T10N256 --iters 20 2>&1 | grep -vi warn | tail -8 | tee -a "$OUTDIR/profile.txt"; done
 fi

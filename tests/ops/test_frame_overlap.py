@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gdkvm.ops.frame import overlap, triton_fwd, triton_gram, tuning
+from gdkvm.ops.frame import overlap, triton_fwd, tuning
 from tests.ops.test_frame_naive import make_inputs
 from tests.ops.test_frame_triton import assert_matches_with_and_without_gradients
 from tests.ops.test_launch_cache import KERNEL
@@ -166,21 +166,3 @@ def test_wide_slices_beside_the_walk(mode: int, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setitem(tuning.TUNING, "walk_overlap", mode)
     monkeypatch.setitem(tuning.TUNING, "fast_wide_slices", 2)
     assert_matches_with_and_without_gradients(make_inputs(b=2, t=3, n=10, dk=32, dv=64, heads=4, with_state=True))
-
-
-def test_gram_beside_the_walk_on_fewer_programs(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``overlap_gram_programs``: the Gram beside the walk on a grid smaller than its tasks (three programs for
-    2 x 3 frames x 5 tasks, each looping over tasks in frame order), counters and results as with one per task."""
-    monkeypatch.setitem(tuning.TUNING, "walk_overlap", 1)
-    monkeypatch.setitem(tuning.TUNING, "overlap_gram_programs", 3)
-    grids = []
-    real = overlap.launch_planned
-
-    def spy(*args: object, **kwargs: object) -> object:
-        if args[1] is triton_gram.gram_kernel:
-            grids.append(args[2])
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(overlap, "launch_planned", spy)
-    assert_matches_with_and_without_gradients(make_inputs(b=2, t=3, n=10, dk=32, dv=64, heads=4, with_state=False))
-    assert grids and all(grid == (3,) for grid in grids)

@@ -161,62 +161,19 @@ def gram_kernel(
     all fp32 but k and y. PREC: precision of the dots over pixels (K, Y operands; "hand3": ``dot_acc``); SPREC: of the
     gate projections of K^T Y, whose fp32 operands TF32 would round (they feed the gates). ONE_HEAD, NR, KKC: see
     ``gram_task`` (with KKC > 0 the grid has no program NCOL).
-    SIGNAL (the walk waiting beside this launch, ``frame_fwd``'s overlap): NT * NB * GC tasks in frame order (task
-    (t * NB + b) * GC + c: program c of frame t of batch element b, GC per frame) over a 1-D grid of at most that many
-    programs (program p takes tasks p, p + grid, ...), each task counting itself into the int32 flag[b, t, 0] (at
-    2 (b T + t)) once its stores are visible; without it flag_ptr, NB, NT and GC are unused.
+    SIGNAL (the walk waiting beside this launch, ``frame_fwd``'s overlap): grid (NT * NB * GC,) in frame order
+    (program (t * NB + b) * GC + c: program c of frame t of batch element b, GC programs per frame), and each program
+    counts itself into the int32 flag[b, t, 0] (at 2 (b T + t)) once its stores are visible; without it flag_ptr, NB, NT
+    and GC are unused.
     """
-    if SIGNAL:  # tasks in frame order, program p taking tasks p, p + grid, ... (one each unless the grid is smaller)
-        for pid in tl.range(tl.program_id(0), NT * NB * GC, tl.num_programs(0), num_stages=1):
-            frame = pid // GC
-            bt = ((frame % NB) * NT + frame // NB).to(tl.int64)
-            _gram_program(
-                k_ptr,
-                y_ptr,
-                ky_ptr,
-                kk_ptr,
-                kks_ptr,
-                wb_ptr,
-                wa_ptr,
-                r_ptr,
-                bt,
-                pid % GC,
-                N,
-                DK,
-                DY,
-                H,
-                HD,
-                NCOL,
-                CW,
-                WITH_KK,
-                WITH_R,
-                BK,
-                BN,
-                BY,
-                BH,
-                PREC,
-                SPREC,
-                WIDE,
-                SPLIT,
-                ONE_HEAD,
-                NR,
-                KKC,
-            )
-            signal_count(flag_ptr + bt * 2)
+    if SIGNAL:
+        pid = tl.program_id(0)
+        frame = pid // GC
+        bt = ((frame % NB) * NT + frame // NB).to(tl.int64)
+        pc = pid % GC
     else:
-        _gram_program(k_ptr, y_ptr, ky_ptr, kk_ptr, kks_ptr, wb_ptr, wa_ptr, r_ptr, tl.program_id(0).to(tl.int64),
-                      tl.program_id(1), N, DK, DY, H, HD, NCOL, CW, WITH_KK, WITH_R, BK, BN, BY, BH, PREC, SPREC, WIDE,
-                      SPLIT, ONE_HEAD, NR, KKC)  # fmt: skip
-
-
-@triton.jit
-def _gram_program(
-    k_ptr, y_ptr, ky_ptr, kk_ptr, kks_ptr, wb_ptr, wa_ptr, r_ptr, bt, pc, N, DK, DY, H, HD, NCOL, CW,
-    WITH_KK: tl.constexpr, WITH_R: tl.constexpr, BK: tl.constexpr, BN: tl.constexpr, BY: tl.constexpr,
-    BH: tl.constexpr, PREC: tl.constexpr, SPREC: tl.constexpr, WIDE: tl.constexpr, SPLIT: tl.constexpr,
-    ONE_HEAD: tl.constexpr, NR: tl.constexpr, KKC: tl.constexpr,
-):  # fmt: skip
-    """Program pc of frame bt (int64) of ``gram_kernel``: ``gram_wide_task`` or ``gram_task``."""
+        bt = tl.program_id(0).to(tl.int64)
+        pc = tl.program_id(1)
     if WIDE:  # BY = CW padded to a power of two
         if pc < NCOL:
             gram_wide_task(k_ptr, y_ptr, ky_ptr, wb_ptr, wa_ptr, r_ptr, bt, pc, N, DK, DY, H, HD, CW,
@@ -226,6 +183,8 @@ def _gram_program(
     else:
         gram_task(k_ptr, y_ptr, ky_ptr, kk_ptr, wb_ptr, wa_ptr, r_ptr, bt, pc, N, DK, DY, H, HD, NCOL, CW,
                   WITH_KK, WITH_R, BK, BN, BY, BH, PREC, SPREC, kks_ptr, SPLIT, ONE_HEAD, NR, KKC)  # fmt: skip
+    if SIGNAL:
+        signal_count(flag_ptr + bt * 2)
 
 
 @planned
@@ -329,7 +288,4 @@ def gram(
                        SPLIT=split if with_kk else 0, **const)  # fmt: skip
         return (*outs, None)
     kwargs = dict(WITH_KK=with_kk, SPLIT=split if with_kk else 0, SIGNAL=True, **const)
-    programs = t * b * gc  # one per task, or a smaller grid looping over them (``overlap_gram_programs``)
-    if int(TUNING["overlap_gram_programs"]) > 0:
-        programs = min(programs, int(TUNING["overlap_gram_programs"]))
-    return (*outs, (*side_launch(token, gram_kernel, (programs,), (*args, flags, b, t, gc), kwargs), gc))
+    return (*outs, (*side_launch(token, gram_kernel, (t * b * gc,), (*args, flags, b, t, gc), kwargs), gc))

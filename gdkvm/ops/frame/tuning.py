@@ -97,9 +97,6 @@ TUNING: dict[str, int | str] = {
     # clips of more frames keep the walk alone (B1 T100 / T200: the Gram is small beside a long walk, and programs
     # waiting beside it slow its serial frame step: 5-14% with the readout waiting beside the walk, fourth round)
     "overlap_max_t": 32,
-    # > 0: the Gram pre-pass beside the walk runs on at most that many programs, each looping over tasks in frame
-    # order (fewer Gram programs resident beside each walker); 0: one program per task
-    "overlap_gram_programs": int(os.environ.get("GDKVM_FRAME_OVERLAP_GRAM_PROGRAMS", "0")),
     "overlap_lookahead": 4,  # frames whose Gram counters one wait of the overlapped walk reads (power of two)
     "gram_tile": 4096,
     # > 0: that many value columns per Gram program in one tile, pixels outside (gram_wide_task). Off: slower in every
