@@ -61,7 +61,7 @@
 #   bash bench/gpu_verify.sh OUTDIR wide16    # B32: walk slices of two heads (128 walkers) so the Gram fits beside
 #   bash bench/gpu_verify.sh OUTDIR verify16  # every frame GPU test with the defaults, then wide16
 #   bash bench/gpu_verify.sh OUTDIR auto16    # walk_overlap 3 (readout beside where memory allows): tests, A/B, rows
-#   bash bench/gpu_verify.sh OUTDIR cores17   # (not run yet) keep Gram programs off the walkers' SMs: A/B, profile
+#   bash bench/gpu_verify.sh OUTDIR cores17   # (not run yet) keep Gram programs off the walkers' SMs: A/B, profiles
 # Carry .whl (training wheels and fla-core; see bench/gpu_env.sh) and .tcache (autotune results saved by an
 # earlier call as OUTDIR/autotune.tgz, copied to .tcache/). Results land in OUTDIR, at most 8 files.
 set -uo pipefail
@@ -555,7 +555,7 @@ if [ "$WHAT" = auto16 ]; then  # about 7 minutes: walk_overlap 3 (the readout be
   timeout 200 python3 bench/ops_frame.py --compile-max-t 20 --rounds 3 --modes fwd --shapes B10T10N256 B10T10N64 \
     --json "$OUTDIR/bench_frame.json" 2>&1 | grep -vi warn | tee "$OUTDIR/bench_frame.txt"
 fi
-if [ "$WHAT" = cores17 ]; then  # about 5 minutes (not run yet): with the Gram beside it the walk takes ~121 instead of
+if [ "$WHAT" = cores17 ]; then  # about 6 minutes (not run yet): with the Gram beside it the walk takes ~121 instead of
   # ~54 us at B10 T10 N256 (sixteenth round); by ptxas (sm_90) a walker (4 warps, 255 registers, 96 KB shared) leaves
   # room for one Gram program (4 warps, 236 registers, 64 KB) on its SM. gram_stages 5 (160 KB shared) or an 8-warp
   # walker (255 registers: the whole register file) keep them apart; then the Gram has only the free SMs
@@ -564,4 +564,7 @@ if [ "$WHAT" = cores17 ]; then  # about 5 minutes (not run yet): with the Gram b
     2>&1 | grep -vi warn | tee "$OUTDIR/ab.txt"
   for cfg in "" "GDKVM_FRAME_WALK_OVERLAP=0"; do env $cfg timeout 40 python3 bench/profile_ops.py --rule frame \
     --modes fwd --shapes B10T10N256 --iters 20 2>&1 | grep -vi warn | tail -8 | tee -a "$OUTDIR/profile.txt"; done
+  # the forward's host time (the B10 T10 N256 row was host-bound in the sixteenth round: 176 us against 116 of kernels)
+  timeout 60 python3 bench/host_profile.py --shape B10T10N256 --mode fwd --calls 300 2>&1 | grep -vi warn | head -30 \
+    | tee "$OUTDIR/host.txt"
 fi
