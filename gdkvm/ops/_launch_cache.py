@@ -24,8 +24,8 @@ import torch
 import triton
 
 SUPPORTED = ("3.6.",)
-_COMPILED: dict[tuple, object] = {}
-_PARAMS: dict[object, tuple[list, tuple[bool, ...]]] = {}
+_COMPILED: dict[tuple, tuple] = {}
+_PARAMS: dict[int, tuple] = {}
 _STREAM: Callable | None = None
 _RUNTIME: object = None
 _PLAIN = (bool, int, float, str, type(None))
@@ -33,10 +33,23 @@ _MAX_KEYS = 4096  # past this many launch keys, new ones go through the JIT unca
 
 
 def _params(kernel: triton.JITFunction) -> tuple[list[tuple[str, object]], tuple[bool, ...]]:
-    """Per parameter in signature order: (name, default), and whether it is a constexpr."""
-    if kernel not in _PARAMS:
-        _PARAMS[kernel] = ([(p.name, p.default) for p in kernel.params], tuple(p.is_constexpr for p in kernel.params))
-    return _PARAMS[kernel]
+    """Per parameter in signature order: (name, default), and whether it is a constexpr. Kept by ``id(kernel)``: a
+    JITFunction hashes through its source hash (~1 us, several times per op call); the entry holds the kernel, so
+    its id is not reused while the entry exists, and a hit is checked to be the same object."""
+    hit = _PARAMS.get(id(kernel))
+    if hit is None or hit[0] is not kernel:
+        rows = [(p.name, p.default) for p in kernel.params]
+        hit = _PARAMS[id(kernel)] = (kernel, rows, tuple(p.is_constexpr for p in kernel.params))
+    return hit[1], hit[2]
+
+
+def current_device() -> int:
+    """The current CUDA device index, as ``torch.cuda.current_device()`` without its lazy-init check (callers launch
+    on CUDA tensors, so CUDA is initialised); ``torch.cuda.current_device`` where torch has no such getter."""
+    return _GET_DEVICE()
+
+
+_GET_DEVICE: Callable[[], int] = getattr(torch._C, "_cuda_getDevice", None) or torch.cuda.current_device
 
 
 def launch_key(kernel: triton.JITFunction, args: tuple, kwargs: dict, device: int) -> tuple | None:
@@ -51,7 +64,7 @@ def launch_key(kernel: triton.JITFunction, args: tuple, kwargs: dict, device: in
     _, flags = _params(kernel)
     if len(args) > len(flags):
         return None
-    key = [kernel, device, len(args)]
+    key = [id(kernel), device, len(args)]
     add = key.append
     for a, constexpr in zip(args, flags):
         kind = type(a)
@@ -118,7 +131,7 @@ def cached_launch(kernel: triton.JITFunction, grid: tuple[int, ...], slow: Calla
     """Launch kernel[grid](*args, **kwargs): directly where this key's compiled kernel is known, else through
     ``slow(kernel, grid, *args, **kwargs)`` (which returns the compiled kernel, as ``kernel[grid](...)`` does), keeping
     what it returns for the next launch of the key. Returns the compiled kernel."""
-    device = torch.cuda.current_device()
+    device = current_device()
     key = launch_key(kernel, args, kwargs, device) if usable(kernel) else None
     return _launch(key, kernel, grid, slow, device, args, kwargs)
 
@@ -128,8 +141,8 @@ def keyed_launch(key: tuple | None, kernel: triton.JITFunction, grid: tuple[int,
     """``cached_launch`` with the caller's key instead of ``launch_key``: a key that fixes (with the kernel and the
     current device) everything Triton specialises this launch on, e.g. a memoised launch plan's own token (for the
     constexprs, options and int arguments it derives from shapes) and the tensors' alignment. None: through ``slow``."""
-    device = torch.cuda.current_device()
-    key = (kernel, device, key, len(args)) if key is not None and usable(kernel) else None
+    device = current_device()
+    key = (id(kernel), device, key, len(args)) if key is not None and usable(kernel) else None
     return _launch(key, kernel, grid, slow, device, args, kwargs)
 
 
@@ -137,12 +150,12 @@ def cached_entry(kernel: triton.JITFunction, key: tuple, nargs: int) -> tuple | 
     """What ``keyed_launch(key, kernel, grid, slow, *args)`` with ``nargs`` positional arguments would call: the
     compiled kernel kept from an earlier launch and its parameter tail, for ``run_entry``; None where it would call
     ``slow``."""
-    return _COMPILED.get((kernel, torch.cuda.current_device(), key, nargs)) if usable(kernel) else None
+    return _COMPILED.get((id(kernel), current_device(), key, nargs)) if usable(kernel) else None
 
 
 def run_entry(entry: tuple, grid: tuple[int, ...], stream: int, args: tuple) -> None:
     """Launch a ``cached_entry`` on the raw CUDA stream ``stream`` (not necessarily the current one)."""
-    compiled, tail = entry
+    compiled, tail = entry[0], entry[1]
     g1 = grid[1] if len(grid) > 1 else 1
     g2 = grid[2] if len(grid) > 2 else 1
     compiled.run(
@@ -162,7 +175,8 @@ def _launch(key: tuple | None, kernel: triton.JITFunction, grid: tuple[int, ...]
         ):
             # the parameters after the positional arguments (constexprs, defaults): fixed by the key, which holds
             # the number of positional arguments and every keyword argument's value (or the caller's plan token)
-            _COMPILED[key] = (compiled, bound_args(kernel, args, kwargs)[len(args) :])
+            # (the kernel itself too: while it is kept, no other kernel can have its id, which the key holds)
+            _COMPILED[key] = (compiled, bound_args(kernel, args, kwargs)[len(args) :], kernel)
         return compiled
     run_entry(hit, grid, current_stream(device), args)
     return hit[0]

@@ -80,7 +80,7 @@ def on_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
     """The cache as on a GPU: usable, device 0, stream 1234, nothing cached yet."""
     monkeypatch.setattr(lc, "usable", lambda kernel: True)
     monkeypatch.setattr(lc, "current_stream", lambda device: 1234)
-    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(lc, "current_device", lambda: 0)
     monkeypatch.setattr(lc, "_COMPILED", {})
 
 
@@ -139,7 +139,8 @@ def test_keyed_launch_trusts_the_callers_key(on_gpu: None, monkeypatch: pytest.M
     monkeypatch.setattr(lc, "usable", lambda kernel: False)
     lc.keyed_launch(("plan", 0), KERNEL, (2,), slow, x, y, 64, 7, 0.5, BK=16)
     assert len(slow_calls) == 4 and len(compiled.calls) == 1
-    assert set(lc._COMPILED) == {(KERNEL, 0, ("plan", 0), 5), (KERNEL, 0, ("plan", 1), 5)}
+    assert set(lc._COMPILED) == {(id(KERNEL), 0, ("plan", 0), 5), (id(KERNEL), 0, ("plan", 1), 5)}
+    assert all(entry[2] is KERNEL for entry in lc._COMPILED.values())  # kept alive: its id names no other kernel
     monkeypatch.setattr(lc, "usable", lambda kernel: True)
     for _ in range(2):  # one argument more: another key (not the 5-argument key's cached tail), then its cached call
         lc.keyed_launch(("plan", 0), KERNEL, (2,), slow, x, y, 64, 7, 0.5, 32)

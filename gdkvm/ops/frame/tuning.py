@@ -36,10 +36,52 @@ def serial_precision(device: torch.device) -> str:
     return "tf32x3" if device.type == "cuda" else "ieee"
 
 
+class TuningTable(dict):
+    """The ``TUNING`` dict, counting its changes in ``version`` (every way a dict is changed through its methods or
+    operators), so that ``planned`` can tell an unchanged table without reading all of it on every op call."""
+
+    version = 0
+
+    def _changed(self) -> None:
+        self.version += 1
+
+    def __setitem__(self, key: str, value: int | str) -> None:
+        super().__setitem__(key, value)
+        self._changed()
+
+    def __delitem__(self, key: str) -> None:
+        super().__delitem__(key)
+        self._changed()
+
+    def __ior__(self, other: object) -> TuningTable:
+        self.update(other)
+        return self
+
+    def update(self, *args: object, **kwargs: object) -> None:
+        super().update(*args, **kwargs)
+        self._changed()
+
+    def pop(self, *args: object) -> object:
+        self._changed()
+        return super().pop(*args)
+
+    def popitem(self) -> tuple:
+        self._changed()
+        return super().popitem()
+
+    def setdefault(self, key: str, default: int | str | None = None) -> object:
+        self._changed()
+        return super().setdefault(key, default)
+
+    def clear(self) -> None:
+        super().clear()
+        self._changed()
+
+
 # Launch configuration, one table (bench/ops_frame.py --sweep times alternatives on a GPU and prints the best).
 # Tile budgets are element counts of the largest [BK, BV] (or [BN, BK]) fp32 tile of a kernel. Every warp count is
 # capped by ``safe_warps`` (see there) whatever this table says.
-TUNING: dict[str, int | str] = {
+_TABLE: dict[str, int | str] = {
     # 1: repeated launches call their compiled kernel directly (gdkvm/ops/_launch_cache.py), without the JIT's
     # per-launch binding and specialisation; default from GDKVM_FRAME_LAUNCH_CACHE (0 or 1). Off: every frame GPU test
     # passes with it on (H200), but it saved 11-27 us of host time per forward on H100 hosts and nothing on an H200's
@@ -158,9 +200,22 @@ TUNING: dict[str, int | str] = {
     "bwd_stages": 3,
     "dkdv_stages": 3,
 }
+TUNING: TuningTable = TuningTable(_TABLE)
 
 
 _PLANS: dict[tuple, object] = {}
+_TABLE_SEEN = [-1, 0]  # (TUNING.version last seen, the id of its contents)
+_TABLE_IDS: dict[tuple, int] = {}
+
+
+def _table_id() -> int:
+    """A small int naming ``TUNING``'s contents: equal tables get equal ids (a table changed and changed back plans
+    as before); read again only after a change (``TuningTable.version``): hashing all of it cost ~1.5 us per plan."""
+    if _TABLE_SEEN[0] != TUNING.version:
+        contents = tuple(TUNING.items())
+        _TABLE_SEEN[1] = _TABLE_IDS.setdefault(contents, len(_TABLE_IDS))
+        _TABLE_SEEN[0] = TUNING.version
+    return _TABLE_SEEN[1]
 
 
 def planned(fn: Callable) -> Callable:
@@ -170,7 +225,7 @@ def planned(fn: Callable) -> Callable:
 
     @functools.wraps(fn)
     def wrapper(*args: object) -> object:
-        key = (fn, args, *TUNING.values())
+        key = (fn, args, _table_id())
         plan = _PLANS.get(key)
         if plan is None:
             if len(_PLANS) >= 4096:
@@ -234,12 +289,13 @@ def _keyed(token: object, args: tuple) -> bool:
 
 def _plan_key(token: object, kernel: triton.JITFunction, args: tuple) -> tuple:
     """(token, bit mask of the tensor arguments off a 16-byte boundary): with the plan, all Triton specialises on."""
-    where = (token, kernel, len(args))
-    tensors = _TENSOR_ARGS.get(where)  # a plan passes tensors at the same positions on every launch
-    if tensors is None:
+    where = (token, id(kernel), len(args))  # (a JITFunction hashes through its source hash: ~1 us)
+    hit = _TENSOR_ARGS.get(where)  # a plan passes tensors at the same positions on every launch
+    if hit is None or hit[0] is not kernel:  # (the entry keeps its kernel: no other kernel takes its id meanwhile)
         if len(_TENSOR_ARGS) >= 4096:
             _TENSOR_ARGS.clear()
-        tensors = _TENSOR_ARGS[where] = tuple(i for i, a in enumerate(args) if isinstance(a, torch.Tensor))
+        hit = _TENSOR_ARGS[where] = (kernel, tuple(i for i, a in enumerate(args) if isinstance(a, torch.Tensor)))
+    tensors = hit[1]
     unaligned = 0
     for i in tensors:
         if args[i].data_ptr() & 15:
@@ -247,7 +303,7 @@ def _plan_key(token: object, kernel: triton.JITFunction, args: tuple) -> tuple:
     return token, unaligned
 
 
-_TENSOR_ARGS: dict[tuple, tuple[int, ...]] = {}
+_TENSOR_ARGS: dict[tuple, tuple] = {}
 
 
 def _jit_launch(kernel: triton.JITFunction, grid: tuple[int, ...], *args: object, **kwargs: object) -> object:
