@@ -233,23 +233,28 @@ def test_work_beside_the_walk(
     shape: tuple, dtype: torch.dtype, with_state: bool, overlap: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """``walk_overlap``: the first call of a plan runs the Gram (and with 2 the readout) in turn with the walk (their
-    kernels compile), later calls run them beside the waiting walk on a side stream; every call (with and without
-    gradients: the saving and the in-place walk), and replays of one captured in a CUDA graph, equal to the three
-    launches in sequence (the same arithmetic: 1e-6 relative RMS)."""
+    kernels compile), the second beside the waiting walk on a side stream, later ones through the compiled kernels
+    kept for the plan (``overlap.launch_overlapped``); every call (new inputs each time; with and without gradients:
+    the saving and the in-place walk), and replays of one captured in a CUDA graph, equal to the three launches in
+    sequence (the same arithmetic: 1e-6 relative RMS)."""
+    from gdkvm.ops.frame import overlap as beside
     from gdkvm.ops.frame.tuning import TUNING
 
-    inp = make_inputs(shape, dtype, with_state)
-    monkeypatch.setitem(TUNING, "walk_overlap", 0)
-    with torch.no_grad():
-        ref = frame_gated_delta(**inp, output_final_state=True, backend="triton")
-    monkeypatch.setitem(TUNING, "walk_overlap", overlap)
-    for _ in range(3):
+    kept, run_kept = [], beside._run_kept
+    monkeypatch.setattr(beside, "_run_kept", lambda *a: kept.append(run_kept(*a)) or kept[-1])
+    for _ in range(4):
+        inp = make_inputs(shape, dtype, with_state)
+        monkeypatch.setitem(TUNING, "walk_overlap", 0)
+        with torch.no_grad():
+            ref = frame_gated_delta(**inp, output_final_state=True, backend="triton")
+        monkeypatch.setitem(TUNING, "walk_overlap", overlap)
         with torch.no_grad():
             got = frame_gated_delta(**inp, output_final_state=True, backend="triton")
         assert rel_rms(got[0], ref[0]) <= 1e-6 and rel_rms(got[1], ref[1]) <= 1e-6
         k = inp["k"].detach().requires_grad_(True)
         got = frame_gated_delta(**{**inp, "k": k}, output_final_state=True, backend="triton")
         assert rel_rms(got[0].detach(), ref[0]) <= 1e-6 and rel_rms(got[1].detach(), ref[1]) <= 1e-6
+    assert kept.count(True) >= 4, kept  # the last two calls of each plan (with and without gradients) at least
     graph = torch.cuda.CUDAGraph()
     with torch.no_grad(), torch.cuda.graph(graph):
         captured = frame_gated_delta(**inp, output_final_state=True, backend="triton")

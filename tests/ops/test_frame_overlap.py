@@ -112,7 +112,7 @@ def test_warm_only_after_a_compiled_launch(monkeypatch: pytest.MonkeyPatch) -> N
 
     monkeypatch.setattr(lc, "usable", lambda kernel: True)
     monkeypatch.setattr(lc, "current_stream", lambda device: 1)
-    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(lc, "current_device", lambda: 0)
     monkeypatch.setattr(lc, "_COMPILED", {})
     monkeypatch.setattr(tuning, "interpreting", lambda: False)
     monkeypatch.setattr(tuning, "_on_gpu", lambda x: True)
@@ -153,7 +153,7 @@ def test_counters_are_reused_and_left_at_zero(monkeypatch: pytest.MonkeyPatch) -
     def fail(*args: object, **kwargs: object) -> None:
         raise RuntimeError("launch failed")
 
-    monkeypatch.setattr(triton_fwd, "run_beside", fail)
+    monkeypatch.setattr(triton_fwd, "launch_overlapped", fail)
     with pytest.raises(RuntimeError, match="launch failed"), torch.no_grad():
         frame_gated_delta(**inp, output_final_state=True, backend="triton")
     assert overlap._COUNTERS == {}
@@ -166,3 +166,77 @@ def test_wide_slices_beside_the_walk(mode: int, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setitem(tuning.TUNING, "walk_overlap", mode)
     monkeypatch.setitem(tuning.TUNING, "fast_wide_slices", 2)
     assert_matches_with_and_without_gradients(make_inputs(b=2, t=3, n=10, dk=32, dv=64, heads=4, with_state=True))
+
+
+class _Recorder:
+    """Stands in for a compiled kernel (and for CUDA streams and events): every launch and stream operation lands in
+    one list, tensors as (dtype, shape, whether it is one of the op's inputs)."""
+
+    function, packed_metadata = "function", "packed"
+
+    def __init__(self, log: list, inputs: list, name: str = "", stream: int = 0) -> None:
+        self.log, self.inputs, self.name, self.cuda_stream = log, inputs, name, stream
+
+    def _arg(self, a: object) -> object:
+        if isinstance(a, torch.Tensor):
+            return a.dtype, tuple(a.shape), any(a is x for x in self.inputs)
+        return a
+
+    def run(self, *args: object) -> None:
+        self.log.append(("launch", self.name, args[:4], tuple(self._arg(a) for a in args[9:])))
+
+    def record(self, stream: _Recorder) -> None:
+        self.log.append(("record", self.name, stream.cuda_stream))
+
+    def wait_event(self, event: _Recorder) -> None:
+        self.log.append(("wait", event.name, self.cuda_stream))
+
+
+def test_kept_launches_equal_the_planned_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As on a GPU (compiled kernels, streams and events stood in for): the first forward launches in turn through the
+    JIT, the second overlapped through the keyed launches, and from the third on through the compiled kernels kept
+    for the plan, with the same kernels, grids, streams and arguments as the second; an input off a 16-byte boundary
+    skips the kept ones."""
+    from gdkvm.ops import _launch_cache as lc
+    from gdkvm.ops.frame.api import frame_gated_delta
+
+    log, inputs = [], []
+    for module in (tuning, overlap):
+        monkeypatch.setattr(module, "interpreting", lambda: False)
+        monkeypatch.setattr(module, "_on_gpu", lambda x: True)
+    for module in (lc, overlap):
+        monkeypatch.setattr(module, "usable", lambda kernel: True)
+        monkeypatch.setattr(module, "current_device", lambda: 0)
+        monkeypatch.setattr(module, "current_stream", lambda device: 1)
+    monkeypatch.setattr(lc, "bound_args", lambda kernel, args, kwargs: [*args, "tail"])
+    monkeypatch.setattr(lc, "_COMPILED", {})
+    monkeypatch.setattr(overlap, "_KEPT", {})
+    monkeypatch.setattr(overlap, "_COUNTERS", {})
+    monkeypatch.setitem(tuning.TUNING, "walk_overlap", 2)
+    monkeypatch.setitem(tuning.TUNING, "plan_launch", 1)
+    compiled = lambda kernel, grid, *a, **kw: _Recorder(log, inputs, kernel.fn.__name__)  # noqa: E731
+    monkeypatch.setattr(tuning, "_jit_launch", compiled)
+    streams = (_Recorder(log, inputs, "main", 1), _Recorder(log, inputs, "side", 2))
+    monkeypatch.setattr(
+        overlap, "_SIDE", {(0, 1): (*streams, _Recorder(log, inputs, "fork"), _Recorder(log, inputs, "join"))}
+    )
+    inp = make_inputs(b=2, t=3, n=10, dk=32, dv=64, heads=4, with_state=True)
+    inputs.extend(x for x in inp.values() if isinstance(x, torch.Tensor))
+    kept, calls = [], []
+    real_run_kept = overlap._run_kept
+    monkeypatch.setattr(overlap, "_run_kept", lambda *a: kept.append(real_run_kept(*a)) or kept[-1])
+    with torch.no_grad():
+        for _ in range(4):
+            log.clear()
+            frame_gated_delta(**inp, output_final_state=True, backend="triton")
+            calls.append(list(log))
+    assert kept == [False, False, True, True]
+    assert calls[0] == []  # the first: through the JIT (stood in for), in turn
+    assert [entry[0] for entry in calls[1]] == ["record", "wait", "launch", "launch", "launch", "record", "wait"]
+    assert calls[2] == calls[1] and calls[3] == calls[1]
+    launches = [(entry[1], entry[2][3]) for entry in calls[1] if entry[0] == "launch"]
+    assert launches == [("fwd_lean_kernel", 1), ("gram_kernel", 2), ("readout_kernel", 2)]  # the walk first
+    shifted = torch.empty(inp["k"].numel() + 1, dtype=inp["k"].dtype)[1:].view_as(inp["k"]).copy_(inp["k"])
+    with torch.no_grad():
+        frame_gated_delta(**{**inp, "k": shifted}, output_final_state=True, backend="triton")  # 4 or 8 bytes off 16
+    assert kept == [False, False, True, True]  # not even asked

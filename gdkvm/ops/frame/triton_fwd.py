@@ -20,11 +20,10 @@ import triton.language as tl
 from gdkvm.ops._host import cdiv, next_power_of_2
 from gdkvm.ops.frame.overlap import (
     drop_counters,
+    launch_overlapped,
     overlap_counters,
     overlap_fits,
     readout_fits,
-    run_beside,
-    side_launch,
 )
 from gdkvm.ops.frame.tiles import (
     dot3,
@@ -401,30 +400,33 @@ def frame_fwd(
     walk_out = read_grid is None  # the lean walk writes o itself (READ)
     o = torch.empty_like(v) if walk_out else None
     final = torch.empty(b, dk, dv, device=k.device, dtype=torch.float32) if const.get("FINAL") else None
-    gram_launch, warm, per_frame = (None, False, 1) if beside is None else beside
+    gram_launch, per_frame = (None, 1) if beside is None else beside
     read_beside = read_grid is not None and read_const["meta"].get("WAIT", False)
     if read_beside:  # the readout waits on the walk's counters beside it: its output exists before the walk starts
         o = torch.empty_like(v)
-        read_launch, read_warm = side_launch(
-            token, readout_kernel, read_grid, (k, states, o, t, n, dk, dv, states.shape[1], read_const["VCOLS"],
-                                               flags, b, grid[1]), read_const["meta"],
-        )  # fmt: skip
-        warm = warm and read_warm
     extra = () if kernel is not fwd_lean_kernel else (
         k, o if walk_out else states, n, states if final is None else final, states if flags is None else flags,
         per_frame,
     )  # fmt: skip
-    try:
-        run_beside(
-            lambda: launch_planned(token, kernel, grid, first, kv, *gates, h0, w_beta, w_alpha, a_log, dt_bias, states,
-                                   t, dk, dv, heads, dv // heads, *extra, **const),
-            gram_launch, read_launch if read_beside else None, warm,
-        )  # fmt: skip
-    except BaseException:
-        if flags is not None:  # a launch may have counted without the program that resets the counters
-            drop_counters(token, k.device)
-        raise
-    gates = first = r = kks = beside = gram_launch = read_launch = None  # (the side launches hold their arguments)
+    walk = (kernel, grid, (first, kv, *gates, h0, w_beta, w_alpha, a_log, dt_bias, states, t, dk, dv, heads,
+                           dv // heads, *extra), const)  # fmt: skip
+    if gram_launch is None:
+        launch_planned(token, kernel, grid, *walk[2], **const)
+    else:
+        sides = (gram_launch,) + (
+            (
+                readout_kernel,
+                read_grid,
+                (k, states, o, t, n, dk, dv, states.shape[1], read_const["VCOLS"], flags, b, grid[1]),
+                read_const["meta"],
+            ),
+        ) * read_beside
+        try:
+            launch_overlapped(token, walk, sides, (k, v, w_beta, w_alpha, a_log, dt_bias, h0))
+        except BaseException:
+            drop_counters(token, k.device)  # a launch may have counted without the program that resets the counters
+            raise
+    gates = first = r = kks = beside = gram_launch = sides = walk = None  # (the launches hold their arguments)
     if not save:
         kk = kv = None  # free the Gram matrices before the output is allocated
     if not walk_out and not read_beside:

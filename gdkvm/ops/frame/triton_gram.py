@@ -10,7 +10,6 @@ import triton
 import triton.language as tl
 
 from gdkvm.ops._host import cdiv, next_power_of_2
-from gdkvm.ops.frame.overlap import side_launch
 from gdkvm.ops.frame.tiles import dot_acc, head_block_weights, kt_y_tile, signal_count, split_tf32
 from gdkvm.ops.frame.tuning import (
     TUNING,
@@ -258,9 +257,9 @@ def gram(
         kk: [B, T, Dk, Dk] fp32, or None.
         r: [B, T, Dk, 2, BH * BH] fp32 (entries of padded heads unset), or None.
         kks: with split [B, T, 2, Dk, Dk] fp32, K^T K split for TF32 products (``split_tf32``: hi, lo), else None.
-        deferred: with flags (the launch, for ``overlap.run_beside`` once the walk waiting on the counters is
-            launched; whether that launch is warm, ``overlap.side_launch``; the number of Gram programs per frame),
-            else None (the launch has run).
+        deferred: with flags (kernel, grid, args, kwargs) of the launch, for ``overlap.launch_overlapped`` once
+            the walk waiting on the counters is launched, and the number of Gram programs per frame; else None (the
+            launch has run).
     """
     b, t, n, dk = k.shape
     dy = y.shape[-1]
@@ -288,4 +287,4 @@ def gram(
                        SPLIT=split if with_kk else 0, **const)  # fmt: skip
         return (*outs, None)
     kwargs = dict(WITH_KK=with_kk, SPLIT=split if with_kk else 0, SIGNAL=True, **const)
-    return (*outs, (*side_launch(token, gram_kernel, (t * b * gc,), (*args, flags, b, t, gc), kwargs), gc))
+    return (*outs, ((gram_kernel, (t * b * gc,), (*args, flags, b, t, gc), kwargs), gc))
