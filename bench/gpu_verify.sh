@@ -61,7 +61,9 @@
 #   bash bench/gpu_verify.sh OUTDIR wide16    # B32: walk slices of two heads (128 walkers) so the Gram fits beside
 #   bash bench/gpu_verify.sh OUTDIR verify16  # every frame GPU test with the defaults, then wide16
 #   bash bench/gpu_verify.sh OUTDIR auto16    # walk_overlap 3 (readout beside where memory allows): tests, A/B, rows
-#   bash bench/gpu_verify.sh OUTDIR cores17   # (not run yet) keep Gram programs off the walkers' SMs: A/B, profiles
+#   bash bench/gpu_verify.sh OUTDIR cores17   # keep Gram programs off the walkers' SMs: A/B, profiles
+#   bash bench/gpu_verify.sh OUTDIR tests18   # every frame GPU test (the kept launches of the overlapped forward)
+#   bash bench/gpu_verify.sh OUTDIR host18    # host time against an older tree in _old/, then the T10 N256 rows
 # Carry .whl (training wheels and fla-core; see bench/gpu_env.sh) and .tcache (autotune results saved by an
 # earlier call as OUTDIR/autotune.tgz, copied to .tcache/). Results land in OUTDIR, at most 8 files.
 set -uo pipefail
@@ -555,7 +557,7 @@ if [ "$WHAT" = auto16 ]; then  # about 7 minutes: walk_overlap 3 (the readout be
   timeout 200 python3 bench/ops_frame.py --compile-max-t 20 --rounds 3 --modes fwd --shapes B10T10N256 B10T10N64 \
     --json "$OUTDIR/bench_frame.json" 2>&1 | grep -vi warn | tee "$OUTDIR/bench_frame.txt"
 fi
-if [ "$WHAT" = cores17 ]; then  # about 6 minutes (not run yet): with the Gram beside it the walk takes ~121 instead of
+if [ "$WHAT" = cores17 ]; then  # about 3 minutes: with the Gram beside it the walk takes ~121 instead of
   # ~54 us at B10 T10 N256 (sixteenth round); by ptxas (sm_90) a walker (4 warps, 255 registers, 96 KB shared) leaves
   # room for one Gram program (4 warps, 236 registers, 64 KB) on its SM. gram_stages 5 (160 KB shared) or an 8-warp
   # walker (255 registers: the whole register file) keep them apart; then the Gram has only the free SMs
@@ -567,4 +569,23 @@ if [ "$WHAT" = cores17 ]; then  # about 6 minutes (not run yet): with the Gram b
   # the forward's host time (the B10 T10 N256 row was host-bound in the sixteenth round: 176 us against 116 of kernels)
   timeout 60 python3 bench/host_profile.py --shape B10T10N256 --mode fwd --calls 300 2>&1 | grep -vi warn | head -30 \
     | tee "$OUTDIR/host.txt"
+fi
+if [ "$WHAT" = tests18 ]; then  # about 8 minutes cold: every frame GPU test, one line per test
+  timeout 560 python3 -m pytest -v -p no:cacheprovider -rf --tb=short tests/ops/test_frame_gpu.py 2>&1 \
+    | grep -E "PASS|FAIL|ERROR|SKIP|passed|failed|Error|assert" | tail -120 | tee "$OUTDIR/frame_tests.txt" | tail -25
+fi
+if [ "$WHAT" = host18 ]; then  # about 7 minutes: the forward's host time and op time per call, this tree against the
+  # one in _old/ (git archive OLD gdkvm bench | tar -x -C _old), alternating processes; then the T10 N256 issue rows
+  for round in 1 2 3; do
+    for tree in _old .; do
+      [ -d "$tree/gdkvm" ] || continue
+      echo "== $tree round $round" | tee -a "$OUTDIR/host.txt"
+      timeout 60 python3 "$tree/bench/host_profile.py" --shape B10T10N256 --mode fwd --calls 400 2>&1 | grep -vi warn \
+        | head -1 | tee -a "$OUTDIR/host.txt"
+      timeout 60 python3 "$tree/bench/knob_ab.py" --configs walk_overlap=3 --shapes B10T10N256 B10T10N64 --modes fwd \
+        --rounds 2 2>&1 | grep -E "^\| B" | tee -a "$OUTDIR/host.txt"
+    done
+  done
+  timeout 300 python3 bench/ops_frame.py --compile-max-t 20 --rounds 3 --shapes B10T10N256 B32T10N256 \
+    --json "$OUTDIR/bench_frame.json" 2>&1 | grep -vi warn | tee "$OUTDIR/bench_frame.txt" | tail -14
 fi

@@ -254,7 +254,10 @@ def test_work_beside_the_walk(
         k = inp["k"].detach().requires_grad_(True)
         got = frame_gated_delta(**{**inp, "k": k}, output_final_state=True, backend="triton")
         assert rel_rms(got[0].detach(), ref[0]) <= 1e-6 and rel_rms(got[1].detach(), ref[1]) <= 1e-6
-    assert kept.count(True) >= 4, kept  # the last two calls of each plan (with and without gradients) at least
+    if shape[0] == 32:  # 256 one-head walkers leave no SM free: nothing runs beside them (``overlap_fits``)
+        assert not kept
+    else:  # the last two calls of each plan (with and without gradients) at least
+        assert kept.count(True) >= 4, kept
     graph = torch.cuda.CUDAGraph()
     with torch.no_grad(), torch.cuda.graph(graph):
         captured = frame_gated_delta(**inp, output_final_state=True, backend="triton")

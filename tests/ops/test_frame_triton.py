@@ -115,15 +115,15 @@ def test_lean_recurrence_matches_reference(lean: int, with_state: bool, monkeypa
 def test_walk_reads_out(hand: int, with_state: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     """The lean walk writing O_t itself (``walk_readout``, no readout launch): pixels in several ragged tiles of 16
     (N 37) and in one (N 9), padded keys and heads, one frame, slices of two heads; with gradients and in place."""
-    from gdkvm.ops.frame import triton_fwd
+    from gdkvm.ops.frame import overlap, triton_fwd
 
     monkeypatch.setitem(triton_fwd.TUNING, "walk_readout", 2)
     monkeypatch.setitem(triton_fwd.TUNING, "walk_read_tile", 16 * 32)  # 16 pixels per tile at the padded Dk 32
     monkeypatch.setitem(triton_fwd.TUNING, "readout_hand3", hand)
     reads, real = [], triton_fwd.launch_planned
-    monkeypatch.setattr(
-        triton_fwd, "launch_planned", lambda *a, **kw: reads.append((a[1], kw.get("READ"))) or real(*a, **kw)
-    )
+    for module in (triton_fwd, overlap):  # (the walk with the Gram beside it launches from overlap)
+        spy = lambda *a, **kw: reads.append((a[1], kw.get("READ"))) or real(*a, **kw)  # noqa: E731
+        monkeypatch.setattr(module, "launch_planned", spy)
     for b, t, n, dk, dv, h in ((2, 3, 37, 20, 96, 6), (1, 1, 9, 32, 64, 4), (2, 2, 9, 16, 64, 2)):
         assert_matches_with_and_without_gradients(
             make_inputs(b=b, t=t, n=n, dk=dk, dv=dv, heads=h, with_state=with_state)
