@@ -64,6 +64,7 @@
 #   bash bench/gpu_verify.sh OUTDIR cores17   # keep Gram programs off the walkers' SMs: A/B, profiles
 #   bash bench/gpu_verify.sh OUTDIR tests18   # every frame GPU test (the kept launches of the overlapped forward)
 #   bash bench/gpu_verify.sh OUTDIR host18    # host time against an older tree in _old/, then the T10 N256 rows
+#   bash bench/gpu_verify.sh OUTDIR nap18     # spin_sleep A/B, then the overlap GPU tests with waits that nap
 # Carry .whl (training wheels and fla-core; see bench/gpu_env.sh) and .tcache (autotune results saved by an
 # earlier call as OUTDIR/autotune.tgz, copied to .tcache/). Results land in OUTDIR, at most 8 files.
 set -uo pipefail
@@ -588,4 +589,10 @@ if [ "$WHAT" = host18 ]; then  # about 7 minutes: the forward's host time and op
   done
   timeout 300 python3 bench/ops_frame.py --compile-max-t 20 --rounds 3 --shapes B10T10N256 B32T10N256 \
     --json "$OUTDIR/bench_frame.json" 2>&1 | grep -vi warn | tee "$OUTDIR/bench_frame.txt" | tail -14
+fi
+if [ "$WHAT" = nap18 ]; then  # about 5 minutes: programs waiting beside the walk sleep between polls (spin_sleep ns)
+  timeout 200 python3 bench/knob_ab.py --configs spin_sleep=0 spin_sleep=64 spin_sleep=256 spin_sleep=1024 \
+    --shapes B10T10N256 B10T10N64 --modes fwd --rounds 3 2>&1 | grep -vi warn | tee "$OUTDIR/ab.txt"
+  GDKVM_FRAME_SPIN_SLEEP=256 timeout 150 python3 -m pytest -q -p no:cacheprovider -rf --tb=short \
+    tests/ops/test_frame_gpu.py -k "beside or inference" 2>&1 | tail -8 | tee "$OUTDIR/frame_tests.txt"
 fi

@@ -164,6 +164,8 @@ def frame_cases() -> None:
         (b16, (2, 3, 196, 64, 256, 8), True, 1, 0, 0, 1, 0, {"walk_overlap": 1, **walk}),
         (f32, (2, 3, 64, 64, 256, 8), True, 1, 0, 0, 1, 1, {"walk_overlap": 2}),  # and the readout beside it
         (b16, (2, 3, 196, 64, 256, 8), False, 1, 0, 0, 1, 0, {"walk_overlap": 2}),
+        (f32, (2, 3, 64, 64, 256, 8), False, 1, 0, 0, 1, 1, {"walk_overlap": 2, "spin_sleep": 256}),  # waits nap
+        (b16, (2, 3, 196, 64, 256, 8), True, 1, 0, 0, 1, 0, {"walk_overlap": 1, "spin_sleep": 256}),
     ):
         TUNING.update(defaults)
         TUNING.update(extra)  # knobs of one case only

@@ -190,25 +190,41 @@ def signal_count(flag_ptr):
 
 
 @triton.jit
-def wait_count(flag_ptr, target):
+def nap(ns):
+    """Suspend the calling threads for about ``ns`` nanoseconds (PTX ``nanosleep``, sm_70+; CUDA only: the
+    interpreter has no inline assembly). Between polls of a counter it leaves the SM's issue slots and the counter's
+    L2 line to the programs that will move it."""
+    tl.inline_asm_elementwise(
+        "nanosleep.u32 $1;\n\tmov.u32 $0, $1;", "=r,r", [ns], dtype=tl.int32, is_pure=False, pack=1
+    )  # (the string literal inline: a jit function has no str variables)
+
+
+@triton.jit
+def wait_count(flag_ptr, target, SLEEP: tl.constexpr = 0):
     """Spin until the int32 counter at flag_ptr reaches target (acquire, GPU scope); a CTA barrier then orders every
-    thread's later loads after the wait (read cross-program data with ``.cg``: never a stale L1 line)."""
+    thread's later loads after the wait (read cross-program data with ``.cg``: never a stale L1 line). SLEEP > 0:
+    ``nap`` that many nanoseconds between polls."""
     while tl.atomic_add(flag_ptr, 0, sem="acquire", scope="gpu") < target:
-        pass
+        if SLEEP:
+            nap(tl.full((), SLEEP, tl.int32))
     tl.debug_barrier()
 
 
 @triton.jit
-def wait_frames(flag_ptr, t, T, target, W: tl.constexpr):
+def wait_frames(flag_ptr, t, T, target, W: tl.constexpr, SLEEP: tl.constexpr = 0):
     """Spin until the int32 counter of frame t (flag_ptr + 2 t) reaches target; one acquire read covers frames
     t .. t+W-1. Returns the first frame from t on whose counter has not reached it (at most t + W, at most T):
-    every frame before it may be read without another wait. A CTA barrier orders all threads' later loads."""
+    every frame before it may be read without another wait. A CTA barrier orders all threads' later loads.
+    SLEEP > 0: ``nap`` that many nanoseconds after a poll that found frame t not ready."""
     f = t + tl.arange(0, W)
     first = tl.full((), 0, tl.int32)
     while first == 0:
         cnt = tl.atomic_add(flag_ptr + f * 2, 0, mask=f < T, sem="acquire", scope="gpu")
         done = (cnt >= target) | (f >= T)
         first = tl.min(tl.where(done, W, tl.arange(0, W)), axis=0)
+        if SLEEP:
+            if first == 0:
+                nap(tl.full((), SLEEP, tl.int32))
     tl.debug_barrier()
     return tl.minimum(t + first, T)
 

@@ -52,6 +52,7 @@ from gdkvm.ops.frame.tuning import (
     safe_warps,
     serial_fast_precision,
     serial_precision,
+    spin_sleep,
     walk_reads,
     walker_slice,
 )
@@ -297,12 +298,13 @@ def _readout_cols(
 def readout_tile(
     k_ptr, states_ptr, o_ptr, bt, n0, v0, VCOLS, T, N, DK, DV, SLOTS,
     BK: tl.constexpr, BN: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr, LOOP: tl.constexpr,
-    flag_ptr, NS, WAIT: tl.constexpr,
+    flag_ptr, NS, WAIT: tl.constexpr, SLEEP: tl.constexpr = 0,
 ):  # fmt: skip
     """o[b, t] = K_t S_t on rows n0 .. n0+BN-1 and columns v0 .. v0+BV-1 of frame bt = b * T + t (int64), or with
     LOOP columns v0 .. v0+VCOLS-1, BV at a time, K_t's rows loaded (and for PREC "hand3" split) once; layouts as in
     ``readout_kernel``. The state is read through L2 (``.cg``: in the fused forward another program wrote it). WAIT:
-    K_t's rows are loaded first, then the int32 counter at flag_ptr + 2 bt + 1 is awaited until it reaches NS."""
+    K_t's rows are loaded first, then the int32 counter at flag_ptr + 2 bt + 1 is awaited until it reaches NS (SLEEP:
+    nanoseconds between polls, ``tiles.wait_count``)."""
     rn = n0 + tl.arange(0, BN)
     rk = tl.arange(0, BK)
     kt = tl.load(
@@ -312,7 +314,7 @@ def readout_tile(
     if PREC == "hand3":
         kt, kt_lo = split_tf32(kt)
     if WAIT:
-        wait_count(flag_ptr + bt * 2 + 1, NS)
+        wait_count(flag_ptr + bt * 2 + 1, NS, SLEEP)
     s_base = states_ptr + ((bt // T) * SLOTS + bt % T + SLOTS - T) * DK * DV
     if LOOP:
         for c0 in range(v0, tl.minimum(v0 + VCOLS, DV), BV):
@@ -325,7 +327,7 @@ def readout_tile(
 def readout_kernel(
     k_ptr, states_ptr, o_ptr, T, N, DK, DV, SLOTS, VCOLS, flag_ptr, B, NS,
     BK: tl.constexpr, BN: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr, LOOP: tl.constexpr = False,
-    WAIT: tl.constexpr = False,
+    WAIT: tl.constexpr = False, SLEEP: tl.constexpr = 0,
 ):  # fmt: skip
     """o[b, t] = K_t S_t for one (frame, pixel tile, value tile). Grid: (B*T, cdiv(N, BN), cdiv(DV, VCOLS)); with
     LOOP a program's VCOLS columns BV at a time (K_t's rows loaded once), else VCOLS = BV.
@@ -341,7 +343,7 @@ def readout_kernel(
         bt = (bt % B) * T + bt // B
     readout_tile(
         k_ptr, states_ptr, o_ptr, bt, tl.program_id(1) * BN, tl.program_id(2) * VCOLS,
-        VCOLS, T, N, DK, DV, SLOTS, BK, BN, BV, PREC, LOOP, flag_ptr, NS, WAIT,
+        VCOLS, T, N, DK, DV, SLOTS, BK, BN, BV, PREC, LOOP, flag_ptr, NS, WAIT, SLEEP,
     )  # fmt: skip
     if WAIT:  # every slice has counted S_t, every program of the frame has read it: reset
         if last_arrival(flag_ptr + 2 * B * T + bt, tl.num_programs(1) * tl.num_programs(2)):
@@ -479,7 +481,7 @@ def _fwd_plan(
             const["EVEN"] = bk == dk and bh == heads
             const["FINAL"] = want_final  # the walk writes the final state (no copy of the last slot afterwards)
             if overlap_fits(b * grid[1], t, device):
-                const.update(WAIT=True, LOOKAHEAD=int(TUNING["overlap_lookahead"]))
+                const.update(WAIT=True, LOOKAHEAD=int(TUNING["overlap_lookahead"]), SLEEP=spin_sleep())
             if walk_reads(t):
                 rprec = pixel_precision(dtype, device, "readout_hand3")
                 const.update(READ=True, BNR=fit(int(TUNING["walk_read_tile"]), bk), RPREC=rprec)
@@ -496,6 +498,6 @@ def _fwd_plan(
         num_warps=safe_warps(int(TUNING["readout_warps"]), bn, bvo), num_stages=int(TUNING["readout_stages"]),
     )  # fmt: skip
     if const.get("NOTIFY"):
-        read_meta["WAIT"] = True
+        read_meta.update(WAIT=True, SLEEP=spin_sleep())
     read_grid = None if const.get("READ") else (b * t, cdiv(n, bn), cdiv(dv, cols))
     return kernel, bh, split, grid, const, read_grid, {"VCOLS": cols, "meta": read_meta}, object()

@@ -129,7 +129,7 @@ def fwd_lean_kernel(
     final_ptr, flag_ptr, GT, HAS_H0: tl.constexpr, IN_PLACE: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     BH: tl.constexpr, PREC: tl.constexpr, EVEN: tl.constexpr, NHS: tl.constexpr,
     READ: tl.constexpr = False, BNR: tl.constexpr = 64, RPREC: tl.constexpr = "ieee", FINAL: tl.constexpr = False,
-    WAIT: tl.constexpr = False, LOOKAHEAD: tl.constexpr = 4, NOTIFY: tl.constexpr = False,
+    WAIT: tl.constexpr = False, LOOKAHEAD: tl.constexpr = 4, NOTIFY: tl.constexpr = False, SLEEP: tl.constexpr = 0,
 ):  # fmt: skip
     """All T frames of value slice j (BV columns inside one head, or NHS = BV / HD whole heads) of batch element b.
     Grid: (B, DV / BV).
@@ -147,7 +147,7 @@ def fwd_lean_kernel(
     (counted in flag[3 B T + b]) resets those counters to 0. Without it flag_ptr and GT are unused. NOTIFY (with
     WAIT; the readout runs beside the walk too): after storing its slice of S_t, a program counts itself into
     flag[b, t, 1] (the readout of frame t waits for all DV / BV slices). flag: int32 [3 B T + B], see
-    ``overlap.overlap_counters``.
+    ``overlap.overlap_counters``. SLEEP: nanoseconds between polls of a wait (``tiles.wait_frames``).
     """
     b = tl.program_id(0).to(tl.int64)
     j0 = tl.program_id(1) * BV
@@ -178,7 +178,7 @@ def fwd_lean_kernel(
     else:
         t_start = 1
         if WAIT:
-            wait_frames(flag_b, 0, T, GT, LOOKAHEAD)
+            wait_frames(flag_b, 0, T, GT, LOOKAHEAD, SLEEP)
         q, s = _inputs(r_b, kv_b, 0, DK, DV, q_offs, q_mask, s_offs, s_mask, BK, BQ, EVEN)  # Q_0 = R_0, S_0 = U_0
         if READ:
             _walk_readout(k_ptr, o_ptr, s, b * T, j0, N, DK, DV, BK, BV, BNR, RPREC)
@@ -190,7 +190,7 @@ def fwd_lean_kernel(
         ready = t_start  # frames before it have all their Gram programs counted (frame 0 waited for above)
         for t in tl.range(t_start, T, num_stages=1):
             if t >= ready:
-                ready = wait_frames(flag_b, t, T, GT, LOOKAHEAD)
+                ready = wait_frames(flag_b, t, T, GT, LOOKAHEAD, SLEEP)
             q, s = _lean_step(
                 kks_ptr, r_b, kv_b, st_base, k_ptr, o_ptr, b, t, slot, T, N, DK, DV, j0, j0 // HD, q, s, rate_h, dt_h,
                 hcol, g_offs, g_mask, q_offs, q_mask, s_offs, s_mask, IN_PLACE, BK, BV, BH, EVEN, NHS, READ, BNR, RPREC,

@@ -140,6 +140,12 @@ _TABLE: dict[str, int | str] = {
     # waiting beside it slow its serial frame step: 5-14% with the readout waiting beside the walk, fourth round)
     "overlap_max_t": 32,
     "overlap_lookahead": 4,  # frames whose Gram counters one wait of the overlapped walk reads (power of two)
+    # > 0: nanoseconds that a program waiting on a counter beside the walk sleeps between polls (the walk waiting on
+    # the Gram's, the readout on the walk's; ``tiles.nap``, CUDA only), leaving its SM's issue slots and the
+    # counter's L2 line to the programs that will move it; 0: spin. H200, forward kernels as a CUDA graph, 0 / 64 /
+    # 256 / 1024 ns: B10 T10 N256 0.1141 / 0.1133 / 0.1136 / 0.1141 ms, B10 T10 N64 0.0812 / 0.0798 / 0.0797 / 0.0803
+    # (2026-11-29): the spinning was not what slows the walk beside the Gram. Default from GDKVM_FRAME_SPIN_SLEEP
+    "spin_sleep": int(os.environ.get("GDKVM_FRAME_SPIN_SLEEP", "256")),
     "gram_tile": 4096,
     # > 0: that many value columns per Gram program in one tile, pixels outside (gram_wide_task). Off: slower in every
     # setting on an H100 (B10 T10 N256 pre-pass 76-115 us vs 65 by head, B32 227-330 vs 186)
@@ -395,6 +401,12 @@ def walker_slice(bv: int, dv: int, heads: int, batch: int, device: torch.device)
             break  # a slice of whole heads must divide the heads
         bv *= 2
     return bv
+
+
+def spin_sleep() -> int:
+    """Nanoseconds between polls of a waiting program (``TUNING["spin_sleep"]``): 0 under the interpreter (it runs no
+    inline assembly, and its programs run one by one: nothing waits)."""
+    return 0 if interpreting() else int(TUNING["spin_sleep"])
 
 
 def serial_fast_precision(device: torch.device) -> str:
