@@ -7,6 +7,7 @@ it applies (``overlap_fits``), the counters (``overlap_counters``), and the laun
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import torch
@@ -129,16 +130,17 @@ def _run_kept(token: object, walk: tuple, sides: tuple) -> bool:
     entries = _KEPT.get((token, device))
     if entries is None or not usable(walk[0]):
         return False
-    cur, stream, fork, join = _side_streams(device)
-    fork.record(cur)
-    stream.wait_event(fork)
-    run_entry(entries[0], walk[1], cur.cuda_stream, walk[2])
-    side = stream.cuda_stream
-    for entry, (_, grid, args, _) in zip(entries[1:], sides):
-        run_entry(entry, grid, side, args)
-    join.record(stream)
-    cur.wait_event(join)
+    launches = [functools.partial(_run_side, entry, side) for entry, side in zip(entries[1:], sides)]
+    run_beside(
+        lambda: run_entry(entries[0], walk[1], current_stream(device), walk[2]),
+        launches[0], launches[1] if len(launches) > 1 else None, True,
+    )  # fmt: skip
     return True
+
+
+def _run_side(entry: tuple, side: tuple, stream: int | None) -> None:
+    """A kept side launch (``side`` = (kernel, grid, args, kwargs)) on the raw CUDA stream ``run_beside`` gives."""
+    run_entry(entry, side[1], stream, side[2])
 
 
 def _side_streams(device: int) -> tuple:

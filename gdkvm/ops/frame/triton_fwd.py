@@ -415,14 +415,10 @@ def frame_fwd(
     if gram_launch is None:
         launch_planned(token, kernel, grid, *walk[2], **const)
     else:
-        sides = (gram_launch,) + (
-            (
-                readout_kernel,
-                read_grid,
-                (k, states, o, t, n, dk, dv, states.shape[1], read_const["VCOLS"], flags, b, grid[1]),
-                read_const["meta"],
-            ),
-        ) * read_beside
+        sides = [gram_launch]
+        if read_beside:
+            read_args = (k, states, o, t, n, dk, dv, states.shape[1], read_const["VCOLS"], flags, b, grid[1])
+            sides.append((readout_kernel, read_grid, read_args, read_const["meta"]))
         try:
             launch_overlapped(token, walk, sides, (k, v, w_beta, w_alpha, a_log, dt_bias, h0))
         except BaseException:
