@@ -65,6 +65,7 @@
 #   bash bench/gpu_verify.sh OUTDIR tests18   # every frame GPU test (the kept launches of the overlapped forward)
 #   bash bench/gpu_verify.sh OUTDIR host18    # host time against an older tree in _old/, then the T10 N256 rows
 #   bash bench/gpu_verify.sh OUTDIR nap18     # spin_sleep A/B, then the overlap GPU tests with waits that nap
+#   bash bench/gpu_verify.sh OUTDIR chain19   # token rule: fla-core's and our kernels per launch; one-product chain probe
 # Carry .whl (training wheels and fla-core; see bench/gpu_env.sh) and .tcache (autotune results saved by an
 # earlier call as OUTDIR/autotune.tgz, copied to .tcache/). Results land in OUTDIR, at most 8 files.
 set -uo pipefail
@@ -595,4 +596,11 @@ if [ "$WHAT" = nap18 ]; then  # about 5 minutes: programs waiting beside the wal
     --shapes B10T10N256 B10T10N64 --modes fwd --rounds 3 2>&1 | grep -vi warn | tee "$OUTDIR/ab.txt"
   GDKVM_FRAME_SPIN_SLEEP=256 timeout 150 python3 -m pytest -q -p no:cacheprovider -rf --tb=short \
     tests/ops/test_frame_gpu.py -k "beside or inference" 2>&1 | tail -8 | tee "$OUTDIR/frame_tests.txt"
+fi
+if [ "$WHAT" = chain19 ]; then  # about 5 minutes: issue 7's per-kernel gap to fla-core, and a one-product chain probe
+  timeout 120 python3 bench/profile_ops.py --rule fla --shapes B4T10240H8K64V64 B8T4096H16K128V128 --iters 10 \
+    2>&1 | grep -vi warn | tee "$OUTDIR/profile_fla.txt"
+  timeout 120 python3 bench/profile_ops.py --rule token --shapes B4T10240H8K64V64 B8T4096H16K128V128 --iters 10 \
+    2>&1 | grep -vi warn | tee "$OUTDIR/profile_ours.txt"
+  timeout 240 python3 bench/chain_probe.py 2>&1 | grep -vi warn | tee "$OUTDIR/chain.txt"
 fi

@@ -4,6 +4,7 @@ Run on a CUDA machine from the repository root::
 
     python3 bench/profile_ops.py                       # frame rule at the issue-3 shapes, token rule at issue 7's
     python3 bench/profile_ops.py --rule token --shapes B4T10240H8K64V64
+    python3 bench/profile_ops.py --rule fla --shapes B4T10240H8K64V64   # fla-core's kernels (the peer), same inputs
 
 For each shape and mode (forward, forward + backward) it runs the public op ``--iters`` times under the profiler
 (after warm-up calls that compile) and prints a table of every CUDA kernel: calls per op call, mean us per launch
@@ -42,9 +43,10 @@ def op_call(rule: str, shape: str, mode: str) -> Callable[[], None]:
     else:
         inputs = ops_token.make_inputs(ops_token.SHAPES[shape])
         names, tensors = list(inputs), list(inputs.values())
+        impl = ops_token.ours if rule == "token" else _fla()
 
         def fn(xs: list[torch.Tensor]) -> torch.Tensor:
-            return ops_token.ours(**dict(zip(names, xs, strict=True)))[0]
+            return impl(**dict(zip(names, xs, strict=True)))[0]
 
     if mode == "fwd":
 
@@ -62,6 +64,16 @@ def op_call(rule: str, shape: str, mode: str) -> Callable[[], None]:
             x.grad = None
 
     return call_bwd
+
+
+def _fla() -> Callable:
+    """fla-core 0.6.0's ``chunk_gated_delta_rule`` (the token-rule peer) on the same inputs, its triton-3.6 refusal
+    of the backward lifted (timing only, as bench/ops_token.py --fla-unguard)."""
+    import fla.ops.common.chunk_o as fla_chunk_o
+    from fla.ops.gated_delta_rule import chunk_gated_delta_rule
+
+    fla_chunk_o.TRITON_ABOVE_3_7_1 = True
+    return lambda **kw: chunk_gated_delta_rule(kw["q"], kw["k"], kw["v"], g=kw["g"], beta=kw["beta"])
 
 
 def profile_case(rule: str, shape: str, mode: str, iters: int) -> dict:
@@ -102,7 +114,12 @@ def format_case(case: dict) -> str:
 
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rule", default="all", choices=["all", "frame", "token"])
+    parser.add_argument(
+        "--rule",
+        default="all",
+        choices=["all", "frame", "token", "fla"],
+        help="fla: fla-core's chunk_gated_delta_rule at the token rule's shapes (needs fla-core)",
+    )
     parser.add_argument("--shapes", nargs="*", default=None, help="shape names of bench/ops_frame.py or ops_token.py")
     parser.add_argument("--modes", nargs="+", default=["fwd", "fwdbwd"], choices=["fwd", "fwdbwd"])
     parser.add_argument("--iters", type=int, default=20)
@@ -117,7 +134,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     rules = ["frame", "token"] if args.rule == "all" else [args.rule]
     cases = []
     for rule in rules:
-        table = ops_frame.SHAPES if rule == "frame" else ops_token.SHAPES
+        table = ops_frame.SHAPES if rule == "frame" else ops_token.SHAPES  # token and fla: the same shapes
         for shape in [s for s in (args.shapes or table) if s in table]:
             for mode in args.modes:
                 try:
