@@ -1,9 +1,10 @@
 """Where the token rule's forward launches spend their time: each launch timed with one part of its kernel removed.
 
-Every variant computes WRONG results on purpose; only its time means something. The library is not touched: the
-source of ``gdkvm/ops/gated_delta/chunk_fwd.py`` is patched as text into a private module per variant (so each
-variant compiles its own kernels), the patch is checked to apply exactly once, and the launches of that module are
-timed on the benchmark's inputs. The unpatched copy ("none") is the baseline of the same run.
+Every variant but those named "+..." computes WRONG results on purpose; only its time means something ("+..."
+variants are faster candidates that keep the results right, e.g. "+const": H, K, V as compile-time constants). The
+library is not touched: the source of ``gdkvm/ops/gated_delta/chunk_fwd.py`` is patched as text into a private module
+per variant (so each variant compiles its own kernels), the patch is checked to apply exactly once, and the launches
+of that module are timed on the benchmark's inputs. The unpatched copy ("none") is the baseline of the same run.
 
 Run on a CUDA machine from the repository root::
 
@@ -37,12 +38,15 @@ SHAPES = {  # name: (B, T, H, K, V)
     "B4T10240H8K64V64": (4, 10240, 8, 64, 64),
     "B8T4096H16K128V128": (8, 4096, 16, 128, 128),
     "B1T25600H8K64V32": (1, 25600, 8, 64, 32),
+    "B4T2560H8K64V64": (4, 2560, 8, 64, 64),
     "smoke": (1, 100, 2, 32, 24),
 }
 # launch -> variant -> [(text to replace, replacement)], each text present exactly once in chunk_fwd.py.
 ABLATIONS: dict[str, dict[str, list[tuple[str, str]]]] = {
     "prep": {
         "none": [],
+        "+const": [("qw_ptr, ou_ptr, scale, T, H, K, V, C0,",
+                    "qw_ptr, ou_ptr, scale, T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, C0,")],
         # the solve the prep runs by default at 4 warps (fp32 intermediates) and at 2 (fast mode), see solve_mode
         "no_solve": [
             ("t_inv = _solve_unit_lower_doubling(lower, BT, PREC)", "t_inv = lower"),
@@ -58,6 +62,9 @@ ABLATIONS: dict[str, dict[str, list[tuple[str, str]]]] = {
     },
     "state_fwd": {
         "none": [],
+        # not a removal (results stay right): H, K, V as compile-time constants, as fla-core's state kernels take them
+        "+const": [("hs_ptr, us_ptr, scale, T, H, K, V, NT,",
+                    "hs_ptr, us_ptr, scale, T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, NT,")],
         "no_o": [("    emit_o = not split_o  #", "    emit_o = False  #")],
         "no_a_load": [
             ("            at = tl.load(a_ptr + th[:, None] * BT + o_i[None, :], mask=mrow[:, None], other=0.0)\n",
@@ -103,7 +110,9 @@ def launch_call(module: ModuleType, launch: str, x: dict[str, torch.Tensor]):
     return lambda: module.launch_state_fwd(x["q"], x["k"], gc, prep, value_dim, scale, None, True, False, chunk)
 
 
-def run(shapes: list[str], launches: list[str], smoke: bool, warmup: int, rep: int) -> list[dict[str, object]]:
+def run(
+    shapes: list[str], launches: list[str], smoke: bool, warmup: int, rep: int, only: list[str] | None = None
+) -> list[dict[str, object]]:
     device = "cpu" if smoke else "cuda"
     rows: list[dict[str, object]] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -111,7 +120,7 @@ def run(shapes: list[str], launches: list[str], smoke: bool, warmup: int, rep: i
             x = make_inputs(SHAPES[name], device=device)
             for launch in launches:
                 base = None
-                for variant in ABLATIONS[launch]:
+                for variant in [v for v in ABLATIONS[launch] if v == "none" or not only or v in only]:
                     call = launch_call(patched_module(launch, variant, Path(tmp)), launch, x)
                     if smoke:
                         call()
@@ -124,7 +133,7 @@ def run(shapes: list[str], launches: list[str], smoke: bool, warmup: int, rep: i
                         ms = float(triton.testing.do_bench(call, warmup=warmup, rep=rep))
                     base = ms if variant == "none" else base
                     rows.append({"shape": name, "launch": launch, "variant": variant, "ms": ms})
-                    saved = "" if variant == "none" or smoke else f"{100 * (1 - ms / base):5.1f}%"
+                    saved = "" if variant == "none" or smoke else f"{100 * (1 - ms / base):5.1f}%"  # < 0: slower
                     print(f"| {name} | {launch} | {variant} | {ms:.4f} | {saved} |", flush=True)
     return rows
 
@@ -134,6 +143,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, object]]:
     parser.add_argument("--shapes", nargs="+", default=["B4T10240H8K64V64", "B8T4096H16K128V128"], choices=SHAPES)
     parser.add_argument("--launches", nargs="+", default=list(ABLATIONS), choices=list(ABLATIONS))
     parser.add_argument("--smoke", action="store_true", help="CPU under TRITON_INTERPRET=1: patches apply, kernels run")
+    parser.add_argument("--variants", nargs="*", default=None, help="only these variants (and the baseline)")
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--rep", type=int, default=50)
     parser.add_argument("--json", help="also write the rows to this file")
@@ -141,7 +151,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, object]]:
     if not args.smoke and not torch.cuda.is_available():
         parser.error("needs a CUDA device (or --smoke under TRITON_INTERPRET=1)")
     print("| shape | launch | removed | ms per launch | saved |\n|---|---|---|---|---|")
-    rows = run(args.shapes, args.launches, args.smoke, args.warmup, args.rep)
+    rows = run(args.shapes, args.launches, args.smoke, args.warmup, args.rep, args.variants)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
     return rows

@@ -4,8 +4,8 @@ Over one chunk the state map is affine, ``S' = M S + b`` with ``M = diag(e^{G_C}
 and ``b = (K * e^{G_C - G})^T u`` [K, V]; both depend on the chunk alone, so a parallel prep could form them with two
 products, leaving the sequential pass one [K, K] x [K, BV] product per chunk (today's pass runs four: w S, K^T U and
 o's Q S and A U). This probe times that pass alone on random contractive M (no gdkvm code involved), for the value
-tiles, warps and stages it could use, and the split-output kernel (``chunk_out``) that would form o off the chain,
-so the design can be judged before it is built.
+tiles, warps and stages it could use (and with K and V as compile-time constants), so that the design can be judged
+before it is built.
 
 Run on a CUDA machine from the repository root::
 
@@ -70,6 +70,35 @@ def _chain_kernel(
     tl.store(ht_ptr + i_bh.to(tl.int64) * K * V + p_s, state, mask=m_s)
 
 
+@triton.jit
+def _chain_kernel_const(
+    m_ptr, b_ptr, s_ptr, ht_ptr, NT, K: tl.constexpr, V: tl.constexpr,
+    BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr, STORE: tl.constexpr, NARROW: tl.constexpr,
+):  # fmt: skip
+    """``_chain_kernel`` with K and V compile-time constants (as fla-core's state kernels take them: strides and
+    masks fold) and the product accumulating into b (``tl.dot(m, s, b)``)."""
+    i_v = tl.program_id(0)
+    i_bh = tl.program_id(1)
+    rows = tl.arange(0, BK)
+    cv = i_v * BV + tl.arange(0, BV)
+    mrow = rows < K
+    m_s = mrow[:, None] & (cv < V)[None, :]
+    p_s = rows[:, None] * V + cv[None, :]
+    state = tl.zeros([BK, BV], dtype=tl.float32)
+    for c in range(NT):
+        base = i_bh.to(tl.int64) * NT + c
+        if STORE:
+            tl.store(s_ptr + base * K * V + p_s, state, mask=m_s)
+        m = tl.load(m_ptr + base * K * K + rows[:, None] * K + rows[None, :], mask=mrow[:, None] & mrow[None, :],
+                    other=0.0)  # fmt: skip
+        b = tl.load(b_ptr + base * K * V + p_s, mask=m_s, other=0.0)
+        if NARROW:
+            state = tl.dot(m, state.to(m.dtype), b)
+        else:
+            state = tl.dot(m, state, b, input_precision=PREC)
+    tl.store(ht_ptr + i_bh.to(tl.int64) * K * V + p_s, state, mask=m_s)
+
+
 def make_chain(bh: int, nt: int, k: int, v: int, dtype: torch.dtype, device: str) -> tuple[torch.Tensor, ...]:
     """Contractive random chunk maps: M = 0.9 (I - P) with P a random projection-like matrix; b random."""
     gen = torch.Generator(device=device).manual_seed(0)
@@ -80,44 +109,31 @@ def make_chain(bh: int, nt: int, k: int, v: int, dtype: torch.dtype, device: str
     return m.to(dtype).contiguous(), b.contiguous()
 
 
-def run_chain(m, b, bv: int, warps: int, stages: int, store: bool, prec: str) -> tuple[torch.Tensor, torch.Tensor]:
+def run_chain(
+    m, b, bv: int, warps: int, stages: int, store: bool, prec: str, const: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
     bh, nt, k, v = b.shape
     states = torch.empty_like(b)
     final = torch.empty(bh, k, v, device=b.device)
-    _chain_kernel[(triton.cdiv(v, bv), bh)](
-        m, b, states, final, k, v, nt, BK=max(16, triton.next_power_of_2(k)), BV=bv, PREC=prec, STORE=store,
-        NARROW=m.dtype != torch.float32, num_warps=warps, num_stages=stages,
-    )  # fmt: skip
+    meta = dict(BK=max(16, triton.next_power_of_2(k)), BV=bv, PREC=prec, STORE=store, NARROW=m.dtype != torch.float32,
+                num_warps=warps, num_stages=stages)  # fmt: skip
+    if const:
+        _chain_kernel_const[(triton.cdiv(v, bv), bh)](m, b, states, final, nt, k, v, **meta)
+    else:
+        _chain_kernel[(triton.cdiv(v, bv), bh)](m, b, states, final, k, v, nt, **meta)
     return states, final
 
 
 def smoke() -> None:
     m, b = make_chain(2, 5, 24, 20, torch.float32, "cpu")
-    states, final = run_chain(m, b, 16, 4, 1, True, "ieee")
-    s = torch.zeros(2, 24, 20)
-    for c in range(5):
-        torch.testing.assert_close(states[:, c], s, rtol=1e-5, atol=1e-5)
-        s = m[:, c] @ s + b[:, c]
-    torch.testing.assert_close(final, s, rtol=1e-5, atol=1e-5)
+    for const in (False, True):
+        states, final = run_chain(m, b, 16, 4, 1, True, "ieee", const)
+        s = torch.zeros(2, 24, 20)
+        for c in range(5):
+            torch.testing.assert_close(states[:, c], s, rtol=1e-5, atol=1e-5)
+            s = m[:, c] @ s + b[:, c]
+        torch.testing.assert_close(final, s, rtol=1e-5, atol=1e-5)
     print("chain probe smoke: ok")
-
-
-def time_output(shape: tuple[int, int, int, int, int]) -> float:
-    """ms of ``chunk_out``'s parallel o kernel (fp32 per-chunk states and U, bf16 q) at ``shape``, CUDA graph."""
-    from gdkvm.ops.gated_delta.chunk_out import launch_output
-
-    batch, length, heads, k, v = shape
-    nt = triton.cdiv(length, 64)
-    dev = "cuda"
-    q = torch.randn(batch, length, heads, k, device=dev).bfloat16()
-    gc = -torch.rand(batch, length, heads, device=dev)
-    a = torch.randn(batch, length, heads, 64, device=dev)
-    states = torch.randn(batch, nt, heads, k, v, device=dev)
-    pseudo = torch.randn(batch, length, heads, v, device=dev)
-    o = torch.empty(batch, length, heads, v, device=dev, dtype=torch.bfloat16)
-    fn = lambda: launch_output(q, gc, a, states, pseudo, o, 0.125, 64)  # noqa: E731
-    fn()
-    return float(triton.testing.do_bench_cudagraph(fn, rep=50, return_mode="median"))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -131,7 +147,7 @@ def main(argv: list[str] | None = None) -> None:
         return smoke()
     if not torch.cuda.is_available():
         raise SystemExit("chain_probe.py needs a CUDA GPU (or --smoke under the interpreter)")
-    print("| shape | M dtype | BV | warps | stages | store S | ms | us per chunk | KB read per step | ok |")
+    print("| shape | M dtype | BV | warps | stages | K, V constexpr | ms | us per chunk | KB read per step | ok |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for name in args.shapes:
         batch, length, heads, k, v = SHAPES[name]
@@ -140,25 +156,23 @@ def main(argv: list[str] | None = None) -> None:
         for dtype in (torch.float32, torch.bfloat16):
             m, b = make_chain(bh, nt, k, v, dtype, "cuda")
             ref = None
-            configs = [(bv, 4, stages, True) for bv, stages in itertools.product((16, 32, 64), (1, 2, 3))]
-            for bv, warps, stages, store in [*configs, (64, 8, 2, True), (16, 4, 2, False)]:
+            configs = [(bv, 4, st, True, const) for bv, st, const in itertools.product((16, 32), (2, 3), (False, True))]
+            for bv, warps, stages, store, const in [*configs, (16, 2, 3, True, True), (32, 2, 3, True, True)]:
                 if bv > v:
                     continue
                 try:
-                    fn = functools.partial(run_chain, m, b, bv, warps, stages, store, "tf32")
+                    fn = functools.partial(run_chain, m, b, bv, warps, stages, store, "tf32", const)
                     _, final = fn()
                     ref = final if ref is None else ref
                     ok = torch.allclose(final, ref, rtol=2e-2, atol=2e-2) and bool(final.isfinite().all())
                     ms = float(triton.testing.do_bench_cudagraph(fn, rep=50, return_mode="median"))
                 except Exception as err:  # noqa: BLE001 - a config that does not fit is a row, not a stop
-                    print(f"| {name} | {str(dtype)[6:]} | {bv} | {warps} | {stages} | {store} | failed: "
+                    print(f"| {name} | {str(dtype)[6:]} | {bv} | {warps} | {stages} | {const} | failed: "
                           f"{str(err).splitlines()[0][:80]} | | | |", flush=True)  # fmt: skip
                     continue
                 read_kb = (k * k * m.element_size() + k * bv * 4) / 1024
-                print(f"| {name} | {str(dtype)[6:]} | {bv} | {warps} | {stages} | {store} | {ms:.4f} | "
+                print(f"| {name} | {str(dtype)[6:]} | {bv} | {warps} | {stages} | {const} | {ms:.4f} | "
                       f"{ms * 1e3 / nt:.2f} | {read_kb:.0f} | {ok} |", flush=True)  # fmt: skip
-        print(f"| {name} | output kernel (chunk_out, fp32 S and U) | | | | | {time_output(SHAPES[name]):.4f} | | | |",
-              flush=True)  # fmt: skip
         torch.cuda.empty_cache()
 
 

@@ -66,6 +66,7 @@
 #   bash bench/gpu_verify.sh OUTDIR host18    # host time against an older tree in _old/, then the T10 N256 rows
 #   bash bench/gpu_verify.sh OUTDIR nap18     # spin_sleep A/B, then the overlap GPU tests with waits that nap
 #   bash bench/gpu_verify.sh OUTDIR chain19   # token rule: fla-core's and our kernels per launch; one-product chain probe
+#   bash bench/gpu_verify.sh OUTDIR const19   # chain probe and our forward launches with H, K, V as constexpr
 # Carry .whl (training wheels and fla-core; see bench/gpu_env.sh) and .tcache (autotune results saved by an
 # earlier call as OUTDIR/autotune.tgz, copied to .tcache/). Results land in OUTDIR, at most 8 files.
 set -uo pipefail
@@ -603,4 +604,12 @@ if [ "$WHAT" = chain19 ]; then  # about 5 minutes: issue 7's per-kernel gap to f
   timeout 120 python3 bench/profile_ops.py --rule token --shapes B4T10240H8K64V64 B8T4096H16K128V128 --iters 10 \
     2>&1 | grep -vi warn | tee "$OUTDIR/profile_ours.txt"
   timeout 240 python3 bench/chain_probe.py 2>&1 | grep -vi warn | tee "$OUTDIR/chain.txt"
+fi
+if [ "$WHAT" = const19 ]; then  # about 5 minutes: the chain probe with K, V constexpr; our two forward launches too
+  timeout 200 python3 bench/chain_probe.py --shapes B4T10240H8K64V64 B8T4096H16K128V128 B4T2560H8K64V64 2>&1 \
+    | grep -vi warn | tee "$OUTDIR/chain.txt"
+  timeout 150 python3 bench/ablate_token.py --variants +const --shapes B4T10240H8K64V64 B8T4096H16K128V128 \
+    B4T2560H8K64V64 B1T25600H8K64V32 2>&1 | grep -vi warn | tee "$OUTDIR/const_high.txt"
+  GDKVM_TOKEN_PRECISION=fast timeout 100 python3 bench/ablate_token.py --variants +const --shapes B4T10240H8K64V64 \
+    B4T2560H8K64V64 2>&1 | grep -vi warn | tee "$OUTDIR/const_fast.txt"
 fi
