@@ -67,6 +67,7 @@
 #   bash bench/gpu_verify.sh OUTDIR nap18     # spin_sleep A/B, then the overlap GPU tests with waits that nap
 #   bash bench/gpu_verify.sh OUTDIR chain19   # token rule: fla-core's and our kernels per launch; one-product chain probe
 #   bash bench/gpu_verify.sh OUTDIR const19   # chain probe and our forward launches with H, K, V as constexpr
+#   bash bench/gpu_verify.sh OUTDIR tests19   # token GPU tests, then per-launch times of an older tree in _old/ and this one
 # Carry .whl (training wheels and fla-core; see bench/gpu_env.sh) and .tcache (autotune results saved by an
 # earlier call as OUTDIR/autotune.tgz, copied to .tcache/). Results land in OUTDIR, at most 8 files.
 set -uo pipefail
@@ -612,4 +613,17 @@ if [ "$WHAT" = const19 ]; then  # about 5 minutes: the chain probe with K, V con
     B4T2560H8K64V64 B1T25600H8K64V32 2>&1 | grep -vi warn | tee "$OUTDIR/const_high.txt"
   GDKVM_TOKEN_PRECISION=fast timeout 100 python3 bench/ablate_token.py --variants +const --shapes B4T10240H8K64V64 \
     B4T2560H8K64V64 2>&1 | grep -vi warn | tee "$OUTDIR/const_fast.txt"
+fi
+if [ "$WHAT" = tests19 ]; then  # about 8 minutes: token GPU tests with H, K, V constexpr; launches of _old/ and ./
+  # _old/: git archive OLD gdkvm bench | tar -x -C _old (the tree before the change; delete it afterwards)
+  timeout 330 python3 -m pytest -q -p no:cacheprovider -rf --tb=short tests/ops/test_chunk_gpu.py 2>&1 | tail -15 \
+    | tee "$OUTDIR/token_tests.txt"
+  for round in 1 2; do
+    for tree in _old .; do
+      [ -d "$tree/gdkvm" ] || continue
+      echo "== $tree round $round" | tee -a "$OUTDIR/launches.txt"
+      (cd "$tree" && timeout 90 python3 bench/profile_ops.py --rule token --modes fwdbwd --iters 10 \
+        --shapes B4T10240H8K64V64 B8T4096H16K128V128) 2>&1 | grep -vi warn | tee -a "$OUTDIR/launches.txt"
+    done
+  done
 fi

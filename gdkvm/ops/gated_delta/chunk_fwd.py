@@ -69,7 +69,8 @@ from gdkvm.ops.gated_delta.launch import (
 
 @triton.jit
 def _prep_kernel(
-    q_ptr, k_ptr, v_ptr, gc_ptr, beta_ptr, t_ptr, a_ptr, w_ptr, u_ptr, qw_ptr, ou_ptr, scale, T, H, K, V, C0,
+    q_ptr, k_ptr, v_ptr, gc_ptr, beta_ptr, t_ptr, a_ptr, w_ptr, u_ptr, qw_ptr, ou_ptr, scale, T, H: tl.constexpr,
+    K: tl.constexpr, V: tl.constexpr, C0,
     PER_CHANNEL: tl.constexpr, BT: tl.constexpr, BS: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     PREC: tl.constexpr, SOLVE: tl.constexpr, FOLD: tl.constexpr, STORE_T: tl.constexpr,
 ):  # fmt: skip
@@ -133,7 +134,8 @@ def _prep_kernel(
 
 @triton.jit
 def _state_fwd_kernel(
-    q_ptr, k_ptr, gc_ptr, w_ptr, u_ptr, a_ptr, ou_ptr, h0_ptr, o_ptr, ht_ptr, hs_ptr, us_ptr, scale, T, H, K, V, NT,
+    q_ptr, k_ptr, gc_ptr, w_ptr, u_ptr, a_ptr, ou_ptr, h0_ptr, o_ptr, ht_ptr, hs_ptr, us_ptr, scale, T, H: tl.constexpr,
+    K: tl.constexpr, V: tl.constexpr, NT,
     NS, CPS, C0, PER_CHANNEL: tl.constexpr, HAS_H0: tl.constexpr, STORE_HT: tl.constexpr, SAVE: tl.constexpr,
     EMIT_O: tl.constexpr, FOLD: tl.constexpr, SEG: tl.constexpr, SPLIT16: tl.constexpr, KEY_DECAY: tl.constexpr,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,

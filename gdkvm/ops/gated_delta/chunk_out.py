@@ -15,7 +15,7 @@ from gdkvm.ops.gated_delta.launch import block_k
 
 @triton.jit
 def _output_kernel(
-    q_ptr, gc_ptr, a_ptr, hs_ptr, us_ptr, o_ptr, scale, T, H, K, V, NT,
+    q_ptr, gc_ptr, a_ptr, hs_ptr, us_ptr, o_ptr, scale, T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, NT,
     PER_CHANNEL: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
 ):  # fmt: skip
     """o = scale (Q * e^G) S + A U for one (chunk, batch*head, value tile), from the state entering the chunk and U

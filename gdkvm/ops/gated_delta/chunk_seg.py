@@ -24,7 +24,7 @@ from gdkvm.ops.gated_delta.chunk_jit import (
 
 @triton.jit
 def _seg_fwd_kernel(
-    k_ptr, gc_ptr, w_ptr, u_ptr, sum_ptr, T, H, K, V, NT, NS, CPS, NVT,
+    k_ptr, gc_ptr, w_ptr, u_ptr, sum_ptr, T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, NT, NS, CPS, NVT,
     PER_CHANNEL: tl.constexpr, SPLIT16: tl.constexpr, KEY_DECAY: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr,
     BV: tl.constexpr,
 ):  # fmt: skip
@@ -55,7 +55,7 @@ def _seg_fwd_kernel(
 
 @triton.jit
 def _seg_combine_kernel(
-    sum_ptr, h0_ptr, start_ptr, K, V, NS,
+    sum_ptr, h0_ptr, start_ptr, K: tl.constexpr, V: tl.constexpr, NS,
     HAS_H0: tl.constexpr, REVERSE: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, BKC: tl.constexpr,
 ):  # fmt: skip
     """Segment-parallel phase 2, serial over the NS segments of one (value tile, batch*head): S = h0 (or 0), then
@@ -96,7 +96,8 @@ def _seg_combine_kernel(
 
 @triton.jit
 def _seg_bwd_kernel(
-    q_ptr, k_ptr, gc_ptr, w_ptr, a_ptr, do_ptr, sum_ptr, scale, T, H, K, V, NT, NS, CPS, NVT,
+    q_ptr, k_ptr, gc_ptr, w_ptr, a_ptr, do_ptr, sum_ptr, scale, T, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
+    NT, NS, CPS, NVT,
     PER_CHANNEL: tl.constexpr, SPLIT16: tl.constexpr, KEY_DECAY: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr,
     BV: tl.constexpr,
 ):  # fmt: skip
