@@ -68,6 +68,7 @@
 #   bash bench/gpu_verify.sh OUTDIR chain19   # token rule: fla-core's and our kernels per launch; one-product chain probe
 #   bash bench/gpu_verify.sh OUTDIR const19   # chain probe and our forward launches with H, K, V as constexpr
 #   bash bench/gpu_verify.sh OUTDIR tests19   # token GPU tests, then per-launch times of an older tree in _old/ and this one
+#   bash bench/gpu_verify.sh OUTDIR table19   # the token issue table (graph timer, high and fast) against fla-core
 # Carry .whl (training wheels and fla-core; see bench/gpu_env.sh) and .tcache (autotune results saved by an
 # earlier call as OUTDIR/autotune.tgz, copied to .tcache/). Results land in OUTDIR, at most 8 files.
 set -uo pipefail
@@ -626,4 +627,9 @@ if [ "$WHAT" = tests19 ]; then  # about 8 minutes: token GPU tests with H, K, V 
         --shapes B4T10240H8K64V64 B8T4096H16K128V128) 2>&1 | grep -vi warn | tee -a "$OUTDIR/launches.txt"
     done
   done
+fi
+if [ "$WHAT" = table19 ]; then  # about 6 minutes: the token issue table (graph timer, both precisions) against fla-core
+  timeout 480 python3 bench/ops_token.py --timer graph --variants high fast --fla-timeout 240 \
+    --json "$OUTDIR/bench_token_graph.json" 2>&1 | grep -vE '^\{' | tee "$OUTDIR/bench_token_graph.txt" | tail -40
+  save_autotune "$OUTDIR"
 fi
