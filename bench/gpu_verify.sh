@@ -69,6 +69,8 @@
 #   bash bench/gpu_verify.sh OUTDIR const19   # chain probe and our forward launches with H, K, V as constexpr
 #   bash bench/gpu_verify.sh OUTDIR tests19   # token GPU tests, then per-launch times of an older tree in _old/ and this one
 #   bash bench/gpu_verify.sh OUTDIR table19   # the token issue table (graph timer, high and fast) against fla-core
+#   bash bench/gpu_verify.sh OUTDIR bwd20     # prepass reverse pass: GPU tests, graph sweep with pipeline depths
+#   bash bench/gpu_verify.sh OUTDIR step20    # step probe: fla's chunk step in our style, switch by switch, beside fla's
 # Carry .whl (training wheels and fla-core; see bench/gpu_env.sh) and .tcache (autotune results saved by an
 # earlier call as OUTDIR/autotune.tgz, copied to .tcache/). Results land in OUTDIR, at most 8 files.
 set -uo pipefail
@@ -632,4 +634,14 @@ if [ "$WHAT" = table19 ]; then  # about 6 minutes: the token issue table (graph 
   timeout 480 python3 bench/ops_token.py --timer graph --variants high fast --fla-timeout 240 \
     --json "$OUTDIR/bench_token_graph.json" 2>&1 | grep -vE '^\{' | tee "$OUTDIR/bench_token_graph.txt" | tail -40
   save_autotune "$OUTDIR"
+fi
+if [ "$WHAT" = bwd20 ]; then  # about 8 minutes: the prepass reverse pass on the GPU, then an ours-only graph sweep
+  timeout 220 python3 -m pytest -q -p no:cacheprovider -rf --tb=short tests/ops/test_chunk_gpu.py -k "prepass or oracle" \
+    2>&1 | tail -15 | tee "$OUTDIR/token_tests.txt"
+  timeout 300 python3 bench/ops_token.py --timer graph --no-fla --no-accuracy --variants high high+prepass high+sf3 \
+    high+sb2 high+sb3 high+prepass+sb2 fast fast+prepass --json "$OUTDIR/sweep.json" 2>&1 | grep -vE '^\{' \
+    | tee "$OUTDIR/sweep.txt" | tail -40
+fi
+if [ "$WHAT" = step20 ]; then  # about 4 minutes: our chunk step with each of fla's differences, next to fla's own kernel
+  timeout 240 python3 bench/step_probe.py 2>&1 | grep -vi warn | tee "$OUTDIR/step.txt"
 fi
