@@ -157,6 +157,19 @@ def test_gpu_each_launch_matches_chunk_reference(batch, length, heads, key_dim, 
     assert all(e < 1e-2 for e in errors.values()), errors
 
 
+# B, T, H, K, V, per-channel gate, initial state: the cases of the switchable paths (both gate shapes, V 32 to 128)
+PATH_CASES = ((1, 2000, 2, 64, 32, False, True), (1, 1200, 2, 64, 48, True, False), (2, 1500, 2, 128, 128, False, True))
+
+
+def path_case(batch, length, heads, key_dim, value_dim, per_channel, with_h0):
+    """bf16 inputs (seed 0), initial state or None, dO and the final state's gradient of one PATH_CASES entry."""
+    torch.manual_seed(0)
+    x = make_inputs(batch, length, heads, key_dim, value_dim, per_channel=per_channel, dtype=torch.bfloat16)
+    h0 = torch.randn(batch, heads, key_dim, value_dim, device="cuda") if with_h0 else None
+    do = torch.randn(batch, length, heads, value_dim, device="cuda")
+    return x, h0, do, torch.randn(batch, heads, key_dim, value_dim, device="cuda")
+
+
 @pytest.mark.parametrize(
     ("segments", "output", "precision"),
     [
@@ -174,17 +187,8 @@ def test_gpu_segments_and_split_output(monkeypatch: pytest.MonkeyPatch, segments
     monkeypatch.setenv("GDKVM_TOKEN_SEGMENTS", segments)
     monkeypatch.setenv("GDKVM_TOKEN_O", output)
     monkeypatch.setenv("GDKVM_TOKEN_PRECISION", precision)
-    for args in (
-        (1, 2000, 2, 64, 32, False, True),
-        (1, 1200, 2, 64, 48, True, False),
-        (2, 1500, 2, 128, 128, False, True),
-    ):
-        batch, length, heads, key_dim, value_dim, per_channel, with_h0 = args
-        torch.manual_seed(0)
-        x = make_inputs(batch, length, heads, key_dim, value_dim, per_channel=per_channel, dtype=torch.bfloat16)
-        h0 = torch.randn(batch, heads, key_dim, value_dim, device="cuda") if with_h0 else None
-        do = torch.randn(batch, length, heads, value_dim, device="cuda")
-        dht = torch.randn(batch, heads, key_dim, value_dim, device="cuda")
+    for args in PATH_CASES:
+        x, h0, do, dht = path_case(*args)
         o_ref, s_ref, g_ref = run(naive_recurrent_gated_delta, {n: t.float() for n, t in x.items()}, h0, do, dht)
         o, s, grads = run(chunk_gated_delta, x, h0, do, dht)
         errors = {"o": rel_rms(o_ref, o), "state": rel_rms(s_ref, s)}
@@ -192,6 +196,26 @@ def test_gpu_segments_and_split_output(monkeypatch: pytest.MonkeyPatch, segments
         print(segments, output, precision, args, {n: f"{e:.2e}" for n, e in errors.items()})
         assert errors["o"] < OUT_TOL and errors["state"] < OUT_TOL, (args, errors)
         assert all(errors[f"d{n}"] < GRAD_TOL for n in g_ref), (args, errors)
+
+
+@pytest.mark.parametrize("precision", ["high", "fast"])
+def test_gpu_prepass_backward(monkeypatch: pytest.MonkeyPatch, precision: str) -> None:
+    # GDKVM_TOKEN_BWD=prepass (the reverse pass's dO terms in a parallel launch first) against the oracle and the
+    # default reverse pass, both gate shapes, V 32 to 128.
+    monkeypatch.setenv("GDKVM_TOKEN_PRECISION", precision)
+    monkeypatch.setenv("GDKVM_TOKEN_SEGMENTS", "1")
+    for args in PATH_CASES:
+        x, h0, do, dht = path_case(*args)
+        o_ref, s_ref, g_ref = run(naive_recurrent_gated_delta, {n: t.float() for n, t in x.items()}, h0, do, dht)
+        monkeypatch.setenv("GDKVM_TOKEN_BWD", "chain")
+        _, _, g_chain = run(chunk_gated_delta, x, h0, do, dht)
+        monkeypatch.setenv("GDKVM_TOKEN_BWD", "prepass")
+        o, s, grads = run(chunk_gated_delta, x, h0, do, dht)
+        errors = {f"d{name}": rel_rms(ref, grads[name]) for name, ref in g_ref.items()}
+        errors |= {f"d{name} vs chain": rel_rms(g_chain[name], grads[name]) for name in g_ref}
+        print(precision, args, {n: f"{e:.2e}" for n, e in errors.items()})
+        assert rel_rms(o_ref, o) < OUT_TOL and rel_rms(s_ref, s) < OUT_TOL, args
+        assert all(errors[f"d{n}"] < GRAD_TOL and errors[f"d{n} vs chain"] < 1e-3 for n in g_ref), (args, errors)
 
 
 def test_gpu_long_v32(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -27,5 +27,5 @@ def test_every_launch_compiles_for_sm90() -> None:
                    "bwd_recurrence_kernel", "gate_logits_kernel", "bwd_slice_kernel", "outer_kernel",
                    "dkdv_kernel", "step_kernel", "_prep_kernel", "_state_fwd_kernel",
                    "_state_bwd_kernel", "_chunk_bwd_kernel", "_seg_fwd_kernel", "_seg_bwd_kernel",
-                   "_seg_combine_kernel", "_output_kernel"):  # fmt: skip
+                   "_seg_combine_kernel", "_output_kernel", "_bwd_pre_kernel", "_state_bwd_pre_kernel"):  # fmt: skip
         assert kernel in compiled, f"{kernel} was never launched by the cases of {SCRIPT.name}"

@@ -16,6 +16,7 @@ import triton
 import triton.language as tl
 
 from gdkvm.ops._host import cdiv
+from gdkvm.ops.gated_delta.chunk_bwd_pre import launch_state_bwd_pre
 from gdkvm.ops.gated_delta.chunk_jit import (
     _bwd_chunk,
     _channel_column,
@@ -32,6 +33,7 @@ from gdkvm.ops.gated_delta.launch import (
     STATE_CONFIGS,
     _segment_plan,
     autotuning,
+    backward_mode,
     block_k,
     heuristic,
     key_decay,
@@ -250,7 +252,8 @@ def launch_state_bwd(
     chunk_size: int = 64,
 ) -> dict[str, torch.Tensor | None]:
     """Launch 3 (reverse over chunks): dstates [B, NT, H, K, V] (gradient of the state leaving each chunk, intermediate
-    dtype), dpseudo = dU [B, T, H, V] fp32 and dh0 [B, H, K, V] fp32 (None unless ``need_dh0``)."""
+    dtype), dpseudo = dU [B, T, H, V] fp32 and dh0 [B, H, K, V] fp32 (None unless ``need_dh0``). With
+    ``GDKVM_TOKEN_BWD=prepass`` (no segments, no head + tail products) as two launches, ``chunk_bwd_pre``."""
     batch, length, heads, key_dim = k.shape
     n_chunks = cdiv(length, chunk_size)
     dstates = torch.empty_like(saved["states"])
@@ -261,6 +264,8 @@ def launch_state_bwd(
                  BT=chunk_size, BK=block_k(key_dim))  # fmt: skip
     narrow = saved["w"].dtype.itemsize < 4
     ns, cps, cfg = _segment_plan(n_chunks, batch * heads, key_dim, value_dim, "state_bwd", narrow)
+    if backward_mode() == "prepass" and ns == 1 and not const["SPLIT16"]:
+        return launch_state_bwd_pre(q, k, gc, saved, value_dim, scale, do, dht, need_dh0, chunk_size)
     dend = dht
     if ns > 1:
         seg_meta = {"scalars": (scale, length, heads, key_dim, value_dim, n_chunks), "const": const}

@@ -2,8 +2,9 @@
 
 ``heuristic`` gives each kernel its value tile, warps and stages (measured on an H100, overridable through
 ``GDKVM_TOKEN_CONFIG``); ``autotuning``/``tuned`` wrap kernels in Triton's autotuner when ``GDKVM_AUTOTUNE=1``;
-``intermediate_dtype`` (``GDKVM_TOKEN_PRECISION``), ``output_mode`` (``GDKVM_TOKEN_O``) and ``n_segments``
-(``GDKVM_TOKEN_SEGMENTS``) pick between the kernels' paths. Nothing here launches a kernel.
+``intermediate_dtype`` (``GDKVM_TOKEN_PRECISION``), ``output_mode`` (``GDKVM_TOKEN_O``), ``backward_mode``
+(``GDKVM_TOKEN_BWD``) and ``n_segments`` (``GDKVM_TOKEN_SEGMENTS``) pick between the kernels' paths. Nothing here
+launches a kernel.
 """
 
 from __future__ import annotations
@@ -184,6 +185,17 @@ def output_mode() -> str:
     mode = os.environ.get("GDKVM_TOKEN_O", "fused")
     if mode not in ("fused", "split", "folded"):
         raise ValueError(f"GDKVM_TOKEN_O must be 'fused', 'split' or 'folded', got {mode!r}")
+    return mode
+
+
+def backward_mode() -> str:
+    """How the backward runs its reverse state pass, from ``GDKVM_TOKEN_BWD`` (read per call): "chain" (default: one
+    sequential launch carrying all four products per chunk, ``chunk_bwd._state_bwd_kernel``) or "prepass" (the two
+    products that need only dO first, in a parallel launch, then a chain of two; ``chunk_bwd_pre``). Opt-in until
+    timed on a GPU."""
+    mode = os.environ.get("GDKVM_TOKEN_BWD", "chain")
+    if mode not in ("chain", "prepass"):
+        raise ValueError(f"GDKVM_TOKEN_BWD must be 'chain' or 'prepass', got {mode!r}")
     return mode
 
 
