@@ -638,9 +638,10 @@ fi
 if [ "$WHAT" = bwd20 ]; then  # about 8 minutes: the prepass reverse pass on the GPU, then an ours-only graph sweep
   timeout 220 python3 -m pytest -q -p no:cacheprovider -rf --tb=short tests/ops/test_chunk_gpu.py -k "prepass or oracle" \
     2>&1 | tail -15 | tee "$OUTDIR/token_tests.txt"
+  # last: fast mode's reverse passes at 4 warps (the old chain's 16-bit 4-warp pass faulted; a fault ends the sweep)
   timeout 300 python3 bench/ops_token.py --timer graph --no-fla --no-accuracy --variants high high+prepass high+sf3 \
-    high+sb2 high+sb3 high+prepass+sb2 fast fast+prepass --json "$OUTDIR/sweep.json" 2>&1 | grep -vE '^\{' \
-    | tee "$OUTDIR/sweep.txt" | tail -40
+    high+sb2 high+sb3 high+prepass+sb2 high+prepass+sb3 fast fast+prepass fast+prepass+sbwd4 \
+    --json "$OUTDIR/sweep.json" 2>&1 | grep -vE '^\{' | tee "$OUTDIR/sweep.txt" | tail -40
 fi
 if [ "$WHAT" = step20 ]; then  # about 4 minutes: our chunk step with each of fla's differences, next to fla's own kernel
   timeout 240 python3 bench/step_probe.py 2>&1 | grep -vi warn | tee "$OUTDIR/step.txt"

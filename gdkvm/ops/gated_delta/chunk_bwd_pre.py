@@ -130,14 +130,15 @@ def launch_state_bwd_pre(
     dv_loc = torch.empty_like(dpseudo)
     c = torch.empty(batch, n_chunks, heads, key_dim, value_dim, device=q.device, dtype=torch.float32)
     bk = block_k(key_dim)
-    narrow = w.dtype.itemsize < 4  # 16-bit operands: 2 warps, as the prep and the default reverse pass (heuristic)
+    # warps of both launches from the reverse pass's configuration: 2 with 16-bit operands (see launch.heuristic),
+    # overridable through GDKVM_TOKEN_CONFIG's "state_bwd" entry
+    cfg = heuristic("state_bwd", key_dim, value_dim, batch * heads, w.dtype.itemsize < 4)
     const = dict(PER_CHANNEL=gc.dim() == 4, KEY_DECAY=key_decay(w.dtype), BT=chunk_size, BK=bk)
     pre_bv = min(64 if bk <= 128 else 32, max(16, triton.next_power_of_2(value_dim)))
     _bwd_pre_kernel[(n_chunks, batch * heads, cdiv(value_dim, pre_bv))](
         q, gc, a, do, dv_loc, c, scale, length, heads, key_dim, value_dim, n_chunks, **const, BV=pre_bv,
-        num_warps=2 if narrow else 4, num_stages=1 if interpreting() else 2,
+        num_warps=cfg["num_warps"], num_stages=1 if interpreting() else 2,
     )  # fmt: skip
-    cfg = heuristic("state_bwd", key_dim, value_dim, batch * heads, narrow)
     _state_bwd_pre_kernel[(cdiv(value_dim, cfg["BV"]), batch * heads)](
         k, gc, w, dv_loc, c, dht if dht is not None else dpseudo, dh0 if need_dh0 else dpseudo, dstates, dpseudo,
         length, heads, key_dim, value_dim, n_chunks, **const, HAS_DHT=dht is not None, STORE_DH0=need_dh0,
