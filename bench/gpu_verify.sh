@@ -71,6 +71,7 @@
 #   bash bench/gpu_verify.sh OUTDIR table19   # the token issue table (graph timer, high and fast) against fla-core
 #   bash bench/gpu_verify.sh OUTDIR bwd20     # prepass reverse pass: GPU tests, graph sweep with pipeline depths
 #   bash bench/gpu_verify.sh OUTDIR step20    # step probe: fla's chunk step in our style, switch by switch, beside fla's
+#   bash bench/gpu_verify.sh OUTDIR fast20    # fast mode's prep and reverse pass at 4 warps: launch checks, then timing
 # Carry .whl (training wheels and fla-core; see bench/gpu_env.sh) and .tcache (autotune results saved by an
 # earlier call as OUTDIR/autotune.tgz, copied to .tcache/). Results land in OUTDIR, at most 8 files.
 set -uo pipefail
@@ -645,4 +646,18 @@ if [ "$WHAT" = bwd20 ]; then  # about 8 minutes: the prepass reverse pass on the
 fi
 if [ "$WHAT" = step20 ]; then  # about 4 minutes: our chunk step with each of fla's differences, next to fla's own kernel
   timeout 240 python3 bench/step_probe.py 2>&1 | grep -vi warn | tee "$OUTDIR/step.txt"
+fi
+if [ "$WHAT" = fast20 ]; then  # about 5 minutes: fast mode's 16-bit kernels at 4 warps again (now H, K, V constexpr)
+  # each in its own process: the 4-warp prep faulted at V 32 (sixth round), a fault ends a process
+  for cfg in '{"prep":{"num_warps":4}}' '{"state_bwd":{"num_warps":4}}'; do
+    for bwd in chain prepass; do
+      echo "== $cfg $bwd" | tee -a "$OUTDIR/check.txt"
+      GDKVM_TOKEN_CONFIG=$cfg GDKVM_TOKEN_BWD=$bwd timeout 70 python3 bench/ops_token.py --check --check-cases \
+        B4T2560H8K64V64 B2T1000H4K64V64-h0 B1T2000H2K64V32-slowgate --check-precisions fast --check-timeout 30 2>&1 \
+        | tee -a "$OUTDIR/check.txt" | grep -E "RESULT|BAD|e2e|CRASH|Error"
+    done
+  done
+  timeout 150 python3 bench/ops_token.py --timer graph --no-fla --no-accuracy --shapes B4T2560H8K64V64 B4T10240H8K64V64 \
+    B1T25600H8K64V32 --variants fast fast+prep4 fast+prepass+sbwd4 fast+prep4+prepass+sbwd4 \
+    --json "$OUTDIR/fast.json" 2>&1 | grep -vE '^\{' | tee "$OUTDIR/fast.txt" | tail -30
 fi
