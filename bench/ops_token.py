@@ -162,19 +162,26 @@ def ours(**kw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
     return chunk_gated_delta(kw["q"], kw["k"], kw["v"], kw["g"], kw["beta"])
 
 
-def fla_child(tasks: list[str], out_dir: str, warmup: int, rep: int, unguard: bool) -> None:
-    """Subprocess body: times fla-core on "shape:mode" tasks in order, one JSON line per event (start, result), and
-    saves each shape's o (fwd tasks) for comparison."""
+def fla_op(unguard: bool):
+    """fla-core 0.6.0's ``chunk_gated_delta_rule`` called like ``ours`` (needs fla-core); ``unguard`` lifts its
+    refusal of the backward on triton 3.6 (#640), for timing only."""
     from fla.ops.gated_delta_rule import chunk_gated_delta_rule
 
     if unguard:
         import fla.ops.common.chunk_o as fla_chunk_o
 
-        fla_chunk_o.TRITON_ABOVE_3_7_1 = True  # timing only: lifts the #640 refusal of the backward on triton 3.6
+        fla_chunk_o.TRITON_ABOVE_3_7_1 = True
 
     def fla(**kw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         return chunk_gated_delta_rule(kw["q"], kw["k"], kw["v"], g=kw["g"], beta=kw["beta"])
 
+    return fla
+
+
+def fla_child(tasks: list[str], out_dir: str, warmup: int, rep: int, unguard: bool) -> None:
+    """Subprocess body: times fla-core on "shape:mode" tasks in order, one JSON line per event (start, result), and
+    saves each shape's o (fwd tasks) for comparison."""
+    fla = fla_op(unguard)
     for task in tasks:
         name, mode = task.split(":")
         print(json.dumps({"start": task}), flush=True)

@@ -43,7 +43,7 @@ def op_call(rule: str, shape: str, mode: str) -> Callable[[], None]:
     else:
         inputs = ops_token.make_inputs(ops_token.SHAPES[shape])
         names, tensors = list(inputs), list(inputs.values())
-        impl = ops_token.ours if rule == "token" else _fla()
+        impl = ops_token.ours if rule == "token" else ops_token.fla_op(unguard=True)
 
         def fn(xs: list[torch.Tensor]) -> torch.Tensor:
             return impl(**dict(zip(names, xs, strict=True)))[0]
@@ -64,16 +64,6 @@ def op_call(rule: str, shape: str, mode: str) -> Callable[[], None]:
             x.grad = None
 
     return call_bwd
-
-
-def _fla() -> Callable:
-    """fla-core 0.6.0's ``chunk_gated_delta_rule`` (the token-rule peer) on the same inputs, its triton-3.6 refusal
-    of the backward lifted (timing only, as bench/ops_token.py --fla-unguard)."""
-    import fla.ops.common.chunk_o as fla_chunk_o
-    from fla.ops.gated_delta_rule import chunk_gated_delta_rule
-
-    fla_chunk_o.TRITON_ABOVE_3_7_1 = True
-    return lambda **kw: chunk_gated_delta_rule(kw["q"], kw["k"], kw["v"], g=kw["g"], beta=kw["beta"])
 
 
 def profile_case(rule: str, shape: str, mode: str, iters: int) -> dict:
