@@ -4,8 +4,8 @@ Over one chunk the state map is affine, ``S' = M S + b`` with ``M = diag(e^{G_C}
 and ``b = (K * e^{G_C - G})^T u`` [K, V]; both depend on the chunk alone, so a parallel prep could form them with two
 products, leaving the sequential pass one [K, K] x [K, BV] product per chunk (today's pass runs four: w S, K^T U and
 o's Q S and A U). This probe times that pass alone on random contractive M (no gdkvm code involved), for the value
-tiles, warps and stages it could use (and with K and V as compile-time constants), so that the design can be judged
-before it is built.
+tiles, warps and stages it could use, so that the design can be judged before it is built. (A twin with K and V as
+compile-time constants, timed on 2026-11-29 at e038df6, was no faster and is gone.)
 
 Run on a CUDA machine from the repository root::
 
@@ -17,19 +17,13 @@ Prints one row per (shape, configuration): ms per pass (CUDA graph), us per chun
 
 from __future__ import annotations
 
-import argparse
 import functools
 import itertools
-import os
-import sys
-from pathlib import Path
 
 import torch
 import triton
 import triton.language as tl
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from probe_cli import probe_args
 
 SHAPES = {  # name: (B, T, H, K, V), as bench/ops_token.py
     "B4T2560H8K64V64": (4, 2560, 8, 64, 64),
@@ -70,35 +64,6 @@ def _chain_kernel(
     tl.store(ht_ptr + i_bh.to(tl.int64) * K * V + p_s, state, mask=m_s)
 
 
-@triton.jit
-def _chain_kernel_const(
-    m_ptr, b_ptr, s_ptr, ht_ptr, NT, K: tl.constexpr, V: tl.constexpr,
-    BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr, STORE: tl.constexpr, NARROW: tl.constexpr,
-):  # fmt: skip
-    """``_chain_kernel`` with K and V compile-time constants (as fla-core's state kernels take them: strides and
-    masks fold) and the product accumulating into b (``tl.dot(m, s, b)``)."""
-    i_v = tl.program_id(0)
-    i_bh = tl.program_id(1)
-    rows = tl.arange(0, BK)
-    cv = i_v * BV + tl.arange(0, BV)
-    mrow = rows < K
-    m_s = mrow[:, None] & (cv < V)[None, :]
-    p_s = rows[:, None] * V + cv[None, :]
-    state = tl.zeros([BK, BV], dtype=tl.float32)
-    for c in range(NT):
-        base = i_bh.to(tl.int64) * NT + c
-        if STORE:
-            tl.store(s_ptr + base * K * V + p_s, state, mask=m_s)
-        m = tl.load(m_ptr + base * K * K + rows[:, None] * K + rows[None, :], mask=mrow[:, None] & mrow[None, :],
-                    other=0.0)  # fmt: skip
-        b = tl.load(b_ptr + base * K * V + p_s, mask=m_s, other=0.0)
-        if NARROW:
-            state = tl.dot(m, state.to(m.dtype), b)
-        else:
-            state = tl.dot(m, state, b, input_precision=PREC)
-    tl.store(ht_ptr + i_bh.to(tl.int64) * K * V + p_s, state, mask=m_s)
-
-
 def make_chain(bh: int, nt: int, k: int, v: int, dtype: torch.dtype, device: str) -> tuple[torch.Tensor, ...]:
     """Contractive random chunk maps: M = 0.9 (I - P) with P a random projection-like matrix; b random."""
     gen = torch.Generator(device=device).manual_seed(0)
@@ -109,45 +74,33 @@ def make_chain(bh: int, nt: int, k: int, v: int, dtype: torch.dtype, device: str
     return m.to(dtype).contiguous(), b.contiguous()
 
 
-def run_chain(
-    m, b, bv: int, warps: int, stages: int, store: bool, prec: str, const: bool = False
-) -> tuple[torch.Tensor, torch.Tensor]:
+def run_chain(m, b, bv: int, warps: int, stages: int, store: bool, prec: str) -> tuple[torch.Tensor, torch.Tensor]:
     bh, nt, k, v = b.shape
     states = torch.empty_like(b)
     final = torch.empty(bh, k, v, device=b.device)
-    meta = dict(BK=max(16, triton.next_power_of_2(k)), BV=bv, PREC=prec, STORE=store, NARROW=m.dtype != torch.float32,
-                num_warps=warps, num_stages=stages)  # fmt: skip
-    if const:
-        _chain_kernel_const[(triton.cdiv(v, bv), bh)](m, b, states, final, nt, k, v, **meta)
-    else:
-        _chain_kernel[(triton.cdiv(v, bv), bh)](m, b, states, final, k, v, nt, **meta)
+    _chain_kernel[(triton.cdiv(v, bv), bh)](
+        m, b, states, final, k, v, nt, BK=max(16, triton.next_power_of_2(k)), BV=bv, PREC=prec, STORE=store,
+        NARROW=m.dtype != torch.float32, num_warps=warps, num_stages=stages,
+    )  # fmt: skip
     return states, final
 
 
 def smoke() -> None:
     m, b = make_chain(2, 5, 24, 20, torch.float32, "cpu")
-    for const in (False, True):
-        states, final = run_chain(m, b, 16, 4, 1, True, "ieee", const)
-        s = torch.zeros(2, 24, 20)
-        for c in range(5):
-            torch.testing.assert_close(states[:, c], s, rtol=1e-5, atol=1e-5)
-            s = m[:, c] @ s + b[:, c]
-        torch.testing.assert_close(final, s, rtol=1e-5, atol=1e-5)
+    states, final = run_chain(m, b, 16, 4, 1, True, "ieee")
+    s = torch.zeros(2, 24, 20)
+    for c in range(5):
+        torch.testing.assert_close(states[:, c], s, rtol=1e-5, atol=1e-5)
+        s = m[:, c] @ s + b[:, c]
+    torch.testing.assert_close(final, s, rtol=1e-5, atol=1e-5)
     print("chain probe smoke: ok")
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shapes", nargs="*", default=list(SHAPES))
-    parser.add_argument("--smoke", action="store_true", help="CPU check of the kernel (TRITON_INTERPRET=1)")
-    args = parser.parse_args(argv)
+    args = probe_args(__doc__, list(SHAPES), "chain_probe.py", argv)
     if args.smoke:
-        if os.environ.get("TRITON_INTERPRET") != "1":
-            raise SystemExit("--smoke runs under TRITON_INTERPRET=1")
         return smoke()
-    if not torch.cuda.is_available():
-        raise SystemExit("chain_probe.py needs a CUDA GPU (or --smoke under the interpreter)")
-    print("| shape | M dtype | BV | warps | stages | K, V constexpr | ms | us per chunk | KB read per step | ok |")
+    print("| shape | M dtype | BV | warps | stages | store S | ms | us per chunk | KB read per step | ok |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for name in args.shapes:
         batch, length, heads, k, v = SHAPES[name]
@@ -156,22 +109,22 @@ def main(argv: list[str] | None = None) -> None:
         for dtype in (torch.float32, torch.bfloat16):
             m, b = make_chain(bh, nt, k, v, dtype, "cuda")
             ref = None
-            configs = [(bv, 4, st, True, const) for bv, st, const in itertools.product((16, 32), (2, 3), (False, True))]
-            for bv, warps, stages, store, const in [*configs, (16, 2, 3, True, True), (32, 2, 3, True, True)]:
+            configs = [(bv, 4, st, True) for bv, st in itertools.product((16, 32, 64), (1, 2, 3))]
+            for bv, warps, stages, store in [*configs, (16, 2, 3, True), (32, 2, 3, True), (16, 4, 2, False)]:
                 if bv > v:
                     continue
                 try:
-                    fn = functools.partial(run_chain, m, b, bv, warps, stages, store, "tf32", const)
+                    fn = functools.partial(run_chain, m, b, bv, warps, stages, store, "tf32")
                     _, final = fn()
                     ref = final if ref is None else ref
                     ok = torch.allclose(final, ref, rtol=2e-2, atol=2e-2) and bool(final.isfinite().all())
                     ms = float(triton.testing.do_bench_cudagraph(fn, rep=50, return_mode="median"))
                 except Exception as err:  # noqa: BLE001 - a config that does not fit is a row, not a stop
-                    print(f"| {name} | {str(dtype)[6:]} | {bv} | {warps} | {stages} | {const} | failed: "
+                    print(f"| {name} | {str(dtype)[6:]} | {bv} | {warps} | {stages} | {store} | failed: "
                           f"{str(err).splitlines()[0][:80]} | | | |", flush=True)  # fmt: skip
                     continue
                 read_kb = (k * k * m.element_size() + k * bv * 4) / 1024
-                print(f"| {name} | {str(dtype)[6:]} | {bv} | {warps} | {stages} | {const} | {ms:.4f} | "
+                print(f"| {name} | {str(dtype)[6:]} | {bv} | {warps} | {stages} | {store} | {ms:.4f} | "
                       f"{ms * 1e3 / nt:.2f} | {read_kb:.0f} | {ok} |", flush=True)  # fmt: skip
         torch.cuda.empty_cache()
 

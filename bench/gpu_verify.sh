@@ -66,7 +66,7 @@
 #   bash bench/gpu_verify.sh OUTDIR host18    # host time against an older tree in _old/, then the T10 N256 rows
 #   bash bench/gpu_verify.sh OUTDIR nap18     # spin_sleep A/B, then the overlap GPU tests with waits that nap
 #   bash bench/gpu_verify.sh OUTDIR chain19   # token rule: fla-core's and our kernels per launch; one-product chain probe
-#   bash bench/gpu_verify.sh OUTDIR const19   # chain probe and our forward launches with H, K, V as constexpr
+#   bash bench/gpu_verify.sh OUTDIR const19   # chain probe; our forward launches with H, K, V constexpr (at e038df6)
 #   bash bench/gpu_verify.sh OUTDIR tests19   # token GPU tests, then per-launch times of an older tree in _old/ and this one
 #   bash bench/gpu_verify.sh OUTDIR table19   # the token issue table (graph timer, high and fast) against fla-core
 #   bash bench/gpu_verify.sh OUTDIR bwd20     # prepass reverse pass: GPU tests, graph sweep with pipeline depths
@@ -610,7 +610,7 @@ if [ "$WHAT" = chain19 ]; then  # about 5 minutes: issue 7's per-kernel gap to f
     2>&1 | grep -vi warn | tee "$OUTDIR/profile_ours.txt"
   timeout 240 python3 bench/chain_probe.py 2>&1 | grep -vi warn | tee "$OUTDIR/chain.txt"
 fi
-if [ "$WHAT" = const19 ]; then  # about 5 minutes: the chain probe with K, V constexpr; our two forward launches too
+if [ "$WHAT" = const19 ]; then  # about 5 minutes: chain probe (its K, V constexpr twin: at e038df6 only); forward launches
   timeout 200 python3 bench/chain_probe.py --shapes B4T10240H8K64V64 B8T4096H16K128V128 B4T2560H8K64V64 2>&1 \
     | grep -vi warn | tee "$OUTDIR/chain.txt"
   timeout 150 python3 bench/ablate_token.py --variants +const --shapes B4T10240H8K64V64 B8T4096H16K128V128 \

@@ -19,14 +19,13 @@ Run on a CUDA machine from the repository root (fla-core optional)::
 
 from __future__ import annotations
 
-import argparse
 import itertools
-import os
 
 import torch
 import torch.nn.functional as F
 import triton
 import triton.language as tl
+from probe_cli import probe_args
 
 SHAPES = {"B4T10240H8K64V64": (4, 10240, 8, 64, 64), "B4T2560H8K64V64": (4, 2560, 8, 64, 64)}
 
@@ -136,16 +135,9 @@ def fla_step(x: dict[str, torch.Tensor]):
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shapes", nargs="*", default=list(SHAPES))
-    parser.add_argument("--smoke", action="store_true", help="CPU check under TRITON_INTERPRET=1")
-    args = parser.parse_args(argv)
+    args = probe_args(__doc__, list(SHAPES), "step_probe.py", argv)
     if args.smoke:
-        if os.environ.get("TRITON_INTERPRET") != "1":
-            raise SystemExit("--smoke runs under TRITON_INTERPRET=1")
         return smoke()
-    if not torch.cuda.is_available():
-        raise SystemExit("step_probe.py needs a CUDA GPU (or --smoke under the interpreter)")
     bench = lambda fn: float(triton.testing.do_bench_cudagraph(fn, rep=50, return_mode="median"))  # noqa: E731
     print("| shape | dtype | BV | warps | stages | ACC | KT | STORE | ms | us per step | final state ok |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
