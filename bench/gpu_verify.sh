@@ -72,6 +72,8 @@
 #   bash bench/gpu_verify.sh OUTDIR bwd20     # prepass reverse pass: GPU tests, graph sweep with pipeline depths
 #   bash bench/gpu_verify.sh OUTDIR step20    # step probe: fla's chunk step in our style, switch by switch, beside fla's
 #   bash bench/gpu_verify.sh OUTDIR fast20    # fast mode's prep and reverse pass at 4 warps: launch checks, then timing
+#   bash bench/gpu_verify.sh OUTDIR rest20    # prepass and its pipeline depth at V32 and K128 (one process per variant),
+#                                             # then the step probe
 # Carry .whl (training wheels and fla-core; see bench/gpu_env.sh) and .tcache (autotune results saved by an
 # earlier call as OUTDIR/autotune.tgz, copied to .tcache/). Results land in OUTDIR, at most 8 files.
 set -uo pipefail
@@ -660,4 +662,14 @@ if [ "$WHAT" = fast20 ]; then  # about 5 minutes: fast mode's 16-bit kernels at 
   timeout 150 python3 bench/ops_token.py --timer graph --no-fla --no-accuracy --shapes B4T2560H8K64V64 B4T10240H8K64V64 \
     B1T25600H8K64V32 --variants fast fast+prep4 fast+prepass+sbwd4 fast+prep4+prepass+sbwd4 \
     --json "$OUTDIR/fast.json" 2>&1 | grep -vE '^\{' | tee "$OUTDIR/fast.txt" | tail -30
+fi
+if [ "$WHAT" = rest20 ]; then  # about 8 minutes: bwd20's sweep at the other shapes, a process per variant, then step20
+  for variant in high high+prepass high+prepass+sb2 high+prepass+sb3 high+sb2 fast fast+prepass+sbwd4 \
+    fast+prepass+sbwd4+sb3; do
+    echo "== $variant" | tee -a "$OUTDIR/rest.txt"
+    timeout 90 python3 bench/ops_token.py --timer graph --no-fla --no-accuracy --variants "$variant" \
+      --shapes B1T25600H8K64V32 B4T2560H8K128V128 B8T4096H16K128V128 2>&1 | grep -vE '^\{' \
+      | grep -E '^\| B|Error|error' | tee -a "$OUTDIR/rest.txt"
+  done
+  timeout 200 python3 bench/step_probe.py 2>&1 | grep -vi warn | tee "$OUTDIR/step.txt"
 fi
