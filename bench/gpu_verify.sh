@@ -74,6 +74,8 @@
 #   bash bench/gpu_verify.sh OUTDIR fast20    # fast mode's prep and reverse pass at 4 warps: launch checks, then timing
 #   bash bench/gpu_verify.sh OUTDIR rest20    # prepass and its pipeline depth at V32 and K128 (one process per variant),
 #                                             # then the step probe
+#   bash bench/gpu_verify.sh OUTDIR auto20    # GPU tests of the prepass default; sweep of it and of the forward pass's
+#                                             # warps and stages (a process per variant)
 # Carry .whl (training wheels and fla-core; see bench/gpu_env.sh) and .tcache (autotune results saved by an
 # earlier call as OUTDIR/autotune.tgz, copied to .tcache/). Results land in OUTDIR, at most 8 files.
 set -uo pipefail
@@ -672,4 +674,13 @@ if [ "$WHAT" = rest20 ]; then  # about 8 minutes: bwd20's sweep at the other sha
       | grep -E '^\| B|Error|error' | tee -a "$OUTDIR/rest.txt"
   done
   timeout 200 python3 bench/step_probe.py 2>&1 | grep -vi warn | tee "$OUTDIR/step.txt"
+fi
+if [ "$WHAT" = auto20 ]; then  # about 8 minutes: the one-wave prepass default on the GPU, forward warps and stages
+  timeout 200 python3 -m pytest -q -p no:cacheprovider -rf --tb=short tests/ops/test_chunk_gpu.py -k "prepass or oracle" \
+    2>&1 | tail -15 | tee "$OUTDIR/token_tests.txt"
+  for variant in high high+chain high+sf3 high+sf3+sw2 high+sw2 fast fast+chain fast+sf3 fast+pw4; do
+    echo "== $variant" | tee -a "$OUTDIR/sweep.txt"
+    timeout 45 python3 bench/ops_token.py --timer graph --no-fla --no-accuracy --variants "$variant" 2>&1 \
+      | grep -vE '^\{' | grep -E '^\| B|Error|error' | tee -a "$OUTDIR/sweep.txt"
+  done
 fi

@@ -79,6 +79,10 @@ VARIANT_ENV = {
     "hilo2": {"GDKVM_TOKEN_HILO": "both"},  # bf16 head + tail products in both state passes (high mode)
     "prepass": {"GDKVM_TOKEN_BWD": "prepass"},  # reverse pass with its dO terms in a parallel launch first
     "sb3": {"GDKVM_TOKEN_CONFIG": {"state_bwd": {"num_stages": 3}}},  # reverse pass pipelined 3 deep
+    "chain": {"GDKVM_TOKEN_BWD": "chain"},  # the four-product reverse chain wherever it runs (default: auto)
+    "sw2": {"GDKVM_TOKEN_CONFIG": {"state": {"num_warps": 2}}},  # forward pass at 2 warps (step probe: fp32 fastest)
+    "pw4": {"GDKVM_TOKEN_CONFIG": {"state_bwd_pre": {"num_warps": 4}}},  # fast mode's prepass chain at 4 warps
+    "pb1": {"GDKVM_TOKEN_CONFIG": {"state_bwd_pre": {"num_stages": 1}}},  # prepass chain unpipelined
 }
 DEFAULT_VARIANTS = ["high", "high+serial", "high+split"]
 

@@ -1,5 +1,5 @@
 """The reverse state pass with its dO terms computed beforehand (GDKVM_TOKEN_BWD=prepass, chunk_bwd_pre.py) against
-the default pass and the fp32 recurrent oracle (Triton interpreter)."""
+the four-product chain and the fp32 recurrent oracle (Triton interpreter), and the default's choice between them."""
 
 from __future__ import annotations
 
@@ -31,12 +31,13 @@ def test_prepass_backward_matches_default(
     gpu_dots, monkeypatch: pytest.MonkeyPatch, length, key_dim, value_dim, chunk, per_channel, with_h0, dtype,
     precision,
 ) -> None:  # fmt: skip
-    # Same arithmetic moved between kernels: the gradients equal the default pass's (to rounding) and the oracle's.
+    # Same arithmetic moved between kernels: the gradients equal the chain's (to rounding) and the oracle's.
     monkeypatch.setenv("GDKVM_TOKEN_PRECISION", precision)
     x = make_inputs(1, length, 2, key_dim, value_dim, per_channel=per_channel, dtype=dtype)
     h0 = torch.randn(1, 2, key_dim, value_dim) if with_h0 else None
     do, dht = torch.randn(1, length, 2, value_dim), torch.randn(1, 2, key_dim, value_dim)
     kw = dict(scale=key_dim**-0.5, chunk_size=chunk)
+    monkeypatch.setenv("GDKVM_TOKEN_BWD", "chain")
     _, _, g_default = _run(chunk_gated_delta_triton, x, h0, do, dht, **kw)
     from gdkvm.ops.gated_delta import chunk_bwd, chunk_bwd_pre
 
@@ -77,3 +78,24 @@ def test_prepass_runs_only_where_it_applies(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("GDKVM_TOKEN_BWD", "pre")
     with pytest.raises(ValueError, match="GDKVM_TOKEN_BWD"):
         _run(chunk_gated_delta_triton, x, None, do, dht, scale=0.25, chunk_size=16)
+
+
+@pytest.mark.parametrize(("sm_count", "used"), [(132, 1), (1, 0)])
+def test_auto_takes_prepass_in_one_wave(monkeypatch: pytest.MonkeyPatch, sm_count: int, used: int) -> None:
+    # GDKVM_TOKEN_BWD unset ("auto"): the prepass while the chain's programs fit one wave of SM_COUNT, else the chain
+    # (here 2 heads x 1 value tile: 2 programs).
+    from gdkvm.ops.gated_delta import chunk_bwd, chunk_bwd_pre
+
+    calls = []
+    real = chunk_bwd_pre.launch_state_bwd_pre
+    monkeypatch.setattr(chunk_bwd, "launch_state_bwd_pre", lambda *a, **k: calls.append(1) or real(*a, **k))
+    monkeypatch.setattr(chunk_bwd, "SM_COUNT", sm_count)
+    monkeypatch.delenv("GDKVM_TOKEN_BWD", raising=False)
+    monkeypatch.setenv("GDKVM_TOKEN_SEGMENTS", "1")
+    x = make_inputs(1, 40, 2, 16, 16, per_channel=False)
+    do, dht = torch.randn(1, 40, 2, 16), torch.randn(1, 2, 16, 16)
+    _, _, g_ref = _run(naive_recurrent_gated_delta, x, None, do, dht)
+    _, _, grads = _run(chunk_gated_delta_triton, x, None, do, dht, scale=0.25, chunk_size=16)
+    assert len(calls) == used
+    for name, ref in g_ref.items():
+        assert rel_rms(ref, grads[name]) < GRAD_TOL, name

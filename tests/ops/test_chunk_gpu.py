@@ -200,8 +200,8 @@ def test_gpu_segments_and_split_output(monkeypatch: pytest.MonkeyPatch, segments
 
 @pytest.mark.parametrize("precision", ["high", "fast"])
 def test_gpu_prepass_backward(monkeypatch: pytest.MonkeyPatch, precision: str) -> None:
-    # GDKVM_TOKEN_BWD=prepass (the reverse pass's dO terms in a parallel launch first) against the oracle and the
-    # default reverse pass, both gate shapes, V 32 to 128.
+    # GDKVM_TOKEN_BWD=prepass (the reverse pass's dO terms in a parallel launch first, pipelined as by default)
+    # against the oracle and the four-product chain, both gate shapes, V 32 to 128.
     monkeypatch.setenv("GDKVM_TOKEN_PRECISION", precision)
     monkeypatch.setenv("GDKVM_TOKEN_SEGMENTS", "1")
     for args in PATH_CASES:

@@ -30,6 +30,7 @@ from gdkvm.ops.gated_delta.chunk_seg import _seg_bwd_kernel, segment_starts
 from gdkvm.ops.gated_delta.gates import reverse_chunk_local_cumsum
 from gdkvm.ops.gated_delta.launch import (
     PARALLEL_CONFIGS,
+    SM_COUNT,
     STATE_CONFIGS,
     _segment_plan,
     autotuning,
@@ -253,7 +254,8 @@ def launch_state_bwd(
 ) -> dict[str, torch.Tensor | None]:
     """Launch 3 (reverse over chunks): dstates [B, NT, H, K, V] (gradient of the state leaving each chunk, intermediate
     dtype), dpseudo = dU [B, T, H, V] fp32 and dh0 [B, H, K, V] fp32 (None unless ``need_dh0``). With
-    ``GDKVM_TOKEN_BWD=prepass`` (no segments, no head + tail products) as two launches, ``chunk_bwd_pre``."""
+    the prepass mode (``launch.backward_mode``; no segments, no head + tail products) as two launches,
+    ``chunk_bwd_pre``."""
     batch, length, heads, key_dim = k.shape
     n_chunks = cdiv(length, chunk_size)
     dstates = torch.empty_like(saved["states"])
@@ -264,7 +266,8 @@ def launch_state_bwd(
                  BT=chunk_size, BK=block_k(key_dim))  # fmt: skip
     narrow = saved["w"].dtype.itemsize < 4
     ns, cps, cfg = _segment_plan(n_chunks, batch * heads, key_dim, value_dim, "state_bwd", narrow)
-    if backward_mode() == "prepass" and ns == 1 and not const["SPLIT16"]:
+    mode, one_wave = backward_mode(), batch * heads * cdiv(value_dim, cfg["BV"]) <= SM_COUNT
+    if ns == 1 and not const["SPLIT16"] and (mode == "prepass" or (mode == "auto" and one_wave)):
         return launch_state_bwd_pre(q, k, gc, saved, value_dim, scale, do, dht, need_dh0, chunk_size)
     dend = dht
     if ns > 1:

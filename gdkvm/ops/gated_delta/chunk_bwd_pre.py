@@ -130,9 +130,9 @@ def launch_state_bwd_pre(
     dv_loc = torch.empty_like(dpseudo)
     c = torch.empty(batch, n_chunks, heads, key_dim, value_dim, device=q.device, dtype=torch.float32)
     bk = block_k(key_dim)
-    # warps of both launches from the reverse pass's configuration: 2 with 16-bit operands (see launch.heuristic),
-    # overridable through GDKVM_TOKEN_CONFIG's "state_bwd" entry
-    cfg = heuristic("state_bwd", key_dim, value_dim, batch * heads, w.dtype.itemsize < 4)
+    # warps of both launches from the chain's configuration: 2 with 16-bit operands (see launch.heuristic),
+    # overridable through GDKVM_TOKEN_CONFIG's "state_bwd_pre" entry
+    cfg = heuristic("state_bwd_pre", key_dim, value_dim, batch * heads, w.dtype.itemsize < 4)
     const = dict(PER_CHANNEL=gc.dim() == 4, KEY_DECAY=key_decay(w.dtype), BT=chunk_size, BK=bk)
     pre_bv = min(64 if bk <= 128 else 32, max(16, triton.next_power_of_2(value_dim)))
     _bwd_pre_kernel[(n_chunks, batch * heads, cdiv(value_dim, pre_bv))](

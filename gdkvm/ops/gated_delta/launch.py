@@ -24,6 +24,7 @@ from gdkvm.ops._host import cdiv, interpreting, next_power_of_2
 # for sm_90 (triton 3.9, bf16 inputs, fp32 intermediates): state kernels 82 KB (K 64, BV 16), 127 KB (K 128, BV 16),
 # 180 KB (K 128, BV 64), 82-107 KB (K 256, chunk 32, BV 32); prep 37-49 KB; chunk backward 90 KB (K 64), 156 KB
 # (K 128), 98 KB (K 256, chunk 32).
+SM_COUNT = 132  # streaming multiprocessors of an H100 SXM or H200: one wave of sequential-pass programs
 STATE_CONFIGS = [
     triton.Config({"BV": bv}, num_warps=warps, num_stages=stages)
     for bv, warps, stages in ((16, 4, 2), (32, 4, 2), (64, 4, 2), (16, 4, 1))
@@ -129,7 +130,7 @@ def heuristic(kernel: str, key_dim: int, value_dim: int, batch_heads: int, narro
     ``GDKVM_TOKEN_CONFIG`` applied (read per call): a JSON object such as ``{"prep": {"num_warps": 4}}`` overriding
     fields per kernel, for measuring alternatives (bench/token_configs.py)."""
     cfg = _heuristic(kernel, key_dim, value_dim, batch_heads)
-    if narrow and kernel in ("prep", "state_bwd"):
+    if narrow and kernel in ("prep", "state_bwd", "state_bwd_pre"):
         cfg["num_warps"] = 2  # 4 warps miscompile with 16-bit operands on Hopper, triton 3.6 (see intermediate_dtype)
     raw = os.environ.get("GDKVM_TOKEN_CONFIG")
     if raw:
@@ -143,23 +144,26 @@ def heuristic(kernel: str, key_dim: int, value_dim: int, batch_heads: int, narro
 
 def _heuristic(kernel: str, key_dim: int, value_dim: int, batch_heads: int) -> dict[str, int]:
     """Launch configuration without autotuning: {"BV", "num_warps", "num_stages"} for kernel "prep", "state" (the
-    forward sequential pass), "state_bwd" (the backward one) or "chunk_bwd". BK always covers K whole (K <= 256).
+    forward sequential pass), "state_bwd" (the backward one), "state_bwd_pre" (the backward chain of the prepass mode,
+    ``backward_mode``) or "chunk_bwd". BK always covers K whole (K <= 256).
 
     Measured on an H100 (triton 3.6, bf16, bench/token_configs.py, 2026-11-27; every candidate gave the same o and
     gradients): the state passes use 4 warps and split V finer while batch*heads alone gives too few programs to fill
     132 SMs, down to BV 16 (K <= 64) or 32 (K 128; 0.234 vs 0.355 ms forward, 0.429 vs 0.759 ms backward at B4 T2560
-    H8 K128 V128); the backward pass is fastest unpipelined (1 stage: 0.690 vs 1.023 ms at B4 T10240 H8 K64 V64).
+    H8 K128 V128); the backward pass is fastest unpipelined (1 stage: 0.690 vs 1.023 ms at B4 T10240 H8 K64 V64),
+    its two-product prepass chain pipelined, 3 deep at K 64 and 2 at K 128 (H200, 2026-11-29, high mode: 0.567 vs
+    0.720 ms with 1 stage and 0.620 with 2 at B4 T10240 H8 K64; 0.326 vs 0.392 ms and 0.356 with 3 at B4 T2560 K128).
     The prep kernel runs 4 warps up to K 128 (0.432 vs 0.887 ms with 8 at B4 T10240 K64, 0.167 vs 0.279 at K128);
     the chunk backward 8 (4 spill heavily on sm_90)."""
     bk = block_k(key_dim)
     widest = max(16, next_power_of_2(value_dim))
     pipelined = 1 if interpreting() else None
-    if kernel in ("state", "state_bwd"):
+    if kernel in ("state", "state_bwd", "state_bwd_pre"):
         k128 = 64 < key_dim <= 128
         bv, narrowest = min(_state_bv_cap(key_dim), widest), 32 if k128 else 16
-        while bv > narrowest and batch_heads * cdiv(value_dim, bv) < 132:
+        while bv > narrowest and batch_heads * cdiv(value_dim, bv) < SM_COUNT:
             bv //= 2
-        stages = 1 if kernel == "state_bwd" or k128 else 2
+        stages = {"state": 1 if k128 else 2, "state_bwd": 1, "state_bwd_pre": 2 if key_dim > 64 else 3}[kernel]
         return {"BV": bv, "num_warps": 4, "num_stages": pipelined or stages}
     if kernel == "prep":
         return {
@@ -189,13 +193,16 @@ def output_mode() -> str:
 
 
 def backward_mode() -> str:
-    """How the backward runs its reverse state pass, from ``GDKVM_TOKEN_BWD`` (read per call): "chain" (default: one
-    sequential launch carrying all four products per chunk, ``chunk_bwd._state_bwd_kernel``) or "prepass" (the two
-    products that need only dO first, in a parallel launch, then a chain of two; ``chunk_bwd_pre``). Opt-in until
-    timed on a GPU."""
-    mode = os.environ.get("GDKVM_TOKEN_BWD", "chain")
-    if mode not in ("chain", "prepass"):
-        raise ValueError(f"GDKVM_TOKEN_BWD must be 'chain' or 'prepass', got {mode!r}")
+    """How the backward runs its reverse state pass, from ``GDKVM_TOKEN_BWD`` (read per call): "chain" (one
+    sequential launch carrying all four products per chunk, ``chunk_bwd._state_bwd_kernel``), "prepass" (the two
+    products that need only dO first, in a parallel launch, then a chain of two; ``chunk_bwd_pre``) or "auto"
+    (default): prepass where the chain runs in one wave (programs <= ``SM_COUNT``, no segments), chain elsewhere.
+    H200, 2026-11-29, high mode, reverse pass ms (chain / prepass): 0.760 / 0.567 at B4 T10240 H8 K64 V64 (128
+    programs), 0.196 / 0.153 at B4 T2560, 0.428 / 0.326 at B4 T2560 K128 (128 programs), but 1.602 / 1.905 at B8 T4096
+    H16 K128 (256 programs: the chain's latency is hidden by a second program per SM, the prepass only adds traffic)."""
+    mode = os.environ.get("GDKVM_TOKEN_BWD", "auto")
+    if mode not in ("auto", "chain", "prepass"):
+        raise ValueError(f"GDKVM_TOKEN_BWD must be 'auto', 'chain' or 'prepass', got {mode!r}")
     return mode
 
 
