@@ -74,6 +74,7 @@
 #   bash bench/gpu_verify.sh OUTDIR fast20    # fast mode's prep and reverse pass at 4 warps: launch checks, then timing
 #   bash bench/gpu_verify.sh OUTDIR rest20    # prepass and its pipeline depth at V32 and K128 (one process per variant),
 #                                             # then the step probe
+#   bash bench/gpu_verify.sh OUTDIR final20   # fast-mode GPU tests (3-stage forward pass), the token issue table
 #   bash bench/gpu_verify.sh OUTDIR auto20    # GPU tests of the prepass default; sweep of it and of the forward pass's
 #                                             # warps and stages (a process per variant)
 # Carry .whl (training wheels and fla-core; see bench/gpu_env.sh) and .tcache (autotune results saved by an
@@ -683,4 +684,11 @@ if [ "$WHAT" = auto20 ]; then  # about 8 minutes: the one-wave prepass default o
     timeout 45 python3 bench/ops_token.py --timer graph --no-fla --no-accuracy --variants "$variant" 2>&1 \
       | grep -vE '^\{' | grep -E '^\| B|Error|error' | tee -a "$OUTDIR/sweep.txt"
   done
+fi
+if [ "$WHAT" = final20 ]; then  # about 8 minutes: fast mode's GPU tests, then the token issue table against fla-core
+  timeout 150 python3 -m pytest -q -p no:cacheprovider -rf --tb=short tests/ops/test_chunk_gpu.py -k fast 2>&1 \
+    | tail -15 | tee "$OUTDIR/token_tests.txt"
+  timeout 330 python3 bench/ops_token.py --timer graph --variants high fast --fla-timeout 200 \
+    --json "$OUTDIR/bench_token_graph.json" 2>&1 | grep -vE '^\{' | tee "$OUTDIR/bench_token_graph.txt" | tail -40
+  save_autotune "$OUTDIR"
 fi
