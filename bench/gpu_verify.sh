@@ -75,6 +75,8 @@
 #   bash bench/gpu_verify.sh OUTDIR rest20    # prepass and its pipeline depth at V32 and K128 (one process per variant),
 #                                             # then the step probe
 #   bash bench/gpu_verify.sh OUTDIR final20   # fast-mode GPU tests (3-stage forward pass), the token issue table
+#   bash bench/gpu_verify.sh OUTDIR step21    # step probe with key-side decay and our own split state pass on its inputs;
+#                                             # fast mode with value-side decay (launch checks, then timing)
 #   bash bench/gpu_verify.sh OUTDIR auto20    # GPU tests of the prepass default; sweep of it and of the forward pass's
 #                                             # warps and stages (a process per variant)
 # Carry .whl (training wheels and fla-core; see bench/gpu_env.sh) and .tcache (autotune results saved by an
@@ -691,4 +693,17 @@ if [ "$WHAT" = final20 ]; then  # about 8 minutes: fast mode's GPU tests, then t
   timeout 330 python3 bench/ops_token.py --timer graph --variants high fast --fla-timeout 200 \
     --json "$OUTDIR/bench_token_graph.json" 2>&1 | grep -vE '^\{' | tee "$OUTDIR/bench_token_graph.txt" | tail -40
   save_autotune "$OUTDIR"
+fi
+if [ "$WHAT" = step21 ]; then  # about 6 minutes: why our split state pass takes 1.48 us per step against the probe's 0.72
+  timeout 150 python3 bench/step_probe.py --shapes B4T10240H8K64V64 2>&1 | grep -vi warn | tee "$OUTDIR/step.txt"
+  # value-side decay in fast mode (one illegal address in seven H200 runs, 2026-11-27, before the kernels changed)
+  for i in 1 2; do
+    GDKVM_TOKEN_DECAY=value timeout 70 python3 bench/ops_token.py --check --check-cases B4T2560H8K64V64 \
+      B2T1000H4K64V64-h0 B1T2000H2K64V32-slowgate --check-precisions fast --check-timeout 30 2>&1 \
+      | tee -a "$OUTDIR/check.txt" | grep -E "RESULT|BAD|e2e|CRASH|Error"
+  done
+  for variant in fast fast+vdecay fast+vdecay+split; do
+    timeout 60 python3 bench/ops_token.py --timer graph --no-fla --variants "$variant" --shapes B4T2560H8K64V64 \
+      B4T10240H8K64V64 B1T25600H8K64V32 2>&1 | grep -E '^\| B|Error' | tee -a "$OUTDIR/sweep.txt"
+  done
 fi
