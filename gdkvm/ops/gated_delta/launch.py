@@ -167,7 +167,8 @@ def _heuristic(kernel: str, key_dim: int, value_dim: int, batch_heads: int) -> d
         bv, narrowest = min(_state_bv_cap(key_dim), widest), 32 if k128 else 16
         while bv > narrowest and batch_heads * cdiv(value_dim, bv) < SM_COUNT:
             bv //= 2
-        stages = {"state": 1 if k128 else 2, "state_bwd": 1, "state_bwd_pre": 2 if key_dim > 64 else 3}[kernel]
+        pre_stages = 3 if key_dim <= 64 else 2 if k128 else 1  # K 256 (chunk 32): unmeasured, kept unpipelined
+        stages = {"state": 1 if k128 else 2, "state_bwd": 1, "state_bwd_pre": pre_stages}[kernel]
         return {"BV": bv, "num_warps": 4, "num_stages": pipelined or stages}
     if kernel == "prep":
         return {
