@@ -76,7 +76,7 @@
 #                                             # then the step probe
 #   bash bench/gpu_verify.sh OUTDIR final20   # fast-mode GPU tests (3-stage forward pass), the token issue table
 #   bash bench/gpu_verify.sh OUTDIR step21    # step probe with key-side decay and our own split state pass on its inputs;
-#                                             # fast mode with value-side decay (launch checks, then timing)
+#                                             # fast mode with value-side or transposed key-side decay (checks, timing)
 #   bash bench/gpu_verify.sh OUTDIR auto20    # GPU tests of the prepass default; sweep of it and of the forward pass's
 #                                             # warps and stages (a process per variant)
 # Carry .whl (training wheels and fla-core; see bench/gpu_env.sh) and .tcache (autotune results saved by an
@@ -694,15 +694,16 @@ if [ "$WHAT" = final20 ]; then  # about 8 minutes: fast mode's GPU tests, then t
     --json "$OUTDIR/bench_token_graph.json" 2>&1 | grep -vE '^\{' | tee "$OUTDIR/bench_token_graph.txt" | tail -40
   save_autotune "$OUTDIR"
 fi
-if [ "$WHAT" = step21 ]; then  # about 6 minutes: why our split state pass takes 1.48 us per step against the probe's 0.72
+if [ "$WHAT" = step21 ]; then  # about 7 minutes: why our split state pass takes 1.48 us per step against the probe's 0.72
   timeout 150 python3 bench/step_probe.py --shapes B4T10240H8K64V64 2>&1 | grep -vi warn | tee "$OUTDIR/step.txt"
-  # value-side decay in fast mode (one illegal address in seven H200 runs, 2026-11-27, before the kernels changed)
-  for i in 1 2; do
-    GDKVM_TOKEN_DECAY=value timeout 70 python3 bench/ops_token.py --check --check-cases B4T2560H8K64V64 \
+  # fast mode with value-side decay (one illegal address in seven H200 runs, 2026-11-27, before the kernels changed)
+  # and with key-side decay on a transposed k load (keyt), launch by launch against the chunk reference
+  for decay in value keyt; do
+    GDKVM_TOKEN_DECAY=$decay timeout 70 python3 bench/ops_token.py --check --check-cases B4T2560H8K64V64 \
       B2T1000H4K64V64-h0 B1T2000H2K64V32-slowgate --check-precisions fast --check-timeout 30 2>&1 \
       | tee -a "$OUTDIR/check.txt" | grep -E "RESULT|BAD|e2e|CRASH|Error"
   done
-  for variant in fast fast+vdecay fast+vdecay+split; do
+  for variant in fast fast+vdecay fast+kdect fast+kdect+split; do
     timeout 60 python3 bench/ops_token.py --timer graph --no-fla --variants "$variant" --shapes B4T2560H8K64V64 \
       B4T10240H8K64V64 B1T25600H8K64V32 2>&1 | grep -E '^\| B|Error' | tee -a "$OUTDIR/sweep.txt"
   done

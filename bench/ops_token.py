@@ -76,6 +76,7 @@ VARIANT_ENV = {
     "sb2": {"GDKVM_TOKEN_CONFIG": {"state_bwd": {"num_stages": 2}}},  # pipelined reverse pass
     "sf3": {"GDKVM_TOKEN_CONFIG": {"state": {"num_stages": 3}}},  # deeper pipeline in the forward pass
     "kdecay": {"GDKVM_TOKEN_DECAY": "key"},  # per-head decay on the k and q tiles in both precisions
+    "kdect": {"GDKVM_TOKEN_DECAY": "keyt"},  # the same, k loaded transposed in the forward pass (no register transpose)
     "hilo2": {"GDKVM_TOKEN_HILO": "both"},  # bf16 head + tail products in both state passes (high mode)
     "prepass": {"GDKVM_TOKEN_BWD": "prepass"},  # reverse pass with its dO terms in a parallel launch first
     "sb3": {"GDKVM_TOKEN_CONFIG": {"state_bwd": {"num_stages": 3}}},  # reverse pass pipelined 3 deep

@@ -10,10 +10,11 @@ difference that costs the time shows up in one table:
 - KT: k loaded transposed from memory ([K, BT], as fla) instead of ``tl.trans`` of the loaded [BT, K] tile;
 - STORE: what is stored per chunk (0: nothing, 1: S and U in the operand dtype, as fla, 2: in fp32);
 - the operand dtype (bf16 as fla, or fp32: TF32 products with fp32 w, u), value tile, warps and stages;
-- KDEC: the per-head decay scales the k tile in registers, which is then transposed (our fast mode's key-side decay,
-  ``launch.key_decay``), instead of the [BT, BV] tile (fla, our high mode);
+- KDEC: where the per-head decay goes: 0 the [BT, BV] tile (fla, our high mode), 1 the k tile in registers, which is
+  then transposed (our fast mode's key-side decay, ``launch.key_decay``), 2 a k tile loaded transposed ([K, BT]),
+  its columns scaled (``GDKVM_TOKEN_DECAY=keyt``);
 - OURS: our own ``chunk_fwd._state_fwd_kernel`` in its split-output form (U and S only, as fla's kernel) on the same
-  inputs, value-side and key-side decay: tenth round, its 1.48 us per step against this probe's 0.72.
+  inputs, with each KDEC: tenth round, its 1.48 us per step in fast mode against this probe's 0.72.
 
 Run on a CUDA machine from the repository root (fla-core optional)::
 
@@ -73,7 +74,11 @@ def _step_kernel(
         g_last = tl.load(gc_ptr + (i_b.to(tl.int64) * T + tl.minimum(i_t * BT + BT, T) - 1) * H + i_h)
         g = tl.load(gc_ptr + th, mask=mrow, other=0.0)
         decay = tl.where(mrow, tl.exp(g_last - g), 0.0)
-        if KDEC:
+        if KDEC == 2:
+            k_cols = tl.load(k_ptr + th[None, :] * K + cols[:, None], mask=mrow[None, :], other=0.0).to(tl.float32)
+            k_tr = (k_cols * decay[None, :]).to(dt)
+            p = pseudo.to(dt)
+        elif KDEC == 1:
             k_rows = tl.load(k_ptr + th[:, None] * K + cols[None, :], mask=mrow[:, None], other=0.0).to(tl.float32)
             k_tr = tl.trans((k_rows * decay[:, None]).to(dt))
             p = pseudo.to(dt)
@@ -104,7 +109,7 @@ def make_inputs(shape: tuple[int, ...], dtype: torch.dtype, device: str) -> dict
 
 
 def run_step(
-    x: dict[str, torch.Tensor], bv: int, warps: int, stages: int, acc: bool, kt: bool, store: int, kdec: bool = False
+    x: dict[str, torch.Tensor], bv: int, warps: int, stages: int, acc: bool, kt: bool, store: int, kdec: int = 0
 ) -> torch.Tensor:
     batch, length, heads, key_dim = x["k"].shape
     value_dim = x["u"].shape[-1]
@@ -120,7 +125,7 @@ def run_step(
     return ht
 
 
-def run_ours(x: dict[str, torch.Tensor], bv: int, warps: int, stages: int, kdec: bool) -> torch.Tensor:
+def run_ours(x: dict[str, torch.Tensor], bv: int, warps: int, stages: int, kdec: int) -> torch.Tensor:
     """Our forward state pass as ``GDKVM_TOKEN_O=split`` launches it (saving S and U, no o, one segment): final state
     [B*H, K, V]. q, A and o are never touched without EMIT_O (k, w and u stand in for them)."""
     k, w, u, gc = x["k"], x["w"], x["u"], x["gc"]
@@ -157,7 +162,7 @@ def smoke() -> None:
     ref = reference(x)
     for acc, kt, store in itertools.product((False, True), (False, True), (0, 1, 2)):
         torch.testing.assert_close(run_step(x, 16, 4, 1, acc, kt, store), ref, rtol=1e-4, atol=1e-4)
-    for kdec in (False, True):
+    for kdec in (0, 1, 2):
         torch.testing.assert_close(run_step(x, 16, 4, 1, True, True, 1, kdec), ref, rtol=1e-4, atol=1e-4)
         torch.testing.assert_close(run_ours(x, 16, 4, 1, kdec), ref, rtol=1e-4, atol=1e-4)
     print("step probe smoke: ok")
@@ -190,15 +195,15 @@ def main(argv: list[str] | None = None) -> None:
             if fla is not None:
                 ms = bench(fla)
                 print(f"| {name} | bf16 | fla-core (autotuned) | | | | | | | | {ms:.4f} | {ms * 1e3 / nt:.2f} | |")
-            base = [(16, 4, 2, False, False, 1, False)]
+            base = [(16, 4, 2, False, False, 1, 0)]
             grid = itertools.product((16, 32, 64), (2, 4), (2, 3))
-            sweep = [(bv, warps, st, True, True, 1, False) for bv, warps, st in grid]
-            flips = [(16, 4, 2, True, False, 1, False), (16, 4, 2, False, True, 1, False),
-                     (16, 4, 2, True, True, 0, False), (16, 4, 2, True, True, 2, False),
-                     (16, 4, 3, False, False, 1, False), (16, 4, 3, True, True, 1, True),
-                     (16, 4, 2, True, True, 1, True)]  # fmt: skip
-            ours = [(16, 4, st, None, None, None, kdec) for st in (2, 3) for kdec in (False, True)] + [
-                (16, 2, 3, None, None, None, False)]  # fmt: skip
+            sweep = [(bv, warps, st, True, True, 1, 0) for bv, warps, st in grid]
+            flips = [(16, 4, 2, True, False, 1, 0), (16, 4, 2, False, True, 1, 0),
+                     (16, 4, 2, True, True, 0, 0), (16, 4, 2, True, True, 2, 0),
+                     (16, 4, 3, False, False, 1, 0), (16, 4, 3, True, True, 1, 1), (16, 4, 3, True, True, 1, 2),
+                     (16, 4, 2, True, True, 1, 1), (16, 4, 2, True, True, 1, 2)]  # fmt: skip
+            ours = [(16, 4, st, None, None, None, kdec) for st in (2, 3) for kdec in (0, 1, 2)] + [
+                (16, 2, 3, None, None, None, 0)]  # fmt: skip
             for bv, warps, stages, acc, kt, store, kdec in base + flips + ours + sweep:
                 if acc is None:
                     fn = lambda: run_ours(x, bv, warps, stages, kdec)  # noqa: E731, B023

@@ -208,6 +208,7 @@ def token_cases() -> None:
         ((1, 300, 2, 64, 32), torch.bfloat16, False, {"GDKVM_TOKEN_O": "folded", "GDKVM_TOKEN_PRECISION": "fast"}),
         ((1, 300, 2, 64, 32), torch.bfloat16, False, {"GDKVM_TOKEN_DECAY": "value", "GDKVM_TOKEN_PRECISION": "fast"}),
         ((1, 300, 2, 64, 32), torch.bfloat16, False, {"GDKVM_TOKEN_DECAY": "key", "GDKVM_TOKEN_HILO": "both"}),
+        ((1, 300, 2, 64, 64), torch.bfloat16, False, {"GDKVM_TOKEN_DECAY": "keyt", "GDKVM_TOKEN_PRECISION": "fast"}),
         ((1, 300, 2, 64, 64), torch.bfloat16, False, {"GDKVM_TOKEN_OVERLAP": "2", "GDKVM_TOKEN_SEGMENTS": "1"}),
         ((1, 200, 2, 64, 64), torch.bfloat16, False, {"GDKVM_TOKEN_BWD": "prepass", "GDKVM_TOKEN_SEGMENTS": "1"}),
         ((1, 200, 2, 128, 128), torch.bfloat16, True, {"GDKVM_TOKEN_BWD": "prepass", "GDKVM_TOKEN_SEGMENTS": "1"}),

@@ -305,8 +305,9 @@ def test_hilo_settings_agree_and_forward_keeps_no_t(gpu_like_dot, monkeypatch: p
 
 @pytest.mark.parametrize("precision", ["high", "fast"])
 def test_decay_sides_agree(gpu_like_dot, monkeypatch: pytest.MonkeyPatch, precision) -> None:
-    # GDKVM_TOKEN_DECAY: a per-head decay on the key-side tiles (k, q) or on the value-side ones gives the same o,
-    # state and gradients; "auto" takes the key side only for 16-bit intermediates (fast mode); others are refused.
+    # GDKVM_TOKEN_DECAY: a per-head decay on the key-side tiles (k, q; k loaded transposed in the forward pass with
+    # "keyt") or on the value-side ones gives the same o, state and gradients; "auto" takes the key side only for
+    # 16-bit intermediates (fast mode); others are refused.
     from gdkvm.ops.gated_delta.launch import key_decay
 
     monkeypatch.setenv("GDKVM_TOKEN_PRECISION", precision)
@@ -314,14 +315,14 @@ def test_decay_sides_agree(gpu_like_dot, monkeypatch: pytest.MonkeyPatch, precis
     h0, do, dht = torch.randn(1, 2, 32, 24), torch.randn(1, 90, 2, 24), torch.randn(1, 2, 32, 24)
     o_ref, s_ref, g_ref = _run(naive_recurrent_gated_delta, {n: t.float() for n, t in x.items()}, h0, do, dht)
     factor = 2 if precision == "fast" else 1
-    for side in ("value", "key"):
+    for side in ("value", "key", "keyt"):
         monkeypatch.setenv("GDKVM_TOKEN_DECAY", side)
         o, s, grads = _run(chunk_gated_delta_triton, x, h0, do, dht, scale=32**-0.5)
         assert rel_rms(o_ref, o) < factor * OUT_TOL and rel_rms(s_ref, s) < factor * OUT_TOL, side
         for name, ref in g_ref.items():
             assert rel_rms(ref, grads[name]) < factor * GRAD_TOL, (side, name)
     monkeypatch.setenv("GDKVM_TOKEN_DECAY", "auto")
-    assert (key_decay(torch.float32), key_decay(torch.bfloat16)) == (False, True)
+    assert (key_decay(torch.float32), key_decay(torch.bfloat16)) == (0, 1)
     monkeypatch.setenv("GDKVM_TOKEN_DECAY", "k")
     with pytest.raises(ValueError, match="GDKVM_TOKEN_DECAY"):
         key_decay(torch.float32)

@@ -108,16 +108,19 @@ def split16(in_dtype: torch.dtype, inter_dtype: torch.dtype, kernel: str) -> boo
     return in_dtype == torch.bfloat16 and inter_dtype == torch.float32 and mode in (kernel, "both")
 
 
-def key_decay(inter_dtype: torch.dtype) -> bool:
-    """Whether the state passes apply a per-head decay to the [BT, K] tiles of k and q (the formulation GPU-tested
-    before 2026-11-27) rather than to the [BT, BV] value-side tiles (k and q then reach the tensor cores as loaded),
-    from ``GDKVM_TOKEN_DECAY`` (read per call): "value", "key" or "auto" (default: value side with fp32
-    intermediates, key side with 16-bit ones, fast mode, whose value-side kernels hit one illegal memory access in
-    seven H200 runs, 2026-11-27)."""
+def key_decay(inter_dtype: torch.dtype) -> int:
+    """How the state passes apply a per-head decay, from ``GDKVM_TOKEN_DECAY`` (read per call): 0 ("value": to the
+    [BT, BV] value-side tiles, k and q reach the tensor cores as loaded), 1 ("key": to the [BT, K] tiles of k and q,
+    the formulation GPU-tested before 2026-11-27), 2 ("keyt": as 1, but the forward state pass loads k transposed and
+    scales its columns, so no register tile is transposed on the chain; every other kernel takes it as 1) or "auto"
+    (default: 0 with fp32 intermediates, 1 with 16-bit ones, fast mode, whose value-side kernels hit one illegal memory
+    access in seven H200 runs, 2026-11-27). Opt-in "keyt": CPU-tested, to be timed (bench/step_probe.py's KDEC 2)."""
     mode = os.environ.get("GDKVM_TOKEN_DECAY", "auto")
-    if mode not in ("auto", "value", "key"):
-        raise ValueError(f"GDKVM_TOKEN_DECAY must be 'auto', 'value' or 'key', got {mode!r}")
-    return mode == "key" or (mode == "auto" and inter_dtype.itemsize < 4)
+    if mode not in ("auto", "value", "key", "keyt"):
+        raise ValueError(f"GDKVM_TOKEN_DECAY must be 'auto', 'value', 'key' or 'keyt', got {mode!r}")
+    if mode == "auto":
+        return int(inter_dtype.itemsize < 4)
+    return ("value", "key", "keyt").index(mode)
 
 
 def prec(dtype: torch.dtype) -> str:
