@@ -11,11 +11,13 @@ Run: ``TRITON_INTERPRET=0 python tests/ops/sm90_compile.py`` prints one line per
 (``ok NAME shared=BYTES warps=W wgmma=SHAPES``) or ``FAIL NAME: reason``, and exits 1 on any failure, on a
 shared-memory need above an H100's 227 KB per block, or on a tensor-core instruction narrower than 16 columns.
 Used by tests/ops/test_sm90_compile.py in a subprocess. With ``--regs`` each line also gives ptxas's register count
-and spill bytes per thread (a second ptxas pass over the PTX; for tuning, not in the test).
+and spill bytes per thread (a second ptxas pass over the PTX; for tuning, not in the test); with ``--ptx-hash`` a hash
+of its PTX (run it in two trees to show that a refactor left a kernel's code unchanged).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import subprocess
@@ -106,6 +108,12 @@ def _record(self: JITFunction, *args: object, grid: object = None, warmup: bool 
         status = "ok" if shared <= SMEM_LIMIT and not narrow else "FAIL"
         wgmma = ",".join(f"{shape}.{kind}" for shape, kind in shapes) or "-"
         results[key] = f"{status} {self.__name__} shared={shared} warps={options['num_warps']} wgmma={wgmma}"
+        if "--ptx-hash" in sys.argv:  # to show a refactor left a kernel's code as it was (compare two trees' output)
+            ptx = re.split(r"\.section\s+\.debug", compiled.asm["ptx"])[0]  # the code, without its DWARF sections
+            code = "\n".join(ln for ln in ptx.splitlines() if not ln.lstrip().startswith((".loc", ".file", "//")))
+            results[key] += " ptx=" + hashlib.sha1(code.encode()).hexdigest()[:12]
+            if os.environ.get("SM90_PTX_DIR"):
+                Path(os.environ["SM90_PTX_DIR"], f"{self.__name__}-{len(results)}.ptx").write_text(code)
         if "--regs" in sys.argv:
             results[key] += " " + _ptxas_usage(compiled.asm["ptx"]) + f" stages={options['num_stages']}"
     except Exception as err:  # noqa: BLE001  (any compiler error is a finding to report)

@@ -167,6 +167,10 @@ def _state_fwd_kernel(
         if SAVE:
             chunk_bh = (i_b.to(tl.int64) * NT + i_t) * H + i_h
             tl.store(hs_ptr + chunk_bh * K * V + p_s, state.to(hs_ptr.dtype.element_ty), mask=m_s)
+        if KEY_DECAY == 2 and not PER_CHANNEL:  # k loaded as [BK, BT] (see the state update below)
+            kt = tl.load(k_ptr + th[None, :] * K + cols[:, None], mask=mcol[:, None] & mrow[None, :], other=0.0)
+        else:
+            kt = tl.load(k_ptr + th[:, None] * K + cols[None, :], mask=m_k, other=0.0)
         wt = tl.load(w_ptr + th[:, None] * K + cols[None, :], mask=m_k, other=0.0)
         ut = tl.load(u_ptr + th[:, None] * V + cv[None, :], mask=m_v, other=0.0).to(tl.float32)
         G, G_last = _gate_load(gc_ptr, th, mrow, cols, mcol, K, PER_CHANNEL)
@@ -190,12 +194,9 @@ def _state_fwd_kernel(
                 ot = tl.dot(qt.to(dt), s_dt) * (tl.exp(G) * scale)[:, None]
             ot += tl.dot(at, p_dt)
             tl.store(o_ptr + th[:, None] * V + cv[None, :], ot.to(o_ptr.dtype.element_ty), mask=m_v)
-        if KEY_DECAY == 2 and not PER_CHANNEL:  # k loaded as [BK, BT], its columns decayed: no register transpose
-            k_tr = tl.load(k_ptr + th[None, :] * K + cols[:, None], mask=mcol[:, None] & mrow[None, :], other=0.0)
-            kbar_tr = (k_tr.to(tl.float32) * tl.exp(G_last - G)[None, :]).to(dt)
-            state = state * tl.exp(G_last) + tl.dot(kbar_tr, p_dt)
+        if KEY_DECAY == 2 and not PER_CHANNEL:  # the columns of k^T decayed: no register tile transposed
+            state = state * tl.exp(G_last) + tl.dot((kt.to(tl.float32) * tl.exp(G_last - G)[None, :]).to(dt), p_dt)
         else:
-            kt = tl.load(k_ptr + th[:, None] * K + cols[None, :], mask=m_k, other=0.0)
             state = _state_update(kt, pseudo, state, G, G_last, dt, PER_CHANNEL, SPLIT16, KEY_DECAY)
     if STORE_HT:
         if i_s == NS - 1:
