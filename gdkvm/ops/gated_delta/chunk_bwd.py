@@ -258,17 +258,16 @@ def launch_state_bwd(
     ``chunk_bwd_pre``."""
     batch, length, heads, key_dim = k.shape
     n_chunks = cdiv(length, chunk_size)
-    dstates = torch.empty_like(saved["states"])
-    dpseudo = torch.empty(batch, length, heads, value_dim, device=q.device, dtype=torch.float32)
-    dh0 = torch.empty(batch, heads, key_dim, value_dim, device=q.device, dtype=torch.float32) if need_dh0 else None
     inter = saved["w"].dtype
     const = dict(PER_CHANNEL=gc.dim() == 4, SPLIT16=split16(q.dtype, inter, "bwd"), KEY_DECAY=key_decay(inter),
                  BT=chunk_size, BK=block_k(key_dim))  # fmt: skip
-    narrow = saved["w"].dtype.itemsize < 4
-    ns, cps, cfg = _segment_plan(n_chunks, batch * heads, key_dim, value_dim, "state_bwd", narrow)
+    ns, cps, cfg = _segment_plan(n_chunks, batch * heads, key_dim, value_dim, "state_bwd", inter.itemsize < 4)
     mode, one_wave = backward_mode(), batch * heads * cdiv(value_dim, cfg["BV"]) <= SM_COUNT
     if ns == 1 and not const["SPLIT16"] and (mode == "prepass" or (mode == "auto" and one_wave)):
         return launch_state_bwd_pre(q, k, gc, saved, value_dim, scale, do, dht, need_dh0, chunk_size)
+    dstates = torch.empty_like(saved["states"])
+    dpseudo = torch.empty(batch, length, heads, value_dim, device=q.device, dtype=torch.float32)
+    dh0 = torch.empty(batch, heads, key_dim, value_dim, device=q.device, dtype=torch.float32) if need_dh0 else None
     dend = dht
     if ns > 1:
         seg_meta = {"scalars": (scale, length, heads, key_dim, value_dim, n_chunks), "const": const}

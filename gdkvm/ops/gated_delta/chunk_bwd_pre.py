@@ -1,4 +1,4 @@
-"""Reverse state pass with its dO terms computed beforehand (``GDKVM_TOKEN_BWD=prepass``; derivation in README.md).
+"""Reverse state pass with its dO terms computed beforehand (``launch.backward_mode``; derivation in README.md).
 
 Per chunk the reverse pass forms dU = A^T dO + (K * e^{G_C - G}) dS' and dS = e^{G_C} dS' + scale (Q * e^G)^T dO
 - w^T dU. Two of its four products do not depend on dS', so they need not sit on the sequential chain:
@@ -10,8 +10,9 @@ Per chunk the reverse pass forms dU = A^T dO + (K * e^{G_C - G}) dS' and dS = e^
    A, q or dO loads (the chain of the default pass carries four products and those loads).
 
 Same arithmetic as ``chunk_jit._bwd_chunk`` in the same order, moved between kernels; outputs as
-``chunk_bwd.launch_state_bwd``'s. Not with segments (``GDKVM_TOKEN_SEGMENTS``) or bf16 head + tail products
-(``GDKVM_TOKEN_HILO``): those keep the default pass.
+``chunk_bwd.launch_state_bwd``'s, which runs it by default where its chain fits one wave of programs. Not with
+segments (``GDKVM_TOKEN_SEGMENTS``) or bf16 head + tail products (``GDKVM_TOKEN_HILO``): those keep the four-product
+chain.
 """
 
 from __future__ import annotations
