@@ -77,6 +77,10 @@
 #   bash bench/gpu_verify.sh OUTDIR final20   # fast-mode GPU tests (3-stage forward pass), the token issue table
 #   bash bench/gpu_verify.sh OUTDIR step21    # step probe with key-side decay and our own split state pass on its inputs;
 #                                             # fast mode with value-side or transposed key-side decay (checks, timing)
+#   bash bench/gpu_verify.sh OUTDIR check22   # compute-sanitizer memcheck of fast mode (value and key side, 4-warp prep),
+#                                             # then every token GPU test
+#   bash bench/gpu_verify.sh OUTDIR prof22    # fast mode in fresh processes (graph timer); ncu of ours and fla-core
+#   bash bench/gpu_verify.sh OUTDIR table22   # fast mode's prep at 1 warp (checks, timing), then the token issue table
 #   bash bench/gpu_verify.sh OUTDIR auto20    # GPU tests of the prepass default; sweep of it and of the forward pass's
 #                                             # warps and stages (a process per variant)
 # Carry .whl (training wheels and fla-core; see bench/gpu_env.sh) and .tcache (autotune results saved by an
@@ -707,4 +711,41 @@ if [ "$WHAT" = step21 ]; then  # about 7 minutes: why our split state pass takes
     timeout 60 python3 bench/ops_token.py --timer graph --no-fla --variants "$variant" --shapes B4T2560H8K64V64 \
       B4T10240H8K64V64 B1T25600H8K64V32 2>&1 | grep -E '^\| B|Error' | tee -a "$OUTDIR/sweep.txt"
   done
+fi
+export PATH=$PATH:/usr/local/cuda/bin
+if [ "$WHAT" = check22 ]; then  # about 7 minutes: is fast mode's value-side decay (now the default) memory-clean?
+  san() {  # san LABEL ENV... : memcheck of one forward + backward per shape, the caching allocator off
+    echo "== $1" >>"$OUTDIR/sanitize.txt"; local label=$1; shift
+    env "$@" PYTORCH_NO_CUDA_MEMORY_CACHING=1 timeout 80 compute-sanitizer --tool memcheck --error-exitcode 99 \
+      --print-limit 8 \
+      python3 bench/once_token.py B1T300H2K64V32 B2T1000H4K64V64 2>&1 | grep -vi warn | tail -40 >>"$OUTDIR/sanitize.txt"
+    echo "$label rc ${PIPESTATUS[0]}" | tee -a "$OUTDIR/sanitize.txt"
+  }
+  san fast-value GDKVM_TOKEN_PRECISION=fast
+  san fast-key GDKVM_TOKEN_PRECISION=fast GDKVM_TOKEN_DECAY=key
+  san fast-prep4 GDKVM_TOKEN_PRECISION=fast GDKVM_TOKEN_CONFIG='{"prep": {"num_warps": 4}}'
+  grep -E "ERROR SUMMARY|rc |Invalid|of size" "$OUTDIR/sanitize.txt" | sort | uniq -c | head -30
+  timeout 170 python3 -m pytest -q -p no:cacheprovider -rf --tb=line tests/ops/test_chunk_gpu.py 2>&1 \
+    | tail -20 | tee "$OUTDIR/token_tests.txt"
+fi
+if [ "$WHAT" = prof22 ]; then  # about 5 minutes
+  NCU=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
+  for i in 1 2 3; do  # fresh processes: the 2026-11-27 fault came in the first variant of a process
+    timeout 45 python3 bench/ops_token.py --timer graph --no-fla --no-accuracy --variants fast --shapes B4T2560H8K64V64 \
+      B4T10240H8K64V64 B1T25600H8K64V32 2>&1 | grep -E '^\| B|Error' | tee -a "$OUTDIR/sweep.txt"
+  done
+  for impl in ours fla; do  # hardware counters of every kernel of one forward + backward
+    GDKVM_TOKEN_PRECISION=fast timeout 100 "$NCU" --clock-control none --section SpeedOfLight --section Occupancy \
+      --section LaunchStats --section WarpStateStats python3 bench/once_token.py B4T10240H8K64V64 --impl $impl \
+      >"$OUTDIR/ncu_$impl.txt" 2>&1; echo "ncu $impl rc $?"
+  done
+fi
+if [ "$WHAT" = table22 ]; then  # about 7 minutes
+  GDKVM_TOKEN_CONFIG='{"prep": {"num_warps": 1}}' timeout 60 python3 bench/ops_token.py --check --check-cases \
+    B2T1000H4K64V64-h0 B1T2000H2K64V32-slowgate --check-precisions fast --check-timeout 25 2>&1 \
+    | tee -a "$OUTDIR/check.txt" | grep -E "RESULT|BAD|e2e|CRASH|Error"
+  timeout 45 python3 bench/ops_token.py --timer graph --no-fla --no-accuracy --variants fast+prep1 --shapes \
+    B4T2560H8K64V64 B4T10240H8K64V64 B1T25600H8K64V32 2>&1 | grep -E '^\| B|Error' | tee -a "$OUTDIR/sweep.txt"
+  timeout 330 python3 bench/ops_token.py --timer graph --variants high fast --fla-timeout 200 \
+    --json "$OUTDIR/bench_token_graph.json" 2>&1 | grep -vE '^\{' | tee "$OUTDIR/bench_token_graph.txt" | tail -40
 fi
