@@ -81,6 +81,8 @@
 #                                             # then every token GPU test
 #   bash bench/gpu_verify.sh OUTDIR prof22    # fast mode in fresh processes (graph timer); ncu of ours and fla-core
 #   bash bench/gpu_verify.sh OUTDIR table22   # fast mode's prep at 1 warp (checks, timing), then the token issue table
+#   bash bench/gpu_verify.sh OUTDIR prep23    # the split prep (GDKVM_TOKEN_PREP=split): memcheck, launch checks, GPU
+#                                             # tests, timing in both precisions, ncu of its two launches
 #   bash bench/gpu_verify.sh OUTDIR auto20    # GPU tests of the prepass default; sweep of it and of the forward pass's
 #                                             # warps and stages (a process per variant)
 # Carry .whl (training wheels and fla-core; see bench/gpu_env.sh) and .tcache (autotune results saved by an
@@ -748,4 +750,23 @@ if [ "$WHAT" = table22 ]; then  # about 7 minutes
     B4T2560H8K64V64 B4T10240H8K64V64 B1T25600H8K64V32 2>&1 | grep -E '^\| B|Error' | tee -a "$OUTDIR/sweep.txt"
   timeout 330 python3 bench/ops_token.py --timer graph --variants high fast --fla-timeout 200 \
     --json "$OUTDIR/bench_token_graph.json" 2>&1 | grep -vE '^\{' | tee "$OUTDIR/bench_token_graph.txt" | tail -40
+fi
+if [ "$WHAT" = prep23 ]; then  # about 6 minutes
+  GDKVM_TOKEN_PREP=split GDKVM_TOKEN_PRECISION=fast PYTORCH_NO_CUDA_MEMORY_CACHING=1 timeout 80 compute-sanitizer \
+    --tool memcheck --error-exitcode 99 --print-limit 8 python3 bench/once_token.py B1T300H2K64V32 B2T1000H4K64V64 \
+    2>&1 | grep -vi warn | tail -20 | tee "$OUTDIR/sanitize.txt"
+  for precision in fast high; do
+    GDKVM_TOKEN_PREP=split timeout 70 python3 bench/ops_token.py --check --check-cases B4T2560H8K64V64 \
+      B2T1000H4K64V64-h0 B1T2000H2K64V32-slowgate --check-precisions $precision --check-timeout 30 2>&1 \
+      | tee -a "$OUTDIR/check.txt" | grep -E "RESULT|BAD|e2e|CRASH|Error"
+  done
+  GDKVM_TOKEN_PREP=split timeout 120 python3 -m pytest -q -p no:cacheprovider -rf --tb=line tests/ops/test_chunk_gpu.py \
+    -k "oracle or fast" 2>&1 | tail -8 | tee "$OUTDIR/token_tests.txt"
+  for variant in fast+psplit high+psplit fast; do
+    timeout 60 python3 bench/ops_token.py --timer graph --no-fla --no-accuracy --variants "$variant" --shapes \
+      B4T2560H8K64V64 B4T10240H8K64V64 B1T25600H8K64V32 2>&1 | grep -E '^\| B|Error' | tee -a "$OUTDIR/sweep.txt"
+  done
+  GDKVM_TOKEN_PREP=split GDKVM_TOKEN_PRECISION=fast timeout 60 "$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu | head -1)" \
+    --clock-control none -k regex:"_gram_solve_kernel|_prep_kernel" --section SpeedOfLight --section Occupancy \
+    --section LaunchStats python3 bench/once_token.py B4T10240H8K64V64 --forward-only >"$OUTDIR/ncu_prep.txt" 2>&1
 fi

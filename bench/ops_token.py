@@ -71,6 +71,7 @@ VARIANT_ENV = {
     "seg2": {"GDKVM_TOKEN_SEGMENTS": "2"},  # two segments scanned in parallel, whatever the program count
     "prep8": {"GDKVM_TOKEN_CONFIG": {"prep": {"num_warps": 8}}},  # 8-warp prep (28 B spill against 48 at 4, K 64)
     "prep1": {"GDKVM_TOKEN_CONFIG": {"prep": {"num_warps": 1}}},  # one-warp prep (fla's Gram + solve kernel: 1 warp)
+    "psplit": {"GDKVM_TOKEN_PREP": "split"},  # T from 16 x 16 blocks in a one-warp launch, then the prep with T loaded
     "ov2": {"GDKVM_TOKEN_OVERLAP": "2"},  # forward in 2 pieces, later preps on a side stream
     "ov4": {"GDKVM_TOKEN_OVERLAP": "4"},
     "ov8": {"GDKVM_TOKEN_OVERLAP": "8"},

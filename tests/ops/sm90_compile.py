@@ -221,6 +221,9 @@ def token_cases() -> None:
         ((1, 200, 2, 64, 64), torch.bfloat16, False, {"GDKVM_TOKEN_BWD": "prepass", "GDKVM_TOKEN_SEGMENTS": "1"}),
         ((1, 200, 2, 128, 128), torch.bfloat16, True, {"GDKVM_TOKEN_BWD": "prepass", "GDKVM_TOKEN_SEGMENTS": "1"}),
         ((1, 300, 2, 256, 96), torch.bfloat16, False, {"GDKVM_TOKEN_SEGMENTS": "1"}),  # the default prepass at K 256
+        ((1, 300, 2, 64, 64), torch.bfloat16, False, {"GDKVM_TOKEN_PREP": "split", "GDKVM_TOKEN_PRECISION": "fast"}),
+        ((1, 200, 2, 128, 128), torch.bfloat16, False, {"GDKVM_TOKEN_PREP": "split"}),
+        ((1, 130, 2, 100, 60), torch.float32, False, {"GDKVM_TOKEN_PREP": "split"}),
         (
             (1, 300, 2, 64, 32),
             torch.bfloat16,

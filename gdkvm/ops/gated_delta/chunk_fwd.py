@@ -5,6 +5,7 @@
    recursive doubling on tensor cores at 4+ warps; at 2 warps by forward substitution on 16x16 diagonal blocks in
    fp32, then a block merge (I - N)(I + N^2) T_diag with N = T_diag L_off; see ``launch.solve_mode``),
    w = T diag(beta) (K * e^G), u = T diag(beta) V, and the causal query-key scores A = scale (Q K^T * e^{G_i - G_j}).
+   With GDKVM_TOKEN_PREP=split (opt-in) T comes from ``chunk_gram``'s blockwise one-warp launch and is loaded here.
 2. ``_state_fwd_kernel``, one program per (value tile, batch*head), sequential over chunks with the state S [K, BV] in
    fp32 registers: U = u - w S, o = scale (Q * e^G) S + A U, S <- e^{G_C} S + (K * e^{G_C - G})^T U.
    With ``save`` it also writes S entering each chunk and U for the backward (which then needs no forward replay).
@@ -30,6 +31,7 @@ import triton
 import triton.language as tl
 
 from gdkvm.ops._host import cdiv
+from gdkvm.ops.gated_delta.chunk_gram import launch_gram_solve
 from gdkvm.ops.gated_delta.chunk_jit import (
     _chunk_rows,
     _dot_hilo,
@@ -61,6 +63,7 @@ from gdkvm.ops.gated_delta.launch import (
     output_mode,
     overlap_pieces,
     prec,
+    prep_mode,
     solve_mode,
     split16,
     tuned,
@@ -102,14 +105,17 @@ def _prep_kernel(
         qt = tl.load(q_ptr + th[:, None] * K + cols[None, :], mask=m_k, other=0.0)
         p_qk = tl.dot(qt, tl.trans(kt)) * decay
         tl.store(a_ptr + p_t, (p_qk * scale).to(a_ptr.dtype.element_ty), mask=m_t)
-        p_kk = tl.dot(kt, tl.trans(kt)) * decay
-    lower = tl.where(o_i[:, None] > o_i[None, :], bt[:, None] * p_kk, 0.0)
-    if SOLVE == 2:
-        t_inv = _solve_unit_lower_doubling(lower, BT, PREC)
-    elif SOLVE == 1:
-        t_inv = _solve_unit_lower_regs(lower, BT, BS, PREC)
+        p_kk = tl.dot(kt, tl.trans(kt)) * decay  # unused (dropped by the compiler) with SOLVE 3
+    if SOLVE == 3:  # the split prep (launch.prep_mode): chunk_gram stored T
+        t_inv = tl.load(t_ptr + p_t, mask=m_t, other=0.0)
     else:
-        t_inv = _solve_unit_lower(lower, t_ptr, tok0, i_h, H, n_valid, BT, BS, PREC)
+        lower = tl.where(o_i[:, None] > o_i[None, :], bt[:, None] * p_kk, 0.0)
+        if SOLVE == 2:
+            t_inv = _solve_unit_lower_doubling(lower, BT, PREC)
+        elif SOLVE == 1:
+            t_inv = _solve_unit_lower_regs(lower, BT, BS, PREC)
+        else:
+            t_inv = _solve_unit_lower(lower, t_ptr, tok0, i_h, H, n_valid, BT, BS, PREC)
     if STORE_T:
         tl.store(t_ptr + p_t, t_inv, mask=m_t)
     idt = w_ptr.dtype.element_ty  # operand dtype of the intermediates (see intermediate_dtype)
@@ -226,8 +232,9 @@ def launch_prep(
     check_precision_mode(q.device)
     inter = intermediate_dtype(q.dtype, key_dim)
     cfg = heuristic("prep", key_dim, value_dim, batch * heads, inter.itemsize < 4)
-    solve = ("scratch", "regs", "doubling").index(solve_mode(cfg["num_warps"]))
-    store_t = keep_t or solve == 0  # the scratch solve reads its rows back from the T buffer
+    split = prep_mode() == "split" and gc.dim() == 3 and chunk_size == 64
+    solve = 3 if split else ("scratch", "regs", "doubling").index(solve_mode(cfg["num_warps"]))
+    store_t = keep_t or solve in (0, 3)  # the scratch solve reads its rows back from the T buffer, split reads T
     fold = output_mode() == "folded"
     if out is None:
         t_inv = torch.empty(batch, length, heads, chunk_size, device=q.device, dtype=torch.float32) if store_t else None
@@ -240,9 +247,11 @@ def launch_prep(
         t_inv, a, w, u = out["t_inv_buffer"], out["a"], out["w"], out["u"]
         q_fold, a_u = out.get("q_fold", w), out.get("a_u", u)
     c0, c1 = chunks if chunks is not None else (0, n_chunks)
+    if split:
+        launch_gram_solve(k, gc, beta, t_inv, block_k(key_dim), (c0, c1))
     meta = dict(
         PER_CHANNEL=gc.dim() == 4, BT=chunk_size, BS=min(16, chunk_size), BK=block_k(key_dim), BV=cfg["BV"],
-        PREC=prec(q.dtype), SOLVE=solve, FOLD=fold, STORE_T=store_t,
+        PREC=prec(q.dtype), SOLVE=solve, FOLD=fold, STORE_T=store_t and not split,
     )  # fmt: skip
     t_arg = t_inv if store_t else a  # never written without STORE_T
     args = (q, k, v, gc, beta, t_arg, a, w, u, q_fold, a_u, scale, length, heads, key_dim, value_dim, c0)

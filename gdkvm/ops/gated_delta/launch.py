@@ -151,9 +151,9 @@ def heuristic(kernel: str, key_dim: int, value_dim: int, batch_heads: int, narro
 
 
 def _heuristic(kernel: str, key_dim: int, value_dim: int, batch_heads: int) -> dict[str, int]:
-    """Launch configuration without autotuning: {"BV", "num_warps", "num_stages"} for kernel "prep", "state" (the
-    forward sequential pass), "state_bwd" (the backward one), "state_bwd_pre" (the backward chain of the prepass mode,
-    ``backward_mode``) or "chunk_bwd". BK always covers K whole (K <= 256).
+    """Launch configuration without autotuning: {"BV", "num_warps", "num_stages"} for kernel "prep", "gram" (the split
+    prep's T launch), "state" (the forward sequential pass), "state_bwd" (the backward one), "state_bwd_pre" (the
+    backward chain of the prepass mode, ``backward_mode``) or "chunk_bwd". BK always covers K whole (K <= 256).
 
     Measured on an H100 (triton 3.6, bf16, bench/token_configs.py, 2026-11-27; every candidate gave the same o and
     gradients): the state passes use 4 warps and split V finer while batch*heads alone gives too few programs to fill
@@ -180,6 +180,8 @@ def _heuristic(kernel: str, key_dim: int, value_dim: int, batch_heads: int) -> d
             "num_warps": 4 if bk <= 128 else 8,
             "num_stages": pipelined or 3,
         }
+    if kernel == "gram":  # chunk_gram: [16, 16] tiles, one warp (as fla-core's Gram + solve kernel); unmeasured
+        return {"BV": 16, "num_warps": 1, "num_stages": pipelined or 1}
     if kernel == "chunk_bwd":  # 2 stages above K 64: 2.92 vs 3.34 ms at B8 T4096 H16 K128 (H200), 3 at K 64
         return {"BV": min(32, widest), "num_warps": 8, "num_stages": pipelined or (2 if bk > 64 else 3)}
     raise ValueError(f"unknown kernel {kernel!r}")
@@ -198,6 +200,17 @@ def output_mode() -> str:
     mode = os.environ.get("GDKVM_TOKEN_O", "fused")
     if mode not in ("fused", "split", "folded"):
         raise ValueError(f"GDKVM_TOKEN_O must be 'fused', 'split' or 'folded', got {mode!r}")
+    return mode
+
+
+def prep_mode() -> str:
+    """``GDKVM_TOKEN_PREP`` (read per call): "fused" (default) builds each chunk's T, A, w and u in one launch;
+    "split" (opt-in, CPU-tested, not yet timed) first builds T from 16 x 16 blocks in a one-warp launch
+    (``chunk_gram``), then runs the prep with T loaded. Split applies to a per-head gate at chunk 64; elsewhere the
+    prep stays fused."""
+    mode = os.environ.get("GDKVM_TOKEN_PREP", "fused")
+    if mode not in ("fused", "split"):
+        raise ValueError(f"GDKVM_TOKEN_PREP must be 'fused' or 'split', got {mode!r}")
     return mode
 
 
