@@ -751,7 +751,7 @@ if [ "$WHAT" = table22 ]; then  # about 7 minutes
   timeout 330 python3 bench/ops_token.py --timer graph --variants high fast --fla-timeout 200 \
     --json "$OUTDIR/bench_token_graph.json" 2>&1 | grep -vE '^\{' | tee "$OUTDIR/bench_token_graph.txt" | tail -40
 fi
-if [ "$WHAT" = prep23 ]; then  # about 6 minutes
+if [ "$WHAT" = prep23 ]; then  # about 8 minutes
   GDKVM_TOKEN_PREP=split GDKVM_TOKEN_PRECISION=fast PYTORCH_NO_CUDA_MEMORY_CACHING=1 timeout 80 compute-sanitizer \
     --tool memcheck --error-exitcode 99 --print-limit 8 python3 bench/once_token.py B1T300H2K64V32 B2T1000H4K64V64 \
     2>&1 | grep -vi warn | tail -20 | tee "$OUTDIR/sanitize.txt"
@@ -765,6 +765,10 @@ if [ "$WHAT" = prep23 ]; then  # about 6 minutes
   for variant in fast+psplit high+psplit fast; do
     timeout 60 python3 bench/ops_token.py --timer graph --no-fla --no-accuracy --variants "$variant" --shapes \
       B4T2560H8K64V64 B4T10240H8K64V64 B1T25600H8K64V32 2>&1 | grep -E '^\| B|Error' | tee -a "$OUTDIR/sweep.txt"
+  done
+  for variant in high+psplit high; do  # K 128 (bf16 inputs: chunk 64, so the split applies)
+    timeout 60 python3 bench/ops_token.py --timer graph --no-fla --no-accuracy --variants "$variant" --shapes \
+      B4T2560H8K128V128 B8T4096H16K128V128 2>&1 | grep -E '^\| B|Error' | tee -a "$OUTDIR/sweep.txt"
   done
   GDKVM_TOKEN_PREP=split GDKVM_TOKEN_PRECISION=fast timeout 60 "$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu | head -1)" \
     --clock-control none -k regex:"_gram_solve_kernel|_prep_kernel" --section SpeedOfLight --section Occupancy \
