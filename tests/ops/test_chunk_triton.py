@@ -322,7 +322,7 @@ def test_decay_sides_agree(gpu_like_dot, monkeypatch: pytest.MonkeyPatch, precis
         for name, ref in g_ref.items():
             assert rel_rms(ref, grads[name]) < factor * GRAD_TOL, (side, name)
     monkeypatch.setenv("GDKVM_TOKEN_DECAY", "auto")
-    assert (key_decay(torch.float32), key_decay(torch.bfloat16)) == (0, 0)
+    assert key_decay() == 0  # the value side, whatever the precision
     monkeypatch.setenv("GDKVM_TOKEN_DECAY", "k")
     with pytest.raises(ValueError, match="GDKVM_TOKEN_DECAY"):
-        key_decay(torch.float32)
+        key_decay()

@@ -259,7 +259,7 @@ def launch_state_bwd(
     batch, length, heads, key_dim = k.shape
     n_chunks = cdiv(length, chunk_size)
     inter = saved["w"].dtype
-    const = dict(PER_CHANNEL=gc.dim() == 4, SPLIT16=split16(q.dtype, inter, "bwd"), KEY_DECAY=key_decay(inter),
+    const = dict(PER_CHANNEL=gc.dim() == 4, SPLIT16=split16(q.dtype, inter, "bwd"), KEY_DECAY=key_decay(),
                  BT=chunk_size, BK=block_k(key_dim))  # fmt: skip
     ns, cps, cfg = _segment_plan(n_chunks, batch * heads, key_dim, value_dim, "state_bwd", inter.itemsize < 4)
     mode, one_wave = backward_mode(), batch * heads * cdiv(value_dim, cfg["BV"]) <= SM_COUNT

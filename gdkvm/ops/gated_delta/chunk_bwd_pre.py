@@ -134,7 +134,7 @@ def launch_state_bwd_pre(
     # warps of both launches from the chain's configuration: 2 with 16-bit operands (see launch.heuristic),
     # overridable through GDKVM_TOKEN_CONFIG's "state_bwd_pre" entry
     cfg = heuristic("state_bwd_pre", key_dim, value_dim, batch * heads, w.dtype.itemsize < 4)
-    const = dict(PER_CHANNEL=gc.dim() == 4, KEY_DECAY=key_decay(w.dtype), BT=chunk_size, BK=bk)
+    const = dict(PER_CHANNEL=gc.dim() == 4, KEY_DECAY=key_decay(), BT=chunk_size, BK=bk)
     pre_bv = min(64 if bk <= 128 else 32, max(16, triton.next_power_of_2(value_dim)))
     _bwd_pre_kernel[(n_chunks, batch * heads, cdiv(value_dim, pre_bv))](
         q, gc, a, do, dv_loc, c, scale, length, heads, key_dim, value_dim, n_chunks, **const, BV=pre_bv,

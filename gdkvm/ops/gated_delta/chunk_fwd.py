@@ -105,7 +105,8 @@ def _prep_kernel(
         qt = tl.load(q_ptr + th[:, None] * K + cols[None, :], mask=m_k, other=0.0)
         p_qk = tl.dot(qt, tl.trans(kt)) * decay
         tl.store(a_ptr + p_t, (p_qk * scale).to(a_ptr.dtype.element_ty), mask=m_t)
-        p_kk = tl.dot(kt, tl.trans(kt)) * decay  # unused (dropped by the compiler) with SOLVE 3
+        if SOLVE != 3:  # the split prep loads T and needs no key Gram
+            p_kk = tl.dot(kt, tl.trans(kt)) * decay
     if SOLVE == 3:  # the split prep (launch.prep_mode): chunk_gram stored T
         t_inv = tl.load(t_ptr + p_t, mask=m_t, other=0.0)
     else:
@@ -296,7 +297,7 @@ def launch_state_fwd(
     states = torch.empty(batch, n_chunks, heads, key_dim, value_dim, device=q.device, dtype=w.dtype) if keep else None
     pseudo = torch.empty(batch, length, heads, value_dim, device=q.device, dtype=w.dtype) if keep else None
     hilo = split16(q.dtype, w.dtype, "fwd")
-    const = dict(PER_CHANNEL=gc.dim() == 4, SPLIT16=hilo, KEY_DECAY=key_decay(w.dtype), BT=chunk_size,
+    const = dict(PER_CHANNEL=gc.dim() == 4, SPLIT16=hilo, KEY_DECAY=key_decay(), BT=chunk_size,
                  BK=block_k(key_dim))  # fmt: skip
     ns, cps, cfg = _segment_plan(n_chunks, batch * heads, key_dim, value_dim, "state", w.dtype.itemsize < 4)
     operands = (prep["q_fold"] if fold else q, k, gc, w, u, a, prep["a_u"] if fold else u)

@@ -68,7 +68,7 @@ def _gram_block(k_i, b_i, g_i, k_j, g_j, DIAG: tl.constexpr):
 def _store_block(t_ptr, th, m, blk, J: tl.constexpr, BT: tl.constexpr):
     """Stores [16, 16] block ``blk`` at block column J of the block row whose token-head rows are ``th``."""
     o = tl.arange(0, 16)
-    tl.store(t_ptr + th[:, None] * BT + J * 16 + o[None, :], blk, mask=m[:, None] & (o < 16)[None, :])
+    tl.store(t_ptr + th[:, None] * BT + J * 16 + o[None, :], blk, mask=m[:, None])
 
 
 @triton.jit

@@ -108,12 +108,12 @@ def split16(in_dtype: torch.dtype, inter_dtype: torch.dtype, kernel: str) -> boo
     return in_dtype == torch.bfloat16 and inter_dtype == torch.float32 and mode in (kernel, "both")
 
 
-def key_decay(inter_dtype: torch.dtype) -> int:
+def key_decay() -> int:
     """How the state passes apply a per-head decay, from ``GDKVM_TOKEN_DECAY`` (read per call): 0 ("value": to the
     [BT, BV] value-side tiles, k and q reach the tensor cores as loaded), 1 ("key": to the [BT, K] tiles of k and q,
     the formulation GPU-tested before 2026-11-27), 2 ("keyt": as 1, but the forward state pass loads k transposed and
     scales its columns, so no register tile is transposed on the chain; every other kernel takes it as 1) or "auto"
-    (default: 0 in both precisions). Fast mode kept the key side until 2026-11-29 (its value-side kernels hit one
+    (default: 0, in both precisions). Fast mode kept the key side until 2026-11-29 (its value-side kernels hit one
     illegal memory access in seven H200 runs, 2026-11-27, never seen again); on the value side its forward went
     0.509 -> 0.459 ms at B4 T10240 H8 K64 V64 (H200). "keyt" gained nothing there (0.527 ms) and stays opt-in."""
     mode = os.environ.get("GDKVM_TOKEN_DECAY", "auto")
